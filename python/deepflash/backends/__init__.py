@@ -1,0 +1,13 @@
+"""Backends start the training processes: ``run(fn, args) -> one result per rank``.
+
+``local`` runs the function in the driver process (tests, small data); ``horovod`` runs
+``numProc`` processes on Spark executors with ``horovod.spark.run`` over Gloo. A new backend is
+a new module that subclasses ``Backend`` and registers itself in ``BACKENDS``.
+"""
+from __future__ import annotations
+
+from deepflash.backends.base import BACKENDS, Backend, get_backend
+from deepflash.backends import horovod as _horovod  # noqa: F401  (registers "horovod")
+from deepflash.backends import local as _local  # noqa: F401  (registers "local")
+
+__all__ = ["Backend", "BACKENDS", "get_backend"]

@@ -1,0 +1,19 @@
+"""Runs training in the driver process: the same remote code, no Horovod."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from deepflash.backends.base import Backend, register
+
+
+@register("local")
+class LocalBackend(Backend):
+    distributed = False
+
+    def check(self, spark) -> None:
+        if self._num_proc != 1:
+            raise ValueError(f"`numProc` == {self._num_proc}, must be 1 with backend='local'; "
+                             "use backend='horovod' for more processes")
+
+    def run(self, fn: Callable[..., Any], args: tuple = ()) -> list[Any]:
+        return [fn(*args)]

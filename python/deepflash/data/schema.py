@@ -1,0 +1,155 @@
+"""Validation of the training DataFrame on the driver.
+
+Schema checks need no Spark job. Value checks (nulls, NaN, array lengths, labels, emptiness)
+are done in a single aggregation that also yields the row counts and a fingerprint of the
+data, so validation and cache keying cost one pass over the data and nothing is written
+before the data has been found valid.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+from pyspark.ml.functions import vector_to_array
+from pyspark.ml.linalg import VectorUDT
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, BooleanType, NumericType
+
+FEATURES = "features"
+LABEL = "label"
+IS_VALIDATION = "is_validation"
+
+
+@dataclass(frozen=True)
+class DataSummary:
+    """What one validation pass learned about the data."""
+
+    rows: int
+    val_rows: int
+    input_dim: int
+    output_kind: str          # multiclass | binary | regression
+    num_classes: int          # 0 for regression
+    fingerprint: str          # of the data, the columns and the split
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _columns_message(df: DataFrame) -> str:
+    return ", ".join(f"{f.name} ({f.dataType.simpleString()})" for f in df.schema.fields)
+
+
+def check_column(df: DataFrame, param: str, name: str) -> None:
+    if name not in df.columns:
+        raise ValueError(
+            f"`{param}` == {name!r}: no such column; the DataFrame has: {_columns_message(df)}")
+
+
+def features_as_array(df: DataFrame, param: str, name: str) -> Column:
+    """The feature column as ``array<float>``; raises if it is neither a Vector nor a numeric array."""
+    check_column(df, param, name)
+    dtype = df.schema[name].dataType
+    if isinstance(dtype, VectorUDT):
+        return vector_to_array(F.col(name), "float32")
+    if isinstance(dtype, ArrayType) and isinstance(dtype.elementType, NumericType):
+        return F.col(name).cast("array<float>")
+    raise TypeError(
+        f"`{param}` column {name!r} must be a Vector or an array of numbers, found {dtype.simpleString()}; "
+        "assemble numeric columns with pyspark.ml.feature.VectorAssembler first")
+
+
+def check_label(df: DataFrame, param: str, name: str) -> None:
+    check_column(df, param, name)
+    dtype = df.schema[name].dataType
+    if not isinstance(dtype, NumericType):
+        raise TypeError(f"`{param}` column {name!r} must be numeric, found {dtype.simpleString()}; "
+                        "index string labels with pyspark.ml.feature.StringIndexer first")
+
+
+def check_validation_col(df: DataFrame, name: str) -> None:
+    check_column(df, "validationCol", name)
+    dtype = df.schema[name].dataType
+    if not isinstance(dtype, BooleanType):
+        raise TypeError(f"`validationCol` column {name!r} must be boolean, found {dtype.simpleString()}")
+
+
+def prepare(df: DataFrame, features_col: str, label_col: str, validation_col: str | None,
+            validation_split: float, seed: int) -> DataFrame:
+    """Projects to (features array<float>, label float, is_validation boolean).
+
+    The split is a hash of the row and the seed, so it is the same on every run over the same
+    data whatever its partitioning.
+    """
+    features = features_as_array(df, "featuresCol", features_col)
+    check_label(df, "labelCol", label_col)
+    if validation_col:
+        check_validation_col(df, validation_col)
+        is_val = F.coalesce(F.col(validation_col), F.lit(False))
+    elif validation_split > 0:
+        bucket = F.pmod(F.xxhash64(features, F.col(label_col), F.lit(seed)), F.lit(1_000_000))
+        is_val = bucket < F.lit(int(round(validation_split * 1_000_000)))
+    else:
+        is_val = F.lit(False)
+    return df.select(features.alias(FEATURES), F.col(label_col).cast("double").alias(LABEL),
+                     is_val.alias(IS_VALIDATION))
+
+
+def summarize(prepared: DataFrame, *, task: str, features_col: str, label_col: str,
+              key_extra: dict) -> DataSummary:
+    """Runs the single validation pass; raises ValueError naming the column on bad data."""
+    feats, label = F.col(FEATURES), F.col(LABEL)
+    bad_feature = feats.isNull() | F.exists(feats, lambda x: x.isNull() | F.isnan(x))
+    bad_label = label.isNull() | F.isnan(label)
+    good_label = ~bad_label
+    row = prepared.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.sum(F.when(bad_feature, 1).otherwise(0)).alias("bad_features"),
+        F.min(F.size(feats)).alias("min_len"),
+        F.max(F.size(feats)).alias("max_len"),
+        F.sum(F.when(bad_label, 1).otherwise(0)).alias("bad_labels"),
+        F.sum(F.when(good_label & (label != F.floor(label)), 1).otherwise(0)).alias("fractional_labels"),
+        F.sum(F.when(good_label & (label < 0), 1).otherwise(0)).alias("negative_labels"),
+        F.max(F.when(good_label, label)).alias("max_label"),
+        F.sum(F.when(F.col(IS_VALIDATION), 1).otherwise(0)).alias("val_rows"),
+        F.bit_xor(F.xxhash64(feats, label, F.col(IS_VALIDATION))).alias("data_hash"),
+    ).collect()[0]
+
+    if row["rows"] == 0:
+        raise ValueError("the training DataFrame is empty: expected at least one row, found 0")
+    if row["bad_features"]:
+        raise ValueError(f"`featuresCol` column {features_col!r} has null or NaN values in "
+                         f"{row['bad_features']} of {row['rows']} rows; drop or impute them first")
+    if row["min_len"] != row["max_len"]:
+        raise ValueError(f"`featuresCol` column {features_col!r} must hold arrays of one length, "
+                         f"found lengths from {row['min_len']} to {row['max_len']}")
+    if row["min_len"] < 1:
+        raise ValueError(f"`featuresCol` column {features_col!r} must hold non-empty vectors, found length 0")
+    if row["bad_labels"]:
+        raise ValueError(f"`labelCol` column {label_col!r} has null or NaN values in "
+                         f"{row['bad_labels']} of {row['rows']} rows; drop them first")
+
+    if task == "classification":
+        if row["fractional_labels"] or row["negative_labels"]:
+            raise ValueError(
+                f"`labelCol` column {label_col!r} must hold class ids 0, 1, 2, ... for task 'classification', "
+                f"found {row['fractional_labels']} non-integer and {row['negative_labels']} negative labels; "
+                "index labels with StringIndexer, or use task='regression'")
+        num_classes = int(row["max_label"]) + 1
+        if num_classes < 2:
+            raise ValueError(f"`labelCol` column {label_col!r} has a single class (0) for task "
+                             "'classification': expected at least two classes")
+        output_kind = "binary" if num_classes == 2 else "multiclass"
+    else:
+        num_classes, output_kind = 0, "regression"
+
+    train_rows = row["rows"] - row["val_rows"]
+    if train_rows == 0:
+        raise ValueError("every row was assigned to validation: expected training rows, found 0; "
+                         "check `validationCol` or lower `validationSplit`")
+    key = json.dumps({"hash": row["data_hash"], "rows": row["rows"], "val": row["val_rows"],
+                      "dim": row["min_len"], **key_extra}, sort_keys=True)
+    return DataSummary(rows=int(row["rows"]), val_rows=int(row["val_rows"]), input_dim=int(row["min_len"]), output_kind=output_kind,
+                       num_classes=num_classes,
+                       fingerprint=hashlib.sha256(key.encode()).hexdigest()[:24])

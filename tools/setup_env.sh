@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Creates .venv at the repo root with the verified stack (shared/DESIGN.md), Horovod included.
+# Idempotent: a stamp holding the hash of the inputs makes a second run a no-op.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+VENV="$ROOT/.venv"
+PY="${DEEPFLASH_PYTHON:-python3.11}"
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+STAMP="$VENV/.deepflash-setup"
+HASH="$(cat "$ROOT/python/requirements.txt" "$ROOT/python/pyproject.toml" "$ROOT/tools/setup_env.sh" | sha256sum | cut -c1-32)"
+
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$HASH" ]; then
+  echo "deepflash setup: .venv is up to date"
+  exit 0
+fi
+
+"$PY" -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found %s" % sys.version.split()[0]'
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+PIP="$VENV/bin/python -m pip"
+$PIP install --quiet --upgrade "pip<25"
+echo "deepflash setup: installing the pinned stack (python/requirements.txt)"
+$PIP install --quiet -r "$ROOT/python/requirements.txt"
+
+if ! "$VENV/bin/python" -c "import horovod.tensorflow.keras, horovod.spark" >/dev/null 2>&1; then
+  # The system cmake (3.25) is required: pip's cmake 4.x rejects gloo's cmake_minimum_required.
+  command -v cmake >/dev/null || { echo "cmake is missing: apt-get install cmake g++" >&2; exit 1; }
+  echo "deepflash setup: building horovod 0.28.1 with TensorFlow and Gloo (about 10 minutes the first time; pip caches the wheel)"
+  HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 \
+  HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
+    $PIP install --quiet --no-build-isolation horovod==0.28.1
+fi
+
+$PIP install --quiet --no-deps --no-build-isolation -e "$ROOT/python"
+"$VENV/bin/python" -c "import deepflash, horovod.tensorflow.keras, petastorm, pyspark, hyperopt, mlflow; print('deepflash setup: ok, pyspark', pyspark.__version__)"
+echo "$HASH" > "$STAMP"
