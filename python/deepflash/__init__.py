@@ -1,1 +1,13 @@
-"""deepflash."""
+"""deepflash: Keras deep learning as native Spark ML stages.
+
+Example:
+    >>> from deepflash import KerasEstimator
+    >>> model = KerasEstimator(layers="simple", epochs=5).fit(train_df)
+"""
+from __future__ import annotations
+
+from deepflash.estimator import KerasEstimator
+from deepflash.model import KerasModel
+
+__version__ = "0.1.0"
+__all__ = ["KerasEstimator", "KerasModel", "__version__"]

@@ -7,6 +7,8 @@ imports this module; it never imports the estimator.
 from __future__ import annotations
 
 import abc
+import contextlib
+import io
 import logging
 import warnings
 from dataclasses import dataclass
@@ -65,7 +67,9 @@ class PetastormReader(Reader):
         from petastorm import make_batch_reader
 
         feats, labels = [], []
-        with warnings.catch_warnings():
+        # petastorm logs that our plain Parquet has no Unischema (expected) and prints on close.
+        logging.getLogger("petastorm").setLevel(logging.ERROR)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             # petastorm 0.13 uses pyarrow's legacy dataset API, which warns on every call.
             warnings.simplefilter("ignore", FutureWarning)
             with make_batch_reader(url, num_epochs=1, cur_shard=shard if num_shards > 1 else None,

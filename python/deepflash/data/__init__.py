@@ -1,0 +1,1 @@
+"""Data: schema validation, materialization to Parquet in the store, and readers for the workers."""

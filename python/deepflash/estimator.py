@@ -1,0 +1,235 @@
+"""KerasEstimator: validate -> materialize -> backend.run(remote.train) -> KerasModel."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from pyspark import keyword_only
+from pyspark.ml import Estimator
+from pyspark.ml.util import MLReadable, MLWritable
+from pyspark.sql import DataFrame
+
+from deepflash import remote
+from deepflash.backends import get_backend
+from deepflash.data.materialize import materialize
+from deepflash.data.schema import prepare, summarize
+from deepflash.keras_io import model_from_bytes, model_to_bytes
+from deepflash.model import KerasModel
+from deepflash.networks import build_model, check_loss, check_optimizer, resolve_layers, resolve_loss, validate_layers
+from deepflash.params import SHARED_PARAM_NAMES, _KerasParams, add_accessors
+from deepflash.persistence import KerasStageReader, KerasStageWriter
+from deepflash.store import Store, default_store_path
+
+log = logging.getLogger("deepflash")
+
+
+class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
+    """Trains a Keras network on a DataFrame, data-parallel with Horovod on Spark executors.
+
+    Args:
+        featuresCol: a Vector or numeric-array column.
+        labelCol: class ids 0..k-1 (classification) or a number (regression).
+        layers: hidden layers as a list of dicts, or a preset (``simple``, ``deep``, ``tuned_mlp``);
+            the output layer is added from ``task`` and the number of classes.
+        backend: ``horovod`` (``numProc`` processes on executors) or ``local`` (in the driver).
+        runId: checkpoints go to ``<storePath>/runs/<runId>``; fitting again with the same id resumes.
+
+    Example:
+        >>> est = KerasEstimator(layers="simple", optimizer="adamax", epochs=5, numProc=2)
+        >>> model = est.fit(train_df)
+        >>> model.transform(test_df).select("prediction", "probability")
+    """
+
+    @keyword_only
+    def __init__(self, *, featuresCol: str = "features", labelCol: str = "label",
+                 predictionCol: str = "prediction", probabilityCol: str = "probability",
+                 task: str = "classification", layers: Any = None, optimizer: str = "adam",
+                 learningRate: float = 1e-3, momentum: float = 0.0, nesterov: bool = False, loss: str = "auto",
+                 metrics: list | None = None, batchSize: int = 128, epochs: int = 10, validationSplit: float = 0.1,
+                 validationCol: str | None = None, earlyStoppingPatience: int = 0,
+                 earlyStoppingMonitor: str = "val_loss", reduceLrPatience: int = 0, reduceLrFactor: float = 0.1,
+                 scaleLearningRate: bool = False, numProc: int = 1, backend: str = "horovod",
+                 storePath: str | None = None, runId: str | None = None, seed: int | None = None,
+                 verbose: int = 0) -> None:
+        super().__init__()
+        self._model_bytes: bytes | None = None
+        self.setParams(**self._input_kwargs)
+
+    @keyword_only
+    def setParams(self, *, featuresCol: str = "features", labelCol: str = "label",
+                  predictionCol: str = "prediction", probabilityCol: str = "probability",
+                  task: str = "classification", layers: Any = None, optimizer: str = "adam",
+                  learningRate: float = 1e-3, momentum: float = 0.0, nesterov: bool = False, loss: str = "auto",
+                  metrics: list | None = None, batchSize: int = 128, epochs: int = 10, validationSplit: float = 0.1,
+                  validationCol: str | None = None, earlyStoppingPatience: int = 0,
+                  earlyStoppingMonitor: str = "val_loss", reduceLrPatience: int = 0, reduceLrFactor: float = 0.1,
+                  scaleLearningRate: bool = False, numProc: int = 1, backend: str = "horovod",
+                  storePath: str | None = None, runId: str | None = None, seed: int | None = None,
+                  verbose: int = 0) -> "KerasEstimator":
+        """Sets Params by keyword; returns self."""
+        kwargs = {k: v for k, v in self._input_kwargs.items() if v is not None}
+        return self._set(**kwargs)
+
+    # --- a hand-built model -------------------------------------------------------------
+    def setModel(self, model) -> "KerasEstimator":
+        """Trains this ``keras.Model`` instead of building one from ``layers``; returns self.
+
+        Its input must take the feature vector and its output must fit the task: ``k`` softmax
+        units for ``k`` classes, one unit for binary or regression. Pass ``None`` to go back to
+        ``layers``.
+        """
+        if model is None:
+            self._model_bytes = None
+            return self
+        import tensorflow as tf
+
+        if not isinstance(model, tf.keras.Model):
+            raise TypeError(f"setModel expects a keras.Model, found {type(model).__name__}")
+        self._model_bytes = model_to_bytes(model)
+        return self
+
+    def getModel(self):
+        """The model given to :meth:`setModel`, or None."""
+        return None if self._model_bytes is None else model_from_bytes(self._model_bytes)
+
+    def _keras_bytes(self) -> bytes | None:
+        return self._model_bytes
+
+    def _set_keras_bytes(self, data: bytes, model=None) -> None:
+        self._model_bytes = data
+
+    @classmethod
+    def read(cls):
+        return KerasStageReader(cls)
+
+    def write(self):
+        return KerasStageWriter(self)
+
+    # --- fit ----------------------------------------------------------------------------
+    def _validate_params(self) -> None:
+        """Checks that need several Params together, before any Spark job."""
+        check_optimizer(self.getOptimizer())
+        check_loss(self.getLoss())
+        if self._model_bytes is None:
+            validate_layers(resolve_layers(self.getLayers()))
+        task, loss = self.getTask(), check_loss(self.getLoss())
+        if task == "regression" and loss not in ("auto", "mse", "mae"):
+            raise ValueError(f"`loss` == {self.getLoss()!r} does not fit task 'regression'; use auto, mse or mae")
+        has_validation = self.isDefined(self.validationCol) and self.getOrDefault(self.validationCol) \
+            or self.getValidationSplit() > 0
+        watching = self.getEarlyStoppingPatience() > 0 or self.getReduceLrPatience() > 0
+        monitor = self.getEarlyStoppingMonitor()
+        if watching and monitor.startswith("val_") and not has_validation:
+            raise ValueError(f"`earlyStoppingMonitor` == {monitor!r} needs validation data, found validationSplit "
+                             "== 0 and no validationCol; set one, or monitor a training metric such as 'loss'")
+        if self.getBackend() == "local" and self.getNumProc() != 1:
+            raise ValueError(f"`numProc` == {self.getNumProc()}, must be 1 with backend='local'; "
+                             "use backend='horovod' for more processes")
+
+    def _metrics(self) -> list[str]:
+        metrics = self.getMetrics()
+        if metrics:
+            return list(metrics)
+        return ["accuracy"] if self.getTask() == "classification" else ["mae"]
+
+    def _initial_model(self, summary):
+        """The untrained model: the one from setModel, or one built from ``layers``."""
+        if self._model_bytes is None:
+            return build_model(self.getLayers(), summary.input_dim, summary.output_kind, summary.num_classes,
+                               seed=self.getOrDefault(self.seed))
+        model = model_from_bytes(self._model_bytes)
+        in_dim = model.input_shape[-1]
+        out_units = model.output_shape[-1]
+        want = summary.num_classes if summary.output_kind == "multiclass" else 1
+        if in_dim != summary.input_dim:
+            raise ValueError(f"the model given to setModel takes {in_dim} features, but `featuresCol` "
+                             f"{self.getFeaturesCol()!r} holds vectors of length {summary.input_dim}")
+        if out_units != want:
+            raise ValueError(f"the model given to setModel has {out_units} output units; a "
+                             f"{summary.output_kind} task on this data needs {want}")
+        return model
+
+    def _fit(self, dataset: DataFrame) -> KerasModel:
+        started = time.time()
+        self._validate_params()
+        spark = dataset.sparkSession
+        backend = get_backend(self.getBackend(), self.getNumProc())
+        backend.check(spark)
+        store = Store(self.getOrDefault(self.storePath) if self.isDefined(self.storePath)
+                      and self.getOrDefault(self.storePath) else default_store_path(spark))
+        seed = self.getOrDefault(self.seed)
+        validation_col = self.getOrDefault(self.validationCol) if self.isDefined(self.validationCol) else None
+
+        prepared = prepare(dataset, self.getFeaturesCol(), self.getLabelCol(), validation_col,
+                           self.getValidationSplit(), seed if seed is not None else 0)
+        summary = summarize(prepared, task=self.getTask(), features_col=self.getFeaturesCol(),
+                            label_col=self.getLabelCol(),
+                            key_extra={"task": self.getTask(), "split": self.getValidationSplit(),
+                                       "seed": seed, "validationCol": validation_col})
+        keras_loss, target_encoding = resolve_loss(self.getLoss(), summary.output_kind)
+        train_rows = summary.rows - summary.val_rows
+        if train_rows < backend.num_processes():
+            raise ValueError(f"`numProc` == {backend.num_processes()}, but there are only {train_rows} training "
+                             "rows; every process needs at least one")
+        model = self._initial_model(summary)
+        model_bytes = model_to_bytes(model)
+
+        data = materialize(prepared, summary, store, backend.num_processes())
+        user_run_id = self.getOrDefault(self.runId) if self.isDefined(self.runId) else None
+        run_id = user_run_id or uuid.uuid4().hex
+        run_dir = store.run_dir(run_id)
+        settings = self._settings(model, model_bytes, keras_loss, target_encoding, summary, data, store, run_id,
+                                  backend.distributed)
+        log.info("fitting %s: %d train / %d val rows, %d features, %s, %d process(es) on backend %s, run %s",
+                 model.name, data.train_rows, data.val_rows, summary.input_dim, summary.output_kind,
+                 backend.num_processes(), backend.name, run_id)
+        results = backend.run(remote.train, (settings,))
+        chief = next(r for r in results if r["rank"] == 0)
+        model.set_weights(chief["weights"])
+        if not user_run_id:
+            store.remove(run_dir)  # nobody can resume a run whose id they never saw
+        log.info("fit done in %.1fs (read %.1fs, train %.1fs)", time.time() - started,
+                 max(r["read_seconds"] for r in results), max(r["fit_seconds"] for r in results))
+
+        fitted = KerasModel()
+        self._copyValues(fitted)
+        fitted._set(outputKind=summary.output_kind, numClasses=summary.num_classes, inputDim=summary.input_dim,
+                    history=chief["history"])
+        fitted._set_keras_bytes(model_to_bytes(model), model)
+        fitted.fitInfo = {
+            "run_id": run_id, "data": {"train_url": data.train_url, "val_url": data.val_url,
+                                       "reused": data.reused, "seconds": data.seconds, "bytes": data.bytes},
+            "read_seconds": max(r["read_seconds"] for r in results),
+            "fit_seconds": max(r["fit_seconds"] for r in results),
+            "initial_epoch": chief["initial_epoch"], "seconds": time.time() - started,
+        }
+        return fitted
+
+    def _settings(self, model, model_bytes: bytes, keras_loss: str, target_encoding: str, summary, data,
+                  store: Store, run_id: str, distributed: bool) -> dict:
+        """The plain, picklable dict every training process receives."""
+        seed = self.getOrDefault(self.seed)
+        # Resuming is only safe onto the same architecture, data and training setup.
+        fingerprint = hashlib.sha256(json.dumps(
+            {"model": json.loads(model.to_json()), "data": summary.fingerprint, "loss": keras_loss,
+             "optimizer": self.getOptimizer(), "batch": self.getBatchSize()}, sort_keys=True).encode()).hexdigest()
+        return {
+            "model_bytes": model_bytes, "optimizer": self.getOptimizer(), "learning_rate": self.getLearningRate(),
+            "momentum": self.getMomentum(), "nesterov": self.getNesterov(), "scale_lr": self.getScaleLearningRate(),
+            "loss": keras_loss, "target_encoding": target_encoding, "num_classes": summary.num_classes,
+            "metrics": self._metrics(), "batch_size": self.getBatchSize(), "epochs": self.getEpochs(), "seed": seed,
+            "train_url": data.train_url, "val_url": data.val_url, "train_rows": data.train_rows,
+            "val_rows": data.val_rows, "early_stopping_patience": self.getEarlyStoppingPatience(),
+            "monitor": self.getEarlyStoppingMonitor(), "reduce_lr_patience": self.getReduceLrPatience(),
+            "reduce_lr_factor": self.getReduceLrFactor(),
+            "checkpoint_path": store.join_path(store.run_dir(run_id), remote.CHECKPOINT_FILE),
+            "run_fingerprint": fingerprint, "run_id": run_id, "store_url": store.url(), "reader": "petastorm",
+            "verbose": self.getVerbose(), "distributed": distributed, "log_prefix": "",
+        }
+
+
+add_accessors(KerasEstimator, SHARED_PARAM_NAMES)

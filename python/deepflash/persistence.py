@@ -1,0 +1,50 @@
+"""Writers and readers for stages that carry a Keras model.
+
+A stage directory holds Spark's DefaultParams metadata (all Params, as JSON) and, when the stage
+has a Keras model, ``keras/model.keras`` in Keras's own format. Loading uses Keras's safe mode, so
+no Python code stored in a model file runs at load time.
+"""
+from __future__ import annotations
+
+from pyspark.ml.util import DefaultParamsReader, DefaultParamsWriter, MLReader, MLWriter
+
+from deepflash.keras_io import model_from_bytes
+from deepflash.store import Store
+
+MODEL_FILE = ("keras", "model.keras")
+
+
+class KerasStageWriter(MLWriter):
+    """Saves Params metadata, then the stage's Keras model bytes (if any) next to it."""
+
+    def __init__(self, instance):
+        super().__init__()
+        self.instance = instance
+
+    def saveImpl(self, path: str) -> None:
+        DefaultParamsWriter.saveMetadata(self.instance, path, self.sc)
+        data = self.instance._keras_bytes()
+        if data is not None:
+            store = Store(path)
+            store.write_bytes(store.join(*MODEL_FILE), data)
+
+
+class KerasStageReader(MLReader):
+    """Loads a stage written by :class:`KerasStageWriter`."""
+
+    def __init__(self, cls):
+        super().__init__()
+        self.cls = cls
+
+    def load(self, path: str):
+        metadata = DefaultParamsReader.loadMetadata(path, self.sc)
+        instance = self.cls()
+        DefaultParamsReader.getAndSetParams(instance, metadata)
+        instance._resetUid(metadata["uid"])
+        store = Store(path)
+        model_path = store.join(*MODEL_FILE)
+        if store.exists(model_path):
+            data = store.read_bytes(model_path)
+            # Deserialized now, in safe mode, so a bad or unsafe file fails at load, not at transform.
+            instance._set_keras_bytes(data, model_from_bytes(data))
+        return instance

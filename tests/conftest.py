@@ -1,0 +1,49 @@
+"""One SparkSession (local[2]) for the whole test session; Python workers use this interpreter."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ["PYSPARK_PYTHON"] = sys.executable
+os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+warnings.filterwarnings("ignore", category=FutureWarning)
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory):
+    from pyspark.sql import SparkSession
+
+    local_dir = tmp_path_factory.mktemp("spark-local")
+    session = (SparkSession.builder.master("local[2]").appName("deepflash-tests")
+               .config("spark.ui.enabled", "false")
+               .config("spark.sql.shuffle.partitions", "4")
+               .config("spark.local.dir", str(local_dir))
+               .config("spark.driver.memory", "2g")
+               .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+               .getOrCreate())
+    session.sparkContext.setLogLevel("ERROR")
+    logging.getLogger("deepflash").setLevel(logging.INFO)
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def digits(spark):
+    """(train, test) DataFrames of scikit-learn's digits, split 80/20 by a fixed seed, cached."""
+    from deepflash.datasets import load_digits
+
+    train, test = load_digits(spark).randomSplit([0.8, 0.2], seed=7)
+    return train.cache(), test.cache()
+
+
+def accuracy(predictions) -> float:
+    from pyspark.sql import functions as F
+
+    row = predictions.agg(F.avg((F.col("prediction") == F.col("label")).cast("double")).alias("acc")).first()
+    return float(row["acc"])
