@@ -41,9 +41,3 @@ def digits(spark):
     train, test = load_digits(spark).randomSplit([0.8, 0.2], seed=7)
     return train.cache(), test.cache()
 
-
-def accuracy(predictions) -> float:
-    from pyspark.sql import functions as F
-
-    row = predictions.agg(F.avg((F.col("prediction") == F.col("label")).cast("double")).alias("acc")).first()
-    return float(row["acc"])

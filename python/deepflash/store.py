@@ -46,7 +46,9 @@ class Store:
         return f"Store({self.root!r})"
 
     def __reduce__(self):
-        return (Store, (self.url(),))
+        # The root itself, not url(): a local root holding '#' or '?' would not survive the
+        # file:// URL round trip (urlparse cuts the path at them).
+        return (Store, (self.root,))
 
     # --- paths -------------------------------------------------------------------------
     def join(self, *parts: str) -> str:

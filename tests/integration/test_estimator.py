@@ -1,0 +1,210 @@
+"""KerasEstimator and KerasModel end to end on local Spark: Horovod and local backends."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml.feature import StandardScaler, VectorAssembler
+from pyspark.ml.linalg import VectorUDT
+from pyspark.sql import functions as F
+
+from helpers import accuracy, frame
+from deepflash import KerasEstimator, KerasModel
+
+pytestmark = pytest.mark.slow
+
+
+def digits_pipeline(train, **params) -> Pipeline:
+    pixels = [c for c in train.columns if c.startswith("px")]
+    settings = dict(featuresCol="scaled", layers=[{"type": "dense", "units": 64, "activation": "relu"}],
+                    optimizer="adam", learningRate=0.003, batchSize=32, epochs=15, seed=11)
+    est = KerasEstimator(**{**settings, **params})
+    return Pipeline(stages=[VectorAssembler(inputCols=pixels, outputCol="raw"),
+                            StandardScaler(inputCol="raw", outputCol="scaled"), est])
+
+
+@pytest.fixture(scope="module")
+def local_fit(digits_columns, tmp_path_factory):
+    train, test = digits_columns
+    store = str(tmp_path_factory.mktemp("store"))
+    return digits_pipeline(train, backend="local", storePath=store).fit(train), store
+
+
+def test_pipeline_horovod_two_processes_reaches_095(digits_columns, tmp_path):
+    train, test = digits_columns
+    model = digits_pipeline(train, backend="horovod", numProc=2, storePath=str(tmp_path)).fit(train)
+    keras_model = model.stages[-1]
+    assert isinstance(keras_model, KerasModel)
+    assert accuracy(model.transform(test)) >= 0.95
+    history = keras_model.getHistory()
+    assert len(history["loss"]) == 15 and len(history["val_accuracy"]) == 15
+    # each of the two ranks read its own half of the training rows
+    assert keras_model.fitInfo["data"]["reused"] is False
+
+
+def test_pipeline_local_backend_reaches_095(local_fit, digits_columns):
+    model, _ = local_fit
+    train, test = digits_columns
+    assert accuracy(model.transform(test)) >= 0.95
+    assert model.stages[-1].getHistory()["loss"][-1] < model.stages[-1].getHistory()["loss"][0]
+
+
+def test_transform_keeps_columns_and_adds_typed_outputs(local_fit, digits_columns):
+    model, _ = local_fit
+    _, test = digits_columns
+    out = model.transform(test)
+    assert out.columns[:len(test.columns)] == test.columns
+    assert out.schema["prediction"].dataType.simpleString() == "double"
+    assert isinstance(out.schema["probability"].dataType, VectorUDT)
+    row = out.select("probability", "prediction").first()
+    assert row.probability.size == 10
+    assert abs(float(row.probability.toArray().sum()) - 1.0) < 1e-5
+    assert row.prediction == float(np.argmax(row.probability.toArray()))
+    assert out.count() == test.count()
+
+
+def test_pipeline_save_load_gives_identical_predictions(local_fit, digits_columns, tmp_path):
+    model, _ = local_fit
+    _, test = digits_columns
+    path = str(tmp_path / "pipeline")
+    model.save(path)
+    loaded = PipelineModel.load(path)
+    keras_loaded = loaded.stages[-1]
+    assert isinstance(keras_loaded, KerasModel)
+    assert keras_loaded.getHistory() == model.stages[-1].getHistory()
+    assert keras_loaded.getNumClasses() == 10 and keras_loaded.getInputDim() == 64
+    before = model.transform(test).select("probability", "prediction").collect()
+    after = loaded.transform(test).select("probability", "prediction").collect()
+    assert [r.prediction for r in before] == [r.prediction for r in after]
+    np.testing.assert_array_equal(np.array([r.probability.toArray() for r in before]),
+                                  np.array([r.probability.toArray() for r in after]))
+
+
+def test_unfitted_pipeline_with_estimator_round_trips(digits_columns, tmp_path):
+    train, _ = digits_columns
+    pipeline = digits_pipeline(train, backend="local", runId="abc", earlyStoppingPatience=2)
+    path = str(tmp_path / "unfitted")
+    pipeline.save(path)
+    est = Pipeline.load(path).getStages()[-1]
+    assert isinstance(est, KerasEstimator)
+    assert (est.getRunId(), est.getEarlyStoppingPatience(), est.getLearningRate()) == ("abc", 2, 0.003)
+    assert est.getLayers() == [{"type": "dense", "units": 64, "activation": "relu"}]
+
+
+def test_second_fit_reuses_the_materialized_parquet(local_fit, digits_columns):
+    model, store = local_fit
+    train, _ = digits_columns
+    again = digits_pipeline(train, backend="local", storePath=store, epochs=1).fit(train)
+    assert again.stages[-1].fitInfo["data"]["reused"] is True
+    assert again.stages[-1].fitInfo["data"]["train_url"] == model.stages[-1].fitInfo["data"]["train_url"]
+
+
+def test_same_seed_repeats_the_run(digits, tmp_path):
+    train, test = digits
+    fits = [KerasEstimator(backend="local", epochs=3, seed=5, storePath=str(tmp_path)).fit(train) for _ in range(2)]
+    probs = [np.array([r.probability.toArray() for r in m.transform(test).select("probability").collect()])
+             for m in fits]
+    np.testing.assert_allclose(probs[0], probs[1], atol=1e-6)
+    assert fits[0].getHistory() == pytest.approx(fits[1].getHistory()) or \
+        np.allclose(fits[0].getHistory()["loss"], fits[1].getHistory()["loss"])
+
+
+def test_resume_from_checkpoint(digits, tmp_path):
+    train, _ = digits
+    store = str(tmp_path)
+    first = KerasEstimator(backend="local", epochs=2, seed=3, runId="resume-me", storePath=store).fit(train)
+    assert (tmp_path / "runs" / "resume-me" / "checkpoint.npz").exists()
+    second = KerasEstimator(backend="local", epochs=4, seed=3, runId="resume-me", storePath=store).fit(train)
+    assert second.fitInfo["initial_epoch"] == 2
+    h1, h2 = first.getHistory(), second.getHistory()
+    assert len(h2["loss"]) == 4
+    assert h2["loss"][:2] == h1["loss"][:2]           # the first two epochs were not run again
+    assert h2["loss"][3] < h1["loss"][0]
+    # a different network under the same runId is refused instead of resumed onto wrong weights
+    with pytest.raises(ValueError, match="resume-me"):
+        KerasEstimator(backend="local", epochs=5, layers="simple", runId="resume-me", storePath=store).fit(train)
+
+
+def test_run_without_run_id_leaves_no_checkpoint(digits, tmp_path):
+    train, _ = digits
+    KerasEstimator(backend="local", epochs=1, storePath=str(tmp_path)).fit(train)
+    runs = tmp_path / "runs"
+    assert not runs.exists() or list(runs.iterdir()) == []
+
+
+def test_regression_on_diabetes_beats_the_mean(spark, tmp_path):
+    from sklearn.datasets import load_diabetes
+
+    d = load_diabetes()
+    df = frame(spark, d.data, d.target)
+    train, test = df.randomSplit([0.8, 0.2], seed=1)
+    assembler = VectorAssembler(inputCols=[c for c in df.columns if c != "label"], outputCol="raw")
+    est = KerasEstimator(task="regression", featuresCol="scaled", learningRate=0.01, batchSize=16, epochs=60,
+                         layers=[{"type": "dense", "units": 32, "activation": "relu"}], backend="local", seed=2,
+                         storePath=str(tmp_path))
+    model = Pipeline(stages=[assembler, StandardScaler(inputCol="raw", outputCol="scaled"), est]).fit(train)
+    out = model.transform(test)
+    assert "probability" not in out.columns
+    mean = train.agg(F.avg("label")).first()[0]
+    mse_model = out.agg(F.avg((F.col("prediction") - F.col("label")) ** 2)).first()[0]
+    mse_mean = test.agg(F.avg((F.col("label") - F.lit(mean)) ** 2)).first()[0]
+    assert mse_model < 0.75 * mse_mean, (mse_model, mse_mean)
+    assert "mae" in model.stages[-1].getHistory()
+
+
+def test_binary_task(spark, tmp_path):
+    from sklearn.datasets import load_breast_cancer
+
+    d = load_breast_cancer()
+    df = frame(spark, d.data, d.target)
+    train, test = df.randomSplit([0.8, 0.2], seed=1)
+    assembler = VectorAssembler(inputCols=[c for c in df.columns if c != "label"], outputCol="raw")
+    est = KerasEstimator(featuresCol="scaled", epochs=20, batchSize=16, backend="local", seed=4,
+                         storePath=str(tmp_path))
+    model = Pipeline(stages=[assembler, StandardScaler(inputCol="raw", outputCol="scaled"), est]).fit(train)
+    keras_model = model.stages[-1]
+    assert keras_model.getOutputKind() == "binary" and keras_model.getNumClasses() == 2
+    assert keras_model.getKerasModel().output_shape == (None, 1)
+    out = model.transform(test)
+    assert accuracy(out) >= 0.92
+    probs = np.array([r.probability.toArray() for r in out.select("probability").collect()])
+    assert probs.shape[1] == 2
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_reduce_lr_on_plateau_lowers_the_rate(digits, tmp_path):
+    train, _ = digits
+    # A rate this small moves val_loss by far less than ReduceLROnPlateau's min_delta: a plateau.
+    model = KerasEstimator(backend="local", epochs=4, learningRate=1e-7, reduceLrPatience=1, reduceLrFactor=0.5,
+                           storePath=str(tmp_path)).fit(train)
+    lrs = model.getHistory()["lr"]
+    assert lrs[0] == pytest.approx(1e-7)
+    assert lrs[-1] < lrs[0]
+
+
+def test_early_stopping_stops_and_keeps_the_best_epoch(digits, tmp_path):
+    train, _ = digits
+    # sgd at a huge rate diverges at once, so val_loss never improves after the first epoch.
+    model = KerasEstimator(backend="local", epochs=20, optimizer="sgd", learningRate=50.0, earlyStoppingPatience=2,
+                           storePath=str(tmp_path)).fit(train)
+    assert len(model.getHistory()["loss"]) < 20
+
+
+def test_set_model_trains_a_hand_built_network(digits, tmp_path):
+    import tensorflow as tf
+
+    train, test = digits
+    inputs = tf.keras.Input(shape=(64,))
+    x = tf.keras.layers.Reshape((8, 8, 1))(inputs)
+    x = tf.keras.layers.Conv2D(8, 3, activation="relu")(x)
+    x = tf.keras.layers.Flatten()(x)
+    outputs = tf.keras.layers.Dense(10, activation="softmax")(x)
+    est = KerasEstimator(backend="local", epochs=10, batchSize=32, seed=1, storePath=str(tmp_path))
+    est.setModel(tf.keras.Model(inputs, outputs))
+    model = est.fit(train)
+    assert any(isinstance(layer, tf.keras.layers.Conv2D) for layer in model.getKerasModel().layers)
+    assert accuracy(model.transform(test)) >= 0.9
+    bad = KerasEstimator(backend="local", storePath=str(tmp_path / "bad")).setModel(
+        tf.keras.Sequential([tf.keras.Input(shape=(64,)), tf.keras.layers.Dense(3, activation="softmax")]))
+    with pytest.raises(ValueError, match="3 output units"):
+        bad.fit(train)

@@ -1,0 +1,372 @@
+"""Params of KerasEstimator and KerasModel (pyspark Params are pure Python: no SparkSession here)."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from deepflash import KerasEstimator, KerasModel
+from deepflash.params import BACKENDS, SHARED_PARAM_NAMES, TASKS
+
+
+def cap(name: str) -> str:
+    return name[0].upper() + name[1:]
+
+
+# A valid, non-default value for every Param, and what the getter returns for it.
+VALID = {
+    "featuresCol": ("x", "x"),
+    "labelCol": ("y", "y"),
+    "predictionCol": ("pred", "pred"),
+    "probabilityCol": ("prob", "prob"),
+    "seed": (42, 42),
+    "task": ("Regression", "regression"),
+    "layers": ("DEEP", "deep"),
+    "optimizer": ("SGD", "sgd"),
+    "learningRate": (0.5, 0.5),
+    "momentum": (0.9, 0.9),
+    "nesterov": (True, True),
+    "loss": ("MSE", "mse"),
+    "metrics": ("mae", ["mae"]),
+    "batchSize": (32, 32),
+    "epochs": (3.0, 3),
+    "validationSplit": (0, 0.0),
+    "validationCol": ("isVal", "isVal"),
+    "earlyStoppingPatience": (2, 2),
+    "earlyStoppingMonitor": ("loss", "loss"),
+    "reduceLrPatience": (1, 1),
+    "reduceLrFactor": (0.5, 0.5),
+    "scaleLearningRate": (True, True),
+    "numProc": (4, 4),
+    "backend": ("LOCAL", "local"),
+    "storePath": ("/tmp/store", "/tmp/store"),
+    "runId": ("run-1", "run-1"),
+    "verbose": (2, 2),
+    # KerasModel only
+    "outputKind": ("binary", "binary"),
+    "numClasses": (2, 2),
+    "inputDim": (784, 784),
+}
+MODEL_ONLY = {"outputKind", "numClasses", "inputDim"}
+
+
+# --- accessors ---------------------------------------------------------------------------------
+
+def test_estimator_builds_with_no_arguments_and_has_documented_defaults():
+    est = KerasEstimator()
+    assert est.getTask() == "classification"
+    assert est.getLayers() == [{"type": "dense", "units": 64, "activation": "relu"}]
+    assert est.getOptimizer() == "adam"
+    assert est.getLearningRate() == 1e-3
+    assert est.getLoss() == "auto"
+    assert est.getMetrics() == []
+    assert est.getBatchSize() == 128
+    assert est.getEpochs() == 10
+    assert est.getValidationSplit() == 0.1
+    assert est.getEarlyStoppingMonitor() == "val_loss"
+    assert est.getNumProc() == 1
+    assert est.getBackend() == "horovod"
+    assert est.getFeaturesCol() == "features" and est.getLabelCol() == "label"
+    assert not est.isDefined(est.validationCol)
+    assert not est.isDefined(est.runId)
+    assert not any(est.isSet(p) for p in est.params)
+    est._validate_params()  # the defaults are a consistent configuration
+
+
+def test_estimator_params_are_exactly_the_shared_names():
+    assert sorted(p.name for p in KerasEstimator().params) == sorted(SHARED_PARAM_NAMES)
+
+
+def test_valid_table_covers_every_param():
+    # history has a getter only: it is set by fit, not by users
+    assert {p.name for p in KerasModel().params} - {"history"} == set(VALID)
+
+
+def test_every_estimator_param_has_getter_and_chaining_setter():
+    est = KerasEstimator()
+    for param in est.params:
+        value, expected = VALID[param.name]
+        setter, getter = getattr(est, "set" + cap(param.name)), getattr(est, "get" + cap(param.name))
+        assert setter(value) is est, param.name
+        assert getter() == expected, param.name
+        assert est.isSet(param), param.name
+        assert est.getOrDefault(param) == expected
+
+
+def test_setters_chain():
+    est = KerasEstimator().setEpochs(2).setBatchSize(8).setOptimizer("nadam")
+    assert (est.getEpochs(), est.getBatchSize(), est.getOptimizer()) == (2, 8, "nadam")
+
+
+def test_model_has_accessors_for_learned_params():
+    model = KerasModel()
+    assert model.getOutputKind() == "multiclass"
+    assert model.getNumClasses() == 0
+    assert model.getHistory() == {}
+    assert not model.isDefined(model.inputDim)
+    assert model.setInputDim(10).setNumClasses(3).setOutputKind("MULTICLASS") is model
+    assert (model.getInputDim(), model.getNumClasses(), model.getOutputKind()) == (10, 3, "multiclass")
+
+
+def test_model_without_network_says_so():
+    with pytest.raises(ValueError, match="holds no trained network"):
+        KerasModel().getKerasModel()
+
+
+def test_model_history_is_json_and_copied():
+    model = KerasModel()
+    model._set(history={"loss": [1.0, 0.5]})
+    hist = model.getHistory()
+    assert hist == {"loss": [1.0, 0.5]}
+    hist["loss"] = []
+    assert model.getHistory() == {"loss": [1.0, 0.5]}
+    with pytest.raises(TypeError, match="must be a dict, found list"):
+        model._set(history=[1, 2])
+
+
+# --- converter errors --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, value, message", [
+    ("epochs", 0, "`epochs` == 0, must be >= 1"),
+    ("epochs", -1, "`epochs` == -1, must be >= 1"),
+    ("batchSize", 0, "`batchSize` == 0, must be >= 1"),
+    ("learningRate", 0, "`learningRate` == 0.0, must be > 0"),
+    ("learningRate", -1, "`learningRate` == -1.0, must be > 0"),
+    ("validationSplit", 1.0, "`validationSplit` == 1.0, must be < 1"),
+    ("validationSplit", -0.5, "`validationSplit` == -0.5, must be >= 0"),
+    ("reduceLrFactor", 1.0, "`reduceLrFactor` == 1.0, must be < 1"),
+    ("reduceLrFactor", 0, "`reduceLrFactor` == 0.0, must be > 0"),
+    ("momentum", 1, "`momentum` == 1.0, must be < 1"),
+    ("numProc", 0, "`numProc` == 0, must be >= 1"),
+    ("verbose", 3, "`verbose` == 3, must be <= 2"),
+    ("earlyStoppingPatience", -1, "`earlyStoppingPatience` == -1, must be >= 0"),
+    ("backend", "gpu", "`backend` == 'gpu', must be one of: " + ", ".join(BACKENDS)),
+    ("task", "clustering", "`task` == 'clustering', must be one of: " + ", ".join(TASKS)),
+    ("learningRate", float("nan"), "`learningRate` == nan, must be a number"),
+])
+def test_converter_value_errors(name, value, message):
+    est = KerasEstimator()
+    before = est.getOrDefault(name)
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        getattr(est, "set" + cap(name))(value)
+    assert est.getOrDefault(name) == before  # a rejected value leaves the Param alone
+    assert not est.isSet(name)
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("epochs", True, "`epochs` == True, must be a number, found bool"),
+    ("batchSize", False, "`batchSize` == False, must be a number, found bool"),
+    ("learningRate", True, "`learningRate` == True, must be a number, found bool"),
+    ("validationSplit", True, "`validationSplit` == True, must be a number, found bool"),
+    ("numProc", True, "`numProc` == True, must be a number, found bool"),
+    ("epochs", 2.5, "`epochs` == 2.5, must be an integer, found float"),
+    ("epochs", "3", "`epochs` == '3', must be an integer, found str"),
+    ("learningRate", "0.1", "`learningRate` == '0.1', must be a number, found str"),
+    ("task", 1, "`task` == 1, must be a string, found int"),
+    ("metrics", [1], "`metrics` == [1], must be a list of strings"),
+    ("layers", 5, "`layers` must be a list of dicts or a preset name, found int"),
+    ("layers", [{"type": "dense", "units": {1, 2}}], "`layers` must be JSON-serializable"),
+])
+def test_converter_type_errors(name, value, message):
+    est = KerasEstimator()
+    with pytest.raises(TypeError, match=re.escape(message)):
+        getattr(est, "set" + cap(name))(value)
+    assert not est.isSet(name)
+
+
+def test_constructor_applies_the_converters():
+    with pytest.raises(ValueError, match=re.escape("`epochs` == 0, must be >= 1")):
+        KerasEstimator(epochs=0)
+    with pytest.raises(ValueError, match=re.escape("`backend` == 'gpu'")):
+        KerasEstimator(backend="gpu")
+    with pytest.raises(TypeError, match=re.escape("`batchSize` == True")):
+        KerasEstimator(batchSize=True)
+
+
+def test_constructor_is_keyword_only():
+    with pytest.raises(TypeError):
+        KerasEstimator("features")
+
+
+# --- keyword constructor, setParams, copy ------------------------------------------------------
+
+def test_keyword_constructor_sets_values():
+    layers = ({"type": "dense", "units": 8, "activation": "relu"}, {"type": "dropout", "rate": 0.1})
+    est = KerasEstimator(layers=layers, optimizer="RMSprop", learningRate=0.01, epochs=3.0, batchSize=16,
+                         task="Regression", loss="MAE", backend="local", seed=7, validationCol="isVal",
+                         metrics="mse", runId="r1")
+    assert est.getLayers() == [dict(layer) for layer in layers]
+    assert isinstance(est.getLayers(), list)
+    assert est.getOptimizer() == "rmsprop"
+    assert est.getLearningRate() == 0.01
+    assert est.getEpochs() == 3 and isinstance(est.getEpochs(), int)
+    assert est.getBatchSize() == 16
+    assert est.getTask() == "regression"
+    assert est.getLoss() == "mae"
+    assert est.getBackend() == "local"
+    assert est.getSeed() == 7
+    assert est.getValidationCol() == "isVal"
+    assert est.getMetrics() == ["mse"]
+    assert est.getRunId() == "r1"
+    assert est.isSet(est.epochs) and not est.isSet(est.numProc)
+    est._validate_params()
+
+
+def test_layers_are_copied_on_set():
+    layers = [{"type": "dense", "units": 8}]
+    est = KerasEstimator(layers=layers)
+    layers[0]["units"] = 99
+    assert est.getLayers() == [{"type": "dense", "units": 8}]
+
+
+def test_set_params_sets_only_what_is_given():
+    est = KerasEstimator(epochs=4, batchSize=16)
+    assert est.setParams(batchSize=64, optimizer="adamax") is est
+    assert (est.getEpochs(), est.getBatchSize(), est.getOptimizer()) == (4, 64, "adamax")
+
+
+def test_copy_carries_values_and_is_independent():
+    est = KerasEstimator(epochs=4, layers=[{"type": "dense", "units": 8}], runId="a")
+    twin = est.copy({est.batchSize: 32})
+    assert twin is not est and isinstance(twin, KerasEstimator)
+    assert twin.uid == est.uid
+    assert twin.getEpochs() == 4 and twin.getRunId() == "a"
+    assert twin.getBatchSize() == 32
+    assert est.getBatchSize() == 128 and not est.isSet(est.batchSize)
+
+    twin.setEpochs(9).setOptimizer("sgd")
+    twin.getLayers()[0]["units"] = 99
+    assert est.getEpochs() == 4 and est.getOptimizer() == "adam"
+    assert est.getLayers() == [{"type": "dense", "units": 8}]
+    est.setLearningRate(0.5)
+    assert twin.getLearningRate() == 1e-3
+
+
+def test_copy_applies_converters_to_extra():
+    est = KerasEstimator()
+    with pytest.raises(ValueError, match=re.escape("`epochs` == 0, must be >= 1")):
+        est.copy({est.epochs: 0})
+
+
+def test_copy_values_into_model():
+    est = KerasEstimator(epochs=4, optimizer="sgd", task="regression")
+    model = KerasModel()
+    est._copyValues(model)
+    assert (model.getEpochs(), model.getOptimizer(), model.getTask()) == (4, "sgd", "regression")
+
+
+# --- cross-Param validation --------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"optimizer": "lbfgs"}, "`optimizer` == 'lbfgs', must be one of: sgd, adagrad"),
+    ({"loss": "hinge"}, "`loss` == 'hinge', must be one of: auto,"),
+    ({"layers": "huge"}, "`layers` == 'huge': unknown preset, must be one of: simple, deep, tuned_mlp"),
+    ({"layers": [{"type": "dense2", "units": 3}]}, "`layers`[0]: unknown layer type 'dense2'"),
+    ({"layers": [{"type": "dense"}]}, "`layers`[0] (dense): missing required key `units`"),
+    ({"validationSplit": 0, "earlyStoppingPatience": 3},
+     "`earlyStoppingMonitor` == 'val_loss' needs validation data"),
+    ({"validationSplit": 0, "reduceLrPatience": 2, "earlyStoppingMonitor": "val_accuracy"},
+     "`earlyStoppingMonitor` == 'val_accuracy' needs validation data"),
+    ({"numProc": 2, "backend": "local"}, "`numProc` == 2, must be 1 with backend='local'"),
+    ({"task": "regression", "loss": "categorical_crossentropy"},
+     "`loss` == 'categorical_crossentropy' does not fit task 'regression'"),
+    ({"task": "regression", "loss": "binary_crossentropy"},
+     "`loss` == 'binary_crossentropy' does not fit task 'regression'"),
+    ({"task": "regression", "loss": "cce"}, "`loss` == 'cce' does not fit task 'regression'"),
+])
+def test_validate_params_rejects(kwargs, message):
+    est = KerasEstimator(**kwargs)  # each value passes its own converter ...
+    with pytest.raises(ValueError, match=re.escape(message)):
+        est._validate_params()  # ... but not the checks across Params
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"validationSplit": 0, "earlyStoppingPatience": 3, "earlyStoppingMonitor": "loss"},
+    {"validationSplit": 0, "earlyStoppingPatience": 3, "validationCol": "isVal"},
+    {"validationSplit": 0.2, "earlyStoppingPatience": 3, "reduceLrPatience": 1},
+    {"validationSplit": 0},  # nothing watches val_loss
+    {"numProc": 2, "backend": "horovod"},
+    {"task": "regression", "loss": "mae"},
+    {"task": "regression", "loss": "mean_squared_error"},
+    {"loss": "categorical_crossentropy"},
+    {"layers": "tuned_mlp", "optimizer": "NADAM"},
+])
+def test_validate_params_accepts(kwargs):
+    assert KerasEstimator(**kwargs)._validate_params() is None
+
+
+def test_metrics_default_follows_task():
+    assert KerasEstimator()._metrics() == ["accuracy"]
+    assert KerasEstimator(task="regression")._metrics() == ["mae"]
+    assert KerasEstimator(metrics=["AUC", "mse"])._metrics() == ["AUC", "mse"]
+
+
+def test_set_model_rejects_non_models_and_skips_layer_validation():
+    tf = pytest.importorskip("tensorflow")
+    est = KerasEstimator(layers="no_such_preset")
+    with pytest.raises(ValueError, match="unknown preset"):
+        est._validate_params()
+    with pytest.raises(TypeError, match="setModel expects a keras.Model, found dict"):
+        est.setModel({})
+    inputs = tf.keras.Input((3,))
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(2, activation="softmax")(inputs))
+    assert est.setModel(model) is est
+    est._validate_params()  # the given model replaces `layers`
+    assert est.getModel().output_shape == (None, 2)
+    assert est.setModel(None).getModel() is None
+    with pytest.raises(ValueError, match="unknown preset"):
+        est._validate_params()
+
+
+# --- shared suite over both stages -------------------------------------------------------------
+
+STAGES = [KerasEstimator, KerasModel]
+
+
+@pytest.mark.parametrize("cls", STAGES)
+def test_stage_builds_with_no_arguments(cls):
+    stage = cls()
+    assert stage.uid.startswith(cls.__name__)
+    assert stage.getEpochs() == 10
+    assert stage.getPredictionCol() == "prediction"
+
+
+@pytest.mark.parametrize("cls", STAGES)
+def test_stage_setters_return_self(cls):
+    stage = cls()
+    names = [p.name for p in stage.params if p.name != "history"]
+    assert set(SHARED_PARAM_NAMES) <= set(names)
+    if cls is KerasModel:
+        assert MODEL_ONLY <= set(names)
+    else:
+        assert not MODEL_ONLY & set(names)
+    for name in names:
+        value, expected = VALID[name]
+        assert getattr(stage, "set" + cap(name))(value) is stage, name
+        assert getattr(stage, "get" + cap(name))() == expected, name
+
+
+@pytest.mark.parametrize("cls", STAGES)
+def test_stage_explain_params(cls):
+    stage = cls().setEpochs(7)
+    text = stage.explainParams()
+    for param in stage.params:
+        assert param.doc, param.name
+        assert f"{param.name}: {param.doc}" in text
+    assert "current: 7" in stage.explainParam("epochs")
+
+
+@pytest.mark.parametrize("cls", STAGES)
+def test_stage_instances_do_not_share_state(cls):
+    a, b = cls(), cls()
+    assert a.uid != b.uid
+    a.setEpochs(2)
+    a.getMetrics().append("x")
+    assert b.getEpochs() == 10
+    assert b.getMetrics() == []
+
+
+@pytest.mark.parametrize("cls", STAGES)
+def test_stage_rejects_bad_values(cls):
+    with pytest.raises(ValueError, match=re.escape("`epochs` == -1, must be >= 1")):
+        cls().setEpochs(-1)

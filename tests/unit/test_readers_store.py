@@ -1,0 +1,276 @@
+"""Target encoding and tf.data batches (data/readers.py), the Store (store.py) and keras_io."""
+from __future__ import annotations
+
+import os
+import pickle
+import uuid
+
+import numpy as np
+import pytest
+
+from deepflash.data.readers import READERS, PetastormReader, Shard, encode_targets, get_reader, to_dataset
+from deepflash.keras_io import cached_model, model_digest, model_from_bytes, model_to_bytes
+from deepflash.store import SUCCESS_MARKER, Store
+
+LABELS = np.array([0.0, 2.0, 1.0, 2.0], dtype=np.float32)
+
+
+# --- encode_targets ----------------------------------------------------------------------------
+
+def test_sparse_targets_are_int_class_ids():
+    y = encode_targets(LABELS, "sparse", 3)
+    assert y.shape == (4,)
+    assert y.dtype == np.int32
+    np.testing.assert_array_equal(y, [0, 2, 1, 2])
+
+
+def test_onehot_targets_have_one_column_per_class():
+    y = encode_targets(LABELS, "onehot", 4)
+    assert y.shape == (4, 4)
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(y, [[1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 1, 0]])
+    np.testing.assert_array_equal(y.sum(axis=1), np.ones(4))
+
+
+def test_raw_targets_are_a_float_column():
+    labels = np.array([0.5, -1.25, 3.0])
+    y = encode_targets(labels, "raw", 0)
+    assert y.shape == (3, 1)
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(y[:, 0], labels.astype(np.float32))
+
+
+def test_empty_labels_encode_to_empty_arrays():
+    empty = np.zeros((0,), np.float32)
+    assert encode_targets(empty, "onehot", 3).shape == (0, 3)
+    assert encode_targets(empty, "sparse", 3).shape == (0,)
+    assert encode_targets(empty, "raw", 0).shape == (0, 1)
+
+
+# --- to_dataset --------------------------------------------------------------------------------
+
+def _shard(rows=10, dim=4):
+    x = np.arange(rows * dim, dtype=np.float32).reshape(rows, dim)
+    y = (np.arange(rows) % 3).astype(np.float32)
+    return Shard(x, y)
+
+
+def test_to_dataset_batches_in_order():
+    shard = _shard()
+    ds = to_dataset(shard, batch_size=4, target_encoding="onehot", num_classes=3, shuffle=False, seed=None,
+                    repeat=False)
+    batches = [(x.numpy(), y.numpy()) for x, y in ds]
+    assert [x.shape for x, _ in batches] == [(4, 4), (4, 4), (2, 4)]
+    assert [y.shape for _, y in batches] == [(4, 3), (4, 3), (2, 3)]
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in batches]), shard.features)
+    np.testing.assert_array_equal(np.concatenate([y for _, y in batches]).argmax(axis=1), shard.labels)
+
+
+@pytest.mark.parametrize("encoding, shape", [("sparse", (5,)), ("raw", (5, 1))])
+def test_to_dataset_target_shapes(encoding, shape):
+    ds = to_dataset(_shard(), batch_size=5, target_encoding=encoding, num_classes=3, shuffle=False, seed=None,
+                    repeat=False)
+    x, y = next(iter(ds))
+    assert tuple(x.shape) == (5, 4)
+    assert tuple(y.shape) == shape
+
+
+def test_to_dataset_shuffle_is_seeded_and_keeps_every_row():
+    def rows(seed):
+        ds = to_dataset(_shard(20), batch_size=20, target_encoding="sparse", num_classes=3, shuffle=True,
+                        seed=seed, repeat=False)
+        return next(iter(ds))[0].numpy()
+
+    a, b = rows(3), rows(3)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, _shard(20).features)  # the order changed
+    np.testing.assert_array_equal(a[np.argsort(a[:, 0])], _shard(20).features)  # but no row was lost
+
+
+def test_to_dataset_repeat_never_ends():
+    ds = to_dataset(_shard(), batch_size=4, target_encoding="sparse", num_classes=3, shuffle=False, seed=None,
+                    repeat=True)
+    shapes = [tuple(x.shape) for x, _ in ds.take(6)]
+    assert shapes == [(4, 4)] * 6  # 24 rows out of a 10-row shard
+
+
+def test_reader_registry():
+    assert READERS["petastorm"] is PetastormReader
+    reader = get_reader("petastorm", workers=3)
+    assert isinstance(reader, PetastormReader) and reader.workers == 3
+    with pytest.raises(ValueError, match="`reader` == 'arrow', must be one of: petastorm"):
+        get_reader("arrow")
+
+
+# --- Store -------------------------------------------------------------------------------------
+
+def _no_temp_files(root) -> bool:
+    return not [name for _, dirs, files in os.walk(root) for name in dirs + files if name.startswith(".tmp-")]
+
+
+def test_store_paths(tmp_path):
+    store = Store(str(tmp_path / "s"))
+    assert store.root == str(tmp_path / "s")
+    assert store.join("a", "b") == os.path.join(str(tmp_path / "s"), "a", "b")
+    assert store.url("a") == "file://" + os.path.join(str(tmp_path / "s"), "a")
+    assert store.dataset_dir("k") == store.join("data", "k")
+    assert store.run_dir("r") == store.join("runs", "r")
+    assert Store("file://" + str(tmp_path)).root == str(tmp_path)
+    assert repr(store) == f"Store({str(tmp_path / 's')!r})"
+
+
+def test_store_relative_root_becomes_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert Store("rel").root == str(tmp_path / "rel")
+
+
+def test_empty_store_root_rejected():
+    with pytest.raises(ValueError, match="`storePath` == ''"):
+        Store("")
+
+
+def test_write_and_read_bytes_atomically(tmp_path):
+    store = Store(str(tmp_path))
+    path = store.join("deep", "er", "blob.bin")
+    store.write_bytes(path, b"\x00first")
+    assert store.read_bytes(path) == b"\x00first"
+    store.write_bytes(path, b"second")  # overwrite in place
+    assert store.read_bytes(path) == b"second"
+    assert store.listdir(store.join("deep", "er")) == ["blob.bin"]
+    assert _no_temp_files(tmp_path)
+    assert store.size(store.join("deep")) == len(b"second")
+
+
+def test_write_and_read_json(tmp_path):
+    store = Store(str(tmp_path))
+    obj = {"b": [1, 2.5, None], "a": {"nested": "é"}}
+    path = store.join("meta.json")
+    store.write_json(path, obj)
+    assert store.read_json(path) == obj
+    assert _no_temp_files(tmp_path)
+    text = open(path, encoding="utf-8").read()
+    assert text.index('"a"') < text.index('"b"')  # keys are sorted: the files are diff-able
+
+
+def test_commit_dir_marks_and_renames(tmp_path):
+    store = Store(str(tmp_path))
+    tmp = store.temp_dir("key")
+    assert os.path.basename(tmp).startswith(".tmp-key-") and not store.exists(tmp)
+    store.write_bytes(store.join_path(tmp, "part-0.parquet"), b"rows")
+    final = store.dataset_dir("key")
+    assert not store.is_complete(final)
+    store.commit_dir(tmp, final)
+    assert store.is_complete(final)
+    assert not store.exists(tmp)
+    assert store.listdir(final) == sorted([SUCCESS_MARKER, "part-0.parquet"])
+    assert store.listdir(store.join("data")) == ["key"]
+
+
+def test_commit_dir_keeps_a_concurrent_winner(tmp_path):
+    store = Store(str(tmp_path))
+    final = store.dataset_dir("key")
+    first, second = store.temp_dir("key"), store.temp_dir("key")
+    store.write_bytes(store.join_path(first, "a"), b"1")
+    store.write_bytes(store.join_path(second, "b"), b"2")
+    store.commit_dir(first, final)
+    store.commit_dir(second, final)
+    assert store.listdir(final) == sorted([SUCCESS_MARKER, "a"])
+    assert not store.exists(second)
+
+
+def test_incomplete_dir_is_not_complete(tmp_path):
+    store = Store(str(tmp_path))
+    store.write_bytes(store.join("half", "part-0"), b"x")
+    assert store.exists(store.join("half"))
+    assert not store.is_complete(store.join("half"))
+
+
+def test_remove_files_and_dirs(tmp_path):
+    store = Store(str(tmp_path))
+    store.write_bytes(store.join("d", "f1"), b"1")
+    store.write_bytes(store.join("g"), b"2")
+    store.remove(store.join("g"))
+    assert not store.exists(store.join("g"))
+    store.remove(store.join("d"))
+    assert not store.exists(store.join("d"))
+    store.remove(store.join("never-there"))  # no error
+    assert store.listdir(store.join("d")) == []
+
+
+def test_get_dir_copies_to_local(tmp_path):
+    store = Store(str(tmp_path / "s"))
+    store.write_bytes(store.join("run", "ckpt", "w.bin"), b"weights")
+    store.get_dir(store.join("run"), str(tmp_path / "copy"))
+    assert (tmp_path / "copy" / "ckpt" / "w.bin").read_bytes() == b"weights"
+
+
+@pytest.mark.parametrize("name", ["plain", "with space", "odd#name?x=1"])
+def test_store_pickles(tmp_path, name):
+    store = Store(str(tmp_path / name))
+    store.write_bytes(store.join("f"), b"data")
+    clone = pickle.loads(pickle.dumps(store))
+    assert isinstance(clone, Store) and clone is not store
+    assert clone.root == store.root
+    assert clone.url("f") == store.url("f")
+    assert clone.read_bytes(clone.join("f")) == b"data"
+
+
+def test_fsspec_store_round_trip():
+    pytest.importorskip("fsspec")
+    store = Store(f"memory://deepflash-test-{uuid.uuid4().hex}")
+    path = store.join("a", "b.json")
+    store.write_json(path, {"x": 1})
+    store.write_json(path, {"x": 2})
+    assert store.read_json(path) == {"x": 2}
+    assert store.listdir(store.join("a")) == ["b.json"]
+    tmp, final = store.temp_dir("k"), store.dataset_dir("k")
+    store.write_bytes(store.join_path(tmp, "part"), b"p")
+    store.commit_dir(tmp, final)
+    assert store.is_complete(final) and not store.exists(tmp)
+    clone = pickle.loads(pickle.dumps(store))
+    assert clone.root == store.root and clone.read_json(clone.join("a", "b.json")) == {"x": 2}
+    store.remove(store.root)
+    assert not store.exists(path)
+
+
+# --- keras_io ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_model():
+    tf = pytest.importorskip("tensorflow")
+    tf.keras.utils.set_random_seed(0)
+    inputs = tf.keras.Input((5,))
+    x = tf.keras.layers.Dense(4, activation="relu")(inputs)
+    x = tf.keras.layers.BatchNormalization()(x)
+    outputs = tf.keras.layers.Dense(3, activation="softmax")(x)
+    return tf.keras.Model(inputs, outputs)
+
+
+def test_model_bytes_round_trip_predicts_identically(small_model):
+    data = model_to_bytes(small_model)
+    assert isinstance(data, bytes) and data[:2] == b"PK"  # a .keras file is a zip
+    clone = model_from_bytes(data)
+    assert clone is not small_model
+    x = np.random.default_rng(0).normal(size=(6, 5)).astype(np.float32)
+    np.testing.assert_array_equal(clone.predict_on_batch(x), small_model.predict_on_batch(x))
+    for a, b in zip(clone.get_weights(), small_model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_model_digest_and_cache(small_model):
+    data = model_to_bytes(small_model)
+    digest = model_digest(data)
+    assert len(digest) == 16 and digest == model_digest(data)
+    assert model_digest(data + b"x") != digest
+    first = cached_model(data, digest)
+    assert cached_model(data, digest) is first  # deserialized once
+    assert cached_model(data, "other-digest") is not first
+
+
+def test_lambda_model_refused_in_safe_mode():
+    tf = pytest.importorskip("tensorflow")
+    inputs = tf.keras.Input((3,))
+    model = tf.keras.Model(inputs, tf.keras.layers.Lambda(lambda t: t * 2)(inputs))
+    data = model_to_bytes(model)
+    with pytest.raises(ValueError, match="Lambda"):
+        model_from_bytes(data)
