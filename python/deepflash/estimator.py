@@ -27,6 +27,12 @@ from deepflash.store import Store, default_store_path
 log = logging.getLogger("deepflash")
 
 
+def _architecture(model) -> list:
+    """Layer classes and weight shapes: what must match to resume. Keras's auto-generated layer
+    names (``dense_7``) are left out, as they change with every model built in a process."""
+    return [[layer.__class__.__name__, [list(w.shape) for w in layer.weights]] for layer in model.layers]
+
+
 class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
     """Trains a Keras network on a DataFrame, data-parallel with Horovod on Spark executors.
 
@@ -130,6 +136,10 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
             raise ValueError(f"`numProc` == {self.getNumProc()}, must be 1 with backend='local'; "
                              "use backend='horovod' for more processes")
 
+    def _seed(self) -> int:
+        """The seed, folded into [0, 2**31): Spark's default seed is a hash that can be negative."""
+        return int(self.getOrDefault(self.seed)) % (2 ** 31)
+
     def _metrics(self) -> list[str]:
         metrics = self.getMetrics()
         if metrics:
@@ -140,7 +150,7 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
         """The untrained model: the one from setModel, or one built from ``layers``."""
         if self._model_bytes is None:
             return build_model(self.getLayers(), summary.input_dim, summary.output_kind, summary.num_classes,
-                               seed=self.getOrDefault(self.seed))
+                               seed=self._seed())
         model = model_from_bytes(self._model_bytes)
         in_dim = model.input_shape[-1]
         out_units = model.output_shape[-1]
@@ -161,11 +171,11 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
         backend.check(spark)
         store = Store(self.getOrDefault(self.storePath) if self.isDefined(self.storePath)
                       and self.getOrDefault(self.storePath) else default_store_path(spark))
-        seed = self.getOrDefault(self.seed)
+        seed = self._seed()
         validation_col = self.getOrDefault(self.validationCol) if self.isDefined(self.validationCol) else None
 
         prepared = prepare(dataset, self.getFeaturesCol(), self.getLabelCol(), validation_col,
-                           self.getValidationSplit(), seed if seed is not None else 0)
+                           self.getValidationSplit(), seed)
         summary = summarize(prepared, task=self.getTask(), features_col=self.getFeaturesCol(),
                             label_col=self.getLabelCol(),
                             key_extra={"task": self.getTask(), "split": self.getValidationSplit(),
@@ -212,10 +222,10 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
     def _settings(self, model, model_bytes: bytes, keras_loss: str, target_encoding: str, summary, data,
                   store: Store, run_id: str, distributed: bool) -> dict:
         """The plain, picklable dict every training process receives."""
-        seed = self.getOrDefault(self.seed)
+        seed = self._seed()
         # Resuming is only safe onto the same architecture, data and training setup.
         fingerprint = hashlib.sha256(json.dumps(
-            {"model": json.loads(model.to_json()), "data": summary.fingerprint, "loss": keras_loss,
+            {"model": _architecture(model), "data": summary.fingerprint, "loss": keras_loss,
              "optimizer": self.getOptimizer(), "batch": self.getBatchSize()}, sort_keys=True).encode()).hexdigest()
         return {
             "model_bytes": model_bytes, "optimizer": self.getOptimizer(), "learning_rate": self.getLearningRate(),

@@ -1,0 +1,124 @@
+"""Every bad input fails with a message naming the column or param, before anything is written.
+
+Param and schema errors must also come before any Spark job; data errors (NaN, bad labels) need
+the one validation pass over the data, but nothing is written to the store either way.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from pyspark.ml.linalg import Vectors, VectorUDT
+from pyspark.sql import functions as F
+from pyspark.sql.types import DoubleType, StructField, StructType
+
+from deepflash import KerasEstimator
+
+
+SCHEMA = StructType([StructField("features", VectorUDT()), StructField("label", DoubleType())])
+
+
+def _vec_df(spark, rows):
+    return spark.createDataFrame([(Vectors.dense(f), float(y) if y is not None else None) for f, y in rows], SCHEMA)
+
+
+def fails_cleanly(spark, store_dir, df, est, error, match, *, no_job: bool):
+    """Fits, expects ``error`` matching ``match``; checks no store write and (optionally) no Spark job."""
+    sc = spark.sparkContext
+    group = f"validation-{uuid.uuid4().hex[:8]}"
+    sc.setJobGroup(group, "validation test")
+    try:
+        with pytest.raises(error, match=match):
+            est.setStorePath(store_dir).fit(df)
+    finally:
+        sc.setLocalProperty("spark.jobGroup.id", None)
+    assert not os.path.exists(store_dir), f"something was written to the store: {os.listdir(store_dir)}"
+    if no_job:
+        assert sc.statusTracker().getJobIdsForGroup(group) == []
+
+
+@pytest.fixture(scope="module")
+def good(spark):
+    return _vec_df(spark, [([0.1 * i, 1.0 - 0.1 * i], i % 2) for i in range(10)])
+
+
+def local(**kw):
+    return KerasEstimator(backend="local", epochs=1, **kw)
+
+
+@pytest.mark.parametrize("est, error, match", [
+    (local(featuresCol="pixels"), ValueError,
+     r"`featuresCol` == 'pixels': no such column; the DataFrame has: features \(vector\), label \(double\)"),
+    (local(labelCol="target"), ValueError, r"`labelCol` == 'target': no such column; the DataFrame has: features"),
+    (local(validationCol="is_val"), ValueError, r"`validationCol` == 'is_val': no such column"),
+    (local(layers=[{"type": "dense2", "units": 3}]), ValueError, r"unknown layer type 'dense2', must be one of: dense"),
+    (local(layers=[{"type": "dense", "units": 3, "activation": "swish"}]), ValueError,
+     r"unknown activation 'swish', must be one of: relu, sigmoid"),
+    (local(layers=[{"type": "dropout", "rate": 1.5}]), ValueError, r"`layers`\[0\] \(dropout\): `rate` == 1.5, must be in \[0, 1\)"),
+    (local(layers="resnet"), ValueError, r"unknown preset, must be one of: simple, deep, tuned_mlp"),
+    (local(optimizer="adamm"), ValueError, r"`optimizer` == 'adamm', must be one of: sgd, adagrad, adadelta"),
+    (local(loss="hinge"), ValueError, r"`loss` == 'hinge', must be one of: auto, categorical_crossentropy"),
+    (local(task="regression", loss="categorical_crossentropy"), ValueError, r"does not fit task 'regression'"),
+    (local(earlyStoppingPatience=2, validationSplit=0.0), ValueError, r"`earlyStoppingMonitor` == 'val_loss' needs validation"),
+    (KerasEstimator(backend="horovod", numProc=3), ValueError, r"`numProc` == 3, but the cluster has 2 task slot"),
+    (KerasEstimator(backend="local", numProc=2), ValueError, r"`numProc` == 2, must be 1 with backend='local'"),
+])
+def test_param_and_column_errors_come_before_any_job(spark, good, store_dir, est, error, match):
+    fails_cleanly(spark, store_dir, good, est, error, match, no_job=True)
+
+
+def test_feature_column_of_wrong_type(spark, store_dir):
+    df = spark.createDataFrame([("a", 1.0)], "features string, label double")
+    fails_cleanly(spark, store_dir, df, local(), TypeError,
+                  r"`featuresCol` column 'features' must be a Vector or an array of numbers, found string",
+                  no_job=True)
+
+
+def test_string_label(spark, store_dir, good):
+    df = good.withColumn("label", F.lit("cat"))
+    fails_cleanly(spark, store_dir, df, local(), TypeError, r"`labelCol` column 'label' must be numeric, found string",
+                  no_job=True)
+
+
+def test_non_boolean_validation_col(spark, store_dir, good):
+    df = good.withColumn("is_val", F.lit(1))
+    fails_cleanly(spark, store_dir, df, local(validationCol="is_val"), TypeError,
+                  r"`validationCol` column 'is_val' must be boolean, found int", no_job=True)
+
+
+@pytest.mark.parametrize("rows, match", [
+    ([], r"the training DataFrame is empty: expected at least one row, found 0"),
+    ([([1.0, float("nan")], 0), ([1.0, 2.0], 1), ([float("nan"), 2.0], 1)],
+     r"`featuresCol` column 'features' has null or NaN values in 2 of 3 rows"),
+    ([([1.0, 2.0], None), ([1.0, 2.0], 1), ([1.0, 2.0], 0)], r"`labelCol` column 'label' has null or NaN values in 1 of 3 rows"),
+    ([([1.0, 2.0], 0.5), ([1.0, 2.0], 1), ([1.0, 2.0], 0)], r"found 1 non-integer and 0 negative labels"),
+    ([([1.0, 2.0], -1), ([1.0, 2.0], 1), ([1.0, 2.0], 0)], r"found 0 non-integer and 1 negative labels"),
+    ([([1.0, 2.0], 0), ([2.0, 2.0], 0)], r"has a single class"),
+])
+def test_bad_data(spark, store_dir, rows, match):
+    fails_cleanly(spark, store_dir, _vec_df(spark, rows), local(), ValueError, match, no_job=False)
+
+
+def test_arrays_of_varying_length(spark, store_dir):
+    df = spark.createDataFrame([([1.0, 2.0], 0.0), ([1.0, 2.0, 3.0], 1.0)], "features array<double>, label double")
+    fails_cleanly(spark, store_dir, df, local(), ValueError,
+                  r"`featuresCol` column 'features' must hold arrays of one length, found lengths from 2 to 3",
+                  no_job=False)
+
+
+def test_null_array_counts_as_bad_feature(spark, store_dir):
+    df = spark.createDataFrame([(None, 0.0), ([1.0, 2.0], 1.0), ([1.0, 3.0], 0.0)], "features array<double>, label double")
+    fails_cleanly(spark, store_dir, df, local(), ValueError, r"null or NaN values in 1 of 3 rows", no_job=False)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"epochs": 0}, r"`epochs` == 0, must be >= 1"),
+    ({"learningRate": 0.0}, r"`learningRate` == 0.0, must be > 0"),
+    ({"learningRate": -0.1}, r"`learningRate` == -0.1, must be > 0"),
+    ({"batchSize": 0}, r"`batchSize` == 0, must be >= 1"),
+    ({"validationSplit": 1.0}, r"`validationSplit` == 1.0, must be < 1"),
+])
+def test_out_of_range_numbers_fail_at_construction(kwargs, match):
+    with pytest.raises((TypeError, ValueError), match=match):
+        KerasEstimator(**kwargs)
