@@ -1,0 +1,172 @@
+"""Benchmark: the same MLP on Fashion-MNIST with plain Keras and with KerasEstimator, side by side.
+
+    gradle bench                      # or: .venv/bin/spark-submit --master local[2] jobs/benchmark.py
+    gradle bench -Pargs="--rows 6000 --epochs 1"   # a quick smoke run
+
+Prints a Markdown table and writes ``<output>/benchmark.json``. All timings come from one process
+in one run, so the ratios are measured side by side on the same (possibly busy) machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+LAYERS = [{"type": "dense", "units": u, "activation": "relu"} for u in (256, 128, 64)]
+
+
+def _accuracy(df) -> float:
+    from pyspark.sql import functions as F
+
+    return float(df.agg(F.avg((F.col("prediction") == F.col("label")).cast("double"))).first()[0])
+
+
+def plain_keras(x, y, x_test, y_test, args) -> dict:
+    """(a): model.fit on in-memory numpy, the yardstick."""
+    import tensorflow as tf
+
+    from deepflash.networks import build_model, make_optimizer
+
+    model = build_model(LAYERS, x.shape[1], "multiclass", 10, seed=args.seed)
+    model.compile(optimizer=make_optimizer("adam", 1e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    tf.keras.utils.set_random_seed(args.seed)
+    started = time.time()
+    model.fit(x, y.astype(np.int32), batch_size=args.batch_size, epochs=args.epochs, shuffle=True, verbose=0)
+    seconds = time.time() - started
+    acc = float((model.predict(x_test, batch_size=4096, verbose=0).argmax(axis=1) == y_test).mean())
+    return {"name": "(a) plain Keras model.fit", "seconds": seconds, "test_accuracy": acc, "model": model}
+
+
+def estimator_runs(spark, train_df, test_df, rows: int, args, backend: str, num_proc: int, store: str) -> list:
+    """(b)-(d): a first fit that writes the Parquet, then a second fit that reuses it."""
+    from deepflash import KerasEstimator
+
+    est = KerasEstimator(layers=LAYERS, optimizer="adam", learningRate=1e-3, batchSize=args.batch_size,
+                         epochs=args.epochs, validationSplit=0.0, backend=backend, numProc=num_proc,
+                         seed=args.seed, storePath=store)
+    out = []
+    for attempt in ("first fit", "second fit"):
+        started = time.time()
+        model = est.fit(train_df)
+        seconds = time.time() - started
+        info = model.fitInfo
+        data = info["data"]
+        out.append({
+            "name": f"{backend} numProc={num_proc}, {attempt}", "seconds": seconds,
+            "train_seconds": info["fit_seconds"], "read_seconds": info["read_seconds"],
+            "write_seconds": data["seconds"], "write_mb_s": data["bytes"] / 1e6 / data["seconds"] if data["seconds"] else None,
+            "reused": data["reused"], "test_accuracy": _accuracy(model.transform(test_df)), "model": model,
+        })
+    return out
+
+
+def inference(spark, keras_model, all_df, x_all, args) -> dict:
+    """KerasModel.transform into a noop sink against model.predict, on the same rows."""
+    keras_net = keras_model.getKerasModel()
+    keras_net.predict(x_all[:1024], verbose=0)
+    started = time.time()
+    keras_net.predict(x_all, batch_size=4096, verbose=0)
+    predict_s = time.time() - started
+    keras_model.transform(all_df.limit(1000)).write.format("noop").mode("overwrite").save()  # warm the workers
+    started = time.time()
+    keras_model.transform(all_df).write.format("noop").mode("overwrite").save()
+    transform_s = time.time() - started
+    return {"rows": len(x_all), "predict_seconds": predict_s, "transform_seconds": transform_s,
+            "ratio": transform_s / predict_s}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="/usr/share/datasets/fashion-mnist", help="Fashion-MNIST IDX directory")
+    parser.add_argument("--rows", type=int, default=0, help="use only this many training rows (0 = all 60k)")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip", default="", help="comma list of runs to skip: local,hvd1,hvd2,inference")
+    parser.add_argument("--output", default="output/benchmark")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("deepflash").setLevel(logging.INFO)
+
+    from pyspark.sql import SparkSession
+
+    from deepflash import datasets
+
+    if not os.path.isdir(args.data):
+        raise SystemExit(f"Fashion-MNIST not found in {args.data}: apt-get install dataset-fashion-mnist")
+    x, y = datasets.load_idx_numpy(args.data, "train")
+    x_test, y_test = datasets.load_idx_numpy(args.data, "test")
+    if args.rows:
+        x, y = x[:args.rows], y[:args.rows]
+    skip = set(filter(None, args.skip.split(",")))
+
+    spark = SparkSession.builder.appName("deepflash-benchmark").getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    parts = max(8, spark.sparkContext.defaultParallelism)
+    train_df = datasets.from_numpy(spark, x, y, num_partitions=parts).cache()
+    test_df = datasets.from_numpy(spark, x_test, y_test, num_partitions=parts).cache()
+    train_df.count(), test_df.count()
+
+    rows = [plain_keras(x, y, x_test, y_test, args)]
+    baseline = rows[0]["seconds"]
+    store = tempfile.mkdtemp(prefix="deepflash-bench-store-")
+    try:
+        for key, backend, n in (("local", "local", 1), ("hvd1", "horovod", 1), ("hvd2", "horovod", 2)):
+            if key not in skip:
+                # Each configuration gets its own store so that its first fit really writes the Parquet.
+                rows += estimator_runs(spark, train_df, test_df, len(x), args, backend, n, os.path.join(store, key))
+        infer = None
+        fitted = next((r["model"] for r in rows[1:]), None)
+        if "inference" not in skip and fitted is not None:
+            all_x = np.concatenate([x, x_test])
+            all_df = train_df.union(test_df).cache()
+            all_df.count()
+            infer = inference(spark, fitted, all_df, all_x, args)
+    finally:
+        shutil.rmtree(store, ignore_errors=True)
+
+    n = len(x)
+    lines = [f"Fashion-MNIST, {n} training rows, 784-256-128-64-10 MLP, batch {args.batch_size}, "
+             f"{args.epochs} epochs, Spark {spark.sparkContext.master}",
+             "", "| run | wall s | samples/s | ratio to (a) | train s | read s | Parquet write s (MB/s) | test acc |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        write = "-" if r.get("write_seconds") in (None, 0) else f"{r['write_seconds']:.1f} ({r['write_mb_s']:.0f})"
+        if r.get("reused"):
+            write = "reused"
+        lines.append(f"| {r['name']} | {r['seconds']:.1f} | {n * args.epochs / r['seconds']:.0f} | "
+                     f"{r['seconds'] / baseline:.2f} | {r.get('train_seconds', r['seconds']):.1f} | "
+                     f"{r.get('read_seconds', 0):.1f} | {write} | {r['test_accuracy']:.4f} |")
+    if infer:
+        lines += ["", f"Inference on {infer['rows']} rows: model.predict {infer['predict_seconds']:.2f}s, "
+                      f"KerasModel.transform (noop sink) {infer['transform_seconds']:.2f}s, "
+                      f"ratio {infer['ratio']:.2f} (goal <= 2)"]
+    second = [r for r in rows if r["name"].endswith("second fit")]
+    if second:
+        lines.append("")
+        for r in second:
+            lines.append(f"training goal, {r['name']}: wall {r['seconds'] / baseline:.2f}x (a), "
+                         f"train only {r['train_seconds'] / baseline:.2f}x (a) (goal <= 1.25)")
+    report = "\n".join(lines)
+    print(report)
+    os.makedirs(args.output, exist_ok=True)
+    result = {"rows": [{k: v for k, v in r.items() if k != "model"} for r in rows], "inference": infer,
+              "args": vars(args), "report": report}
+    tmp = os.path.join(args.output, ".benchmark.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(result, f, indent=2)
+    os.replace(tmp, os.path.join(args.output, "benchmark.json"))
+    spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
