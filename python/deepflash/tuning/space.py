@@ -1,0 +1,201 @@
+"""Search spaces: a YAML-friendly dict -> a hyperopt space, and the grid over its choices.
+
+A dimension is ``{"<kind>": args}`` with kind one of ``uniform [lo, hi]``, ``loguniform [lo, hi]``
+(sampled on a log scale), ``quniform [lo, hi, q]``, ``qloguniform [lo, hi, q]``, ``choice [...]`` and
+``randint [lo, hi]``; or ``{"architecture": {...}}`` for ``layers``; or a raw ``hyperopt.hp``
+expression. Names are estimator Params, plus ``dropout``, which sets the rate of every dropout
+layer of the network.
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import random
+from typing import Any
+
+# Params a trial may change; the others (columns, split, seed, store) define the data, which is
+# materialized once for the whole search.
+SEARCHABLE = ("layers", "optimizer", "learningRate", "momentum", "nesterov", "loss", "batchSize", "epochs",
+              "earlyStoppingPatience", "reduceLrPatience", "reduceLrFactor", "scaleLearningRate", "dropout")
+INTEGER_PARAMS = ("batchSize", "epochs", "earlyStoppingPatience", "reduceLrPatience")
+KINDS = ("uniform", "loguniform", "quniform", "qloguniform", "choice", "randint", "architecture")
+ARCHITECTURE_KEYS = {"depth": [1, 3], "units": [64], "activation": ["relu"], "dropout": [0.0, 0.0],
+                     "batchnorm": [False]}
+
+
+def _is_hyperopt_expression(value: Any) -> bool:
+    from hyperopt.pyll import Apply
+
+    return isinstance(value, Apply)
+
+
+def check_space(space: Any) -> dict:
+    """Validates a space dict: names, kinds and arguments. Raises ValueError naming the dimension."""
+    if not isinstance(space, dict) or not space:
+        raise ValueError(f"`space` must be a non-empty dict of dimensions, found {space!r}")
+    for name, dim in space.items():
+        if name not in SEARCHABLE:
+            raise ValueError(f"`space` dimension {name!r} is not a searchable KerasEstimator Param; valid names: "
+                             f"{', '.join(SEARCHABLE)}")
+        if _is_hyperopt_expression(dim):
+            continue
+        if not isinstance(dim, dict) or len(dim) != 1:
+            raise ValueError(f"`space`[{name!r}] must be one {{kind: args}} pair with kind one of {', '.join(KINDS)}, "
+                             f"or a hyperopt hp expression; found {dim!r}")
+        (kind, args), = dim.items()
+        where = f"`space`[{name!r}].{kind}"
+        if kind not in KINDS:
+            raise ValueError(f"`space`[{name!r}]: unknown kind {kind!r}, must be one of: {', '.join(KINDS)}")
+        if kind == "architecture":
+            if name != "layers":
+                raise ValueError(f"{where}: only `layers` can be an architecture dimension")
+            if not isinstance(args, dict) or set(args) - set(ARCHITECTURE_KEYS):
+                raise ValueError(f"{where}: expected a dict with keys from {', '.join(ARCHITECTURE_KEYS)}, found {args!r}")
+            depth = args.get("depth", ARCHITECTURE_KEYS["depth"])
+            if not (isinstance(depth, list) and len(depth) == 2 and all(isinstance(d, int) for d in depth)
+                    and 1 <= depth[0] <= depth[1]):
+                raise ValueError(f"{where}.depth == {depth!r}, must be [min, max] with 1 <= min <= max")
+            dropout = args.get("dropout", ARCHITECTURE_KEYS["dropout"])
+            if not (isinstance(dropout, list) and len(dropout) == 2 and 0 <= dropout[0] <= dropout[1] < 1):
+                raise ValueError(f"{where}.dropout == {dropout!r}, must be [low, high] within [0, 1)")
+            for key in ("units", "activation", "batchnorm"):
+                if not isinstance(args.get(key, [0]), list) or not args.get(key, [0]):
+                    raise ValueError(f"{where}.{key} must be a non-empty list, found {args.get(key)!r}")
+        elif kind == "choice":
+            if not isinstance(args, list) or not args:
+                raise ValueError(f"{where} must be a non-empty list, found {args!r}")
+        else:
+            n = 3 if kind.startswith("q") else 2
+            if not isinstance(args, list) or len(args) != n or not all(isinstance(a, (int, float)) for a in args):
+                raise ValueError(f"{where} must be a list of {n} numbers, found {args!r}")
+            if args[0] >= args[1]:
+                raise ValueError(f"{where} == {args!r}: low must be below high")
+            if "log" in kind and args[0] <= 0:
+                raise ValueError(f"{where} == {args!r}: a log scale needs low > 0")
+    return space
+
+
+def to_hyperopt(space: dict) -> dict:
+    """The hyperopt space for a checked space dict; labels are the dimension names."""
+    from hyperopt import hp
+
+    out: dict[str, Any] = {}
+    for name, dim in check_space(space).items():
+        if _is_hyperopt_expression(dim):
+            out[name] = dim
+            continue
+        (kind, args), = dim.items()
+        if kind == "uniform":
+            out[name] = hp.uniform(name, *args)
+        elif kind == "loguniform":
+            out[name] = hp.loguniform(name, math.log(args[0]), math.log(args[1]))
+        elif kind == "quniform":
+            out[name] = hp.quniform(name, *args)
+        elif kind == "qloguniform":
+            out[name] = hp.qloguniform(name, math.log(args[0]), math.log(args[1]), args[2])
+        elif kind == "randint":
+            out[name] = hp.randint(name, args[0], args[1])
+        elif kind == "choice":
+            out[name] = hp.choice(name, args)
+        else:
+            out[name] = _architecture(name, args)
+    return out
+
+
+def _architecture(name: str, args: dict):
+    """A conditional space: the depth first, then units/activation/dropout/batchnorm per layer."""
+    from hyperopt import hp
+
+    a = {**ARCHITECTURE_KEYS, **args}
+    lo, hi = a["depth"]
+    options = []
+    for depth in range(lo, hi + 1):
+        layers = []
+        for i in range(depth):
+            prefix = f"{name}.d{depth}.l{i}"
+            layers.append({
+                "units": hp.choice(f"{prefix}.units", a["units"]),
+                "activation": hp.choice(f"{prefix}.activation", a["activation"]),
+                "dropout": hp.uniform(f"{prefix}.dropout", *a["dropout"]) if a["dropout"][1] > a["dropout"][0]
+                else a["dropout"][0],
+                "batchnorm": hp.choice(f"{prefix}.batchnorm", a["batchnorm"]),
+            })
+        options.append({"architecture": layers})
+    return hp.choice(f"{name}.depth", options)
+
+
+def architecture_layers(spec: list[dict]) -> list[dict]:
+    """The ``layers`` list for one sampled architecture."""
+    layers: list[dict] = []
+    for layer in spec:
+        layers.append({"type": "dense", "units": int(layer["units"]), "activation": layer["activation"]})
+        if layer.get("batchnorm"):
+            layers.append({"type": "batchnorm"})
+        if layer.get("dropout", 0) > 0:
+            layers.append({"type": "dropout", "rate": float(layer["dropout"])})
+    return layers
+
+
+def apply_dropout(layers: list[dict], rate: float) -> list[dict]:
+    """Sets every dropout layer's rate; adds one after each dense layer when there are none."""
+    layers = copy.deepcopy(layers)
+    if any(layer.get("type") == "dropout" for layer in layers):
+        for layer in layers:
+            if layer.get("type") == "dropout":
+                layer["rate"] = rate
+        return layers
+    out = []
+    for layer in layers:
+        out.append(layer)
+        if layer.get("type") == "dense":
+            out.append({"type": "dropout", "rate": rate})
+    return out
+
+
+def to_params(sample: dict, base_layers: Any) -> dict:
+    """Estimator Param values for one hyperopt sample (architecture and dropout resolved)."""
+    from deepflash.networks import resolve_layers
+
+    params = dict(sample)
+    layers = params.pop("layers", None)
+    if isinstance(layers, dict) and "architecture" in layers:
+        layers = architecture_layers(layers["architecture"])
+    if layers is None:
+        layers = base_layers
+    dropout = params.pop("dropout", None)
+    if dropout is not None:
+        layers = apply_dropout(resolve_layers(layers), float(dropout))
+    if layers is not base_layers or "layers" in sample:
+        params["layers"] = layers
+    for name in INTEGER_PARAMS:
+        if name in params:
+            params[name] = int(round(float(params[name])))
+    for name, value in list(params.items()):
+        if hasattr(value, "item"):   # numpy scalars from hyperopt
+            params[name] = value.item()
+    return params
+
+
+def grid_points(space: dict, sample: float | None = None, seed: int = 0) -> list[dict]:
+    """Every combination of the ``choice`` dimensions, or a random ``sample`` fraction of them.
+
+    Raises:
+        ValueError: when a dimension is not a ``choice`` (a grid needs finite dimensions).
+    """
+    check_space(space)
+    names = list(space)
+    values = []
+    for name in names:
+        dim = space[name]
+        if _is_hyperopt_expression(dim) or next(iter(dim)) != "choice":
+            raise ValueError(f"algo='grid' needs `choice` dimensions only; `space`[{name!r}] is "
+                             f"{dim if _is_hyperopt_expression(dim) else next(iter(dim))!r}")
+        values.append(dim["choice"])
+    points = [dict(zip(names, combo)) for combo in itertools.product(*values)]
+    if sample is not None:
+        if not 0 < sample <= 1:
+            raise ValueError(f"`gridSample` == {sample!r}, must be in (0, 1]")
+        k = max(1, round(sample * len(points)))
+        points = random.Random(seed).sample(points, k)
+    return points
