@@ -1,4 +1,4 @@
-"""KerasModel: scores a DataFrame on the executors with mapInPandas, Arrow batch by batch."""
+"""KerasModel: scores a DataFrame on the executors with a pandas UDF, Arrow batch by batch."""
 from __future__ import annotations
 
 from typing import Iterator
@@ -16,41 +16,38 @@ from deepflash.keras_io import cached_model, model_digest, model_from_bytes
 from deepflash.params import SHARED_PARAM_NAMES, _KerasModelParams, add_accessors
 from deepflash.persistence import KerasStageReader, KerasStageWriter
 
-# Temporary columns carry the features as array<float> into the batches and the probabilities
-# back out as array<double>; Spark turns the latter into a Vector, which is far cheaper than
-# building Vector objects row by row in Python.
-_X, _P = "__deepflash_x", "__deepflash_p"
 PREDICT_BATCH = 4096
+_OUT = "__deepflash_out"
 
 
-def _scorer(broadcast, digest: str, output_kind: str, input_dim: int, features_col: str):
-    """The mapInPandas function; it deserializes the model once per Python worker process."""
+def _predictor(broadcast, digest: str, output_kind: str, input_dim: int, features_col: str):
+    """The scoring function: feature arrays in, (prediction, probabilities) out, per Arrow batch.
 
-    def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    The model is deserialized once per Python worker process (Spark reuses its workers).
+    """
+
+    def predict(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
         model = cached_model(broadcast.value, digest)
-        for pdf in batches:
-            if len(pdf) == 0:
+        for features in batches:
+            if len(features) == 0:
+                yield pd.DataFrame({"prediction": pd.Series([], dtype=np.float64), "probability": []})
                 continue
-            x = np.stack(pdf[_X].to_numpy()).astype(np.float32, copy=False)
+            x = np.stack(features.to_numpy()).astype(np.float32, copy=False)
             if x.ndim != 2 or x.shape[1] != input_dim:
                 raise ValueError(f"`featuresCol` column {features_col!r} must hold vectors of length {input_dim} "
                                  f"(the length the model was fitted on), found {x.shape[1:]}")
             out = model.predict_on_batch(x) if len(x) <= PREDICT_BATCH else \
                 model.predict(x, batch_size=PREDICT_BATCH, verbose=0)
             out = np.asarray(out, dtype=np.float64)
-            pdf = pdf.drop(columns=[_X])
             if output_kind == "multiclass":
-                pdf["__pred"] = out.argmax(axis=1).astype(np.float64)
-                pdf[_P] = list(out)
+                pred, prob = out.argmax(axis=1).astype(np.float64), out
             elif output_kind == "binary":
-                p1 = out[:, 0]
-                pdf["__pred"] = (p1 >= 0.5).astype(np.float64)
-                pdf[_P] = list(np.stack([1.0 - p1, p1], axis=1))
+                pred, prob = (out[:, 0] >= 0.5).astype(np.float64), np.stack([1.0 - out[:, 0], out[:, 0]], axis=1)
             else:
-                pdf["__pred"] = out[:, 0]
-            yield pdf
+                pred, prob = out[:, 0], None
+            yield pd.DataFrame({"prediction": pred, "probability": None if prob is None else list(prob)})
 
-    return score
+    return predict
 
 
 class KerasModel(Model, _KerasModelParams, MLReadable, MLWritable):
@@ -110,18 +107,21 @@ class KerasModel(Model, _KerasModelParams, MLReadable, MLWritable):
                                  "set another name or drop it")
         x = features_as_array(dataset, "featuresCol", features_col)
 
-        fields = list(dataset.schema.fields) + [T.StructField("__pred", T.DoubleType(), False)]
-        if classify:
-            fields.append(T.StructField(_P, T.ArrayType(T.DoubleType(), False)))
-        sc = dataset.sparkSession.sparkContext
-        bc = sc.broadcast(data)
-        score = _scorer(bc, model_digest(data), output_kind, self.getInputDim(), features_col)
-        scored = dataset.withColumn(_X, x).mapInPandas(score, T.StructType(fields))
+        # A pandas UDF ships only the feature column to Python, as Arrow batches; every other
+        # column stays in the JVM. (mapInPandas would round-trip every input column through
+        # pandas: 9x slower than model.predict on Fashion-MNIST, against 2x this way; see the
+        # benchmark.)
+        out_type = T.StructType([T.StructField("prediction", T.DoubleType()),
+                                 T.StructField("probability", T.ArrayType(T.DoubleType()))])
+        bc = dataset.sparkSession.sparkContext.broadcast(data)
+        predict = F.pandas_udf(_predictor(bc, model_digest(data), output_kind, self.getInputDim(), features_col),
+                               out_type)
         from pyspark.ml.functions import array_to_vector
 
-        out_cols = [F.col(f"`{c}`") for c in dataset.columns] + [F.col("__pred").alias(pred_col)]
+        scored = dataset.withColumn(_OUT, predict(x))
+        out_cols = [F.col(f"`{c}`") for c in dataset.columns] + [F.col(f"{_OUT}.prediction").alias(pred_col)]
         if classify:
-            out_cols.append(array_to_vector(F.col(_P)).alias(prob_col))
+            out_cols.append(array_to_vector(F.col(f"{_OUT}.probability")).alias(prob_col))
         return scored.select(*out_cols)
 
 
