@@ -146,56 +146,84 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
             return list(metrics)
         return ["accuracy"] if self.getTask() == "classification" else ["mae"]
 
-    def _initial_model(self, summary):
+    def _initial_model(self, input_dim: int, output_kind: str, num_classes: int):
         """The untrained model: the one from setModel, or one built from ``layers``."""
         if self._model_bytes is None:
-            return build_model(self.getLayers(), summary.input_dim, summary.output_kind, summary.num_classes,
-                               seed=self._seed())
+            return build_model(self.getLayers(), input_dim, output_kind, num_classes, seed=self._seed())
         model = model_from_bytes(self._model_bytes)
         in_dim = model.input_shape[-1]
         out_units = model.output_shape[-1]
-        want = summary.num_classes if summary.output_kind == "multiclass" else 1
-        if in_dim != summary.input_dim:
+        want = num_classes if output_kind == "multiclass" else 1
+        if in_dim != input_dim:
             raise ValueError(f"the model given to setModel takes {in_dim} features, but `featuresCol` "
-                             f"{self.getFeaturesCol()!r} holds vectors of length {summary.input_dim}")
+                             f"{self.getFeaturesCol()!r} holds vectors of length {input_dim}")
         if out_units != want:
             raise ValueError(f"the model given to setModel has {out_units} output units; a "
-                             f"{summary.output_kind} task on this data needs {want}")
+                             f"{output_kind} task on this data needs {want}")
         return model
 
-    def _fit(self, dataset: DataFrame) -> KerasModel:
-        started = time.time()
-        self._validate_params()
+    def _values(self) -> dict:
+        """Every shared Param's value by name, plus the folded seed: what remote code receives."""
+        values = {name: self.getOrDefault(getattr(self, name)) for name in SHARED_PARAM_NAMES
+                  if self.isDefined(getattr(self, name))}
+        values["seed"] = self._seed()
+        return values
+
+    def _plan(self, dataset: DataFrame, num_proc: int) -> dict:
+        """Validates the data, then materializes it once: a plain dict any process can use.
+
+        Raises before any file is written when the data or the Params are wrong.
+        """
         spark = dataset.sparkSession
-        backend = get_backend(self.getBackend(), self.getNumProc())
-        backend.check(spark)
         store = Store(self.getOrDefault(self.storePath) if self.isDefined(self.storePath)
                       and self.getOrDefault(self.storePath) else default_store_path(spark))
         seed = self._seed()
         validation_col = self.getOrDefault(self.validationCol) if self.isDefined(self.validationCol) else None
-
         prepared = prepare(dataset, self.getFeaturesCol(), self.getLabelCol(), validation_col,
                            self.getValidationSplit(), seed)
         summary = summarize(prepared, task=self.getTask(), features_col=self.getFeaturesCol(),
                             label_col=self.getLabelCol(),
                             key_extra={"task": self.getTask(), "split": self.getValidationSplit(),
                                        "seed": seed, "validationCol": validation_col})
-        keras_loss, target_encoding = resolve_loss(self.getLoss(), summary.output_kind)
+        resolve_loss(self.getLoss(), summary.output_kind)
         train_rows = summary.rows - summary.val_rows
-        if train_rows < backend.num_processes():
-            raise ValueError(f"`numProc` == {backend.num_processes()}, but there are only {train_rows} training "
+        if train_rows < num_proc:
+            raise ValueError(f"`numProc` == {num_proc}, but there are only {train_rows} training "
                              "rows; every process needs at least one")
-        model = self._initial_model(summary)
-        model_bytes = model_to_bytes(model)
+        # Built once here so that a layer list or a setModel model that cannot fit the data fails
+        # before anything is written.
+        self._initial_model(summary.input_dim, summary.output_kind, summary.num_classes)
+        data = materialize(prepared, summary, store, num_proc)
+        return {"train_url": data.train_url, "val_url": data.val_url, "train_rows": data.train_rows,
+                "val_rows": data.val_rows, "output_kind": summary.output_kind, "num_classes": summary.num_classes,
+                "input_dim": summary.input_dim, "data_fingerprint": summary.fingerprint, "store_url": store.url(),
+                "reused": data.reused, "write_seconds": data.seconds, "bytes": data.bytes}
 
-        data = materialize(prepared, summary, store, backend.num_processes())
-        user_run_id = self.getOrDefault(self.runId) if self.isDefined(self.runId) else None
+    def _fit(self, dataset: DataFrame) -> KerasModel:
+        started = time.time()
+        self._validate_params()
+        backend = get_backend(self.getBackend(), self.getNumProc())
+        backend.check(dataset.sparkSession)
+        plan = self._plan(dataset, backend.num_processes())
+        return self._fit_planned(plan, backend, started)
+
+    def _fit_planned(self, plan: dict, backend, started: float) -> KerasModel:
+        """Trains on already materialized data (``_plan``) and returns the fitted model."""
+        model = self._initial_model(plan["input_dim"], plan["output_kind"], plan["num_classes"])
+        store = Store(plan["store_url"])
+        values = self._values()
+        user_run_id = values.get("runId")
         run_id = user_run_id or uuid.uuid4().hex
         run_dir = store.run_dir(run_id)
-        settings = self._settings(model, model_bytes, keras_loss, target_encoding, summary, data, store, run_id,
-                                  backend.distributed)
+        # Resuming is only safe onto the same architecture, data and training setup.
+        fingerprint = hashlib.sha256(json.dumps(
+            {"model": _architecture(model), "data": plan["data_fingerprint"], "loss": values["loss"],
+             "optimizer": values["optimizer"], "batch": values["batchSize"]}, sort_keys=True).encode()).hexdigest()
+        settings = remote.make_settings(values, plan, model_to_bytes(model), run_fingerprint=fingerprint,
+                                        run_id=run_id, checkpoint_path=store.join_path(run_dir, remote.CHECKPOINT_FILE),
+                                        distributed=backend.distributed)
         log.info("fitting %s: %d train / %d val rows, %d features, %s, %d process(es) on backend %s, run %s",
-                 model.name, data.train_rows, data.val_rows, summary.input_dim, summary.output_kind,
+                 model.name, plan["train_rows"], plan["val_rows"], plan["input_dim"], plan["output_kind"],
                  backend.num_processes(), backend.name, run_id)
         results = backend.run(remote.train, (settings,))
         chief = next(r for r in results if r["rank"] == 0)
@@ -207,39 +235,18 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
 
         fitted = KerasModel()
         self._copyValues(fitted)
-        fitted._set(outputKind=summary.output_kind, numClasses=summary.num_classes, inputDim=summary.input_dim,
+        fitted._set(outputKind=plan["output_kind"], numClasses=plan["num_classes"], inputDim=plan["input_dim"],
                     history=chief["history"])
         fitted._set_keras_bytes(model_to_bytes(model), model)
         fitted.fitInfo = {
-            "run_id": run_id, "data": {"train_url": data.train_url, "val_url": data.val_url,
-                                       "reused": data.reused, "seconds": data.seconds, "bytes": data.bytes},
+            "run_id": run_id, "data": {"train_url": plan["train_url"], "val_url": plan["val_url"],
+                                       "reused": plan["reused"], "seconds": plan["write_seconds"],
+                                       "bytes": plan["bytes"]},
             "read_seconds": max(r["read_seconds"] for r in results),
             "fit_seconds": max(r["fit_seconds"] for r in results),
             "initial_epoch": chief["initial_epoch"], "seconds": time.time() - started,
         }
         return fitted
-
-    def _settings(self, model, model_bytes: bytes, keras_loss: str, target_encoding: str, summary, data,
-                  store: Store, run_id: str, distributed: bool) -> dict:
-        """The plain, picklable dict every training process receives."""
-        seed = self._seed()
-        # Resuming is only safe onto the same architecture, data and training setup.
-        fingerprint = hashlib.sha256(json.dumps(
-            {"model": _architecture(model), "data": summary.fingerprint, "loss": keras_loss,
-             "optimizer": self.getOptimizer(), "batch": self.getBatchSize()}, sort_keys=True).encode()).hexdigest()
-        return {
-            "model_bytes": model_bytes, "optimizer": self.getOptimizer(), "learning_rate": self.getLearningRate(),
-            "momentum": self.getMomentum(), "nesterov": self.getNesterov(), "scale_lr": self.getScaleLearningRate(),
-            "loss": keras_loss, "target_encoding": target_encoding, "num_classes": summary.num_classes,
-            "metrics": self._metrics(), "batch_size": self.getBatchSize(), "epochs": self.getEpochs(), "seed": seed,
-            "train_url": data.train_url, "val_url": data.val_url, "train_rows": data.train_rows,
-            "val_rows": data.val_rows, "early_stopping_patience": self.getEarlyStoppingPatience(),
-            "monitor": self.getEarlyStoppingMonitor(), "reduce_lr_patience": self.getReduceLrPatience(),
-            "reduce_lr_factor": self.getReduceLrFactor(),
-            "checkpoint_path": store.join_path(store.run_dir(run_id), remote.CHECKPOINT_FILE),
-            "run_fingerprint": fingerprint, "run_id": run_id, "store_url": store.url(), "reader": "petastorm",
-            "verbose": self.getVerbose(), "distributed": distributed, "log_prefix": "",
-        }
 
 
 add_accessors(KerasEstimator, SHARED_PARAM_NAMES)

@@ -97,9 +97,10 @@ def _make_callbacks(settings: dict, comm: _SingleProcess, store: Store, history_
             verbose=0))
     if settings["early_stopping_patience"] > 0:
         callbacks.append(RestoreBestEarlyStopping(monitor=monitor, patience=settings["early_stopping_patience"]))
-    if comm.rank == 0:
+    if comm.rank == 0 and settings["checkpoint_path"]:
         callbacks.append(CheckpointCallback(store, settings["checkpoint_path"], settings["run_fingerprint"],
                                             history_before, settings["run_id"]))
+    if comm.rank == 0:
         callbacks.append(EpochLogger(settings["epochs"], settings.get("log_prefix", "")))
     return callbacks
 
@@ -117,6 +118,35 @@ def load_checkpoint(store: Store, path: str, fingerprint: str) -> dict | None:
         weights = [z[f"w{i}"] for i in range(state["num_weights"])]
         optimizer = [z[f"o{i}"] for i in range(state["num_optimizer"])]
     return {"epoch": state["epoch"], "history": state["history"], "weights": weights, "optimizer": optimizer}
+
+
+def make_settings(values: dict, plan: dict, model_bytes: bytes, *, run_fingerprint: str, run_id: str,
+                  checkpoint_path: str | None, distributed: bool, log_prefix: str = "") -> dict:
+    """The settings dict for :func:`train`.
+
+    Args:
+        values: estimator Param values by name (``optimizer``, ``learningRate``, ``loss`` ...).
+        plan: what the driver learned and wrote: ``train_url``, ``val_url``, ``train_rows``,
+            ``val_rows``, ``output_kind``, ``num_classes``, ``store_url``.
+        checkpoint_path: where rank 0 checkpoints every epoch; None for no checkpoints.
+    """
+    from deepflash.networks import resolve_loss
+
+    keras_loss, target_encoding = resolve_loss(values["loss"], plan["output_kind"])
+    metrics = list(values["metrics"]) or (["mae"] if plan["output_kind"] == "regression" else ["accuracy"])
+    return {
+        "model_bytes": model_bytes, "optimizer": values["optimizer"], "learning_rate": values["learningRate"],
+        "momentum": values["momentum"], "nesterov": values["nesterov"], "scale_lr": values["scaleLearningRate"],
+        "loss": keras_loss, "target_encoding": target_encoding, "num_classes": plan["num_classes"],
+        "metrics": metrics, "batch_size": values["batchSize"], "epochs": values["epochs"], "seed": values["seed"],
+        "train_url": plan["train_url"], "val_url": plan["val_url"], "train_rows": plan["train_rows"],
+        "val_rows": plan["val_rows"], "early_stopping_patience": values["earlyStoppingPatience"],
+        "monitor": values["earlyStoppingMonitor"], "reduce_lr_patience": values["reduceLrPatience"],
+        "reduce_lr_factor": values["reduceLrFactor"], "checkpoint_path": checkpoint_path,
+        "run_fingerprint": run_fingerprint, "run_id": run_id, "store_url": plan["store_url"],
+        "reader": plan.get("reader", "petastorm"), "verbose": values["verbose"], "distributed": distributed,
+        "log_prefix": log_prefix,
+    }
 
 
 def train(settings: dict) -> dict[str, Any]:
@@ -146,7 +176,9 @@ def train(settings: dict) -> dict[str, Any]:
     model.compile(optimizer=optimizer, loss=settings["loss"], metrics=settings["metrics"])
 
     initial_epoch, history_before = 0, {}
-    ckpt = load_checkpoint(store, settings["checkpoint_path"], settings["run_fingerprint"])
+    ckpt = None
+    if settings["checkpoint_path"]:
+        ckpt = load_checkpoint(store, settings["checkpoint_path"], settings["run_fingerprint"])
     if ckpt is not None:
         model.set_weights(ckpt["weights"])
         if ckpt["optimizer"]:

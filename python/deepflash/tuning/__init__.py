@@ -1,2 +1,6 @@
-"""Hyperparameter search. So far: search spaces and the grid (``deepflash.tuning.space``);
-HyperoptSearch itself is issue 3."""
+"""Hyperparameter search: spaces (``space``), trials (``objective``) and HyperoptSearch (``search``)."""
+from __future__ import annotations
+
+from deepflash.tuning.search import HyperoptSearch, HyperoptSearchModel
+
+__all__ = ["HyperoptSearch", "HyperoptSearchModel"]

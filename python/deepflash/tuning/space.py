@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import math
 import random
 from typing import Any
@@ -174,7 +175,8 @@ def to_params(sample: dict, base_layers: Any) -> dict:
     for name, value in list(params.items()):
         if hasattr(value, "item"):   # numpy scalars from hyperopt
             params[name] = value.item()
-    return params
+    # hyperopt hands nested choices back as tuples; Params and saved models want plain JSON.
+    return json.loads(json.dumps(params))
 
 
 def grid_points(space: dict, sample: float | None = None, seed: int = 0) -> list[dict]:

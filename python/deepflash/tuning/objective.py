@@ -1,0 +1,73 @@
+"""One search trial: train a single-process model on the materialized data and score it.
+
+Worker code: it runs inside a SparkTrials task on an executor (or in the driver with plain
+``Trials``), receives only plain dicts and never imports the estimator or touches a DataFrame.
+"""
+from __future__ import annotations
+
+import math
+import time
+import traceback
+import uuid
+
+METRIC_EPOCHS = ("best", "last")
+
+
+def score(history: dict, metric: str, mode: str, epoch: str) -> float:
+    """The trial's metric from its per-epoch history: its best epoch, or its last."""
+    if metric not in history:
+        raise KeyError(f"`metric` {metric!r} is not in the trial's history; it has: {', '.join(sorted(history))}")
+    values = [float(v) for v in history[metric]]
+    if not values:
+        raise ValueError(f"the trial's history has no epochs of {metric!r}")
+    if epoch == "last":
+        return values[-1]
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return float("nan")
+    return max(finite) if mode == "max" else min(finite)
+
+
+def run_trial(values: dict, plan: dict, metric: str, mode: str, metric_epoch: str) -> dict:
+    """Trains one configuration; returns a hyperopt result dict, ``fail`` status on any error."""
+    started = time.time()
+    try:
+        from deepflash import remote
+        from deepflash.keras_io import model_to_bytes
+        from deepflash.networks import build_model
+
+        model = build_model(values["layers"], plan["input_dim"], plan["output_kind"], plan["num_classes"],
+                            seed=values["seed"])
+        settings = remote.make_settings(values, plan, model_to_bytes(model), run_fingerprint="", run_id=uuid.uuid4().hex,
+                                        checkpoint_path=None, distributed=False)
+        result = remote.train(settings)
+        history = result["history"]
+        value = score(history, metric, mode, metric_epoch)
+        losses = history.get("loss", [])
+        if not math.isfinite(value) or (losses and not math.isfinite(losses[-1])):
+            raise FloatingPointError(f"the loss diverged (loss {losses[-1] if losses else 'n/a'}, {metric} {value})")
+        return {"status": "ok", "loss": -value if mode == "max" else value, "metric": value,
+                "final": {k: v[-1] for k, v in history.items() if v}, "history": history,
+                "epochs": len(losses), "seconds": time.time() - started, "params": values_for_table(values)}
+    except Exception as e:  # a failed trial is a result, not the end of the search
+        return {"status": "fail", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(limit=5),
+                "seconds": time.time() - started, "params": values_for_table(values)}
+
+
+def values_for_table(values: dict) -> dict:
+    return {k: values[k] for k in ("layers", "optimizer", "learningRate", "momentum", "loss", "batchSize",
+                                   "epochs", "earlyStoppingPatience", "reduceLrPatience") if k in values}
+
+
+def make_objective(base_values: dict, plan: dict, metric: str, mode: str, metric_epoch: str):
+    """The hyperopt objective: a sample of the space -> a trial result. Pickles to plain data."""
+    from deepflash.tuning.space import to_params
+
+    def objective(sample: dict) -> dict:
+        try:
+            values = {**base_values, **to_params(sample, base_values["layers"])}
+        except Exception as e:
+            return {"status": "fail", "error": f"{type(e).__name__}: {e}", "seconds": 0.0, "params": dict(sample)}
+        return run_trial(values, plan, metric, mode, metric_epoch)
+
+    return objective

@@ -1,0 +1,360 @@
+"""HyperoptSearch: distributed Bayesian (TPE), random, annealing and grid search over KerasEstimator Params.
+
+``parallelism > 1`` runs one trial per Spark task with hyperopt's ``SparkTrials``; each trial trains
+a single-process model on its executor from the Parquet that was materialized once in the store.
+``parallelism == 1`` runs the trials one after another in the driver with ``Trials``; then a trial
+can itself use ``backend="horovod"`` with ``numProc > 1``. SparkTrials cannot run distributed
+training inside a trial, so the choice is many small trials at once, or one large trial at a time.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark import keyword_only
+from pyspark.ml import Estimator, Model
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.param.shared import HasSeed
+from pyspark.ml.util import DefaultParamsReader, DefaultParamsWriter, MLReadable, MLReader, MLWritable, MLWriter
+from pyspark.sql import DataFrame
+
+from deepflash.params import _number, _one_of, add_accessors
+from deepflash.tuning.objective import METRIC_EPOCHS, make_objective
+from deepflash.tuning.space import check_space, grid_points, to_hyperopt
+
+log = logging.getLogger("deepflash")
+ALGOS = ("tpe", "random", "anneal", "grid")
+
+
+def _space(value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise TypeError(f"`space` must be a dict of dimensions, found {type(value).__name__}")
+    return check_space(value)
+
+
+def _optional_positive(name: str):
+    positive = _number(name, low=0, low_open=True)
+
+    def convert(value):
+        return None if value is None else positive(value)
+
+    return convert
+
+
+class _SearchParams(HasSeed):
+    space = Param(Params._dummy(), "space", "search space: {param: {kind: args}} (see deepflash.tuning.space)", _space)
+    algo = Param(Params._dummy(), "algo", "tpe, random, anneal or grid", _one_of("algo", ALGOS))
+    maxEvals = Param(Params._dummy(), "maxEvals", "number of trials, >= 1", _number("maxEvals", integer=True, low=1))
+    parallelism = Param(Params._dummy(), "parallelism", "trials run at once (SparkTrials when > 1), >= 1",
+                        _number("parallelism", integer=True, low=1))
+    metric = Param(Params._dummy(), "metric", "history metric that ranks trials, e.g. val_accuracy",
+                   TypeConverters.toString)
+    mode = Param(Params._dummy(), "mode", "max or min", _one_of("mode", ("max", "min")))
+    metricEpoch = Param(Params._dummy(), "metricEpoch", "score a trial by its best or its last epoch",
+                        _one_of("metricEpoch", METRIC_EPOCHS))
+    timeout = Param(Params._dummy(), "timeout", "seconds after which the search stops; None = no limit",
+                    _optional_positive("timeout"))
+    refit = Param(Params._dummy(), "refit", "refit the best params on all the training data", TypeConverters.toBoolean)
+    gridSample = Param(Params._dummy(), "gridSample", "algo=grid: fraction of the grid to evaluate, in (0, 1]",
+                       _number("gridSample", low=0, high=1, low_open=True))
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._setDefault(algo="tpe", maxEvals=20, parallelism=1, metric="val_loss", mode="min", metricEpoch="best",
+                         refit=True, gridSample=1.0, seed=0)
+
+
+SEARCH_PARAMS = ["space", "algo", "maxEvals", "parallelism", "metric", "mode", "metricEpoch", "timeout", "refit",
+                 "gridSample", "seed"]
+
+
+class _Progress:
+    """hyperopt's early_stop_fn, used as a per-trial progress hook: one line per finished trial."""
+
+    def __init__(self, total: int, mode: str, metric: str):
+        self.total, self.mode, self.metric = total, mode, metric
+        self.started = time.time()
+        self.seen: set[int] = set()
+        self.best: float | None = None
+
+    def __call__(self, trials, *args):
+        for t in trials.trials:
+            result = t.get("result") or {}
+            if t["tid"] in self.seen or result.get("status") not in ("ok", "fail"):
+                continue
+            self.seen.add(t["tid"])
+            if result["status"] == "ok":
+                value = result["metric"]
+                if self.best is None or (value > self.best if self.mode == "max" else value < self.best):
+                    self.best = value
+                this = f"{self.metric}={value:.4f}"
+            else:
+                this = f"failed ({result.get('error', '?')[:120]})"
+            best = "n/a" if self.best is None else f"{self.best:.4f}"
+            log.info("trial %d/%d: %s, best so far %s, %.0fs elapsed", len(self.seen), self.total, this, best,
+                     time.time() - self.started)
+        return False, []
+
+
+def _grid_suggest(count: int):
+    """A hyperopt algo that proposes grid point 0, 1, 2 ... of a ``hp.choice('grid_index', points)`` space."""
+    from hyperopt.base import miscs_update_idxs_vals
+
+    state = {"next": 0}
+
+    def suggest(new_ids, domain, trials, seed):
+        docs = []
+        for new_id in new_ids:
+            index = state["next"] % count
+            state["next"] += 1
+            misc = dict(tid=new_id, cmd=domain.cmd, workdir=domain.workdir)
+            miscs_update_idxs_vals([misc], {"grid_index": [new_id]}, {"grid_index": [index]})
+            docs.extend(trials.new_trial_docs([new_id], [None], [domain.new_result()], [misc]))
+        return docs
+
+    return suggest
+
+
+class HyperoptSearch(Estimator, _SearchParams, MLReadable, MLWritable):
+    """Searches KerasEstimator Params with hyperopt, spread over the cluster with SparkTrials.
+
+    Args:
+        estimator: the KerasEstimator whose Params are searched; its other Params stay fixed.
+        space: ``{"learningRate": {"loguniform": [1e-4, 1e-1]}, "optimizer": {"choice": [...]}, ...}``.
+        algo: tpe (Bayesian), random, anneal, or grid (the Cartesian product of ``choice`` dimensions;
+            ``gridSample`` evaluates a random fraction of it).
+        metric, mode: what ranks trials, read from each trial's validation history at its best or
+            last epoch (``metricEpoch``).
+
+    Example:
+        >>> search = HyperoptSearch(estimator=est, space={"learningRate": {"loguniform": [1e-4, 1e-1]}},
+        ...                         algo="tpe", maxEvals=30, parallelism=4, metric="val_accuracy", mode="max")
+        >>> found = search.fit(train_df)
+        >>> found.bestParams, found.trials, found.transform(test_df)
+    """
+
+    @keyword_only
+    def __init__(self, *, estimator=None, space: dict | None = None, algo: str = "tpe", maxEvals: int = 20,
+                 parallelism: int = 1, metric: str = "val_loss", mode: str = "min", metricEpoch: str = "best",
+                 timeout: float | None = None, refit: bool = True, gridSample: float = 1.0, seed: int = 0) -> None:
+        super().__init__()
+        self.estimator = None
+        kwargs = dict(self._input_kwargs)
+        self.setEstimator(kwargs.pop("estimator", None))
+        self._set(**{k: v for k, v in kwargs.items() if v is not None})
+
+    def setEstimator(self, estimator) -> "HyperoptSearch":
+        self.estimator = estimator
+        return self
+
+    def getEstimator(self):
+        return self.estimator
+
+    def copy(self, extra=None):
+        that = super().copy(extra)
+        if self.estimator is not None:
+            that.estimator = self.estimator.copy()
+        return that
+
+    def _check(self) -> None:
+        from deepflash.estimator import KerasEstimator
+
+        if not isinstance(self.estimator, KerasEstimator):
+            raise ValueError(f"`estimator` must be a KerasEstimator, found {type(self.estimator).__name__}")
+        if not self.isDefined(self.space):
+            raise ValueError("`space` is not set: give at least one dimension, e.g. "
+                             "{'learningRate': {'loguniform': [1e-4, 1e-1]}}")
+        if self.getAlgo() == "grid":
+            grid_points(self.getOrDefault(self.space))
+        if self.getParallelism() > 1 and self.estimator.getNumProc() > 1:
+            raise ValueError(f"`parallelism` == {self.getParallelism()} runs each trial as one Spark task, which "
+                             f"cannot host numProc == {self.estimator.getNumProc()} Horovod processes; use "
+                             "parallelism=1 for distributed trials, or numProc=1")
+        self.estimator._validate_params()
+
+    def _fit(self, dataset: DataFrame) -> "HyperoptSearchModel":
+        from hyperopt import SparkTrials, Trials, anneal, fmin, hp, rand, tpe
+        from hyperopt.exceptions import AllTrialsFailed
+
+        from deepflash.backends import get_backend
+
+        self._check()
+        est = self.estimator
+        started = time.time()
+        spark = dataset.sparkSession
+        space = self.getOrDefault(self.space)
+        metric, mode, algo_name = self.getMetric(), self.getMode(), self.getAlgo()
+        parallelism = self.getParallelism()
+        if parallelism == 1:
+            get_backend(est.getBackend(), est.getNumProc()).check(spark)
+        plan = est._plan(dataset, est.getNumProc())
+        base_values = est._values()
+        objective = make_objective(base_values, plan, metric, mode, self.getMetricEpoch())
+
+        if algo_name == "grid":
+            points = grid_points(space, None if self.getGridSample() >= 1 else self.getGridSample(), self.getSeed())
+            max_evals = min(self.getMaxEvals(), len(points))
+            hyperopt_space = {"grid": hp.choice("grid_index", points)}
+            algo = _grid_suggest(len(points))
+            fn = _unwrap_grid(objective)
+        else:
+            max_evals = self.getMaxEvals()
+            hyperopt_space = to_hyperopt(space)
+            algo = {"tpe": tpe.suggest, "random": rand.suggest, "anneal": anneal.suggest}[algo_name]
+            fn = objective
+        timeout = self.getOrDefault(self.timeout) if self.isDefined(self.timeout) else None
+        if parallelism > 1:
+            trials = SparkTrials(parallelism=parallelism, timeout=timeout, spark_session=spark)
+        else:
+            trials = Trials()
+        log.info("search: %s over %s, %d trials, parallelism %d, metric %s (%s)", algo_name, ", ".join(space),
+                 max_evals, parallelism, metric, mode)
+        try:
+            fmin(fn, hyperopt_space, algo=algo, max_evals=max_evals, trials=trials, timeout=timeout,
+                 rstate=np.random.default_rng(self.getSeed()), early_stop_fn=_Progress(max_evals, mode, metric),
+                 show_progressbar=False)
+        except AllTrialsFailed:
+            pass  # reported below with the first trial's error, which hyperopt does not show
+
+        table = trials_table(trials)
+        ok = table[table["status"] == "ok"]
+        if ok.empty:
+            first = table["error"].dropna()
+            raise RuntimeError(f"all {len(table)} trials failed; the first error: "
+                               f"{first.iloc[0] if len(first) else 'none recorded (timeout?)'}")
+        best_row = ok.loc[ok["metric"].idxmax() if mode == "max" else ok["metric"].idxmin()]
+        best_trial = next(t for t in trials.trials if t["tid"] == best_row["trial"])
+        best_params = best_trial["result"]["params"]
+        log.info("search done in %.0fs: best %s %.4f (trial %d), %d of %d trials ok", time.time() - started,
+                 metric, best_row["metric"], best_row["trial"], len(ok), len(table))
+
+        best_model = None
+        if self.getRefit():
+            best_est = est.copy()
+            best_est._set(**best_params)
+            best_model = best_est.fit(dataset)
+        found = HyperoptSearchModel()
+        self._copyValues(found)
+        found._set_results(best_model, best_params, table)
+        return found
+
+    @classmethod
+    def read(cls):
+        return _SearchReader(cls)
+
+    def write(self):
+        return _SearchWriter(self)
+
+
+def _unwrap_grid(objective):
+    def fn(sample):
+        return objective(sample["grid"])
+
+    return fn
+
+
+def trials_table(trials) -> pd.DataFrame:
+    """One row per trial: params, metric, final metrics, epochs, seconds, status and error."""
+    rows = []
+    for t in trials.trials:
+        result = t.get("result") or {}
+        status = result.get("status")
+        row = {"trial": t["tid"], "status": "ok" if status == "ok" else "failed",
+               "metric": result.get("metric", np.nan), "epochs": result.get("epochs", 0),
+               "seconds": result.get("seconds", np.nan),
+               "error": result.get("error") if status != "ok" else None}
+        if status not in ("ok", "fail"):
+            row["error"] = "cancelled or not finished (timeout)"
+        for k, v in (result.get("params") or {}).items():
+            row[k] = v if not isinstance(v, (list, dict)) else str(v)
+        for k, v in (result.get("final") or {}).items():
+            row[f"final_{k}"] = v
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+class HyperoptSearchModel(Model, _SearchParams, MLReadable, MLWritable):
+    """The search's result: ``bestModel`` (a KerasModel), ``bestParams`` and ``trials`` (pandas)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bestModel = None
+        self.bestParams: dict = {}
+        self.trials: pd.DataFrame = pd.DataFrame()
+
+    def _set_results(self, best_model, best_params: dict, trials: pd.DataFrame) -> None:
+        self.bestModel, self.bestParams, self.trials = best_model, dict(best_params), trials
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        if self.bestModel is None:
+            raise ValueError("this HyperoptSearchModel has no best model: the search ran with refit=False; "
+                             "fit an estimator with `bestParams`")
+        return self.bestModel.transform(dataset)
+
+    @classmethod
+    def read(cls):
+        return _SearchReader(cls)
+
+    def write(self):
+        return _SearchWriter(self)
+
+
+class _SearchWriter(MLWriter):
+    """Params metadata, plus the estimator (search) or best model, bestParams and trials (model)."""
+
+    def __init__(self, instance):
+        super().__init__()
+        self.instance = instance
+
+    def saveImpl(self, path: str) -> None:
+        from deepflash.store import Store
+
+        try:
+            DefaultParamsWriter.saveMetadata(self.instance, path, self.sc)
+        except TypeError as e:
+            raise TypeError(f"this search cannot be saved: its `space` holds raw hyperopt expressions ({e}); "
+                            "use the dict form to save it") from None
+        store = Store(path)
+        inst = self.instance
+        if isinstance(inst, HyperoptSearch):
+            if inst.estimator is not None:
+                inst.estimator.write().save(store.join("estimator"))
+            return
+        if inst.bestModel is not None:
+            inst.bestModel.write().save(store.join("bestModel"))
+        store.write_json(store.join("bestParams.json"), inst.bestParams)
+        store.write_bytes(store.join("trials.json"), inst.trials.to_json(orient="records").encode())
+
+
+class _SearchReader(MLReader):
+    def __init__(self, cls):
+        super().__init__()
+        self.cls = cls
+
+    def load(self, path: str):
+        from io import StringIO
+
+        from deepflash.estimator import KerasEstimator
+        from deepflash.model import KerasModel
+        from deepflash.store import Store
+
+        metadata = DefaultParamsReader.loadMetadata(path, self.sc)
+        instance = self.cls()
+        DefaultParamsReader.getAndSetParams(instance, metadata)
+        instance._resetUid(metadata["uid"])
+        store = Store(path)
+        if isinstance(instance, HyperoptSearch):
+            if store.exists(store.join("estimator")):
+                instance.setEstimator(KerasEstimator.load(store.join("estimator")))
+            return instance
+        best = KerasModel.load(store.join("bestModel")) if store.exists(store.join("bestModel")) else None
+        trials = pd.read_json(StringIO(store.read_bytes(store.join("trials.json")).decode()), orient="records")
+        instance._set_results(best, store.read_json(store.join("bestParams.json")), trials)
+        return instance
+
+
+add_accessors(HyperoptSearch, SEARCH_PARAMS)
+add_accessors(HyperoptSearchModel, SEARCH_PARAMS)

@@ -1,0 +1,114 @@
+"""HyperoptSearch on local Spark: TPE with SparkTrials, failing trials, grid, save/load."""
+from __future__ import annotations
+
+import pytest
+
+from deepflash import HyperoptSearch, HyperoptSearchModel, KerasEstimator, KerasModel
+from helpers import accuracy
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tpe_search(digits, tmp_path_factory):
+    train, _ = digits
+    est = KerasEstimator(backend="local", epochs=12, batchSize=32, seed=3,
+                         storePath=str(tmp_path_factory.mktemp("store")))
+    space = {"learningRate": {"loguniform": [3e-3, 3e-2]},
+             "optimizer": {"choice": ["adam", "adamax", "nadam"]},
+             # an impossible layer: conv2d on a flat vector cannot be built, so those trials fail
+             "layers": {"choice": [[{"type": "dense", "units": 64, "activation": "relu"}],
+                                   [{"type": "dense", "units": 128, "activation": "relu"}],
+                                   [{"type": "conv2d", "filters": 4, "kernel_size": 3}]]}}
+    search = HyperoptSearch(estimator=est, space=space, algo="tpe", maxEvals=6, parallelism=2,
+                            metric="val_accuracy", mode="max", seed=1)
+    return search.fit(train)
+
+
+def test_tpe_with_spark_trials_finds_a_good_model(tpe_search, digits):
+    _, test = digits
+    found = tpe_search
+    assert isinstance(found, HyperoptSearchModel) and isinstance(found.bestModel, KerasModel)
+    assert len(found.trials) == 6
+    ok = found.trials[found.trials["status"] == "ok"]
+    assert len(ok) >= 1
+    assert found.bestParams["optimizer"] in ("adam", "adamax", "nadam")
+    assert 3e-3 <= found.bestParams["learningRate"] <= 3e-2
+    assert found.bestParams["layers"][0]["type"] == "dense"
+    assert ok["metric"].max() == pytest.approx(ok["final_val_accuracy"].max(), abs=0.1)
+    assert accuracy(found.transform(test)) >= 0.95
+
+
+def test_failed_trials_are_recorded_with_their_error(tpe_search):
+    table = tpe_search.trials
+    failed = table[table["status"] == "failed"]
+    for _, row in failed.iterrows():
+        assert "conv2d" in row["error"]
+    assert set(table["status"]) <= {"ok", "failed"}
+    assert {"trial", "metric", "epochs", "seconds", "status", "error", "learningRate", "optimizer"} <= set(table.columns)
+
+
+def test_search_model_save_load(tpe_search, digits, tmp_path):
+    _, test = digits
+    path = str(tmp_path / "search")
+    tpe_search.save(path)
+    loaded = HyperoptSearchModel.load(path)
+    assert loaded.bestParams == tpe_search.bestParams
+    assert len(loaded.trials) == 6
+    assert list(loaded.trials["status"]) == list(tpe_search.trials["status"])
+    before = [r.prediction for r in tpe_search.transform(test).select("prediction").collect()]
+    after = [r.prediction for r in loaded.transform(test).select("prediction").collect()]
+    assert before == after
+
+
+def test_grid_evaluates_every_point_in_order(digits, tmp_path):
+    train, _ = digits
+    est = KerasEstimator(backend="local", epochs=2, seed=3, storePath=str(tmp_path))
+    space = {"optimizer": {"choice": ["adam", "sgd"]}, "batchSize": {"choice": [32, 64]}}
+    found = HyperoptSearch(estimator=est, space=space, algo="grid", maxEvals=100, parallelism=1,
+                           metric="val_loss", mode="min", refit=False).fit(train)
+    combos = {(r["optimizer"], r["batchSize"]) for _, r in found.trials.iterrows()}
+    assert combos == {("adam", 32), ("adam", 64), ("sgd", 32), ("sgd", 64)}
+    assert found.bestModel is None
+    with pytest.raises(ValueError, match="refit=False"):
+        found.transform(train)
+
+
+def test_all_trials_failing_says_so(digits, tmp_path):
+    train, _ = digits
+    est = KerasEstimator(backend="local", epochs=1, storePath=str(tmp_path))
+    space = {"layers": {"choice": [[{"type": "conv1d", "filters": 2, "kernel_size": 3}]]}}
+    with pytest.raises(RuntimeError, match=r"all 2 trials failed; the first error: .*conv1d"):
+        HyperoptSearch(estimator=est, space=space, algo="random", maxEvals=2).fit(train)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"maxEvals": 0}, ValueError, r"`maxEvals` == 0, must be >= 1"),
+    ({"parallelism": 0}, ValueError, r"`parallelism` == 0, must be >= 1"),
+    ({"space": {}}, ValueError, r"`space` must be a non-empty dict"),
+    ({"space": {"learningrate": {"uniform": [0, 1]}}}, ValueError, r"'learningrate' is not a searchable"),
+    ({"algo": "bayes"}, ValueError, r"`algo` == 'bayes', must be one of: tpe, random, anneal, grid"),
+])
+def test_bad_search_settings_fail_at_construction(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        HyperoptSearch(estimator=KerasEstimator(), **{"space": {"epochs": {"choice": [1]}}, **kwargs})
+
+
+def test_grid_needs_choices_and_horovod_trials_need_parallelism_one(digits, tmp_path):
+    train, _ = digits
+    est = KerasEstimator(backend="local", storePath=str(tmp_path))
+    with pytest.raises(ValueError, match="algo='grid' needs `choice` dimensions only"):
+        HyperoptSearch(estimator=est, space={"learningRate": {"uniform": [0.1, 0.2]}}, algo="grid").fit(train)
+    hvd = KerasEstimator(backend="horovod", numProc=2, storePath=str(tmp_path))
+    with pytest.raises(ValueError, match="use parallelism=1 for distributed trials"):
+        HyperoptSearch(estimator=hvd, space={"epochs": {"choice": [1]}}, parallelism=2).fit(train)
+    assert not (tmp_path / "data").exists()
+
+
+def test_timeout_stops_the_search_and_keeps_finished_trials(digits, tmp_path):
+    train, _ = digits
+    est = KerasEstimator(backend="local", epochs=2, storePath=str(tmp_path))
+    found = HyperoptSearch(estimator=est, space={"learningRate": {"loguniform": [1e-3, 1e-2]}}, algo="random",
+                           maxEvals=200, timeout=1, metric="val_loss", refit=False).fit(train)
+    assert 1 <= len(found.trials) < 200
+    assert (found.trials["status"] == "ok").sum() >= 1
