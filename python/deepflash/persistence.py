@@ -29,6 +29,15 @@ class KerasStageWriter(MLWriter):
             store.write_bytes(store.join(*MODEL_FILE), data)
 
 
+def load_params_instance(cls, path: str, sc):
+    """A new ``cls()`` with the Params and uid saved at ``path`` by DefaultParamsWriter."""
+    metadata = DefaultParamsReader.loadMetadata(path, sc)
+    instance = cls()
+    DefaultParamsReader.getAndSetParams(instance, metadata)
+    instance._resetUid(metadata["uid"])
+    return instance
+
+
 class KerasStageReader(MLReader):
     """Loads a stage written by :class:`KerasStageWriter`."""
 
@@ -37,10 +46,7 @@ class KerasStageReader(MLReader):
         self.cls = cls
 
     def load(self, path: str):
-        metadata = DefaultParamsReader.loadMetadata(path, self.sc)
-        instance = self.cls()
-        DefaultParamsReader.getAndSetParams(instance, metadata)
-        instance._resetUid(metadata["uid"])
+        instance = load_params_instance(self.cls, path, self.sc)
         store = Store(path)
         model_path = store.join(*MODEL_FILE)
         if store.exists(model_path):

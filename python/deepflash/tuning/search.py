@@ -18,7 +18,7 @@ from pyspark import keyword_only
 from pyspark.ml import Estimator, Model
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasSeed
-from pyspark.ml.util import DefaultParamsReader, DefaultParamsWriter, MLReadable, MLReader, MLWritable, MLWriter
+from pyspark.ml.util import DefaultParamsWriter, MLReadable, MLReader, MLWritable, MLWriter
 from pyspark.sql import DataFrame
 
 from deepflash.params import _number, _one_of, add_accessors
@@ -339,12 +339,10 @@ class _SearchReader(MLReader):
 
         from deepflash.estimator import KerasEstimator
         from deepflash.model import KerasModel
+        from deepflash.persistence import load_params_instance
         from deepflash.store import Store
 
-        metadata = DefaultParamsReader.loadMetadata(path, self.sc)
-        instance = self.cls()
-        DefaultParamsReader.getAndSetParams(instance, metadata)
-        instance._resetUid(metadata["uid"])
+        instance = load_params_instance(self.cls, path, self.sc)
         store = Store(path)
         if isinstance(instance, HyperoptSearch):
             if store.exists(store.join("estimator")):
