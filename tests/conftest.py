@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
 import warnings
 
 import pytest
@@ -11,6 +12,9 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["PYSPARK_PYTHON"] = sys.executable
 os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+# MLflow runs of the tests go to a throwaway local store, never to ./mlflow.db.
+MLFLOW_DIR = tempfile.mkdtemp(prefix="deepflash-test-mlflow-")
+os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{MLFLOW_DIR}/mlflow.db"
 warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 

@@ -39,6 +39,29 @@ def test_tpe_with_spark_trials_finds_a_good_model(tpe_search, digits):
     assert accuracy(found.transform(test)) >= 0.95
 
 
+def test_search_is_a_parent_mlflow_run_with_a_nested_run_per_trial(tpe_search):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    parents = mlflow.search_runs(search_all_experiments=True, filter_string="tags.mlflow.runName = 'search-tpe'",
+                                 output_format="list")
+    assert parents, "no parent run for the TPE search"
+    parent = parents[0]
+    children = mlflow.search_runs(search_all_experiments=True, output_format="list",
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert len(children) == 6
+    statuses = {c.data.tags["deepflash.status"] for c in children}
+    assert statuses <= {"ok", "fail"} and "ok" in statuses
+    ok_child = next(c for c in children if c.data.tags["deepflash.status"] == "ok")
+    history = client.get_metric_history(ok_child.info.run_id, "val_accuracy")
+    assert len(history) >= 1 and [m.step for m in history] == list(range(len(history)))
+    assert "optimizer" in ok_child.data.params
+    failed = [c for c in children if c.data.tags["deepflash.status"] == "fail"]
+    assert all("conv2d" in c.data.tags["deepflash.error"] for c in failed)
+    assert parent.data.metrics["best_metric"] == pytest.approx(tpe_search.trials["metric"].max())
+
+
 def test_failed_trials_are_recorded_with_their_error(tpe_search):
     table = tpe_search.trials
     failed = table[table["status"] == "failed"]

@@ -22,6 +22,7 @@ from pyspark.ml.util import DefaultParamsWriter, MLReadable, MLReader, MLWritabl
 from pyspark.sql import DataFrame
 
 from deepflash.params import _number, _one_of, add_accessors
+from deepflash.tracking import SearchTracker
 from deepflash.tuning.objective import METRIC_EPOCHS, make_objective
 from deepflash.tuning.space import check_space, grid_points, to_hyperopt
 
@@ -58,24 +59,26 @@ class _SearchParams(HasSeed):
     timeout = Param(Params._dummy(), "timeout", "seconds after which the search stops; None = no limit",
                     _optional_positive("timeout"))
     refit = Param(Params._dummy(), "refit", "refit the best params on all the training data", TypeConverters.toBoolean)
+    track = Param(Params._dummy(), "track", "log the search and its trials to MLflow (when installed)",
+                  TypeConverters.toBoolean)
     gridSample = Param(Params._dummy(), "gridSample", "algo=grid: fraction of the grid to evaluate, in (0, 1]",
                        _number("gridSample", low=0, high=1, low_open=True))
 
     def __init__(self) -> None:
         super().__init__()
         self._setDefault(algo="tpe", maxEvals=20, parallelism=1, metric="val_loss", mode="min", metricEpoch="best",
-                         refit=True, gridSample=1.0, seed=0)
+                         refit=True, gridSample=1.0, seed=0, track=True)
 
 
 SEARCH_PARAMS = ["space", "algo", "maxEvals", "parallelism", "metric", "mode", "metricEpoch", "timeout", "refit",
-                 "gridSample", "seed"]
+                 "gridSample", "seed", "track"]
 
 
 class _Progress:
     """hyperopt's early_stop_fn, used as a per-trial progress hook: one line per finished trial."""
 
-    def __init__(self, total: int, mode: str, metric: str):
-        self.total, self.mode, self.metric = total, mode, metric
+    def __init__(self, total: int, mode: str, metric: str, tracker=None):
+        self.total, self.mode, self.metric, self.tracker = total, mode, metric, tracker
         self.started = time.time()
         self.seen: set[int] = set()
         self.best: float | None = None
@@ -96,6 +99,11 @@ class _Progress:
             best = "n/a" if self.best is None else f"{self.best:.4f}"
             log.info("trial %d/%d: %s, best so far %s, %.0fs elapsed", len(self.seen), self.total, this, best,
                      time.time() - self.started)
+            if self.tracker is not None:
+                try:
+                    self.tracker.trial(t["tid"], result)
+                except Exception as e:  # tracking must never stop a search
+                    log.warning("could not log trial %d to MLflow: %s", t["tid"], e)
         return False, []
 
 
@@ -139,7 +147,8 @@ class HyperoptSearch(Estimator, _SearchParams, MLReadable, MLWritable):
     @keyword_only
     def __init__(self, *, estimator=None, space: dict | None = None, algo: str = "tpe", maxEvals: int = 20,
                  parallelism: int = 1, metric: str = "val_loss", mode: str = "min", metricEpoch: str = "best",
-                 timeout: float | None = None, refit: bool = True, gridSample: float = 1.0, seed: int = 0) -> None:
+                 timeout: float | None = None, refit: bool = True, gridSample: float = 1.0, seed: int = 0,
+                 track: bool = True) -> None:
         super().__init__()
         self.estimator = None
         kwargs = dict(self._input_kwargs)
@@ -212,22 +221,32 @@ class HyperoptSearch(Estimator, _SearchParams, MLReadable, MLWritable):
             trials = Trials()
         log.info("search: %s over %s, %d trials, parallelism %d, metric %s (%s)", algo_name, ", ".join(space),
                  max_evals, parallelism, metric, mode)
+        tracker = SearchTracker(self.getTrack())
+        tracker.start(f"search-{algo_name}", {"algo": algo_name, "maxEvals": max_evals, "parallelism": parallelism,
+                                              "metric": metric, "mode": mode, "space": space})
+        progress = _Progress(max_evals, mode, metric, tracker)
         try:
-            fmin(fn, hyperopt_space, algo=algo, max_evals=max_evals, trials=trials, timeout=timeout,
-                 rstate=np.random.default_rng(self.getSeed()), early_stop_fn=_Progress(max_evals, mode, metric),
-                 show_progressbar=False)
-        except AllTrialsFailed:
-            pass  # reported below with the first trial's error, which hyperopt does not show
+            try:
+                fmin(fn, hyperopt_space, algo=algo, max_evals=max_evals, trials=trials, timeout=timeout,
+                     rstate=np.random.default_rng(self.getSeed()), early_stop_fn=progress, show_progressbar=False)
+            except AllTrialsFailed:
+                pass  # reported below with the first trial's error, which hyperopt does not show
+            progress(trials)  # trials that finished after hyperopt's last call
+        except BaseException:
+            tracker.end(None)
+            raise
 
         table = trials_table(trials)
         ok = table[table["status"] == "ok"]
         if ok.empty:
+            tracker.end(None)
             first = table["error"].dropna()
             raise RuntimeError(f"all {len(table)} trials failed; the first error: "
                                f"{first.iloc[0] if len(first) else 'none recorded (timeout?)'}")
         best_row = ok.loc[ok["metric"].idxmax() if mode == "max" else ok["metric"].idxmin()]
         best_trial = next(t for t in trials.trials if t["tid"] == best_row["trial"])
         best_params = best_trial["result"]["params"]
+        tracker.end(best_trial["result"])
         log.info("search done in %.0fs: best %s %.4f (trial %d), %d of %d trials ok", time.time() - started,
                  metric, best_row["metric"], best_row["trial"], len(ok), len(table))
 
