@@ -24,6 +24,7 @@ def main(target: str) -> None:
                         path = os.path.join(directory, name)
                         zf.write(path, os.path.relpath(path, os.path.dirname(PACKAGE)))
                         count += 1
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; clusters read it as another user
         os.replace(tmp, target)
     except BaseException:
         os.remove(tmp)

@@ -63,6 +63,19 @@ def test_transform_keeps_columns_and_adds_typed_outputs(local_fit, digits_column
     assert out.count() == test.count()
 
 
+def test_transform_errors_name_the_column_before_any_job(local_fit, digits_columns):
+    model, _ = local_fit
+    _, test = digits_columns
+    keras_model = model.stages[-1]
+    with pytest.raises(ValueError, match=r"`featuresCol` == 'scaled': no such column; the DataFrame has: px0"):
+        keras_model.transform(test)
+    scored = model.transform(test)
+    with pytest.raises(ValueError, match=r"`predictionCol` == 'prediction': the DataFrame already has a column"):
+        keras_model.transform(scored.drop("probability"))
+    with pytest.raises(ValueError, match="holds no trained network"):
+        KerasModel().transform(test)
+
+
 def test_pipeline_save_load_gives_identical_predictions(local_fit, digits_columns, tmp_path):
     model, _ = local_fit
     _, test = digits_columns
