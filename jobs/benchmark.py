@@ -112,6 +112,83 @@ def search_parallelism(train_df, args, store: str) -> dict:
     return out
 
 
+ALGO_SPACE = {
+    "layers": {"architecture": {"depth": [1, 3], "units": [32, 64, 128, 256, 512], "activation": ["relu", "tanh", "sigmoid"],
+                                "dropout": [0.0, 0.5], "batchnorm": [True, False]}},
+    "optimizer": {"choice": ["sgd", "rmsprop", "adagrad", "adadelta", "adam", "adamax", "nadam"]},
+    "learningRate": {"loguniform": [1e-4, 1.0]},
+    "batchSize": {"choice": [32, 64, 128, 256]},
+}
+
+
+def best_so_far(trials, mode: str = "max") -> list:
+    """The best metric after each trial, in trial order (failed trials keep the previous best)."""
+    best, out = None, []
+    for value in trials.sort_values("trial")["metric"]:
+        if value == value and (best is None or (value > best if mode == "max" else value < best)):
+            best = value
+        out.append(np.nan if best is None else best)
+    return out
+
+
+def search_algorithms(train_df, args, store: str) -> dict:
+    """TPE against random on one space: the best val_accuracy after 10, 20 and 40 trials, per seed."""
+    from deepflash import HyperoptSearch, KerasEstimator
+
+    est = KerasEstimator(backend="local", epochs=args.algo_epochs, validationSplit=0.2, storePath=store)
+    df = train_df.limit(args.algo_rows) if args.algo_rows else train_df
+    checkpoints = args.algo_trials
+    curves = {"tpe": [], "random": []}
+    for seed in range(args.algo_seeds):
+        for algo in ("tpe", "random"):
+            search = HyperoptSearch(estimator=est.copy().setSeed(seed), space=ALGO_SPACE, algo=algo,
+                                    maxEvals=max(checkpoints), parallelism=1, metric="val_accuracy", mode="max",
+                                    seed=seed, refit=False, track=False)
+            started = time.time()
+            found = search.fit(df)
+            curve = best_so_far(found.trials)
+            curves[algo].append(curve)
+            logging.getLogger("deepflash").info("algo %s seed %d: %s in %.0fs", algo, seed,
+                                                {n: round(curve[n - 1], 4) for n in checkpoints},
+                                                time.time() - started)
+    summary = {algo: {n: {"mean": float(np.mean([c[n - 1] for c in cs])), "std": float(np.std([c[n - 1] for c in cs])),
+                          "per_seed": [float(c[n - 1]) for c in cs]} for n in checkpoints}
+               for algo, cs in curves.items()}
+    return {"summary": summary, "curves": curves, "checkpoints": list(checkpoints), "rows": args.algo_rows, "epochs": args.algo_epochs,
+            "seeds": args.algo_seeds}
+
+
+BEST_SPACE = {
+    "layers": {"architecture": {"depth": [2, 3], "units": [256, 512, 1024], "activation": ["relu"],
+                                "dropout": [0.1, 0.5], "batchnorm": [True, False]}},
+    "optimizer": {"choice": ["adam", "adamax", "nadam"]},
+    "learningRate": {"loguniform": [2e-4, 5e-3]},
+    "batchSize": {"choice": [64, 128, 256]},
+}
+
+
+def best_model(train_df, test_df, args, store: str) -> dict:
+    """A TPE search on the full training set, then a refit of the best params with more epochs."""
+    from deepflash import HyperoptSearch, KerasEstimator
+
+    est = KerasEstimator(backend="local", epochs=args.best_search_epochs, validationSplit=0.1, seed=args.seed,
+                         storePath=store)
+    started = time.time()
+    found = HyperoptSearch(estimator=est, space=BEST_SPACE, algo="tpe", maxEvals=args.best_trials, parallelism=1,
+                           metric="val_accuracy", mode="max", seed=args.seed, refit=False, track=False).fit(train_df)
+    search_s = time.time() - started
+    params = found.bestParams
+    refit = est.copy()._set(**params).setEpochs(args.best_epochs).setEarlyStoppingPatience(6) \
+        .setEarlyStoppingMonitor("val_accuracy").setReduceLrPatience(3)
+    started = time.time()
+    model = refit.fit(train_df)
+    refit_s = time.time() - started
+    return {"trials": args.best_trials, "search_epochs": args.best_search_epochs, "search_seconds": search_s,
+            "best_val_accuracy": float(found.trials["metric"].max()), "params": params,
+            "refit_epochs_max": args.best_epochs, "refit_epochs_run": len(model.getHistory()["loss"]),
+            "refit_seconds": refit_s, "test_accuracy": _accuracy(model.transform(test_df))}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="/usr/share/datasets/fashion-mnist", help="Fashion-MNIST IDX directory")
@@ -119,8 +196,17 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--skip", default="", help="comma list of runs to skip: local,hvd1,hvd2,inference,search")
+    parser.add_argument("--skip", default="",
+                        help="comma list of runs to skip: local,hvd1,hvd2,inference,search,algos,best")
     parser.add_argument("--search-epochs", type=int, default=2, help="epochs per trial in the search comparison")
+    parser.add_argument("--algo-rows", type=int, default=10000, help="TPE against random: training rows (0 = all)")
+    parser.add_argument("--algo-epochs", type=int, default=2, help="TPE against random: epochs per trial")
+    parser.add_argument("--algo-seeds", type=int, default=3, help="TPE against random: seeds")
+    parser.add_argument("--algo-trials", type=lambda t: tuple(int(n) for n in t.split(",")), default=(10, 20, 40),
+                        help="TPE against random: report the best after these trial counts (the last = trials run)")
+    parser.add_argument("--best-trials", type=int, default=12, help="best model: TPE trials on all rows")
+    parser.add_argument("--best-search-epochs", type=int, default=4, help="best model: epochs per trial")
+    parser.add_argument("--best-epochs", type=int, default=40, help="best model: refit epochs (early stopping)")
     parser.add_argument("--output", default="output/benchmark")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -160,9 +246,13 @@ def main(argv=None) -> int:
             all_df = train_df.union(test_df).cache()
             all_df.count()
             infer = inference(spark, fitted, all_df, all_x, args)
-        search = None
+        search = algos = best = None
         if "search" not in skip:
             search = search_parallelism(train_df, args, os.path.join(store, "search"))
+        if "algos" not in skip:
+            algos = search_algorithms(train_df, args, os.path.join(store, "algos"))
+        if "best" not in skip:
+            best = best_model(train_df, test_df, args, os.path.join(store, "best"))
     finally:
         shutil.rmtree(store, ignore_errors=True)
 
@@ -187,6 +277,19 @@ def main(argv=None) -> int:
                       f"{search[2]['seconds']:.1f}s (best val_accuracy {search[2]['best_val_accuracy']:.4f}), "
                       f"parallelism=1 {search[1]['seconds']:.1f}s (best {search[1]['best_val_accuracy']:.4f}), "
                       f"ratio {search['ratio']:.2f} (goal <= 0.65)"]
+    if algos:
+        lines += ["", f"TPE against random: best val_accuracy after n trials, mean ± std over {algos['seeds']} seeds "
+                      f"({algos['rows'] or 'all'} rows, {algos['epochs']} epochs per trial)", "",
+                  "| algo | " + " | ".join(f"after {n}" for n in algos["checkpoints"]) + " |",
+                  "|---" * (1 + len(algos["checkpoints"])) + "|"]
+        for algo, by_n in algos["summary"].items():
+            lines.append(f"| {algo} | " + " | ".join(f"{by_n[n]['mean']:.4f} ± {by_n[n]['std']:.4f}"
+                                                    for n in algos["checkpoints"]) + " |")
+    if best:
+        lines += ["", f"Best model: TPE, {best['trials']} trials x {best['search_epochs']} epochs on all rows "
+                      f"({best['search_seconds']:.0f}s, best val_accuracy {best['best_val_accuracy']:.4f}), refit "
+                      f"{best['refit_epochs_run']}/{best['refit_epochs_max']} epochs ({best['refit_seconds']:.0f}s): "
+                      f"test accuracy {best['test_accuracy']:.4f} (goal >= 0.90); params {json.dumps(best['params'])}"]
     second = [r for r in rows if r["name"].endswith("second fit")]
     if second:
         lines.append("")
@@ -198,7 +301,7 @@ def main(argv=None) -> int:
     os.makedirs(args.output, exist_ok=True)
     result = {"rows": [{k: v for k, v in r.items() if k != "model"} for r in rows], "inference": infer,
               "search": search,
-              "args": vars(args), "report": report}
+              "algos": algos, "best": best, "args": vars(args), "report": report}
     tmp = os.path.join(args.output, ".benchmark.json.tmp")
     with open(tmp, "w") as f:
         json.dump(result, f, indent=2)

@@ -61,19 +61,32 @@ class _Horovod(_SingleProcess):
                 self.hvd.callbacks.MetricAverageCallback()]
 
 
-def _configure_devices(comm: _SingleProcess) -> None:
-    """Pins each process to its own GPU when there are GPUs, and splits CPU threads otherwise."""
+def _configure_devices(comm: _SingleProcess, threads: int = 0) -> None:
+    """Pins each process to its own GPU when there are GPUs, and splits CPU threads otherwise.
+
+    ``threads`` > 0 caps TensorFlow's CPU threads, e.g. for search trials that share an executor.
+    TensorFlow only accepts thread settings before its runtime starts; in a reused Python worker
+    that already ran TensorFlow the old setting stays, which is logged, not raised.
+    """
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         for gpu in gpus:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        tf.config.set_visible_devices(gpus[comm.local_rank % len(gpus)], "GPU")
-    elif comm.local_size > 1:
+            try:
+                tf.config.experimental.set_memory_growth(gpu, True)
+                tf.config.set_visible_devices(gpus[comm.local_rank % len(gpus)], "GPU")
+            except RuntimeError as e:  # already initialized in this process
+                log.debug("GPU settings unchanged: %s", e)
+        return
+    if threads <= 0 and comm.local_size > 1:
         threads = max(1, (os.cpu_count() or 1) // comm.local_size)
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+    if threads > 0 and tf.config.threading.get_intra_op_parallelism_threads() != threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+        except RuntimeError as e:
+            log.debug("TensorFlow threads unchanged (%s)", e)
 
 
 def _ensure_logging() -> None:
@@ -145,7 +158,7 @@ def make_settings(values: dict, plan: dict, model_bytes: bytes, *, run_fingerpri
         "reduce_lr_factor": values["reduceLrFactor"], "checkpoint_path": checkpoint_path,
         "run_fingerprint": run_fingerprint, "run_id": run_id, "store_url": plan["store_url"],
         "reader": plan.get("reader", "petastorm"), "verbose": values["verbose"], "distributed": distributed,
-        "log_prefix": log_prefix,
+        "log_prefix": log_prefix, "threads": int(plan.get("threads") or 0),
     }
 
 
@@ -158,7 +171,7 @@ def train(settings: dict) -> dict[str, Any]:
     from deepflash.networks import make_optimizer
 
     comm = _Horovod() if settings["distributed"] else _SingleProcess()
-    _configure_devices(comm)
+    _configure_devices(comm, int(settings.get("threads") or 0))
     if settings["seed"] is not None:
         tf.keras.utils.set_random_seed(settings["seed"])
 

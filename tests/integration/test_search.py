@@ -135,3 +135,23 @@ def test_timeout_stops_the_search_and_keeps_finished_trials(digits, tmp_path):
                            maxEvals=200, timeout=1, metric="val_loss", refit=False).fit(train)
     assert 1 <= len(found.trials) < 200
     assert (found.trials["status"] == "ok").sum() >= 1
+
+
+def test_timeout_cancels_running_spark_trials_and_leaves_no_jobs(spark, digits, tmp_path):
+    import time
+
+    train, _ = digits
+    est = KerasEstimator(backend="local", batchSize=16, storePath=str(tmp_path))
+    # grid order: trial 0 trains 1 epoch and finishes; trial 1 would train for many minutes.
+    search = HyperoptSearch(estimator=est, space={"epochs": {"choice": [1, 5000]}}, algo="grid", maxEvals=2,
+                            parallelism=2, timeout=30, metric="val_loss", refit=False, track=False)
+    found = search.fit(train)
+    table = found.trials.set_index("trial")
+    assert table.loc[0, "status"] == "ok" and table.loc[0, "epochs"] == 1
+    assert table.loc[1, "status"] == "failed"
+    tracker = spark.sparkContext.statusTracker()
+    deadline = time.time() + 15  # a killed task takes a moment to report back
+    while tracker.getActiveJobsIds() and time.time() < deadline:
+        time.sleep(0.5)
+    assert tracker.getActiveJobsIds() == [], "the cancelled trial's Spark job is still running"
+    assert tracker.getActiveStageIds() == []
