@@ -1,4 +1,4 @@
-"""spark-submit entry point: ``spark-submit jobs/train.py --config conf/default.yaml [--set k=v]``."""
+"""spark-submit entry point: `deepflash train` (the logic lives in deepflash.cli)."""
 import sys
 
 from deepflash.cli import main

@@ -1,11 +1,16 @@
-"""``deepflash train ...``: the logic behind the thin spark-submit scripts in ``jobs/``.
+"""``deepflash train|tune|predict|study|bench``: the logic behind the thin scripts in ``jobs/``.
 
 Example:
     spark-submit --master local[2] jobs/train.py --config conf/default.yaml --set model.epochs=5
+
+Every job validates its whole config before Spark starts, writes its output into a temporary
+sibling directory and renames it into place at the end, and refuses to replace an existing
+output unless ``--overwrite`` is given.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -15,43 +20,12 @@ import time
 import uuid
 from typing import Any
 
-import yaml
+from deepflash.config import ConfigError, load_config
 
 log = logging.getLogger("deepflash")
 
-SECTIONS = ("data", "model", "spark", "output")
-DATA_SOURCES = ("digits", "fashion_mnist", "idx", "parquet")
 
-
-def _parse_value(text: str) -> Any:
-    return yaml.safe_load(text)
-
-
-def load_config(path: str, overrides: list[str] = ()) -> dict:
-    """Reads a YAML config and applies ``key.path=value`` overrides (values parsed as YAML)."""
-    with open(path) as f:
-        config = yaml.safe_load(f) or {}
-    if not isinstance(config, dict):
-        raise ValueError(f"{path}: expected a mapping of sections, found {type(config).__name__}")
-    for item in overrides:
-        if "=" not in item:
-            raise ValueError(f"--set {item!r}: expected key.path=value")
-        key, value = item.split("=", 1)
-        node = config
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"--set {key}: {part!r} is not a section")
-        node[parts[-1]] = _parse_value(value)
-    unknown = sorted(set(config) - set(SECTIONS))
-    if unknown:
-        raise ValueError(f"{path}: unknown section(s) {unknown}, valid sections are: {', '.join(SECTIONS)}")
-    source = config.get("data", {}).get("source", "digits")
-    if source not in DATA_SOURCES:
-        raise ValueError(f"data.source: {source!r} is not one of {', '.join(DATA_SOURCES)}")
-    return config
-
+# ---------------------------------------------------------------------------------------- set-up
 
 def _spark(config: dict):
     from pyspark import SparkConf
@@ -78,84 +52,321 @@ def load_data(spark, data: dict):
     seed = int(data.get("seed", 0))
     if source == "fashion_mnist":
         kwargs = {"directory": data["path"]} if data.get("path") else {}
-        return (datasets.load_fashion_mnist(spark, "train", **kwargs),
-                datasets.load_fashion_mnist(spark, "test", **kwargs))
-    if source == "idx":
-        return datasets.load_idx(spark, data["path"], "train"), datasets.load_idx(spark, data["path"], "test")
-    if source == "parquet":
-        df = spark.read.parquet(data["path"])
+        train, test = (datasets.load_fashion_mnist(spark, "train", **kwargs),
+                       datasets.load_fashion_mnist(spark, "test", **kwargs))
+    elif source == "idx":
+        train, test = datasets.load_idx(spark, data["path"], "train"), datasets.load_idx(spark, data["path"], "test")
     else:
-        df = datasets.load_digits(spark)
-    train, test = df.randomSplit([1 - test_fraction, test_fraction], seed=seed)
+        if source == "parquet":
+            df = spark.read.parquet(data["path"])
+        elif source == "table":
+            df = spark.table(data["table"])
+        else:
+            df = datasets.load_digits(spark)
+        train, test = df.randomSplit([1 - test_fraction, test_fraction], seed=seed)
+    if data.get("limit"):
+        train = train.limit(int(data["limit"]))
     return train, test
 
 
-def _classification_metrics(predictions, label_col: str) -> dict:
-    from pyspark.ml.evaluation import MulticlassClassificationEvaluator
-
-    out = {}
-    for metric in ("accuracy", "f1", "weightedPrecision", "weightedRecall"):
-        ev = MulticlassClassificationEvaluator(labelCol=label_col, predictionCol="prediction", metricName=metric)
-        out[metric] = float(ev.evaluate(predictions))
-    return out
-
-
-def _regression_metrics(predictions, label_col: str) -> dict:
-    from pyspark.ml.evaluation import RegressionEvaluator
-
-    return {m: float(RegressionEvaluator(labelCol=label_col, metricName=m).evaluate(predictions))
-            for m in ("rmse", "mae", "r2")}
-
-
-def train(config: dict, output: str, overwrite: bool = False) -> dict:
-    """Fits the configured estimator, reports test metrics, saves the PipelineModel under ``output``.
-
-    Everything is written to a temporary sibling directory first and renamed at the end, so a
-    failed job leaves no half-written output.
-    """
-    from pyspark.ml import Pipeline
-
-    from deepflash import KerasEstimator
-
+@contextlib.contextmanager
+def atomic_output(output: str, overwrite: bool):
+    """Yields a temporary directory that becomes ``output`` only when the block succeeds."""
     output = os.path.abspath(output)
     if os.path.exists(output) and not overwrite:
         raise FileExistsError(f"output {output} exists; pass --overwrite to replace it")
-    model_params = dict(config.get("model") or {})
-    estimator = KerasEstimator(**model_params)  # unknown or bad params fail here, before Spark starts
-    spark = _spark(config)
-    train_df, test_df = load_data(spark, config.get("data") or {})
+    os.makedirs(os.path.dirname(output), exist_ok=True)
     tmp = f"{output}.tmp-{uuid.uuid4().hex[:8]}"
+    os.makedirs(tmp)
     try:
-        started = time.time()
-        model = Pipeline(stages=[estimator]).fit(train_df)
-        fit_seconds = time.time() - started
-        predictions = model.transform(test_df)
-        label = estimator.getLabelCol()
-        if estimator.getTask() == "classification":
-            test_metrics = _classification_metrics(predictions, label)
-        else:
-            test_metrics = _regression_metrics(predictions, label)
-        keras_model = model.stages[-1]
-        history = keras_model.getHistory()
-        metrics = {"test": test_metrics, "fit_seconds": fit_seconds,
-                   "train": {k: v[-1] for k, v in history.items() if not k.startswith("val_")},
-                   "validation": {k: v[-1] for k, v in history.items() if k.startswith("val_")},
-                   "epochs_run": len(history.get("loss", []))}
-        os.makedirs(tmp)
-        model.save(os.path.join(tmp, "model"))
-        with open(os.path.join(tmp, "metrics.json"), "w") as f:
-            json.dump({"metrics": metrics, "history": history, "config": config}, f, indent=2)
+        yield tmp
         if os.path.exists(output):
-            shutil.rmtree(output)
-        os.replace(tmp, output)
+            old = f"{output}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(output, old)
+            os.replace(tmp, output)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, output)
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp)
-    log.info("test metrics: %s", json.dumps(test_metrics))
-    log.info("saved the model and metrics to %s", output)
-    print(json.dumps({"output": output, "test": test_metrics, "fit_seconds": round(fit_seconds, 1)}, indent=2))
+
+
+def _output_root(output: str) -> str:
+    return os.path.dirname(os.path.abspath(output))
+
+
+def _tracking(config: dict, output: str, default_experiment: str):
+    """(enabled, tracking section) after pointing MLflow at the configured or default store."""
+    tracking = config.get("tracking") or {}
+    if not tracking.get("enabled", True):
+        return False, tracking
+    from deepflash.tracking import configure
+
+    uri, _ = configure(tracking.get("uri"), tracking.get("experiment", default_experiment), _output_root(output))
+    log.info("tracking to MLflow at %s, experiment %s", uri, tracking.get("experiment", default_experiment))
+    return True, tracking
+
+
+def _write_json(path: str, data: Any) -> None:
+    with open(path, "w") as f:
+        json.dump(data, f, indent=2, default=str)
+
+
+# ------------------------------------------------------------------------------- evaluation
+
+def evaluate(model, df, estimator) -> dict:
+    """Metrics of ``model`` on ``df`` (classification or regression) from Spark aggregations."""
+    from deepflash.evaluation import classification_report, regression_report
+
+    predictions = model.transform(df)
+    label = estimator.getLabelCol()
+    if estimator.getTask() == "classification":
+        return classification_report(predictions, label, "prediction")
+    return regression_report(predictions, label, "prediction")
+
+
+def _summary(report: dict) -> dict:
+    keys = ("accuracy", "harmonic_mean_class_accuracy", "mae", "mse", "rmse", "r2", "count")
+    out = {k: report[k] for k in keys if k in report}
+    for avg in ("macro", "weighted"):
+        for k, v in (report.get(avg) or {}).items():
+            out[f"{avg}_{k}"] = v
+    return out
+
+
+def _diagnosis(train_report: dict, test_report: dict, history: dict) -> dict | None:
+    from deepflash.evaluation import diagnose
+
+    if "accuracy" not in train_report or not history.get("val_accuracy"):
+        return None
+    return diagnose(1 - train_report["accuracy"], 1 - history["val_accuracy"][-1], 1 - test_report["accuracy"])
+
+
+def _evaluation_outputs(tmp: str, keras_model, train_report: dict, test_report: dict, title: str) -> tuple:
+    """metrics, plots and the diagnosis of one fitted model."""
+    from deepflash import plots
+
+    history = keras_model.getHistory()
+    plot_dir = os.path.join(tmp, "plots")
+    paths = [plots.learning_curves(history, os.path.join(plot_dir, "learning_curves.png"), title=f"{title}: learning curves")]
+    if "confusion_matrix" in test_report:
+        paths.append(plots.confusion_heatmap(test_report["confusion_matrix"], os.path.join(plot_dir, "confusion_matrix.png"),
+                                             title=f"{title}: test confusion matrix"))
+    diagnosis = _diagnosis(train_report, test_report, history)
+    metrics = {"train": _summary(train_report), "test": _summary(test_report),
+               "validation": {k: v[-1] for k, v in history.items() if k.startswith("val_") and v},
+               "epochs_run": len(history.get("loss", []))}
+    return metrics, paths, diagnosis
+
+
+def _report_tables(metrics: dict, test_report: dict, diagnosis: dict | None) -> dict:
+    tables: dict[str, Any] = {"Metrics": {"train": metrics["train"], "test": metrics["test"]}}
+    if metrics.get("validation"):
+        tables["Validation (last epoch)"] = metrics["validation"]
+    if "per_class" in test_report:
+        tables["Per class (test)"] = test_report["per_class"]
+        tables["Most confused pairs (test)"] = test_report["most_confused"]
+    if diagnosis:
+        tables["Bias/variance diagnosis"] = {k: v for k, v in diagnosis.items() if k != "remedies"}
+        tables["Remedies"] = {i + 1: r for i, r in enumerate(diagnosis["remedies"])}
+    return tables
+
+
+# ------------------------------------------------------------------------------------ jobs
+
+def train(config: dict, output: str, overwrite: bool = False) -> dict:
+    """Fits the configured estimator; writes model/, metrics.json, plots/, report.html; logs to MLflow."""
+    from pyspark.ml import Pipeline
+
+    from deepflash import KerasEstimator
+    from deepflash.report import write_report
+
+    estimator = KerasEstimator(**(config.get("model") or {}))
+    output = os.path.abspath(output)
+    with atomic_output(output, overwrite) as tmp:
+        spark = _spark(config)
+        tracked, tracking = _tracking(config, output, "deepflash-train")
+        train_df, test_df = load_data(spark, config.get("data") or {})
+        run = None
+        if tracked:
+            from deepflash.tracking import RunTracker
+
+            run = RunTracker("train", {**(config.get("model") or {}), "data.source": (config.get("data") or {}).get("source", "digits")},
+                             tags={"deepflash.job": "train", "deepflash.output": output})
+        with run or contextlib.nullcontext():
+            started = time.time()
+            model = Pipeline(stages=[estimator]).fit(train_df)
+            fit_seconds = time.time() - started
+            keras_model = model.stages[-1]
+            test_report = evaluate(model, test_df, estimator)
+            train_report = evaluate(model, train_df, estimator)
+            metrics, paths, diagnosis = _evaluation_outputs(tmp, keras_model, train_report, test_report, "train")
+            metrics["fit_seconds"] = fit_seconds
+            model.save(os.path.join(tmp, "model"))
+            _write_json(os.path.join(tmp, "metrics.json"),
+                        {"metrics": metrics, "test_report": test_report, "diagnosis": diagnosis,
+                         "history": keras_model.getHistory(), "config": config})
+            write_report(os.path.join(tmp, "report.html"), "deepflash train", config=config,
+                         tables=_report_tables(metrics, test_report, diagnosis), plots=paths,
+                         notes=[f"Fit in {fit_seconds:.1f}s; output {output}"])
+            if run is not None:
+                run.log_history(keras_model.getHistory())
+                run.log_metrics({"train": metrics["train"], "test": metrics["test"], "fit_seconds": fit_seconds})
+                run.log_files(paths, "plots")
+                run.log_files([os.path.join(tmp, "metrics.json"), os.path.join(tmp, "report.html")])
+                metrics["model_uri"] = run.log_pipeline_model(model, tracking.get("registered_model"),
+                                                              estimator.getFeaturesCol())
+                metrics["mlflow_run_id"] = run.run_id
+                _write_json(os.path.join(tmp, "run.json"), {"mlflow_run_id": run.run_id,
+                                                            "model_uri": metrics["model_uri"]})
+    log.info("test metrics: %s", json.dumps(metrics["test"]))
+    log.info("wrote the model, metrics, plots and report to %s", output)
+    print(json.dumps({"output": output, "test": metrics["test"], "fit_seconds": round(fit_seconds, 1)}, indent=2))
     return metrics
 
+
+def tune(config: dict, output: str, overwrite: bool = False) -> dict:
+    """Runs the configured HyperoptSearch; writes model/ (the search model), trials.csv, metrics,
+    plots and report; the search is an MLflow parent run with a nested run per trial."""
+    from pyspark.ml import Pipeline
+
+    from deepflash import HyperoptSearch, KerasEstimator, plots
+    from deepflash.report import write_report
+
+    if not (config.get("search") or {}).get("space"):
+        raise ConfigError("search.space: required for `tune`, e.g. {learningRate: {loguniform: [1e-4, 1e-1]}}")
+    estimator = KerasEstimator(**(config.get("model") or {}))
+    search = HyperoptSearch(estimator=estimator, **config["search"])
+    search._check()
+    output = os.path.abspath(output)
+    with atomic_output(output, overwrite) as tmp:
+        spark = _spark(config)
+        tracked, tracking = _tracking(config, output, "deepflash-tune")
+        search.setTrack(bool(tracked))
+        train_df, test_df = load_data(spark, config.get("data") or {})
+        started = time.time()
+        model = Pipeline(stages=[search]).fit(train_df)
+        found = model.stages[-1]
+        search_seconds = time.time() - started
+        found.trials.to_csv(os.path.join(tmp, "trials.csv"), index=False)
+        metric, mode = search.getMetric(), search.getMode()
+        plot_dir = os.path.join(tmp, "plots")
+        paths = [plots.search_progress(found.trials, os.path.join(plot_dir, "search_progress.png"), mode=mode,
+                                       title=f"Search progress ({metric})")]
+        searched = [p for p in config["search"]["space"] if p in found.trials.columns]
+        if (found.trials["status"] == "ok").sum() >= 2 and searched:
+            paths.append(plots.parallel_coordinates(found.trials, searched, os.path.join(plot_dir, "parallel_coordinates.png")))
+        metrics: dict[str, Any] = {"search_seconds": search_seconds, "best_params": found.bestParams,
+                                   "trials": int(len(found.trials)),
+                                   "trials_ok": int((found.trials["status"] == "ok").sum()),
+                                   "best_metric": float(found.trials["metric"].max() if mode == "max"
+                                                        else found.trials["metric"].min())}
+        test_report = diagnosis = None
+        if found.bestModel is not None:
+            test_report = evaluate(model, test_df, estimator)
+            train_report = evaluate(model, train_df, estimator)
+            best_metrics, best_paths, diagnosis = _evaluation_outputs(tmp, found.bestModel, train_report, test_report,
+                                                                      "best model")
+            metrics.update(best_metrics)
+            paths += best_paths
+        model.save(os.path.join(tmp, "model"))
+        _write_json(os.path.join(tmp, "metrics.json"), {"metrics": metrics, "test_report": test_report,
+                                                        "diagnosis": diagnosis, "config": config})
+        tables: dict[str, Any] = {"Search": {k: v for k, v in metrics.items() if k in (
+            "search_seconds", "trials", "trials_ok", "best_metric")}, "Best params": found.bestParams}
+        if test_report is not None:
+            tables.update(_report_tables(metrics, test_report, diagnosis))
+        tables["Trials"] = found.trials.drop(columns=["error"], errors="ignore")
+        write_report(os.path.join(tmp, "report.html"), "deepflash tune", config=config, tables=tables, plots=paths)
+        if tracked and found.mlflowRunId:
+            from deepflash.tracking import RunTracker
+
+            with RunTracker.resume(found.mlflowRunId) as run:
+                if test_report is not None:
+                    run.log_metrics({"train": metrics["train"], "test": metrics["test"]})
+                run.log_files(paths, "plots")
+                run.log_files([os.path.join(tmp, "trials.csv"), os.path.join(tmp, "report.html")])
+                if found.bestModel is not None:
+                    from pyspark.ml import PipelineModel
+
+                    metrics["model_uri"] = run.log_pipeline_model(PipelineModel([found.bestModel]),
+                                                                  tracking.get("registered_model"),
+                                                                  estimator.getFeaturesCol())
+    log.info("search done: best %s %.4f with %s", metric, metrics["best_metric"], json.dumps(found.bestParams))
+    print(json.dumps({"output": output, "best_metric": metrics["best_metric"], "test": metrics.get("test")}, indent=2))
+    return metrics
+
+
+def predict(config: dict, model_path: str, input_path: str | None, table: str | None, output: str,
+            overwrite: bool = False) -> int:
+    """Scores a Parquet path or a table with a saved PipelineModel; writes Parquet atomically."""
+    from pyspark.ml import PipelineModel
+
+    if not os.path.isdir(model_path):
+        raise FileNotFoundError(f"--model {model_path}: no saved model there (expected <train output>/model)")
+    if bool(input_path) == bool(table):
+        raise ValueError("give exactly one of --input (a Parquet path) or --table")
+    output = os.path.abspath(output)
+    with atomic_output(output, overwrite) as tmp:
+        spark = _spark(config)
+        model = PipelineModel.load(model_path)
+        df = spark.read.parquet(input_path) if input_path else spark.table(table)
+        scored = model.transform(df)
+        scored.write.mode("error").parquet(os.path.join(tmp, "part"))
+        rows = spark.read.parquet(os.path.join(tmp, "part")).count()
+        # the Parquet dataset is the output directory itself
+        for name in os.listdir(os.path.join(tmp, "part")):
+            os.replace(os.path.join(tmp, "part", name), os.path.join(tmp, name))
+        os.rmdir(os.path.join(tmp, "part"))
+    log.info("scored %d rows into %s", rows, output)
+    print(json.dumps({"output": output, "rows": rows}))
+    return rows
+
+
+def study(config: dict, output: str, overwrite: bool = False) -> list:
+    """The optimizer study: one Spark task per run; the table (CSV, Markdown), figures and report."""
+    from deepflash import KerasEstimator
+    from deepflash.report import write_report
+    from deepflash.study import figures, results_table, run_study, to_markdown
+
+    model_conf = {k: v for k, v in (config.get("model") or {}).items()}
+    model_conf.setdefault("backend", "local")
+    estimator = KerasEstimator(**model_conf)
+    output = os.path.abspath(output)
+    with atomic_output(output, overwrite) as tmp:
+        spark = _spark(config)
+        tracked, _ = _tracking(config, output, "deepflash-study")
+        train_df, test_df = load_data(spark, config.get("data") or {})
+        started = time.time()
+        results = run_study(spark, estimator, train_df, test_df, config.get("study") or {})
+        seconds = time.time() - started
+        table = results_table(results)
+        table.to_csv(os.path.join(tmp, "results.csv"), index=False)
+        markdown = to_markdown(table.drop(columns=["error"]) if table["error"].isna().all() else table)
+        with open(os.path.join(tmp, "results.md"), "w") as f:
+            f.write(markdown + "\n")
+        _write_json(os.path.join(tmp, "results.json"), {"seconds": seconds, "runs": results, "config": config})
+        paths = figures(results, os.path.join(tmp, "plots"))
+        write_report(os.path.join(tmp, "report.html"), "deepflash optimizer study", config=config,
+                     tables={"Results": table}, plots=paths, notes=[f"{len(results)} runs in {seconds:.0f}s"])
+        if tracked:
+            from deepflash.tracking import RunTracker
+
+            with RunTracker("study", {"runs": len(results)}, tags={"deepflash.job": "study"}) as run:
+                for r in results:
+                    if r["status"] == "ok":
+                        run.mlflow.log_metric(f"test_accuracy.{r['run']:02d}", r["test_accuracy"])
+                run.log_files(paths, "plots")
+                run.log_files([os.path.join(tmp, n) for n in ("results.csv", "results.md", "report.html")])
+    print(markdown)
+    failed = [r for r in results if r["status"] != "ok"]
+    if failed:
+        log.warning("%d of %d study runs failed; the first: %s", len(failed), len(results), failed[0]["error"])
+    return results
+
+
+# -------------------------------------------------------------------------------------- main
 
 def _setup_logging() -> None:
     handler = logging.StreamHandler(sys.stderr)
@@ -165,19 +376,48 @@ def _setup_logging() -> None:
     log.propagate = False
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="deepflash", description="Keras on Spark: train a configured job")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train", help="fit the configured model, report test metrics, save it")
-    p.add_argument("--config", required=True, help="YAML config, e.g. conf/default.yaml")
+def _common(p: argparse.ArgumentParser, config_required: bool = True) -> None:
+    p.add_argument("--config", required=config_required, help="YAML config, e.g. conf/default.yaml")
     p.add_argument("--output", help="output directory (default: output.dir of the config)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. model.epochs=5 (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="deepflash", description="Keras on Spark: configured jobs")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _common(sub.add_parser("train", help="fit the configured model; save model, metrics, plots and report"))
+    _common(sub.add_parser("tune", help="hyperparameter search with the config's `search` section"))
+    p = sub.add_parser("predict", help="score a Parquet path or table with a saved model")
+    _common(p, config_required=False)
+    p.add_argument("--model", required=True, help="a saved PipelineModel, e.g. <train output>/model")
+    p.add_argument("--input", help="Parquet path to score")
+    p.add_argument("--table", help="table to score")
+    _common(sub.add_parser("study", help="the optimizer / learning-rate / loss / batch-size study"))
+    sub.add_parser("bench", help="the benchmark (arguments: deepflash bench -- --help)", add_help=False)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "bench":
+        from deepflash.benchmark import main as bench_main
+
+        return bench_main([a for a in argv[1:] if a != "--"])
     args = parser.parse_args(argv)
     _setup_logging()
-    config = load_config(args.config, args.set)
-    output = args.output or (config.get("output") or {}).get("dir") or "output/train"
-    train(config, output, overwrite=args.overwrite)
+    try:
+        config = load_config(args.config, args.set) if args.config else {}
+    except ConfigError as e:
+        parser.exit(2, f"deepflash {args.command}: config error: {e}\n")
+    if args.command == "predict" and not args.output:
+        parser.exit(2, "deepflash predict: --output is required\n")
+    output = args.output or (config.get("output") or {}).get("dir") or f"output/{args.command}"
+    if args.command == "train":
+        train(config, output, overwrite=args.overwrite)
+    elif args.command == "tune":
+        tune(config, output, overwrite=args.overwrite)
+    elif args.command == "predict":
+        predict(config, args.model, args.input, args.table, output, overwrite=args.overwrite)
+    elif args.command == "study":
+        study(config, output, overwrite=args.overwrite)
     return 0
 
 

@@ -1,14 +1,18 @@
-"""MLflow tracking for searches: a parent run per search, a nested run per trial.
+"""MLflow tracking: training runs (params, per-epoch metrics, history, plots, the fitted
+PipelineModel as an MLflow model, optional registration) and searches (a parent run per search,
+a nested run per trial).
 
-A small hook for now (issue 4 grows it into the full tracking module). It uses whatever tracking
-URI MLflow is configured with (``MLFLOW_TRACKING_URI`` or ``mlflow.set_tracking_uri``); without
-one, MLflow logs to its local default store. Without MLflow installed, nothing is logged.
+Jobs call :func:`configure` first: an explicit URI wins, then ``MLFLOW_TRACKING_URI``, then a local
+SQLite database ``sqlite:///<output root>/mlruns.db`` with artifacts in ``<output root>/mlartifacts``.
+Library code (``HyperoptSearch``) uses whatever MLflow is configured with.
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
+from typing import Any, Mapping, Sequence
 
 log = logging.getLogger("deepflash")
 
@@ -68,3 +72,106 @@ class SearchTracker:
 def _short(value) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text[:6000]
+
+
+def default_tracking_uri(output_root: str) -> str:
+    return f"sqlite:///{os.path.abspath(output_root)}/mlruns.db"
+
+
+def configure(uri: str | None, experiment: str, output_root: str) -> tuple[str, str]:
+    """Points MLflow at ``uri`` (or MLFLOW_TRACKING_URI, or the local default) and the experiment.
+
+    Returns (tracking URI, experiment id). A new experiment on a local SQLite store keeps its
+    artifacts next to the database, not in the working directory.
+    """
+    import mlflow
+
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(output_root)
+    if uri.startswith("sqlite:///"):
+        os.makedirs(os.path.dirname(uri[len("sqlite:///"):]) or ".", exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is None:
+        location = None
+        if uri.startswith("sqlite:///"):
+            location = "file://" + os.path.join(os.path.dirname(uri[len("sqlite:///"):]), "mlartifacts")
+        experiment_id = mlflow.create_experiment(experiment, artifact_location=location)
+    else:
+        experiment_id = found.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return uri, experiment_id
+
+
+def flatten(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """{"test": {"accuracy": 0.9}} -> {"test.accuracy": 0.9}; non-numbers are dropped."""
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[name] = float(value)
+    return out
+
+
+class RunTracker:
+    """One MLflow run for a training job. Use as a context manager; a failed job ends FAILED."""
+
+    def __init__(self, run_name: str | None, params: Mapping[str, Any] | None = None,
+                 tags: Mapping[str, str] | None = None, run_id: str | None = None):
+        import mlflow
+
+        self.mlflow = mlflow
+        if run_id:
+            self.run = mlflow.start_run(run_id=run_id)
+        else:
+            self.run = mlflow.start_run(run_name=run_name, tags=dict(tags or {}))
+        self.run_id = self.run.info.run_id
+        if params:
+            mlflow.log_params({k: _short(v)[:500] for k, v in params.items()})
+
+    @classmethod
+    def resume(cls, run_id: str) -> "RunTracker":
+        """Re-opens a finished run (e.g. a search's parent run) to add metrics and artifacts."""
+        return cls(None, run_id=run_id)
+
+    def __enter__(self) -> "RunTracker":
+        return self
+
+    def __exit__(self, kind, value, tb) -> None:
+        self.mlflow.end_run("FAILED" if kind else "FINISHED")
+
+    def log_history(self, history: Mapping[str, Sequence[float]]) -> None:
+        """Per-epoch metrics as steps, and the whole history as ``history.json``."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, step) for k, values in history.items() for step, v in enumerate(values)]
+        self.mlflow.tracking.MlflowClient().log_batch(self.run_id, metrics=metrics)
+        self.mlflow.log_dict({k: list(v) for k, v in history.items()}, "history.json")
+
+    def log_metrics(self, metrics: Mapping[str, Any]) -> None:
+        self.mlflow.log_metrics(flatten(metrics))
+
+    def log_files(self, paths: Sequence[str], artifact_path: str | None = None) -> None:
+        for path in paths:
+            self.mlflow.log_artifact(path, artifact_path)
+
+    def log_pipeline_model(self, model, registered_model_name: str | None = None,
+                           features_col: str = "features") -> str:
+        """The fitted PipelineModel as an MLflow ``spark`` model (scores with ``mlflow.pyfunc.spark_udf``
+        on a features Vector or array column); registered under ``registered_model_name`` if given."""
+        import mlflow.spark
+        from mlflow.models import ModelSignature
+        from mlflow.types.schema import ColSpec, Schema, SparkMLVector
+
+        # A model whose first stage reads the features Vector scores a features column (Vector or
+        # array); a pipeline that assembles raw columns first is logged without a signature.
+        first = model.stages[0] if getattr(model, "stages", None) else model
+        signature = None
+        if first.hasParam("featuresCol") and first.getOrDefault("featuresCol") == features_col:
+            signature = ModelSignature(inputs=Schema([ColSpec(SparkMLVector(), features_col)]),
+                                       outputs=Schema([ColSpec("double", "prediction")]))
+        info = mlflow.spark.log_model(model, "model", registered_model_name=registered_model_name,
+                                      signature=signature)
+        return info.model_uri

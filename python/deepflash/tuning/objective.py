@@ -41,6 +41,9 @@ def run_trial(values: dict, plan: dict, metric: str, mode: str, metric_epoch: st
         settings = remote.make_settings(values, plan, model_to_bytes(model), run_fingerprint="", run_id=uuid.uuid4().hex,
                                         checkpoint_path=None, distributed=False)
         result = remote.train(settings)
+        model.set_weights(result["weights"])
+        num_params, latency_ms = int(model.count_params()), batch_latency_ms(model, values["batchSize"],
+                                                                              plan["input_dim"])
         history = result["history"]
         value = score(history, metric, mode, metric_epoch)
         losses = history.get("loss", [])
@@ -48,10 +51,25 @@ def run_trial(values: dict, plan: dict, metric: str, mode: str, metric_epoch: st
             raise FloatingPointError(f"the loss diverged (loss {losses[-1] if losses else 'n/a'}, {metric} {value})")
         return {"status": "ok", "loss": -value if mode == "max" else value, "metric": value,
                 "final": {k: v[-1] for k, v in history.items() if v}, "history": history,
-                "epochs": len(losses), "seconds": time.time() - started, "params": values_for_table(values)}
+                "epochs": len(losses), "seconds": time.time() - started, "params": values_for_table(values),
+                "num_params": num_params, "latency_ms": latency_ms}
     except Exception as e:  # a failed trial is a result, not the end of the search
         return {"status": "fail", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(limit=5),
                 "seconds": time.time() - started, "params": values_for_table(values)}
+
+
+def batch_latency_ms(model, batch_size: int, input_dim: int, repeats: int = 5) -> float:
+    """Median milliseconds to classify one batch (after a warm-up call), on this worker's device."""
+    import numpy as np
+
+    x = np.zeros((batch_size, input_dim), dtype=np.float32)
+    model.predict_on_batch(x)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        model.predict_on_batch(x)
+        times.append((time.perf_counter() - started) * 1000)
+    return float(sorted(times)[len(times) // 2])
 
 
 def values_for_table(values: dict) -> dict:

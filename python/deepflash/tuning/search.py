@@ -250,6 +250,7 @@ class HyperoptSearch(Estimator, _SearchParams, MLReadable, MLWritable):
         best_row = ok.loc[ok["metric"].idxmax() if mode == "max" else ok["metric"].idxmin()]
         best_trial = next(t for t in trials.trials if t["tid"] == best_row["trial"])
         best_params = best_trial["result"]["params"]
+        run_id = tracker.parent_id
         tracker.end(best_trial["result"])
         log.info("search done in %.0fs: best %s %.4f (trial %d), %d of %d trials ok", time.time() - started,
                  metric, best_row["metric"], best_row["trial"], len(ok), len(table))
@@ -262,6 +263,7 @@ class HyperoptSearch(Estimator, _SearchParams, MLReadable, MLWritable):
         found = HyperoptSearchModel()
         self._copyValues(found)
         found._set_results(best_model, best_params, table)
+        found.mlflowRunId = run_id
         return found
 
     @classmethod
@@ -308,7 +310,8 @@ def trials_table(trials) -> pd.DataFrame:
         status = result.get("status")
         row = {"trial": t["tid"], "status": "ok" if status == "ok" else "failed",
                "metric": result.get("metric", np.nan), "epochs": result.get("epochs", 0),
-               "seconds": result.get("seconds", np.nan),
+               "seconds": result.get("seconds", np.nan), "num_params": result.get("num_params", np.nan),
+               "latency_ms": result.get("latency_ms", np.nan),
                "error": result.get("error") if status != "ok" else None}
         if status not in ("ok", "fail"):
             row["error"] = "cancelled or not finished (timeout)"
@@ -328,6 +331,7 @@ class HyperoptSearchModel(Model, _SearchParams, MLReadable, MLWritable):
         self.bestModel = None
         self.bestParams: dict = {}
         self.trials: pd.DataFrame = pd.DataFrame()
+        self.mlflowRunId: str | None = None  # the search's MLflow parent run, when it was tracked
 
     def _set_results(self, best_model, best_params: dict, trials: pd.DataFrame) -> None:
         self.bestModel, self.bestParams, self.trials = best_model, dict(best_params), trials

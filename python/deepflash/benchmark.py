@@ -1,0 +1,317 @@
+"""Benchmark: the same MLP on Fashion-MNIST with plain Keras and with KerasEstimator, side by side.
+
+    gradle bench                      # or: .venv/bin/spark-submit --master local[2] jobs/benchmark.py
+    deepflash bench --rows 6000       # the console script
+    gradle bench -Pargs="--rows 6000 --epochs 1"   # a quick smoke run
+
+Prints a Markdown table and writes ``<output>/benchmark.json``. All timings come from one process
+in one run, so the ratios are measured side by side on the same (possibly busy) machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+LAYERS = [{"type": "dense", "units": u, "activation": "relu"} for u in (256, 128, 64)]
+
+
+def _accuracy(df) -> float:
+    from pyspark.sql import functions as F
+
+    return float(df.agg(F.avg((F.col("prediction") == F.col("label")).cast("double"))).first()[0])
+
+
+def plain_keras(x, y, x_test, y_test, args) -> dict:
+    """(a): model.fit on in-memory numpy, the yardstick."""
+    import tensorflow as tf
+
+    from deepflash.networks import build_model, make_optimizer
+
+    model = build_model(LAYERS, x.shape[1], "multiclass", 10, seed=args.seed)
+    model.compile(optimizer=make_optimizer("adam", 1e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    tf.keras.utils.set_random_seed(args.seed)
+    started = time.time()
+    model.fit(x, y.astype(np.int32), batch_size=args.batch_size, epochs=args.epochs, shuffle=True, verbose=0)
+    seconds = time.time() - started
+    acc = float((model.predict(x_test, batch_size=4096, verbose=0).argmax(axis=1) == y_test).mean())
+    return {"name": "(a) plain Keras model.fit", "seconds": seconds, "test_accuracy": acc, "model": model}
+
+
+def estimator_runs(spark, train_df, test_df, rows: int, args, backend: str, num_proc: int, store: str) -> list:
+    """(b)-(d): a first fit that writes the Parquet, then a second fit that reuses it."""
+    from deepflash import KerasEstimator
+
+    est = KerasEstimator(layers=LAYERS, optimizer="adam", learningRate=1e-3, batchSize=args.batch_size,
+                         epochs=args.epochs, validationSplit=0.0, backend=backend, numProc=num_proc,
+                         seed=args.seed, storePath=store)
+    out = []
+    for attempt in ("first fit", "second fit"):
+        started = time.time()
+        model = est.fit(train_df)
+        seconds = time.time() - started
+        info = model.fitInfo
+        data = info["data"]
+        out.append({
+            "name": f"{backend} numProc={num_proc}, {attempt}", "seconds": seconds,
+            "train_seconds": info["fit_seconds"], "read_seconds": info["read_seconds"],
+            "write_seconds": data["seconds"], "write_mb_s": data["bytes"] / 1e6 / data["seconds"] if data["seconds"] else None,
+            "reused": data["reused"], "test_accuracy": _accuracy(model.transform(test_df)), "model": model,
+        })
+    return out
+
+
+def inference(spark, keras_model, all_df, x_all, args) -> dict:
+    """KerasModel.transform into a noop sink against model.predict, on the same rows."""
+    keras_net = keras_model.getKerasModel()
+    keras_net.predict(x_all[:1024], verbose=0)
+    started = time.time()
+    keras_net.predict(x_all, batch_size=4096, verbose=0)
+    predict_s = time.time() - started
+    keras_model.transform(all_df.limit(1000)).write.format("noop").mode("overwrite").save()  # warm the workers
+    started = time.time()
+    keras_model.transform(all_df).write.format("noop").mode("overwrite").save()
+    transform_s = time.time() - started
+    return {"rows": len(x_all), "predict_seconds": predict_s, "transform_seconds": transform_s,
+            "ratio": transform_s / predict_s}
+
+
+SEARCH_SPACE = {
+    "layers": {"architecture": {"depth": [1, 3], "units": [64, 128, 256], "activation": ["relu"],
+                                "dropout": [0.0, 0.4], "batchnorm": [False]}},
+    "optimizer": {"choice": ["adam", "adamax", "nadam"]},
+    "learningRate": {"loguniform": [3e-4, 3e-2]},
+    "batchSize": {"choice": [64, 128, 256]},
+}
+
+
+def search_parallelism(train_df, args, store: str) -> dict:
+    """The same 8 random-search trials with parallelism=2 (SparkTrials) and parallelism=1 (Trials)."""
+    from deepflash import HyperoptSearch, KerasEstimator
+
+    est = KerasEstimator(backend="local", epochs=args.search_epochs, validationSplit=0.1, seed=args.seed,
+                         storePath=store)
+    out = {}
+    est.fit(train_df.limit(1000))  # warm-up: TF import and graph tracing in the driver
+    for parallelism in (2, 1):
+        search = HyperoptSearch(estimator=est, space=SEARCH_SPACE, algo="random", maxEvals=8, parallelism=parallelism,
+                                metric="val_accuracy", mode="max", seed=args.seed, refit=False, track=False)
+        started = time.time()
+        found = search.fit(train_df)
+        out[parallelism] = {"seconds": time.time() - started,
+                            "best_val_accuracy": float(found.trials["metric"].max()),
+                            "ok": int((found.trials["status"] == "ok").sum())}
+    out["ratio"] = out[2]["seconds"] / out[1]["seconds"]
+    return out
+
+
+ALGO_SPACE = {
+    "layers": {"architecture": {"depth": [1, 3], "units": [32, 64, 128, 256, 512], "activation": ["relu", "tanh", "sigmoid"],
+                                "dropout": [0.0, 0.5], "batchnorm": [True, False]}},
+    "optimizer": {"choice": ["sgd", "rmsprop", "adagrad", "adadelta", "adam", "adamax", "nadam"]},
+    "learningRate": {"loguniform": [1e-4, 1.0]},
+    "batchSize": {"choice": [32, 64, 128, 256]},
+}
+
+
+def best_so_far(trials, mode: str = "max") -> list:
+    """The best metric after each trial, in trial order (failed trials keep the previous best)."""
+    best, out = None, []
+    for value in trials.sort_values("trial")["metric"]:
+        if value == value and (best is None or (value > best if mode == "max" else value < best)):
+            best = value
+        out.append(np.nan if best is None else best)
+    return out
+
+
+def search_algorithms(train_df, args, store: str) -> dict:
+    """TPE against random on one space: the best val_accuracy after 10, 20 and 40 trials, per seed."""
+    from deepflash import HyperoptSearch, KerasEstimator
+
+    est = KerasEstimator(backend="local", epochs=args.algo_epochs, validationSplit=0.2, storePath=store)
+    df = train_df.limit(args.algo_rows) if args.algo_rows else train_df
+    checkpoints = args.algo_trials
+    curves = {"tpe": [], "random": []}
+    for seed in range(args.algo_seeds):
+        for algo in ("tpe", "random"):
+            search = HyperoptSearch(estimator=est.copy().setSeed(seed), space=ALGO_SPACE, algo=algo,
+                                    maxEvals=max(checkpoints), parallelism=1, metric="val_accuracy", mode="max",
+                                    seed=seed, refit=False, track=False)
+            started = time.time()
+            found = search.fit(df)
+            curve = best_so_far(found.trials)
+            curves[algo].append(curve)
+            logging.getLogger("deepflash").info("algo %s seed %d: %s in %.0fs", algo, seed,
+                                                {n: round(curve[n - 1], 4) for n in checkpoints},
+                                                time.time() - started)
+    summary = {algo: {n: {"mean": float(np.mean([c[n - 1] for c in cs])), "std": float(np.std([c[n - 1] for c in cs])),
+                          "per_seed": [float(c[n - 1]) for c in cs]} for n in checkpoints}
+               for algo, cs in curves.items()}
+    return {"summary": summary, "curves": curves, "checkpoints": list(checkpoints), "rows": args.algo_rows, "epochs": args.algo_epochs,
+            "seeds": args.algo_seeds}
+
+
+BEST_SPACE = {
+    "layers": {"architecture": {"depth": [2, 3], "units": [256, 512, 1024], "activation": ["relu"],
+                                "dropout": [0.1, 0.5], "batchnorm": [True, False]}},
+    "optimizer": {"choice": ["adam", "adamax", "nadam"]},
+    "learningRate": {"loguniform": [2e-4, 5e-3]},
+    "batchSize": {"choice": [64, 128, 256]},
+}
+
+
+def best_model(train_df, test_df, args, store: str) -> dict:
+    """A TPE search on the full training set, then a refit of the best params with more epochs."""
+    from deepflash import HyperoptSearch, KerasEstimator
+
+    est = KerasEstimator(backend="local", epochs=args.best_search_epochs, validationSplit=0.1, seed=args.seed,
+                         storePath=store)
+    started = time.time()
+    found = HyperoptSearch(estimator=est, space=BEST_SPACE, algo="tpe", maxEvals=args.best_trials, parallelism=1,
+                           metric="val_accuracy", mode="max", seed=args.seed, refit=False, track=False).fit(train_df)
+    search_s = time.time() - started
+    params = found.bestParams
+    refit = est.copy()._set(**params).setEpochs(args.best_epochs).setEarlyStoppingPatience(6) \
+        .setEarlyStoppingMonitor("val_accuracy").setReduceLrPatience(3)
+    started = time.time()
+    model = refit.fit(train_df)
+    refit_s = time.time() - started
+    return {"trials": args.best_trials, "search_epochs": args.best_search_epochs, "search_seconds": search_s,
+            "best_val_accuracy": float(found.trials["metric"].max()), "params": params,
+            "refit_epochs_max": args.best_epochs, "refit_epochs_run": len(model.getHistory()["loss"]),
+            "refit_seconds": refit_s, "test_accuracy": _accuracy(model.transform(test_df))}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="/usr/share/datasets/fashion-mnist", help="Fashion-MNIST IDX directory")
+    parser.add_argument("--rows", type=int, default=0,
+                        help="use only this many training rows (0 = all 60k); the best-model run always uses all")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip", default="",
+                        help="comma list of runs to skip: local,hvd1,hvd2,inference,search,algos,best")
+    parser.add_argument("--search-epochs", type=int, default=2, help="epochs per trial in the search comparison")
+    parser.add_argument("--algo-rows", type=int, default=10000, help="TPE against random: training rows (0 = all)")
+    parser.add_argument("--algo-epochs", type=int, default=2, help="TPE against random: epochs per trial")
+    parser.add_argument("--algo-seeds", type=int, default=3, help="TPE against random: seeds")
+    parser.add_argument("--algo-trials", type=lambda t: tuple(int(n) for n in t.split(",")), default=(10, 20, 40),
+                        help="TPE against random: report the best after these trial counts (the last = trials run)")
+    parser.add_argument("--best-trials", type=int, default=12, help="best model: TPE trials on all rows")
+    parser.add_argument("--best-search-epochs", type=int, default=4, help="best model: epochs per trial")
+    parser.add_argument("--best-epochs", type=int, default=40, help="best model: refit epochs (early stopping)")
+    parser.add_argument("--output", default="output/benchmark")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("deepflash").setLevel(logging.INFO)
+
+    from pyspark.sql import SparkSession
+
+    from deepflash import datasets
+
+    if not os.path.isdir(args.data):
+        raise SystemExit(f"Fashion-MNIST not found in {args.data}: apt-get install dataset-fashion-mnist")
+    x_full, y_full = datasets.load_idx_numpy(args.data, "train")
+    x_test, y_test = datasets.load_idx_numpy(args.data, "test")
+    x, y = (x_full[:args.rows], y_full[:args.rows]) if args.rows else (x_full, y_full)
+    skip = set(filter(None, args.skip.split(",")))
+
+    spark = SparkSession.builder.appName("deepflash-benchmark").getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    parts = max(8, spark.sparkContext.defaultParallelism)
+    train_df = datasets.from_numpy(spark, x, y, num_partitions=parts).cache()
+    test_df = datasets.from_numpy(spark, x_test, y_test, num_partitions=parts).cache()
+    train_df.count(), test_df.count()
+
+    rows = [plain_keras(x, y, x_test, y_test, args)]
+    baseline = rows[0]["seconds"]
+    store = tempfile.mkdtemp(prefix="deepflash-bench-store-")
+    try:
+        for key, backend, n in (("local", "local", 1), ("hvd1", "horovod", 1), ("hvd2", "horovod", 2)):
+            if key not in skip:
+                # Each configuration gets its own store so that its first fit really writes the Parquet.
+                rows += estimator_runs(spark, train_df, test_df, len(x), args, backend, n, os.path.join(store, key))
+        infer = None
+        fitted = next((r["model"] for r in rows[1:]), None)
+        if "inference" not in skip and fitted is not None:
+            all_x = np.concatenate([x, x_test])
+            all_df = train_df.union(test_df).cache()
+            all_df.count()
+            infer = inference(spark, fitted, all_df, all_x, args)
+        search = algos = best = None
+        if "search" not in skip:
+            search = search_parallelism(train_df, args, os.path.join(store, "search"))
+        if "algos" not in skip:
+            algos = search_algorithms(train_df, args, os.path.join(store, "algos"))
+        if "best" not in skip:
+            # always on all 60k rows: the goal is stated for the full training set
+            full_df = datasets.from_numpy(spark, x_full, y_full, num_partitions=parts) if args.rows else train_df
+            best = best_model(full_df, test_df, args, os.path.join(store, "best"))
+    finally:
+        shutil.rmtree(store, ignore_errors=True)
+
+    n = len(x)
+    lines = [f"Fashion-MNIST, {n} training rows, 784-256-128-64-10 MLP, batch {args.batch_size}, "
+             f"{args.epochs} epochs, Spark {spark.sparkContext.master}",
+             "", "| run | wall s | samples/s | ratio to (a) | train s | read s | Parquet write s (MB/s) | test acc |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        write = "-" if r.get("write_seconds") in (None, 0) else f"{r['write_seconds']:.1f} ({r['write_mb_s']:.0f})"
+        if r.get("reused"):
+            write = "reused"
+        lines.append(f"| {r['name']} | {r['seconds']:.1f} | {n * args.epochs / r['seconds']:.0f} | "
+                     f"{r['seconds'] / baseline:.2f} | {r.get('train_seconds', r['seconds']):.1f} | "
+                     f"{r.get('read_seconds', 0):.1f} | {write} | {r['test_accuracy']:.4f} |")
+    if infer:
+        lines += ["", f"Inference on {infer['rows']} rows: model.predict {infer['predict_seconds']:.2f}s, "
+                      f"KerasModel.transform (noop sink) {infer['transform_seconds']:.2f}s, "
+                      f"ratio {infer['ratio']:.2f} (goal <= 2)"]
+    if search:
+        lines += ["", f"Search, 8 random trials of {args.search_epochs} epochs: parallelism=2 "
+                      f"{search[2]['seconds']:.1f}s (best val_accuracy {search[2]['best_val_accuracy']:.4f}), "
+                      f"parallelism=1 {search[1]['seconds']:.1f}s (best {search[1]['best_val_accuracy']:.4f}), "
+                      f"ratio {search['ratio']:.2f} (goal <= 0.65)"]
+    if algos:
+        lines += ["", f"TPE against random: best val_accuracy after n trials, mean ± std over {algos['seeds']} seeds "
+                      f"({algos['rows'] or 'all'} rows, {algos['epochs']} epochs per trial)", "",
+                  "| algo | " + " | ".join(f"after {n}" for n in algos["checkpoints"]) + " |",
+                  "|---" * (1 + len(algos["checkpoints"])) + "|"]
+        for algo, by_n in algos["summary"].items():
+            lines.append(f"| {algo} | " + " | ".join(f"{by_n[n]['mean']:.4f} ± {by_n[n]['std']:.4f}"
+                                                    for n in algos["checkpoints"]) + " |")
+    if best:
+        lines += ["", f"Best model: TPE, {best['trials']} trials x {best['search_epochs']} epochs on all rows "
+                      f"({best['search_seconds']:.0f}s, best val_accuracy {best['best_val_accuracy']:.4f}), refit "
+                      f"{best['refit_epochs_run']}/{best['refit_epochs_max']} epochs ({best['refit_seconds']:.0f}s): "
+                      f"test accuracy {best['test_accuracy']:.4f} (goal >= 0.90); params {json.dumps(best['params'])}"]
+    second = [r for r in rows if r["name"].endswith("second fit")]
+    if second:
+        lines.append("")
+        for r in second:
+            lines.append(f"training goal, {r['name']}: wall {r['seconds'] / baseline:.2f}x (a), "
+                         f"train only {r['train_seconds'] / baseline:.2f}x (a) (goal <= 1.25)")
+    report = "\n".join(lines)
+    print(report)
+    os.makedirs(args.output, exist_ok=True)
+    result = {"rows": [{k: v for k, v in r.items() if k != "model"} for r in rows], "inference": infer,
+              "search": search,
+              "algos": algos, "best": best, "args": vars(args), "report": report}
+    tmp = os.path.join(args.output, ".benchmark.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(result, f, indent=2)
+    os.replace(tmp, os.path.join(args.output, "benchmark.json"))
+    spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""Job configs: YAML sections, ``--set key.path=value`` overrides, and a schema checked before Spark starts.
+
+Every error names the key path, what was expected and what was found, e.g.
+``model.optimizer: `optimizer` == 'adamm', must be one of: sgd, ...``.
+
+Sections:
+    data      where the rows come from (digits | fashion_mnist | idx | parquet | table) and how they split
+    model     KerasEstimator Params by name (``layers`` may be a preset name; ``preset`` is an alias)
+    search    HyperoptSearch Params (space, algo, maxEvals, parallelism, metric, mode, ...)
+    study     the optimizer study's grid (presets, optimizers, learning rates, losses, batch sizes)
+    tracking  MLflow: uri, experiment, registered_model, enabled
+    spark     master and conf
+    output    dir
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable
+
+import yaml
+
+DATA_SOURCES = ("digits", "fashion_mnist", "idx", "parquet", "table")
+
+
+class ConfigError(ValueError):
+    """A config key is unknown or holds a value of the wrong type or range."""
+
+
+def _type(path: str, value: Any, types: tuple, what: str) -> Any:
+    if isinstance(value, bool) and bool not in types:
+        raise ConfigError(f"{path}: expected {what}, found bool {value!r}")
+    if not isinstance(value, types):
+        raise ConfigError(f"{path}: expected {what}, found {type(value).__name__} {value!r}")
+    return value
+
+
+def _string(path, value):
+    return _type(path, value, (str,), "a string")
+
+
+def _optional_string(path, value):
+    return None if value is None else _string(path, value)
+
+
+def _boolean(path, value):
+    return _type(path, value, (bool,), "true or false")
+
+
+def _integer(low: int | None = None):
+    def check(path, value):
+        _type(path, value, (int,), "an integer")
+        if low is not None and value < low:
+            raise ConfigError(f"{path}: expected an integer >= {low}, found {value}")
+        return value
+
+    return check
+
+
+def _fraction(path, value):
+    _type(path, value, (int, float), "a number")
+    if not 0 < value < 1:
+        raise ConfigError(f"{path}: expected a number in (0, 1), found {value}")
+    return value
+
+
+def _one_of(choices: tuple):
+    def check(path, value):
+        if value not in choices:
+            raise ConfigError(f"{path}: {value!r} is not one of {', '.join(map(str, choices))}")
+        return value
+
+    return check
+
+
+def _list_of(item: Callable, non_empty: bool = True):
+    def check(path, value):
+        _type(path, value, (list,), "a list")
+        if non_empty and not value:
+            raise ConfigError(f"{path}: expected a non-empty list, found []")
+        return [item(f"{path}[{i}]", v) for i, v in enumerate(value)]
+
+    return check
+
+
+def _mapping(path, value):
+    return _type(path, value, (dict,), "a mapping")
+
+
+def _number(path, value):
+    return _type(path, value, (int, float), "a number")
+
+
+def _study_optimizer(path, value):
+    from deepflash.networks.optimizers import check_optimizer
+
+    try:
+        return check_optimizer(_string(path, value))
+    except ValueError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def _study_loss(path, value):
+    from deepflash.networks.losses import check_loss
+
+    try:
+        return check_loss(_string(path, value))
+    except ValueError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def _preset(path, value):
+    from deepflash.networks.presets import PRESETS
+
+    return _one_of(tuple(PRESETS))(path, _string(path, value))
+
+
+SCHEMA: dict[str, dict[str, Callable]] = {
+    "data": {"source": _one_of(DATA_SOURCES), "path": _string, "table": _string, "test_fraction": _fraction,
+             "seed": _integer(), "limit": _integer(1), "featuresCol": _string, "labelCol": _string},
+    "tracking": {"enabled": _boolean, "uri": _optional_string, "experiment": _string,
+                 "registered_model": _optional_string},
+    "spark": {"master": _string, "conf": _mapping},
+    "output": {"dir": _string},
+    "study": {"presets": _list_of(_preset), "optimizers": _list_of(_study_optimizer),
+              "learning_rates": _list_of(_number, non_empty=False), "losses": _list_of(_study_loss, non_empty=False),
+              "batch_sizes": _list_of(_integer(1), non_empty=False), "batch_size": _integer(1),
+              "learning_rate_preset": _preset, "parallelism": _integer(0), "epochs": _integer(1)},
+}
+SECTIONS = ("data", "model", "search", "study", "tracking", "spark", "output")
+
+
+def _param_names(cls) -> list[str]:
+    return sorted(p.name for p in cls().params)
+
+
+def _check_params(section: str, values: Any, cls, skip: tuple = ()) -> dict:
+    """Each key must be a Param of ``cls``; each value goes through that Param's converter."""
+    _mapping(section, values)
+    instance = cls()
+    valid = _param_names(cls)
+    out = {}
+    for key, value in values.items():
+        if key in skip:
+            out[key] = value
+            continue
+        if not instance.hasParam(str(key)):
+            raise ConfigError(f"{section}.{key}: unknown key; valid keys are: {', '.join(valid + list(skip))}")
+        param = instance.getParam(key)
+        try:
+            out[key] = param.typeConverter(value) if value is not None else value
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{section}.{key}: {e}") from None
+    return out
+
+
+def _check_model(values: Any) -> dict:
+    from deepflash.estimator import KerasEstimator
+    from deepflash.networks.layers import validate_layers
+    from deepflash.networks.presets import resolve_layers
+
+    values = dict(_mapping("model", values))
+    if "preset" in values:
+        if "layers" in values:
+            raise ConfigError("model.preset: give either `preset` or `layers`, found both")
+        values["layers"] = _preset("model.preset", values.pop("preset"))
+    checked = _check_params("model", values, KerasEstimator)
+    if "layers" in checked:
+        try:
+            validate_layers(resolve_layers(checked["layers"]))
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"model.layers: {e}") from None
+    try:  # cross-param rules (loss against task, monitor against validation)
+        KerasEstimator(**checked)._validate_params()
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"model: {e}") from None
+    return checked
+
+
+def _check_search(values: Any) -> dict:
+    from deepflash.tuning.search import HyperoptSearch
+
+    return _check_params("search", values, HyperoptSearch)
+
+
+def validate(config: Any, source: str = "config") -> dict:
+    """Checks every section and key; returns the config with Param values converted."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections, found {type(config).__name__}")
+    out: dict[str, Any] = {}
+    for section, values in config.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"{section}: unknown section; valid sections are: {', '.join(SECTIONS)}")
+        if values is None:
+            values = {}
+        if section == "model":
+            out[section] = _check_model(values)
+        elif section == "search":
+            out[section] = _check_search(values)
+        else:
+            _mapping(section, values)
+            schema = SCHEMA[section]
+            for key, value in values.items():
+                if key not in schema:
+                    raise ConfigError(f"{section}.{key}: unknown key; valid keys are: {', '.join(schema)}")
+            out[section] = {key: schema[key](f"{section}.{key}", value) for key, value in values.items()}
+    data = out.get("data", {})
+    if data.get("source") in ("idx", "parquet") and "path" not in data:
+        raise ConfigError(f"data.path: required when data.source is {data['source']!r}")
+    if data.get("source") == "table" and "table" not in data:
+        raise ConfigError("data.table: required when data.source is 'table'")
+    return out
+
+
+def apply_overrides(config: dict, overrides: list[str]) -> dict:
+    """``key.path=value`` overrides; values parse as YAML (``5`` is an int, ``[1, 2]`` a list)."""
+    config = copy.deepcopy(config)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key.path=value")
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"--set {item!r}: expected key.path=value")
+        node = config
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {key}: {'.'.join(parts[:depth + 1])} is not a section")
+            node = child
+        node[parts[-1]] = yaml.safe_load(text)
+    return config
+
+
+def load_config(path: str, overrides: list[str] = ()) -> dict:
+    """Reads a YAML config, applies overrides and validates it (before any Spark work)."""
+    try:
+        with open(path) as f:
+            config = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"--config {path}: no such file") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, found {type(config).__name__}")
+    return validate(apply_overrides(config, list(overrides)), path)

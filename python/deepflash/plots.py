@@ -1,0 +1,231 @@
+"""Figures as PNG files (matplotlib, Agg backend): learning curves, run overlays, time against
+accuracy, the confusion matrix, search progress and parallel coordinates.
+
+Every function takes plain data (histories, tables, matrices), writes one PNG atomically and
+returns its path. Every plot has a title, axis labels and a legend (or a colour bar).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+SIZE = (8, 5)  # inches
+DPI = 100      # so a figure is 800 x 500 pixels
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str) -> str:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp")
+    fig.savefig(tmp, format="png", dpi=DPI)
+    _plt().close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def learning_curves(history: Mapping[str, Sequence[float]], path: str, title: str = "Learning curves") -> str:
+    """Train and validation loss (left) and accuracy or the first other metric (right) per epoch."""
+    plt = _plt()
+    if not history or "loss" not in history:
+        raise ValueError(f"`history` needs at least a 'loss' series; it has: {', '.join(history) or 'nothing'}")
+    others = [k for k in history if not k.startswith("val_") and k not in ("loss", "lr", "learning_rate")]
+    metric = "accuracy" if "accuracy" in history else (others[0] if others else None)
+    fig, axes = plt.subplots(1, 2 if metric else 1, figsize=SIZE, squeeze=False)
+    for ax, key in zip(axes[0], ["loss"] + ([metric] if metric else [])):
+        for name, style in ((key, "-"), (f"val_{key}", "--")):
+            if name in history and len(history[name]):
+                ax.plot(range(1, len(history[name]) + 1), history[name], style, marker="o", markersize=3,
+                        label="validation" if name.startswith("val_") else "train")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.set_title(key)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def overlay(histories: Mapping[str, Mapping[str, Sequence[float]]], metric: str, path: str,
+            title: str | None = None) -> str:
+    """One line per run (e.g. per optimizer) of ``metric`` per epoch."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=SIZE)
+    drawn = 0
+    for name, history in histories.items():
+        values = history.get(metric) or []
+        if len(values):
+            ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=str(name))
+            drawn += 1
+    if not drawn:
+        raise ValueError(f"no run has a {metric!r} series")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.set_title(title or f"{metric} per epoch")
+    ax.legend(fontsize="small", ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def time_vs_accuracy(runs: Sequence[Mapping[str, Any]], path: str, x: str = "seconds", y: str = "test_accuracy",
+                     label: str = "name", group: str | None = None, title: str = "Training time against test accuracy") -> str:
+    """A scatter of ``x`` against ``y``, one point per run, labelled; coloured by ``group`` if given."""
+    plt = _plt()
+    if not runs:
+        raise ValueError("no runs to plot")
+    fig, ax = plt.subplots(figsize=SIZE)
+    groups = sorted({str(r.get(group)) for r in runs}) if group else ["runs"]
+    for g in groups:
+        members = [r for r in runs if not group or str(r.get(group)) == g]
+        ax.scatter([r[x] for r in members], [r[y] for r in members], s=40, label=g)
+        for r in members:
+            ax.annotate(str(r.get(label, "")), (r[x], r[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel(x.replace("_", " "))
+    ax.set_ylabel(y.replace("_", " "))
+    ax.set_title(title)
+    ax.legend(title=group)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def confusion_heatmap(matrix: Sequence[Sequence[int]], path: str, labels: Sequence | None = None,
+                      title: str = "Confusion matrix") -> str:
+    """Counts per (true, predicted) pair, with the counts written in the cells."""
+    plt = _plt()
+    m = np.asarray(matrix)
+    labels = [str(v) for v in (labels if labels is not None else range(len(m)))]
+    fig, ax = plt.subplots(figsize=(7, 6))
+    image = ax.imshow(m, cmap="Blues")
+    fig.colorbar(image, ax=ax, label="rows")
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    if len(m) <= 20:
+        for i in range(len(m)):
+            for j in range(len(m)):
+                ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if m[i, j] > m.max() / 2 else "black")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def search_progress(trials, path: str, metric: str = "metric", mode: str = "max",
+                    title: str = "Search progress") -> str:
+    """Each trial's metric in trial order, failed trials marked, and the best so far."""
+    plt = _plt()
+    if trials is None or len(trials) == 0:
+        raise ValueError("no trials to plot")
+    t = trials.sort_values("trial")
+    ok = t[t["status"] == "ok"]
+    fig, ax = plt.subplots(figsize=SIZE)
+    ax.scatter(ok["trial"], ok[metric], s=30, label="trial")
+    values = ok[metric].to_numpy(dtype=float)
+    best = np.maximum.accumulate(values) if mode == "max" else np.minimum.accumulate(values)
+    ax.step(ok["trial"], best, where="post", color="C1", label="best so far")
+    failed = t[t["status"] != "ok"]
+    if len(failed):
+        y = np.nanmin(values) if len(values) else 0.0
+        ax.scatter(failed["trial"], [y] * len(failed), marker="x", color="C3", label="failed")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(metric)
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def parallel_coordinates(trials, params: Sequence[str], path: str, metric: str = "metric",
+                         title: str = "Hyperparameters against the metric") -> str:
+    """One polyline per successful trial across the hyperparameter axes, coloured by the metric.
+
+    Numeric axes are scaled to [0, 1] (log scale when the values span more than 2 decades);
+    categorical axes place their values evenly.
+    """
+    plt = _plt()
+    ok = trials[trials["status"] == "ok"] if "status" in trials.columns else trials
+    params = [p for p in params if p in ok.columns]
+    if ok.empty or not params:
+        raise ValueError("parallel coordinates need successful trials and at least one parameter column")
+    axes_values, tick_labels = [], []
+    for p in list(params) + [metric]:
+        column = ok[p]
+        numeric = np.issubdtype(column.dtype, np.number)
+        if numeric:
+            v = column.to_numpy(dtype=float)
+            if (v > 0).all() and v.max() / v.min() > 100:
+                v = np.log10(v)
+            low, high = np.nanmin(v), np.nanmax(v)
+            axes_values.append((v - low) / (high - low) if high > low else np.full_like(v, 0.5))
+            tick_labels.append((f"{column.min():.3g}", f"{column.max():.3g}"))
+        else:
+            cats = sorted(column.astype(str).unique())
+            pos = {c: i / max(1, len(cats) - 1) for i, c in enumerate(cats)}
+            axes_values.append(np.array([pos[c] for c in column.astype(str)]))
+            tick_labels.append((cats[0][:14], cats[-1][:14]))
+    data = np.vstack(axes_values).T
+    scores = ok[metric].to_numpy(dtype=float)
+    fig, ax = plt.subplots(figsize=SIZE)
+    cmap = plt.get_cmap("viridis")
+    norm = plt.Normalize(np.nanmin(scores), np.nanmax(scores))
+    for row, score in zip(data, scores):
+        ax.plot(range(len(row)), row, color=cmap(norm(score)), alpha=0.7)
+    names = list(params) + [metric]
+    ax.set_xticks(range(len(names)), [f"{n}\n{lo} .. {hi}" for n, (lo, hi) in zip(names, tick_labels)], fontsize=7)
+    ax.set_ylabel("scaled value")
+    ax.set_xlabel("hyperparameter")
+    ax.set_title(title)
+    mappable = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
+    fig.colorbar(mappable, ax=ax, label=metric)
+    ax.plot([], [], color=cmap(1.0), label="trial (colour = metric)")
+    ax.legend(loc="upper right", fontsize="small")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def panels(results: Sequence[Mapping[str, Any]], row: str, col: str, metric: str, path: str,
+           series: str = "history", title: str | None = None) -> str:
+    """A grid of small learning-curve panels, one per (row value, column value), e.g. learning rate x loss."""
+    plt = _plt()
+    rows = sorted({r[row] for r in results}, key=str)
+    cols = sorted({r[col] for r in results}, key=str)
+    if not rows or not cols:
+        raise ValueError("no results to plot")
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(3.2 * len(cols), 2.4 * len(rows)), squeeze=False,
+                             sharex=True)
+    for i, rv in enumerate(rows):
+        for j, cv in enumerate(cols):
+            ax = axes[i][j]
+            for r in results:
+                if r[row] == rv and r[col] == cv:
+                    h = r[series]
+                    for key, style in ((metric, "-"), (f"val_{metric}", "--")):
+                        if h.get(key):
+                            ax.plot(range(1, len(h[key]) + 1), h[key], style,
+                                    label="validation" if key.startswith("val_") else "train")
+            ax.set_title(f"{row}={rv}, {col}={cv}", fontsize=8)
+            ax.grid(alpha=0.3)
+            if i == len(rows) - 1:
+                ax.set_xlabel("epoch")
+            if j == 0:
+                ax.set_ylabel(metric)
+            if i == 0 and j == 0:
+                ax.legend(fontsize="x-small")
+    fig.suptitle(title or f"{metric} per epoch by {row} and {col}")
+    fig.tight_layout()
+    return _save(fig, path)
