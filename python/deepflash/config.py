@@ -15,6 +15,7 @@ Sections:
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any, Callable
 
 import yaml
@@ -172,7 +173,9 @@ def _check_model(values: Any) -> dict:
     try:  # cross-param rules (loss against task, monitor against validation)
         KerasEstimator(**checked)._validate_params()
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"model: {e}") from None
+        named = re.match(r"`(\w+)`", str(e))  # the message names the param it is about
+        where = f"model.{named.group(1)}" if named and named.group(1) in checked else "model"
+        raise ConfigError(f"{where}: {e}") from None
     return checked
 
 

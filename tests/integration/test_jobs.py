@@ -1,0 +1,241 @@
+"""The jobs end to end: spark-submit train, predict, tune and a tiny study; their plots, reports
+and MLflow runs; the report rendered in headless Chromium; the Databricks notebook."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deepflash import cli
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def png_size(path) -> tuple[int, int]:
+    """(width, height) from a PNG header; fails if the file is not a PNG."""
+    data = Path(path).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    assert len(data) > 2000, f"{path} is nearly empty ({len(data)} bytes)"
+    return struct.unpack(">II", data[16:24])
+
+
+@pytest.fixture(scope="module")
+def train_output(tmp_path_factory):
+    """`spark-submit jobs/train.py --config conf/default.yaml` (Horovod, 2 processes), 4 epochs."""
+    out = tmp_path_factory.mktemp("jobs") / "train"
+    submit = Path(sys.executable).parent / "spark-submit"
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    done = subprocess.run([str(submit), "--master", "local[2]", "--driver-memory", "2g", "jobs/train.py",
+                           "--config", "conf/default.yaml", "--output", str(out), "--set", "model.epochs=4"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return out, done
+
+
+def test_train_job_writes_model_metrics_plots_report_and_mlflow_run(train_output):
+    from mlflow.tracking import MlflowClient
+
+    out, done = train_output
+    assert (out / "model" / "metadata").is_dir() and (out / "model" / "stages").is_dir()
+    saved = json.loads((out / "metrics.json").read_text())
+    metrics = saved["metrics"]
+    assert metrics["test"]["accuracy"] >= 0.85 and metrics["epochs_run"] == 4
+    assert {"accuracy", "macro_f1", "weighted_precision", "harmonic_mean_class_accuracy"} <= set(metrics["test"])
+    assert len(saved["test_report"]["confusion_matrix"]) == 10
+    assert saved["diagnosis"]["focus"] in ("bias", "variance", "data_mismatch", "none")
+    for name in ("learning_curves.png", "confusion_matrix.png"):
+        assert png_size(out / "plots" / name)[0] >= 600
+    assert (out / "report.html").stat().st_size > 20000
+    assert not list(out.parent.glob("train.tmp-*")), "a temporary output directory was left behind"
+    run_id = json.loads((out / "run.json").read_text())["mlflow_run_id"]
+    run = MlflowClient().get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["optimizer"] == "adam" and run.data.params["numProc"] == "2"
+    assert run.data.metrics["test.accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+    assert len(MlflowClient().get_metric_history(run_id, "val_accuracy")) == 4
+    artifacts = {a.path for a in MlflowClient().list_artifacts(run_id)}
+    assert {"model", "plots", "report.html", "metrics.json", "history.json"} <= artifacts
+    assert "epoch 4/4" in done.stderr  # progress per epoch
+
+
+def test_existing_output_is_kept_without_overwrite(train_output):
+    out, _ = train_output
+    before = (out / "metrics.json").read_text()
+    with pytest.raises(FileExistsError, match="pass --overwrite"):
+        cli.train({"model": {"backend": "local"}}, str(out))
+    assert (out / "metrics.json").read_text() == before
+
+
+def test_config_errors_exit_before_spark_with_the_key_path(tmp_path):
+    submit = Path(sys.executable).parent / "spark-submit"
+    done = subprocess.run([sys.executable, "jobs/train.py", "--config", "conf/default.yaml", "--output",
+                           str(tmp_path / "x"), "--set", "model.optimizer=adamm"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "config error: model.optimizer: `optimizer` == 'adamm', must be one of" in done.stderr
+    assert not (tmp_path / "x").exists() and submit.exists()
+
+
+def test_mlflow_model_scores_with_spark_udf(spark, train_output, digits):
+    import mlflow
+    from pyspark.ml import PipelineModel
+    from pyspark.ml.functions import vector_to_array
+
+    out, _ = train_output
+    model_uri = json.loads((out / "run.json").read_text())["model_uri"]
+    _, test = digits
+    test = test.limit(40)
+    udf = mlflow.pyfunc.spark_udf(spark, model_uri, result_type="double")
+    scored = test.withColumn("mlflow_prediction", udf(vector_to_array("features")))
+    expected = PipelineModel.load(str(out / "model")).transform(test)
+    got = [r.mlflow_prediction for r in scored.select("mlflow_prediction").collect()]
+    want = [r.prediction for r in expected.select("prediction").collect()]
+    assert len(got) == 40 and got == want
+
+
+def test_predict_scores_parquet_with_the_saved_model(spark, train_output, digits, tmp_path):
+    _, test = digits
+    source = str(tmp_path / "in.parquet")
+    test.write.parquet(source)
+    target = tmp_path / "scored"
+    rows = cli.predict({}, str(train_output[0] / "model"), source, None, str(target))
+    scored = spark.read.parquet(str(target))
+    assert rows == test.count() == scored.count()
+    assert {"prediction", "probability", "label"} <= set(scored.columns)
+    from helpers import accuracy
+
+    assert accuracy(scored) >= 0.85
+    with pytest.raises(FileExistsError):
+        cli.predict({}, str(train_output[0] / "model"), source, None, str(target))
+    with pytest.raises(FileNotFoundError, match="no saved model there"):
+        cli.predict({}, str(tmp_path / "nope"), source, None, str(tmp_path / "o2"))
+
+
+@pytest.fixture(scope="module")
+def tune_output(tmp_path_factory):
+    from deepflash.config import validate
+
+    out = tmp_path_factory.mktemp("tune") / "tune"
+    config = validate({
+        "data": {"source": "digits", "seed": 7},
+        "model": {"backend": "local", "epochs": 6, "batchSize": 32, "seed": 1},
+        "search": {"algo": "random", "maxEvals": 4, "parallelism": 1, "metric": "val_accuracy", "mode": "max",
+                   "space": {"learningRate": {"loguniform": [1e-3, 3e-2]},
+                             "optimizer": {"choice": ["adam", "nadam"]},
+                             "batchSize": {"choice": [16, 64]}}},
+        "tracking": {"experiment": "deepflash-test-tune"},
+    })
+    metrics = cli.tune(config, str(out))
+    return out, metrics
+
+
+def test_tune_job_writes_trials_plots_report_and_logs_to_the_search_run(tune_output):
+    from mlflow.tracking import MlflowClient
+
+    out, metrics = tune_output
+    import pandas as pd
+
+    trials = pd.read_csv(out / "trials.csv")
+    assert len(trials) == 4 and {"latency_ms", "num_params", "learningRate"} <= set(trials.columns)
+    assert (trials["latency_ms"] > 0).all() and (trials["num_params"] > 1000).all()
+    assert metrics["test"]["accuracy"] >= 0.9
+    for name in ("search_progress.png", "parallel_coordinates.png", "learning_curves.png", "confusion_matrix.png"):
+        assert png_size(out / "plots" / name) > (0, 0)
+    runs = MlflowClient().search_runs(
+        [MlflowClient().get_experiment_by_name("deepflash-test-tune").experiment_id],
+        filter_string="tags.mlflow.runName = 'search-random'")
+    assert len(runs) == 1 and "test.accuracy" in runs[0].data.metrics
+    assert "report.html" in {a.path for a in MlflowClient().list_artifacts(runs[0].info.run_id)}
+
+
+def test_every_plot_renders_from_real_run_data(train_output, tune_output, tmp_path):
+    import pandas as pd
+
+    from deepflash import plots
+
+    history = json.loads((train_output[0] / "metrics.json").read_text())["history"]
+    matrix = json.loads((train_output[0] / "metrics.json").read_text())["test_report"]["confusion_matrix"]
+    trials = pd.read_csv(tune_output[0] / "trials.csv")
+    runs = [{"name": f"trial {r.trial}", "seconds": r.seconds, "test_accuracy": r.metric, "optimizer": r.optimizer}
+            for r in trials.itertuples()]
+    paths = [
+        plots.learning_curves(history, str(tmp_path / "a.png")),
+        plots.overlay({"train job": history, "again": {k: v[::-1] for k, v in history.items()}}, "val_loss",
+                      str(tmp_path / "b.png")),
+        plots.time_vs_accuracy(runs, str(tmp_path / "c.png"), group="optimizer"),
+        plots.search_progress(trials, str(tmp_path / "e.png"), mode="max"),
+        plots.parallel_coordinates(trials, ["learningRate", "optimizer", "batchSize"], str(tmp_path / "f.png")),
+    ]
+    for path in paths:
+        assert png_size(path) == (800, 500)
+    assert png_size(plots.confusion_heatmap(matrix, str(tmp_path / "d.png"))) == (700, 600)
+    with pytest.raises(ValueError, match="needs at least a 'loss' series"):
+        plots.learning_curves({}, str(tmp_path / "x.png"))
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_study_job_runs_one_task_per_run_and_draws_its_figures(tmp_path):
+    from deepflash.config import load_config
+
+    config = load_config(str(ROOT / "conf" / "study_optimizers.yaml"), [
+        "data.source=digits", "study.presets=[simple]", "study.optimizers=[adam, sgd]", "study.epochs=1",
+        "study.learning_rates=[0.1]", "study.losses=[mse, categorical_crossentropy]", "study.batch_sizes=[64]",
+        "tracking.experiment=deepflash-test-study"])
+    out = tmp_path / "study"
+    results = cli.study(config, str(out))
+    assert len(results) == 2 + 2 + 1
+    assert all(r["status"] == "ok" for r in results), [r.get("error") for r in results]
+    assert all(0 <= r["test_accuracy"] <= 1 and r["train_seconds"] > 0 for r in results)
+    table = (out / "results.md").read_text()
+    assert table.startswith("| run | group | preset | optimizer |") and table.count("\n") == 2 + len(results)
+    assert (out / "results.csv").read_text().count("\n") == 1 + len(results)
+    for name in ("optimizers_simple_val_loss.png", "optimizers_simple_val_accuracy.png", "time_vs_accuracy.png",
+                 "learning_rate_vs_loss.png", "batch_size.png"):
+        assert png_size(out / "plots" / name)[0] > 0
+    assert (out / "report.html").exists()
+
+
+def test_report_renders_every_image_in_headless_chromium(train_output, tmp_path):
+    """Opens report.html in Debian's chromium; a probe script reports each image's naturalWidth."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert browser, "chromium is not installed: apt-get install chromium (see README prerequisites)"
+    page = (train_output[0] / "report.html").read_text()
+    probe = ("<script>window.addEventListener('load', () => { const w = [...document.images]"
+             ".map(i => i.complete ? i.naturalWidth : -1); document.title = 'WIDTHS:' + w.join(','); });</script>")
+    copy = tmp_path / "report.html"
+    copy.write_text(page.replace("</body>", probe + "</body>"))
+    done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
+                           "--dump-dom", copy.as_uri()], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    dom = done.stdout
+    assert "<h1>deepflash train</h1>" in dom
+    widths = [int(w) for w in dom.split("<title>WIDTHS:")[1].split("</title>")[0].split(",")]
+    assert len(widths) == 2 and all(w > 0 for w in widths), widths
+
+
+def test_databricks_notebook_compiles_and_its_imports_resolve():
+    import ast
+    import importlib
+
+    source = (ROOT / "notebooks" / "databricks_quickstart.py").read_text()
+    assert source.startswith("# Databricks notebook source")
+    tree = ast.parse(source)
+    compile(tree, "databricks_quickstart.py", "exec")
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module.startswith("deepflash"):
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                assert hasattr(module, alias.name), f"{node.module} has no {alias.name}"
+                names.append(alias.name)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                importlib.import_module(alias.name)
+    assert {"KerasEstimator", "HyperoptSearch"} <= set(names)

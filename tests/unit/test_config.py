@@ -1,0 +1,101 @@
+"""Config parsing, --set overrides and the schema: every error names its key path."""
+from __future__ import annotations
+
+import pytest
+
+from deepflash.config import ConfigError, apply_overrides, load_config, validate
+
+
+@pytest.fixture()
+def write(tmp_path):
+    def write(text: str) -> str:
+        path = tmp_path / "job.yaml"
+        path.write_text(text)
+        return str(path)
+
+    return write
+
+
+def test_every_shipped_config_validates():
+    import glob
+
+    names = {p.split("/")[-1] for p in glob.glob("conf/*.yaml")}
+    assert {"default.yaml", "fashion_mnist_mlp.yaml", "fashion_mnist_search.yaml", "study_optimizers.yaml",
+            "cluster.yaml"} <= names
+    for name in names:
+        config = load_config(f"conf/{name}")
+        assert "model" in config and "output" in config
+
+
+def test_overrides_parse_values_as_yaml_and_create_sections():
+    config = apply_overrides({"model": {"epochs": 3}}, ["model.epochs=7", "model.layers=[{type: dense, units: 4}]",
+                                                         "tracking.enabled=false", "data.limit=100"])
+    assert config["model"]["epochs"] == 7
+    assert config["model"]["layers"] == [{"type": "dense", "units": 4}]
+    assert config["tracking"] == {"enabled": False}
+    assert config["data"]["limit"] == 100
+
+
+def test_overrides_do_not_change_the_input():
+    original = {"model": {"epochs": 3}}
+    apply_overrides(original, ["model.epochs=4"])
+    assert original == {"model": {"epochs": 3}}
+
+
+@pytest.mark.parametrize("override, match", [
+    ("model.optimizer=adamm", r"^model\.optimizer: `optimizer` == 'adamm', must be one of: sgd, adagrad"),
+    ("model.epochs=0", r"^model\.epochs: `epochs` == 0, must be >= 1"),
+    ("model.epochs=five", r"^model\.epochs: `epochs` == 'five', must be an integer, found str"),
+    ("model.learningrate=0.1", r"^model\.learningrate: unknown key; valid keys are: .*learningRate"),
+    ("model.layers=[{type: dense, units: -3}]", r"^model\.layers: .*units"),
+    ("model.layers=huge", r"^model\.layers: .*unknown preset"),
+    ("model.loss=mse", None),
+    ("data.source=csv", r"^data\.source: 'csv' is not one of digits, fashion_mnist, idx, parquet, table"),
+    ("data.test_fraction=1.5", r"^data\.test_fraction: expected a number in \(0, 1\), found 1.5"),
+    ("data.limit=true", r"^data\.limit: expected an integer, found bool True"),
+    ("data.colour=red", r"^data\.colour: unknown key; valid keys are: source, path"),
+    ("search.maxEvals=0", r"^search\.maxEvals: `maxEvals` == 0, must be >= 1"),
+    ("search.algo=bayes", r"^search\.algo: `algo` == 'bayes', must be one of: tpe, random"),
+    ("study.optimizers=[adam, adamm]", r"^study\.optimizers\[1\]: `optimizer` == 'adamm'"),
+    ("study.losses=[hinge]", r"^study\.losses\[0\]: "),
+    ("tracking.enabled=maybe", r"^tracking\.enabled: expected true or false, found str 'maybe'"),
+    ("spark.conf=4", r"^spark\.conf: expected a mapping, found int 4"),
+    ("extras.x=1", r"^extras: unknown section; valid sections are: data, model, search"),
+    ("model.epochs.x=1", r"^--set model\.epochs\.x: model\.epochs is not a section"),
+])
+def test_bad_values_fail_with_the_key_path(write, override, match):
+    path = write("model:\n  epochs: 2\n  optimizer: adam\n")
+    if match is None:
+        assert load_config(path, [override])["model"]["loss"] == "mse"
+        return
+    with pytest.raises(ConfigError, match=match):
+        load_config(path, [override])
+
+
+def test_preset_alias_and_cross_param_rules(write):
+    config = load_config(write("model:\n  preset: deep\n"))
+    assert config["model"]["layers"] == "deep"
+    with pytest.raises(ConfigError, match="give either `preset` or `layers`"):
+        load_config(write("model:\n  preset: deep\n  layers: simple\n"))
+    with pytest.raises(ConfigError, match=r"^model\.numProc: `numProc` == 2, must be 1 with backend=.local."):
+        load_config(write("model:\n  backend: local\n  numProc: 2\n"))
+
+
+def test_required_companions_and_file_errors(write, tmp_path):
+    with pytest.raises(ConfigError, match=r"^data\.path: required when data\.source is 'parquet'"):
+        load_config(write("data:\n  source: parquet\n"))
+    with pytest.raises(ConfigError, match=r"^data\.table: required"):
+        validate({"data": {"source": "table"}})
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(str(tmp_path / "missing.yaml"))
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write("model: [unclosed\n"))
+    with pytest.raises(ConfigError, match="expected a mapping of sections, found list"):
+        load_config(write("- 1\n- 2\n"))
+    with pytest.raises(ConfigError, match="expected key.path=value"):
+        load_config(write("model: {}\n"), ["epochs"])
+
+
+def test_search_space_is_checked_at_load(write):
+    with pytest.raises(ConfigError, match=r"^search\.space: .*'learningrate' is not a searchable"):
+        load_config(write("search:\n  space:\n    learningrate: {uniform: [0, 1]}\n"))
