@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 log = logging.getLogger("deepflash")
 
@@ -53,7 +54,7 @@ def plan_runs(study: dict) -> list[dict]:
                      "loss": "categorical_crossentropy", "batchSize": int(bs)})
     for i, r in enumerate(runs):
         r["run"] = i
-        r["name"] = f"{r['preset']}/{r['optimizer']}/lr={r['learningRate']:g}/{r['loss']}/bs={r['batchSize']}"
+        r["name"] = f"{r['group']}:{r['preset']}/{r['optimizer']}/lr={r['learningRate']:g}/{r['loss']}/bs={r['batchSize']}"
         r["epochs"] = int(s["epochs"])
     return runs
 
@@ -117,18 +118,26 @@ def run_study(spark, estimator, train_df, test_df, study: dict) -> list[dict]:
     def task(run):
         return run_one(run, base_values, plan, test_url)
 
+    def submit(run):
+        # one Spark job of one task per run; `slots` threads keep that many runs going at once
+        sc = spark.sparkContext
+        sc.setJobDescription(f"deepflash study run {run['run'] + 1}/{len(runs)}: {run['name']}")
+        return sc.parallelize([run], 1).map(task).collect()[0]
+
     started = time.time()
     results = []
-    # Waves of `slots` runs, so that each finished wave is logged with the best so far.
-    for first in range(0, len(runs), slots):
-        wave = runs[first:first + slots]
-        spark.sparkContext.setJobDescription(f"deepflash study runs {first + 1}-{first + len(wave)} of {len(runs)}")
-        results += spark.sparkContext.parallelize(wave, len(wave)).map(task).collect()
-        ok = [r for r in results if r["status"] == "ok"]
-        best = max(ok, key=lambda r: r["test_accuracy"]) if ok else None
-        log.info("study: %d/%d runs done, %.0fs elapsed%s", len(results), len(runs), time.time() - started,
-                 f", best so far {best['name']} test accuracy {best['test_accuracy']:.4f}" if best else "")
-    spark.sparkContext.setJobDescription(None)
+    best = None
+    with ThreadPoolExecutor(max_workers=min(slots, len(runs)), thread_name_prefix="deepflash-study") as pool:
+        for result in as_completed([pool.submit(submit, run) for run in runs]):
+            r = result.result()
+            results.append(r)
+            if r["status"] == "ok" and (best is None or r["test_accuracy"] > best["test_accuracy"]):
+                best = r
+            this = f"test accuracy {r['test_accuracy']:.4f}" if r["status"] == "ok" else f"failed ({r['error'][:100]})"
+            log.info("study run %d/%d %s: %s in %.0fs; best so far %s, %.0fs elapsed", len(results), len(runs),
+                     r["name"], this, r["seconds"],
+                     f"{best['name']} {best['test_accuracy']:.4f}" if best else "n/a", time.time() - started)
+    results.sort(key=lambda r: r["run"])
     return results
 
 

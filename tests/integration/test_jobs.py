@@ -33,7 +33,8 @@ def train_output(tmp_path_factory):
     submit = Path(sys.executable).parent / "spark-submit"
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     done = subprocess.run([str(submit), "--master", "local[2]", "--driver-memory", "2g", "jobs/train.py",
-                           "--config", "conf/default.yaml", "--output", str(out), "--set", "model.epochs=4"],
+                           "--config", "conf/default.yaml", "--output", str(out), "--set", "model.epochs=4",
+                           "--set", "tracking.registered_model=deepflash-test-digits"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
     return out, done
@@ -63,6 +64,8 @@ def test_train_job_writes_model_metrics_plots_report_and_mlflow_run(train_output
     artifacts = {a.path for a in MlflowClient().list_artifacts(run_id)}
     assert {"model", "plots", "report.html", "metrics.json", "history.json"} <= artifacts
     assert "epoch 4/4" in done.stderr  # progress per epoch
+    versions = MlflowClient().search_model_versions("name = 'deepflash-test-digits'")
+    assert [v.run_id for v in versions] == [run_id]
 
 
 def test_existing_output_is_kept_without_overwrite(train_output):
