@@ -115,14 +115,14 @@ def _write_json(path: str, data: Any) -> None:
 
 # ------------------------------------------------------------------------------- evaluation
 
-def evaluate(model, df, estimator) -> dict:
+def evaluate(model, df, estimator, beta: float = 1.0) -> dict:
     """Metrics of ``model`` on ``df`` (classification or regression) from Spark aggregations."""
     from deepflash.evaluation import classification_report, regression_report
 
     predictions = model.transform(df)
     label = estimator.getLabelCol()
     if estimator.getTask() == "classification":
-        return classification_report(predictions, label, "prediction")
+        return classification_report(predictions, label, "prediction", beta=beta)
     return regression_report(predictions, label, "prediction")
 
 
@@ -135,15 +135,18 @@ def _summary(report: dict) -> dict:
     return out
 
 
-def _diagnosis(train_report: dict, test_report: dict, history: dict) -> dict | None:
+def _diagnosis(train_report: dict, test_report: dict, history: dict, human_error: float | None) -> dict | None:
+    """Train error from the fitted model on the training rows, dev error from the last validation epoch."""
     from deepflash.evaluation import diagnose
 
     if "accuracy" not in train_report or not history.get("val_accuracy"):
         return None
-    return diagnose(1 - train_report["accuracy"], 1 - history["val_accuracy"][-1], 1 - test_report["accuracy"])
+    return diagnose(1 - train_report["accuracy"], 1 - history["val_accuracy"][-1], 1 - test_report["accuracy"],
+                    human_error)
 
 
-def _evaluation_outputs(tmp: str, keras_model, train_report: dict, test_report: dict, title: str) -> tuple:
+def _evaluation_outputs(tmp: str, keras_model, train_report: dict, test_report: dict, title: str,
+                        human_error: float | None = None) -> tuple:
     """metrics, plots and the diagnosis of one fitted model."""
     from deepflash import plots
 
@@ -153,7 +156,7 @@ def _evaluation_outputs(tmp: str, keras_model, train_report: dict, test_report: 
     if "confusion_matrix" in test_report:
         paths.append(plots.confusion_heatmap(test_report["confusion_matrix"], os.path.join(plot_dir, "confusion_matrix.png"),
                                              title=f"{title}: test confusion matrix"))
-    diagnosis = _diagnosis(train_report, test_report, history)
+    diagnosis = _diagnosis(train_report, test_report, history, human_error)
     metrics = {"train": _summary(train_report), "test": _summary(test_report),
                "validation": {k: v[-1] for k, v in history.items() if k.startswith("val_") and v},
                "epochs_run": len(history.get("loss", []))}
@@ -199,9 +202,11 @@ def train(config: dict, output: str, overwrite: bool = False) -> dict:
             model = Pipeline(stages=[estimator]).fit(train_df)
             fit_seconds = time.time() - started
             keras_model = model.stages[-1]
-            test_report = evaluate(model, test_df, estimator)
-            train_report = evaluate(model, train_df, estimator)
-            metrics, paths, diagnosis = _evaluation_outputs(tmp, keras_model, train_report, test_report, "train")
+            ev = config.get("evaluation") or {}
+            test_report = evaluate(model, test_df, estimator, ev.get("beta", 1.0))
+            train_report = evaluate(model, train_df, estimator, ev.get("beta", 1.0))
+            metrics, paths, diagnosis = _evaluation_outputs(tmp, keras_model, train_report, test_report, "train",
+                                                            ev.get("human_error"))
             metrics["fit_seconds"] = fit_seconds
             model.save(os.path.join(tmp, "model"))
             _write_json(os.path.join(tmp, "metrics.json"),
@@ -264,10 +269,11 @@ def tune(config: dict, output: str, overwrite: bool = False) -> dict:
                                                         else found.trials["metric"].min())}
         test_report = diagnosis = None
         if found.bestModel is not None:
-            test_report = evaluate(model, test_df, estimator)
-            train_report = evaluate(model, train_df, estimator)
+            ev = config.get("evaluation") or {}
+            test_report = evaluate(model, test_df, estimator, ev.get("beta", 1.0))
+            train_report = evaluate(model, train_df, estimator, ev.get("beta", 1.0))
             best_metrics, best_paths, diagnosis = _evaluation_outputs(tmp, found.bestModel, train_report, test_report,
-                                                                      "best model")
+                                                                      "best model", ev.get("human_error"))
             metrics.update(best_metrics)
             paths += best_paths
         model.save(os.path.join(tmp, "model"))

@@ -10,6 +10,7 @@ Sections:
     study     the optimizer study's grid (presets, optimizers, learning rates, losses, batch sizes)
     tracking  MLflow: uri, experiment, registered_model, enabled
     spark     master and conf
+    evaluation  human_error (or Bayes error, for the bias/variance diagnosis), beta (F-beta)
     output    dir
 """
 from __future__ import annotations
@@ -83,6 +84,20 @@ def _list_of(item: Callable, non_empty: bool = True):
     return check
 
 
+def _rate(path, value):
+    _type(path, value, (int, float), "a number")
+    if not 0 <= value <= 1:
+        raise ConfigError(f"{path}: expected an error rate in [0, 1], found {value}")
+    return value
+
+
+def _positive(path, value):
+    _type(path, value, (int, float), "a number")
+    if value <= 0:
+        raise ConfigError(f"{path}: expected a number > 0, found {value}")
+    return value
+
+
 def _mapping(path, value):
     return _type(path, value, (dict,), "a mapping")
 
@@ -122,12 +137,13 @@ SCHEMA: dict[str, dict[str, Callable]] = {
                  "registered_model": _optional_string},
     "spark": {"master": _string, "conf": _mapping},
     "output": {"dir": _string},
+    "evaluation": {"human_error": _rate, "beta": _positive},
     "study": {"presets": _list_of(_preset), "optimizers": _list_of(_study_optimizer),
               "learning_rates": _list_of(_number, non_empty=False), "losses": _list_of(_study_loss, non_empty=False),
               "batch_sizes": _list_of(_integer(1), non_empty=False), "batch_size": _integer(1),
               "learning_rate_preset": _preset, "parallelism": _integer(0), "epochs": _integer(1)},
 }
-SECTIONS = ("data", "model", "search", "study", "tracking", "spark", "output")
+SECTIONS = ("data", "model", "search", "study", "evaluation", "tracking", "spark", "output")
 
 
 def _param_names(cls) -> list[str]:

@@ -14,7 +14,7 @@ _STYLE = """
 body { font-family: sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
-th { background: #f0f0f0; } td.key { text-align: left; font-weight: bold; }
+th { background: #f0f0f0; } td.key { text-align: left; font-weight: bold; } td.text { text-align: left; }
 pre { background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: 0.85em; }
 figure { margin: 1em 0; } img { max-width: 100%; border: 1px solid #ddd; }
 """
@@ -28,6 +28,11 @@ def _cell(value: Any) -> str:
     return html.escape(str(value))
 
 
+def _td(value: Any) -> str:
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return f"<td>{_cell(value)}</td>" if numeric else f"<td class='text'>{_cell(value)}</td>"
+
+
 def _table(data: Any) -> str:
     """A dict (key: value, or key: dict of columns) or a list of row dicts / a pandas DataFrame."""
     if hasattr(data, "to_dict") and hasattr(data, "columns"):
@@ -37,10 +42,10 @@ def _table(data: Any) -> str:
             columns = sorted({k for v in data.values() for k in v}, key=str)
             head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
             body = "".join(f"<tr><td class='key'>{html.escape(str(k))}</td>"
-                           + "".join(f"<td>{_cell(v.get(c, ''))}</td>" for c in columns) + "</tr>"
+                           + "".join(_td(v.get(c, "")) for c in columns) + "</tr>"
                            for k, v in data.items())
             return f"<table><tr><th></th>{head}</tr>{body}</table>"
-        body = "".join(f"<tr><td class='key'>{html.escape(str(k))}</td><td>{_cell(v)}</td></tr>"
+        body = "".join(f"<tr><td class='key'>{html.escape(str(k))}</td>{_td(v)}</tr>"
                        for k, v in data.items())
         return f"<table>{body}</table>"
     rows = list(data)
@@ -48,7 +53,7 @@ def _table(data: Any) -> str:
         return "<p>(empty)</p>"
     columns = list(dict.fromkeys(k for r in rows for k in r))
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{_cell(r.get(c, ''))}</td>" for c in columns) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(_td(r.get(c, "")) for c in columns) + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 

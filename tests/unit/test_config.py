@@ -61,6 +61,8 @@ def test_overrides_do_not_change_the_input():
     ("tracking.enabled=maybe", r"^tracking\.enabled: expected true or false, found str 'maybe'"),
     ("spark.conf=4", r"^spark\.conf: expected a mapping, found int 4"),
     ("extras.x=1", r"^extras: unknown section; valid sections are: data, model, search"),
+    ("evaluation.human_error=2", r"^evaluation\.human_error: expected an error rate in \[0, 1\], found 2"),
+    ("evaluation.beta=0", r"^evaluation\.beta: expected a number > 0, found 0"),
     ("model.epochs.x=1", r"^--set model\.epochs\.x: model\.epochs is not a section"),
 ])
 def test_bad_values_fail_with_the_key_path(write, override, match):
