@@ -304,6 +304,13 @@ def main(argv=None) -> int:
     report = "\n".join(lines)
     print(report)
     os.makedirs(args.output, exist_ok=True)
+    if algos:
+        from deepflash import plots
+
+        mean_curves = {algo: {"best val_accuracy": list(np.nanmean(np.array(curves), axis=0))}
+                       for algo, curves in algos["curves"].items()}
+        plots.overlay(mean_curves, "best val_accuracy", os.path.join(args.output, "tpe_vs_random.png"),
+                      title=f"Best validation accuracy so far, mean of {algos['seeds']} seeds", xlabel="trial")
     result = {"rows": [{k: v for k, v in r.items() if k != "model"} for r in rows], "inference": infer,
               "search": search,
               "algos": algos, "best": best, "args": vars(args), "report": report}

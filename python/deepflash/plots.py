@@ -58,7 +58,7 @@ def learning_curves(history: Mapping[str, Sequence[float]], path: str, title: st
 
 
 def overlay(histories: Mapping[str, Mapping[str, Sequence[float]]], metric: str, path: str,
-            title: str | None = None) -> str:
+            title: str | None = None, xlabel: str = "epoch") -> str:
     """One line per run (e.g. per optimizer) of ``metric`` per epoch."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=SIZE)
@@ -70,7 +70,7 @@ def overlay(histories: Mapping[str, Mapping[str, Sequence[float]]], metric: str,
             drawn += 1
     if not drawn:
         raise ValueError(f"no run has a {metric!r} series")
-    ax.set_xlabel("epoch")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(metric)
     ax.set_title(title or f"{metric} per epoch")
     ax.legend(fontsize="small", ncol=2)
