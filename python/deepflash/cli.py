@@ -176,6 +176,23 @@ def _report_tables(metrics: dict, test_report: dict, diagnosis: dict | None) -> 
     return tables
 
 
+def pipeline_stages(estimator, data: dict) -> list:
+    """The training Pipeline's stages: ``data.features`` as a list of columns is assembled into the
+    estimator's features column first (so the saved model scores raw rows); ``data.features`` as
+    one name and ``data.label`` set the estimator's columns."""
+    from pyspark.ml.feature import VectorAssembler
+
+    if data.get("label"):
+        estimator.setLabelCol(data["label"])
+    features = data.get("features")
+    if isinstance(features, list):
+        return [VectorAssembler(inputCols=features, outputCol=estimator.getFeaturesCol(), handleInvalid="error"),
+                estimator]
+    if features:
+        estimator.setFeaturesCol(features)
+    return [estimator]
+
+
 # ------------------------------------------------------------------------------------ jobs
 
 def train(config: dict, output: str, overwrite: bool = False) -> dict:
@@ -199,7 +216,7 @@ def train(config: dict, output: str, overwrite: bool = False) -> dict:
                              tags={"deepflash.job": "train", "deepflash.output": output})
         with run or contextlib.nullcontext():
             started = time.time()
-            model = Pipeline(stages=[estimator]).fit(train_df)
+            model = Pipeline(stages=pipeline_stages(estimator, config.get("data") or {})).fit(train_df)
             fit_seconds = time.time() - started
             keras_model = model.stages[-1]
             ev = config.get("evaluation") or {}
@@ -251,7 +268,7 @@ def tune(config: dict, output: str, overwrite: bool = False) -> dict:
         search.setTrack(bool(tracked))
         train_df, test_df = load_data(spark, config.get("data") or {})
         started = time.time()
-        model = Pipeline(stages=[search]).fit(train_df)
+        model = Pipeline(stages=pipeline_stages(estimator, config.get("data") or {})[:-1] + [search]).fit(train_df)
         found = model.stages[-1]
         search_seconds = time.time() - started
         found.trials.to_csv(os.path.join(tmp, "trials.csv"), index=False)
@@ -296,7 +313,7 @@ def tune(config: dict, output: str, overwrite: bool = False) -> dict:
                 if found.bestModel is not None:
                     from pyspark.ml import PipelineModel
 
-                    metrics["model_uri"] = run.log_pipeline_model(PipelineModel([found.bestModel]),
+                    metrics["model_uri"] = run.log_pipeline_model(PipelineModel(model.stages[:-1] + [found.bestModel]),
                                                                   tracking.get("registered_model"),
                                                                   estimator.getFeaturesCol())
     log.info("search done: best %s %.4f with %s", metric, metrics["best_metric"], json.dumps(found.bestParams))
@@ -344,6 +361,9 @@ def study(config: dict, output: str, overwrite: bool = False) -> list:
         spark = _spark(config)
         tracked, _ = _tracking(config, output, "deepflash-study")
         train_df, test_df = load_data(spark, config.get("data") or {})
+        stages = pipeline_stages(estimator, config.get("data") or {})
+        if len(stages) > 1:  # assemble raw feature columns once, up front
+            train_df, test_df = stages[0].transform(train_df), stages[0].transform(test_df)
         started = time.time()
         results = run_study(spark, estimator, train_df, test_df, config.get("study") or {})
         seconds = time.time() - started

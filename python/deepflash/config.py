@@ -98,6 +98,13 @@ def _positive(path, value):
     return value
 
 
+def _features(path, value):
+    """A Vector/array column name, or a list of numeric columns to assemble."""
+    if isinstance(value, list):
+        return _list_of(_string)(path, value)
+    return _type(path, value, (str,), "a column name or a list of column names")
+
+
 def _mapping(path, value):
     return _type(path, value, (dict,), "a mapping")
 
@@ -132,7 +139,7 @@ def _preset(path, value):
 
 SCHEMA: dict[str, dict[str, Callable]] = {
     "data": {"source": _one_of(DATA_SOURCES), "path": _string, "table": _string, "test_fraction": _fraction,
-             "seed": _integer(), "limit": _integer(1), "featuresCol": _string, "labelCol": _string},
+             "seed": _integer(), "limit": _integer(1), "features": _features, "label": _string},
     "tracking": {"enabled": _boolean, "uri": _optional_string, "experiment": _string,
                  "registered_model": _optional_string},
     "spark": {"master": _string, "conf": _mapping},

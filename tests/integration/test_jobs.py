@@ -242,3 +242,29 @@ def test_databricks_notebook_compiles_and_its_imports_resolve():
             for alias in node.names:
                 importlib.import_module(alias.name)
     assert {"KerasEstimator", "HyperoptSearch"} <= set(names)
+
+
+def test_train_and_predict_on_raw_parquet_columns(spark, digits_columns, tmp_path):
+    """data.features as a column list: the saved Pipeline assembles them, so predict scores raw rows."""
+    from deepflash.config import validate
+    from helpers import accuracy
+
+    train, test = digits_columns
+    source = str(tmp_path / "digits.parquet")
+    train.union(test).write.parquet(source)
+    columns = [f"px{i}" for i in range(64)]
+    config = validate({"data": {"source": "parquet", "path": source, "features": columns, "label": "label",
+                                "test_fraction": 0.2, "seed": 3},
+                       "model": {"backend": "local", "epochs": 8, "batchSize": 32, "seed": 2},
+                       "tracking": {"enabled": False}})
+    metrics = cli.train(config, str(tmp_path / "out"))
+    assert metrics["test"]["accuracy"] >= 0.9
+    assert not (tmp_path / "run.json").exists() and not (tmp_path / "mlruns.db").exists()
+    raw = str(tmp_path / "raw.parquet")
+    test.select(*columns, "label").write.parquet(raw)
+    cli.predict({}, str(tmp_path / "out" / "model"), raw, None, str(tmp_path / "scored"))
+    assert accuracy(spark.read.parquet(str(tmp_path / "scored"))) >= 0.9
+    with pytest.raises(Exception, match="px99"):
+        cli.train(validate({**config, "data": {**config["data"], "features": columns + ["px99"]}}),
+                  str(tmp_path / "out2"))
+    assert not (tmp_path / "out2").exists() and not list(tmp_path.glob("out2.tmp-*"))
