@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+import uuid
 from typing import Any
 
 import numpy as np
@@ -229,6 +230,13 @@ class HyperoptSearch(Estimator, _SearchParams, MLReadable, MLWritable):
         tracker.start(f"search-{algo_name}", {"algo": algo_name, "maxEvals": max_evals, "parallelism": parallelism,
                                               "metric": metric, "mode": mode, "space": space})
         progress = _Progress(max_evals, mode, metric, tracker)
+        sc = spark.sparkContext
+        # SparkTrials launches its trial jobs in the caller's job group. Our own group lets us cancel
+        # (and interrupt) whatever is still running when fmin returns: a timeout, an error, Ctrl-C.
+        group = f"deepflash-search-{uuid.uuid4().hex[:12]}"
+        previous = {key: sc.getLocalProperty(key) for key in
+                    ("spark.jobGroup.id", "spark.job.description", "spark.job.interruptOnCancel")}
+        sc.setJobGroup(group, f"deepflash {algo_name} search trials", interruptOnCancel=True)
         try:
             try:
                 fmin(fn, hyperopt_space, algo=algo, max_evals=max_evals, trials=trials, timeout=timeout,
@@ -239,6 +247,11 @@ class HyperoptSearch(Estimator, _SearchParams, MLReadable, MLWritable):
         except BaseException:
             tracker.end(None)
             raise
+        finally:
+            if parallelism > 1:
+                sc.cancelJobGroup(group)
+            for key, value in previous.items():
+                sc.setLocalProperty(key, value)
 
         table = trials_table(trials)
         ok = table[table["status"] == "ok"]
@@ -305,7 +318,9 @@ def _unwrap_grid(objective):
 def trials_table(trials) -> pd.DataFrame:
     """One row per trial: params, metric, final metrics, epochs, seconds, status and error."""
     rows = []
-    for t in trials.trials:
+    # every trial doc, including those SparkTrials cancelled at a timeout (hyperopt's `trials.trials`
+    # leaves cancelled and errored docs out)
+    for t in sorted(getattr(trials, "_dynamic_trials", trials.trials), key=lambda t: t["tid"]):
         result = t.get("result") or {}
         status = result.get("status")
         row = {"trial": t["tid"], "status": "ok" if status == "ok" else "failed",
