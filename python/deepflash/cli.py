@@ -14,10 +14,8 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import sys
 import time
-import uuid
 from typing import Any
 
 from deepflash.config import ConfigError, load_config
@@ -69,31 +67,25 @@ def load_data(spark, data: dict):
     return train, test
 
 
-@contextlib.contextmanager
-def atomic_output(output: str, overwrite: bool):
-    """Yields a temporary directory that becomes ``output`` only when the block succeeds."""
-    output = os.path.abspath(output)
-    if os.path.exists(output) and not overwrite:
-        raise FileExistsError(f"output {output} exists; pass --overwrite to replace it")
-    os.makedirs(os.path.dirname(output), exist_ok=True)
-    tmp = f"{output}.tmp-{uuid.uuid4().hex[:8]}"
-    os.makedirs(tmp)
-    try:
-        yield tmp
-        if os.path.exists(output):
-            old = f"{output}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(output, old)
-            os.replace(tmp, output)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp)
+def _open_output(config: dict, output: str, overwrite: bool):
+    """(spark, qualified output URI, atomic staging context) for a job.
+
+    Spark starts first so that ``output`` is resolved as Spark resolves paths (``fs.defaultFS``);
+    an existing output without ``--overwrite`` is refused before any job or file write.
+    """
+    from deepflash import fs
+
+    spark = _spark(config)
+    uri = fs.qualify(output)
+    fs.check_writable_target(uri, overwrite)
+    return spark, uri, fs.atomic_dir(uri, overwrite)
 
 
 def _output_root(output: str) -> str:
-    return os.path.dirname(os.path.abspath(output))
+    """Local directory for the default MLflow store: beside a local output, else ./output."""
+    from deepflash import fs
+
+    return os.path.dirname(fs.local_path(output)) if fs.is_local(output) else os.path.abspath("output")
 
 
 def _tracking(config: dict, output: str, default_experiment: str):
@@ -151,7 +143,7 @@ def _evaluation_outputs(tmp: str, keras_model, train_report: dict, test_report: 
     from deepflash import plots
 
     history = keras_model.getHistory()
-    plot_dir = os.path.join(tmp, "plots")
+    plot_dir = os.path.join(out.local, "plots")
     paths = [plots.learning_curves(history, os.path.join(plot_dir, "learning_curves.png"), title=f"{title}: learning curves")]
     if "confusion_matrix" in test_report:
         paths.append(plots.confusion_heatmap(test_report["confusion_matrix"], os.path.join(plot_dir, "confusion_matrix.png"),
@@ -203,9 +195,8 @@ def train(config: dict, output: str, overwrite: bool = False) -> dict:
     from deepflash.report import write_report
 
     estimator = KerasEstimator(**(config.get("model") or {}))
-    output = os.path.abspath(output)
-    with atomic_output(output, overwrite) as tmp:
-        spark = _spark(config)
+    spark, output, staging = _open_output(config, output, overwrite)
+    with staging as out:
         tracked, tracking = _tracking(config, output, "deepflash-train")
         train_df, test_df = load_data(spark, config.get("data") or {})
         run = None
@@ -222,25 +213,25 @@ def train(config: dict, output: str, overwrite: bool = False) -> dict:
             ev = config.get("evaluation") or {}
             test_report = evaluate(model, test_df, estimator, ev.get("beta", 1.0))
             train_report = evaluate(model, train_df, estimator, ev.get("beta", 1.0))
-            metrics, paths, diagnosis = _evaluation_outputs(tmp, keras_model, train_report, test_report, "train",
+            metrics, paths, diagnosis = _evaluation_outputs(out.local, keras_model, train_report, test_report, "train",
                                                             ev.get("human_error"))
             metrics["fit_seconds"] = fit_seconds
-            model.save(os.path.join(tmp, "model"))
-            _write_json(os.path.join(tmp, "metrics.json"),
+            model.save(out.join("model"))
+            _write_json(os.path.join(out.local, "metrics.json"),
                         {"metrics": metrics, "test_report": test_report, "diagnosis": diagnosis,
                          "history": keras_model.getHistory(), "config": config})
-            write_report(os.path.join(tmp, "report.html"), "deepflash train", config=config,
+            write_report(os.path.join(out.local, "report.html"), "deepflash train", config=config,
                          tables=_report_tables(metrics, test_report, diagnosis), plots=paths,
                          notes=[f"Fit in {fit_seconds:.1f}s; output {output}"])
             if run is not None:
                 run.log_history(keras_model.getHistory())
                 run.log_metrics({"train": metrics["train"], "test": metrics["test"], "fit_seconds": fit_seconds})
                 run.log_files(paths, "plots")
-                run.log_files([os.path.join(tmp, "metrics.json"), os.path.join(tmp, "report.html")])
+                run.log_files([os.path.join(out.local, "metrics.json"), os.path.join(out.local, "report.html")])
                 metrics["model_uri"] = run.log_pipeline_model(model, tracking.get("registered_model"),
                                                               estimator.getFeaturesCol())
                 metrics["mlflow_run_id"] = run.run_id
-                _write_json(os.path.join(tmp, "run.json"), {"mlflow_run_id": run.run_id,
+                _write_json(os.path.join(out.local, "run.json"), {"mlflow_run_id": run.run_id,
                                                             "model_uri": metrics["model_uri"]})
     log.info("test metrics: %s", json.dumps(metrics["test"]))
     log.info("wrote the model, metrics, plots and report to %s", output)
@@ -261,9 +252,8 @@ def tune(config: dict, output: str, overwrite: bool = False) -> dict:
     estimator = KerasEstimator(**(config.get("model") or {}))
     search = HyperoptSearch(estimator=estimator, **config["search"])
     search._check()
-    output = os.path.abspath(output)
-    with atomic_output(output, overwrite) as tmp:
-        spark = _spark(config)
+    spark, output, staging = _open_output(config, output, overwrite)
+    with staging as out:
         tracked, tracking = _tracking(config, output, "deepflash-tune")
         search.setTrack(bool(tracked))
         train_df, test_df = load_data(spark, config.get("data") or {})
@@ -271,9 +261,9 @@ def tune(config: dict, output: str, overwrite: bool = False) -> dict:
         model = Pipeline(stages=pipeline_stages(estimator, config.get("data") or {})[:-1] + [search]).fit(train_df)
         found = model.stages[-1]
         search_seconds = time.time() - started
-        found.trials.to_csv(os.path.join(tmp, "trials.csv"), index=False)
+        found.trials.to_csv(os.path.join(out.local, "trials.csv"), index=False)
         metric, mode = search.getMetric(), search.getMode()
-        plot_dir = os.path.join(tmp, "plots")
+        plot_dir = os.path.join(out.local, "plots")
         paths = [plots.search_progress(found.trials, os.path.join(plot_dir, "search_progress.png"), mode=mode,
                                        title=f"Search progress ({metric})")]
         searched = [p for p in config["search"]["space"] if p in found.trials.columns]
@@ -289,19 +279,19 @@ def tune(config: dict, output: str, overwrite: bool = False) -> dict:
             ev = config.get("evaluation") or {}
             test_report = evaluate(model, test_df, estimator, ev.get("beta", 1.0))
             train_report = evaluate(model, train_df, estimator, ev.get("beta", 1.0))
-            best_metrics, best_paths, diagnosis = _evaluation_outputs(tmp, found.bestModel, train_report, test_report,
+            best_metrics, best_paths, diagnosis = _evaluation_outputs(out.local, found.bestModel, train_report, test_report,
                                                                       "best model", ev.get("human_error"))
             metrics.update(best_metrics)
             paths += best_paths
-        model.save(os.path.join(tmp, "model"))
-        _write_json(os.path.join(tmp, "metrics.json"), {"metrics": metrics, "test_report": test_report,
+        model.save(out.join("model"))
+        _write_json(os.path.join(out.local, "metrics.json"), {"metrics": metrics, "test_report": test_report,
                                                         "diagnosis": diagnosis, "config": config})
         tables: dict[str, Any] = {"Search": {k: v for k, v in metrics.items() if k in (
             "search_seconds", "trials", "trials_ok", "best_metric")}, "Best params": found.bestParams}
         if test_report is not None:
             tables.update(_report_tables(metrics, test_report, diagnosis))
         tables["Trials"] = found.trials.drop(columns=["error"], errors="ignore")
-        write_report(os.path.join(tmp, "report.html"), "deepflash tune", config=config, tables=tables, plots=paths)
+        write_report(os.path.join(out.local, "report.html"), "deepflash tune", config=config, tables=tables, plots=paths)
         if tracked and found.mlflowRunId:
             from deepflash.tracking import RunTracker
 
@@ -309,7 +299,7 @@ def tune(config: dict, output: str, overwrite: bool = False) -> dict:
                 if test_report is not None:
                     run.log_metrics({"train": metrics["train"], "test": metrics["test"]})
                 run.log_files(paths, "plots")
-                run.log_files([os.path.join(tmp, "trials.csv"), os.path.join(tmp, "report.html")])
+                run.log_files([os.path.join(out.local, "trials.csv"), os.path.join(out.local, "report.html")])
                 if found.bestModel is not None:
                     from pyspark.ml import PipelineModel
 
@@ -326,22 +316,21 @@ def predict(config: dict, model_path: str, input_path: str | None, table: str | 
     """Scores a Parquet path or a table with a saved PipelineModel; writes Parquet atomically."""
     from pyspark.ml import PipelineModel
 
-    if not os.path.isdir(model_path):
-        raise FileNotFoundError(f"--model {model_path}: no saved model there (expected <train output>/model)")
+    from deepflash import fs
+
     if bool(input_path) == bool(table):
         raise ValueError("give exactly one of --input (a Parquet path) or --table")
-    output = os.path.abspath(output)
-    with atomic_output(output, overwrite) as tmp:
-        spark = _spark(config)
-        model = PipelineModel.load(model_path)
+    spark, output, staging = _open_output(config, output, overwrite)
+    model_uri = fs.qualify(model_path)
+    if not fs.exists(fs.join(model_uri, "metadata")):
+        raise FileNotFoundError(f"--model {model_path}: no saved model at {model_uri} "
+                                "(expected <train output>/model)")
+    with staging as out:
+        model = PipelineModel.load(model_uri)
         df = spark.read.parquet(input_path) if input_path else spark.table(table)
-        scored = model.transform(df)
-        scored.write.mode("error").parquet(os.path.join(tmp, "part"))
-        rows = spark.read.parquet(os.path.join(tmp, "part")).count()
-        # the Parquet dataset is the output directory itself
-        for name in os.listdir(os.path.join(tmp, "part")):
-            os.replace(os.path.join(tmp, "part", name), os.path.join(tmp, name))
-        os.rmdir(os.path.join(tmp, "part"))
+        # The staging directory itself becomes the Parquet dataset (it is ours and empty).
+        model.transform(df).write.mode("overwrite").parquet(out.uri)
+        rows = spark.read.parquet(out.uri).count()
     log.info("scored %d rows into %s", rows, output)
     print(json.dumps({"output": output, "rows": rows}))
     return rows
@@ -356,9 +345,8 @@ def study(config: dict, output: str, overwrite: bool = False) -> list:
     model_conf = {k: v for k, v in (config.get("model") or {}).items()}
     model_conf.setdefault("backend", "local")
     estimator = KerasEstimator(**model_conf)
-    output = os.path.abspath(output)
-    with atomic_output(output, overwrite) as tmp:
-        spark = _spark(config)
+    spark, output, staging = _open_output(config, output, overwrite)
+    with staging as out:
         tracked, _ = _tracking(config, output, "deepflash-study")
         train_df, test_df = load_data(spark, config.get("data") or {})
         stages = pipeline_stages(estimator, config.get("data") or {})
@@ -368,13 +356,13 @@ def study(config: dict, output: str, overwrite: bool = False) -> list:
         results = run_study(spark, estimator, train_df, test_df, config.get("study") or {})
         seconds = time.time() - started
         table = results_table(results)
-        table.to_csv(os.path.join(tmp, "results.csv"), index=False)
+        table.to_csv(os.path.join(out.local, "results.csv"), index=False)
         markdown = to_markdown(table.drop(columns=["error"]) if table["error"].isna().all() else table)
-        with open(os.path.join(tmp, "results.md"), "w") as f:
+        with open(os.path.join(out.local, "results.md"), "w") as f:
             f.write(markdown + "\n")
-        _write_json(os.path.join(tmp, "results.json"), {"seconds": seconds, "runs": results, "config": config})
-        paths = figures(results, os.path.join(tmp, "plots"))
-        write_report(os.path.join(tmp, "report.html"), "deepflash optimizer study", config=config,
+        _write_json(os.path.join(out.local, "results.json"), {"seconds": seconds, "runs": results, "config": config})
+        paths = figures(results, os.path.join(out.local, "plots"))
+        write_report(os.path.join(out.local, "report.html"), "deepflash optimizer study", config=config,
                      tables={"Results": table}, plots=paths, notes=[f"{len(results)} runs in {seconds:.0f}s"])
         if tracked:
             from deepflash.tracking import RunTracker
@@ -384,7 +372,7 @@ def study(config: dict, output: str, overwrite: bool = False) -> list:
                     if r["status"] == "ok":
                         run.mlflow.log_metric(f"test_accuracy.{r['run']:02d}", r["test_accuracy"])
                 run.log_files(paths, "plots")
-                run.log_files([os.path.join(tmp, n) for n in ("results.csv", "results.md", "report.html")])
+                run.log_files([os.path.join(out.local, n) for n in ("results.csv", "results.md", "report.html")])
     print(markdown)
     failed = [r for r in results if r["status"] != "ok"]
     if failed:

@@ -22,7 +22,7 @@ from deepflash.model import KerasModel
 from deepflash.networks import build_model, check_loss, check_optimizer, resolve_layers, resolve_loss, validate_layers
 from deepflash.params import SHARED_PARAM_NAMES, _KerasParams, add_accessors
 from deepflash.persistence import KerasStageReader, KerasStageWriter
-from deepflash.store import Store, default_store_path
+from deepflash.store import Store, check_reachable, default_store_path
 
 log = logging.getLogger("deepflash")
 
@@ -175,12 +175,14 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
         Raises before any file is written when the data or the Params are wrong.
         """
         spark = dataset.sparkSession
-        store = Store(self.getOrDefault(self.storePath) if self.isDefined(self.storePath)
-                      and self.getOrDefault(self.storePath) else default_store_path(spark))
+        user_store = self.getOrDefault(self.storePath) if self.isDefined(self.storePath) else None
+        store = Store(user_store or default_store_path(spark))
         seed = self._seed()
         validation_col = self.getOrDefault(self.validationCol) if self.isDefined(self.validationCol) else None
         prepared = prepare(dataset, self.getFeaturesCol(), self.getLabelCol(), validation_col,
                            self.getValidationSplit(), seed)
+        # Column errors above need no job; the store probe and the summary below are the first.
+        check_reachable(store, spark, is_default=not user_store)
         summary = summarize(prepared, task=self.getTask(), features_col=self.getFeaturesCol(),
                             label_col=self.getLabelCol(),
                             key_extra={"task": self.getTask(), "split": self.getValidationSplit(),
@@ -225,7 +227,7 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
         log.info("fitting %s: %d train / %d val rows, %d features, %s, %d process(es) on backend %s, run %s",
                  model.name, plan["train_rows"], plan["val_rows"], plan["input_dim"], plan["output_kind"],
                  backend.num_processes(), backend.name, run_id)
-        results = backend.run(remote.train, (settings,))
+        results = backend.run(remote.train, (settings,), errors_to=store.join("errors", uuid.uuid4().hex))
         chief = next(r for r in results if r["rank"] == 0)
         model.set_weights(chief["weights"])
         if not user_run_id:

@@ -13,7 +13,13 @@ from pyspark.sql import types as T
 
 from deepflash.data.schema import features_as_array
 from deepflash.keras_io import cached_model, model_digest, model_from_bytes
-from deepflash.params import SHARED_PARAM_NAMES, _KerasModelParams, add_accessors
+from deepflash.params import (
+    MODEL_PARAM_NAMES,
+    SHARED_PARAM_NAMES,
+    TRANSFORM_PARAM_NAMES,
+    _KerasModelParams,
+    add_accessors,
+)
 from deepflash.persistence import KerasStageReader, KerasStageWriter
 
 PREDICT_BATCH = 4096
@@ -55,13 +61,17 @@ class KerasModel(Model, _KerasModelParams, MLReadable, MLWritable):
 
     ``transform`` keeps every input column and adds ``predictionCol`` (double) and, for
     classification, ``probabilityCol`` (a Vector of class probabilities). It runs on the executors
-    and collects nothing to the driver.
+    and collects nothing to the driver. Every Param has a getter; only the columns ``transform``
+    reads and writes (``featuresCol``, ``predictionCol``, ``probabilityCol``) have setters, as in
+    pyspark Models: the training Params record how the model was fitted.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._model_bytes: bytes | None = None
         self._model = None
+        # (SparkContext, model digest, Broadcast): one broadcast serves every transform of this model.
+        self._broadcast: tuple | None = None
         self.fitInfo: dict = {}
 
     # --- the Keras model ----------------------------------------------------------------
@@ -69,7 +79,7 @@ class KerasModel(Model, _KerasModelParams, MLReadable, MLWritable):
         return self._model_bytes
 
     def _set_keras_bytes(self, data: bytes, model=None) -> None:
-        self._model_bytes, self._model = data, model
+        self._model_bytes, self._model, self._broadcast = data, model, None
 
     def _require_model(self) -> bytes:
         if self._model_bytes is None:
@@ -95,6 +105,19 @@ class KerasModel(Model, _KerasModelParams, MLReadable, MLWritable):
         return KerasStageWriter(self)
 
     # --- transform ----------------------------------------------------------------------
+    def _model_broadcast(self, sc, data: bytes):
+        """(broadcast of ``data``, its digest), created on first use and kept for later transforms.
+
+        A broadcast belongs to one SparkContext, so a new context (or new model bytes) gets a new
+        one. Earlier ones are not destroyed: a DataFrame returned by an earlier transform may
+        still be evaluated and needs its broadcast.
+        """
+        digest = model_digest(data)
+        cached = self._broadcast
+        if cached is None or cached[0] is not sc or cached[1] != digest:
+            cached = self._broadcast = (sc, digest, sc.broadcast(data))
+        return cached[2], digest
+
     def _transform(self, dataset: DataFrame) -> DataFrame:
         data = self._require_model()
         features_col, pred_col = self.getFeaturesCol(), self.getPredictionCol()
@@ -113,9 +136,8 @@ class KerasModel(Model, _KerasModelParams, MLReadable, MLWritable):
         # benchmark.)
         out_type = T.StructType([T.StructField("prediction", T.DoubleType()),
                                  T.StructField("probability", T.ArrayType(T.DoubleType()))])
-        bc = dataset.sparkSession.sparkContext.broadcast(data)
-        predict = F.pandas_udf(_predictor(bc, model_digest(data), output_kind, self.getInputDim(), features_col),
-                               out_type)
+        bc, digest = self._model_broadcast(dataset.sparkSession.sparkContext, data)
+        predict = F.pandas_udf(_predictor(bc, digest, output_kind, self.getInputDim(), features_col), out_type)
         from pyspark.ml.functions import array_to_vector
 
         scored = dataset.withColumn(_OUT, predict(x))
@@ -125,4 +147,4 @@ class KerasModel(Model, _KerasModelParams, MLReadable, MLWritable):
         return scored.select(*out_cols)
 
 
-add_accessors(KerasModel, SHARED_PARAM_NAMES + ["outputKind", "numClasses", "inputDim"])
+add_accessors(KerasModel, SHARED_PARAM_NAMES + MODEL_PARAM_NAMES, setters=TRANSFORM_PARAM_NAMES)

@@ -177,12 +177,23 @@ def _capitalize(name: str) -> str:
     return name[0].upper() + name[1:]
 
 
-def add_accessors(cls: type, names: list[str]) -> type:
-    """Adds ``getX``/``setX`` for each Param name; setters return ``self`` for chaining.
+def add_accessors(cls: type, names: list[str], setters: list[str] | None = None) -> type:
+    """Adds ``getX`` for each Param name, and ``setX`` (returning ``self``) for those in ``setters``.
+
+    Args:
+        cls: the stage class.
+        names: Params that get a getter.
+        setters: Params that also get a setter; None means all of ``names``. A fitted Model passes
+            only its transform-time Params, as pyspark Models do: setting ``epochs`` on a trained
+            model would change nothing, and setting ``outputKind`` would break it.
 
     Generated rather than hand-written so that 30 Params cannot drift into 30 slightly different
     accessor pairs (a slip horovod.spark made).
+
+    Example:
+        >>> add_accessors(KerasModel, ["featuresCol", "epochs"], setters=["featuresCol"])
     """
+    settable = set(names if setters is None else setters)
     for name in names:
         getter, setter = "get" + _capitalize(name), "set" + _capitalize(name)
 
@@ -201,7 +212,7 @@ def add_accessors(cls: type, names: list[str]) -> type:
         if getter not in cls.__dict__:
             get.__name__ = getter
             setattr(cls, getter, get)
-        if setter not in cls.__dict__:
+        if name in settable and setter not in cls.__dict__:
             set_.__name__ = setter
             setattr(cls, setter, set_)
     return cls
@@ -213,3 +224,7 @@ SHARED_PARAM_NAMES = [
     "validationCol", "earlyStoppingPatience", "earlyStoppingMonitor", "reduceLrPatience", "reduceLrFactor",
     "scaleLearningRate", "numProc", "backend", "storePath", "runId", "verbose",
 ]
+# What a fitted KerasModel learned about its data: getters only, fit sets them.
+MODEL_PARAM_NAMES = ["outputKind", "numClasses", "inputDim"]
+# The Params a fitted KerasModel's transform reads: the only ones it has setters for.
+TRANSFORM_PARAM_NAMES = ["featuresCol", "predictionCol", "probabilityCol"]

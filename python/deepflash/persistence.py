@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pyspark.ml.util import DefaultParamsReader, DefaultParamsWriter, MLReader, MLWriter
 
+from deepflash import fs
 from deepflash.keras_io import model_from_bytes
-from deepflash.store import Store
 
 MODEL_FILE = ("keras", "model.keras")
 
@@ -25,8 +25,8 @@ class KerasStageWriter(MLWriter):
         DefaultParamsWriter.saveMetadata(self.instance, path, self.sc)
         data = self.instance._keras_bytes()
         if data is not None:
-            store = Store(path)
-            store.write_bytes(store.join(*MODEL_FILE), data)
+            # Qualified as Spark qualified the metadata path above, so both land in one directory.
+            fs.write_bytes(fs.join(fs.qualify(path, self.sc._jsc.hadoopConfiguration()), *MODEL_FILE), data)
 
 
 def load_params_instance(cls, path: str, sc):
@@ -47,10 +47,9 @@ class KerasStageReader(MLReader):
 
     def load(self, path: str):
         instance = load_params_instance(self.cls, path, self.sc)
-        store = Store(path)
-        model_path = store.join(*MODEL_FILE)
-        if store.exists(model_path):
-            data = store.read_bytes(model_path)
+        model_path = fs.join(fs.qualify(path, self.sc._jsc.hadoopConfiguration()), *MODEL_FILE)
+        if fs.exists(model_path):
+            data = fs.read_bytes(model_path)
             # Deserialized now, in safe mode, so a bad or unsafe file fails at load, not at transform.
             instance._set_keras_bytes(data, model_from_bytes(data))
         return instance

@@ -1,67 +1,71 @@
-"""Where materialized data, checkpoints and saved models live.
+"""Where materialized data, checkpoints and run files live.
 
-A store is a root URI plus a filesystem. Local paths use the OS directly; any other URI
-(``hdfs://``, ``s3://``, ``dbfs:/``, ``file://``) goes through fsspec. Everything written
-through a store is written to a temporary name first and then renamed, so a reader never sees
-half a file or half a directory.
+A store is a root URI on some filesystem; all of its I/O goes through :mod:`deepflash.fs`, so a
+local directory, ``hdfs://``, ``s3://`` and ``dbfs:/`` behave alike. The root is qualified the
+way Spark qualifies paths (a path without a scheme means ``fs.defaultFS``) when the store is
+made on the driver, and travels to the workers as that full URI.
+
+On a cluster every executor must reach the store: :func:`check_reachable` proves it with a probe
+file before anything is written.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
-import posixpath
-import shutil
 import tempfile
+import time
 import uuid
 from typing import Any
-from urllib.parse import urlparse
+
+from deepflash import fs
+from deepflash.fs import SUCCESS_MARKER  # noqa: F401  (re-exported: the marker of a complete directory)
+
+log = logging.getLogger("deepflash")
 
 DATA_DIR = "data"
 RUNS_DIR = "runs"
-SUCCESS_MARKER = "_DEEPFLASH_SUCCESS"
+PROBE_DIR = "_probe"
 
 
 class Store:
     """A directory tree on some filesystem.
 
     Args:
-        root: a local path or a filesystem URI.
+        root: a path or a filesystem URI; qualified with :func:`deepflash.fs.qualify`.
+
+    Example:
+        >>> store = Store("hdfs://nn:8020/user/me/deepflash")
+        >>> store.write_json(store.join("runs", "r1", "meta.json"), {"epochs": 3})
     """
 
     def __init__(self, root: str):
         if not root:
-            raise ValueError("`storePath` == '', must be a local path or a filesystem URI")
-        parsed = urlparse(root)
-        self._local = parsed.scheme in ("", "file")
-        if self._local:
-            self.root = os.path.abspath(parsed.path if parsed.scheme == "file" else root)
-            self._fs = None
-        else:
-            import fsspec
-
-            self.root = root.rstrip("/")
-            self._fs = fsspec.filesystem(parsed.scheme)
+            raise ValueError("`storePath` == '', must be a path or a filesystem URI")
+        self.root = fs.qualify(root)
 
     def __repr__(self) -> str:
         return f"Store({self.root!r})"
 
     def __reduce__(self):
-        # The root itself, not url(): a local root holding '#' or '?' would not survive the
-        # file:// URL round trip (urlparse cuts the path at them).
         return (Store, (self.root,))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Store) and other.root == self.root
+
+    def __hash__(self) -> int:
+        return hash(self.root)
 
     # --- paths -------------------------------------------------------------------------
     def join(self, *parts: str) -> str:
-        if self._local:
-            return os.path.join(self.root, *parts)
-        return posixpath.join(self.root, *parts)
+        """The URI of ``parts`` under the root."""
+        return fs.join(self.root, *parts)
 
-    def url(self, *parts: str) -> str:
-        """A URI that Spark, pyarrow and Petastorm understand (``file://`` for local paths)."""
-        return self.to_url(self.join(*parts))
+    url = join  # every path of a store is already a URI that Spark, pyarrow and Petastorm read
 
-    def to_url(self, path: str) -> str:
-        return "file://" + path if self._local else path
+    @staticmethod
+    def join_path(*parts: str) -> str:
+        return fs.join(*parts)
 
     def dataset_dir(self, key: str) -> str:
         return self.join(DATA_DIR, key)
@@ -69,106 +73,104 @@ class Store:
     def run_dir(self, run_id: str) -> str:
         return self.join(RUNS_DIR, run_id)
 
-    # --- queries -----------------------------------------------------------------------
-    def exists(self, path: str) -> bool:
-        return os.path.exists(path) if self._local else self._fs.exists(path)
-
-    def is_complete(self, directory: str) -> bool:
-        """True when ``directory`` was fully written (it holds the success marker)."""
-        return self.exists(self.join_path(directory, SUCCESS_MARKER))
-
-    def size(self, path: str) -> int:
-        """Total bytes under ``path``."""
-        if self._local:
-            return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
-        return int(self._fs.du(path))
-
-    def listdir(self, path: str) -> list[str]:
-        if not self.exists(path):
-            return []
-        if self._local:
-            return sorted(os.listdir(path))
-        return sorted(posixpath.basename(p.rstrip("/")) for p in self._fs.ls(path, detail=False))
-
-    # --- reads and writes --------------------------------------------------------------
-    def read_bytes(self, path: str) -> bytes:
-        if self._local:
-            with open(path, "rb") as f:
-                return f.read()
-        with self._fs.open(path, "rb") as f:
-            return f.read()
-
-    def write_bytes(self, path: str, data: bytes) -> None:
-        """Writes ``data`` to ``path`` atomically (temporary name, then rename)."""
-        parent = self._parent(path)
-        self.makedirs(parent)
-        tmp = self.join_path(parent, f".tmp-{uuid.uuid4().hex}-{self._basename(path)}")
-        if self._local:
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        else:
-            with self._fs.open(tmp, "wb") as f:
-                f.write(data)
-            if self._fs.exists(path):
-                self._fs.rm(path)
-            self._fs.mv(tmp, path)
-
-    def read_json(self, path: str) -> Any:
-        return json.loads(self.read_bytes(path).decode("utf-8"))
-
-    def write_json(self, path: str, obj: Any) -> None:
-        self.write_bytes(path, json.dumps(obj, indent=1, sort_keys=True).encode("utf-8"))
-
-    def makedirs(self, path: str) -> None:
-        if self._local:
-            os.makedirs(path, exist_ok=True)
-        else:
-            self._fs.makedirs(path, exist_ok=True)
-
     def temp_dir(self, prefix: str) -> str:
-        """A fresh sibling-safe temporary directory name under the store root (not created)."""
+        """A fresh temporary directory name under the store's data dir (not created)."""
         return self.join(DATA_DIR, f".tmp-{prefix}-{uuid.uuid4().hex[:12]}")
 
-    def commit_dir(self, tmp: str, final: str) -> None:
-        """Marks ``tmp`` complete and renames it to ``final``; a concurrent winner is kept."""
-        self.write_bytes(self.join_path(tmp, SUCCESS_MARKER), b"")
-        if self.exists(final):
-            self.remove(tmp)
-            return
-        if self._local:
-            os.makedirs(os.path.dirname(final), exist_ok=True)
-            os.replace(tmp, final)
-        else:
-            self._fs.mv(tmp, final, recursive=True)
+    # --- I/O (thin: the filesystem layer does the work) --------------------------------
+    exists = staticmethod(fs.exists)
+    is_complete = staticmethod(fs.is_complete)
+    size = staticmethod(fs.size)
+    listdir = staticmethod(fs.listdir)
+    read_bytes = staticmethod(fs.read_bytes)
+    write_bytes = staticmethod(fs.write_bytes)
+    makedirs = staticmethod(fs.makedirs)
+    remove = staticmethod(fs.remove)
+    commit_dir = staticmethod(fs.commit_dir)
 
-    def remove(self, path: str) -> None:
-        if not self.exists(path):
-            return
-        if self._local:
-            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-        else:
-            self._fs.rm(path, recursive=True)
+    @staticmethod
+    def read_json(path: str) -> Any:
+        return json.loads(fs.read_bytes(path).decode("utf-8"))
+
+    @staticmethod
+    def write_json(path: str, obj: Any) -> None:
+        fs.write_bytes(path, json.dumps(obj, indent=1, sort_keys=True).encode("utf-8"))
 
     def get_dir(self, path: str, local_dir: str) -> None:
         """Copies a store directory to a local directory."""
-        if self._local:
-            shutil.copytree(path, local_dir, dirs_exist_ok=True)
-        else:
-            self._fs.get(path.rstrip("/") + "/", local_dir, recursive=True)
+        fs.download_dir(path, local_dir)
 
-    # --- helpers -----------------------------------------------------------------------
-    def join_path(self, *parts: str) -> str:
-        return os.path.join(*parts) if self._local else posixpath.join(*parts)
 
-    def _parent(self, path: str) -> str:
-        return os.path.dirname(path) if self._local else posixpath.dirname(path)
-
-    def _basename(self, path: str) -> str:
-        return os.path.basename(path) if self._local else posixpath.basename(path)
+def is_local_master(spark) -> bool:
+    """True when the driver and every executor share one machine (``local``, ``local[N]``...)."""
+    return spark.sparkContext.master.startswith("local")
 
 
 def default_store_path(spark) -> str:
-    """``<first spark.local.dir>/deepflash`` (the system temp dir when Spark has none set)."""
-    local_dirs = spark.sparkContext.getConf().get("spark.local.dir", "") or tempfile.gettempdir()
-    return os.path.join(local_dirs.split(",")[0].strip(), "deepflash")
+    """The store used when ``storePath`` is not set.
+
+    With a distributed ``fs.defaultFS`` (HDFS, S3...) it is ``deepflash`` under the user's home
+    there, which every node reaches. Otherwise it is ``<first spark.local.dir>/deepflash`` on the
+    driver, which executors on other machines cannot see: on such a cluster
+    :func:`check_reachable` refuses it, and ``storePath`` must name shared storage.
+    """
+    sc = spark.sparkContext
+    conf = sc._jsc.hadoopConfiguration()
+    if not fs.is_local(fs.default_fs(conf)):
+        jvm = sc._jvm
+        home = jvm.org.apache.hadoop.fs.FileSystem.get(conf).getHomeDirectory().toString()
+        return fs.join(str(home), "deepflash")
+    local_dirs = sc.getConf().get("spark.local.dir", "") or tempfile.gettempdir()
+    return fs.qualify(os.path.join(local_dirs.split(",")[0].strip(), "deepflash"), conf)
+
+
+def _probe_task(uri: str):
+    """Runs on an executor: does it see the driver's probe file? -> (host, seen, error)."""
+    import socket
+
+    try:
+        from deepflash import fs as worker_fs
+
+        return socket.gethostname(), os.getpid(), worker_fs.exists(uri), ""
+    except Exception as e:  # noqa: BLE001  (any failure to reach the store is the answer)
+        return socket.gethostname(), os.getpid(), False, f"{type(e).__name__}: {e}"
+
+
+def check_reachable(store: Store, spark, *, is_default: bool) -> None:
+    """Raises ValueError naming ``storePath`` when executors cannot reach ``store``.
+
+    On a ``local`` master the driver's disk is the executors' disk and nothing is checked.
+    Elsewhere the driver writes a probe file and one task per executor slot looks for it:
+    a real check, not a guess from the scheme (an NFS ``file:`` path works, ``/tmp`` does not).
+    """
+    if is_local_master(spark):
+        return
+    started = time.time()
+    what = (f"`storePath` is not set, and its default {store.root!r} (under the driver's "
+            "spark.local.dir)" if is_default else f"`storePath` == {store.root!r}")
+    probe = store.join(PROBE_DIR, f"{uuid.uuid4().hex}.probe")
+    try:
+        fs.write_bytes(probe, b"deepflash store probe")
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(f"{what}: the driver cannot write to it ({type(e).__name__}: {e})") from None
+    try:
+        sc = spark.sparkContext
+        slots = max(1, sc.defaultParallelism)
+        seen = sc.parallelize(range(slots), slots).map(lambda _: _probe_task(probe)).collect()
+    except Exception as e:  # noqa: BLE001  (py4j wraps the executor's error)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{what}: could not check it from the executors, the probe task failed: {first}; "
+                         "executors need deepflash and pyarrow installed") from e
+    finally:
+        fs.remove(probe)
+    blind = [s for s in seen if not s[2]]
+    if blind:
+        host, _, _, error = blind[0]
+        detail = f" ({error})" if error else ""
+        raise ValueError(
+            f"{what}: executors cannot reach it: a probe file written there by the driver was not found by "
+            f"{len(blind)} of {len(seen)} executor tasks (first on host {host}{detail}). On a cluster the store "
+            "must be shared storage that the driver and every executor see: set storePath to an hdfs://, "
+            "s3://, gs:// or dbfs:/ URI, or to a path on a shared mount such as NFS")
+    log.info("store %s is reachable from %d executor task(s) (checked in %.1fs)", store.root, len(seen),
+             time.time() - started)

@@ -17,8 +17,37 @@ from typing import Any, Mapping, Sequence
 log = logging.getLogger("deepflash")
 
 
+def end_status(error: BaseException | None) -> str:
+    """The MLflow status a run ends with: FINISHED, KILLED on Ctrl-C, FAILED on any other error."""
+    if error is None:
+        return "FINISHED"
+    return "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+
+
+def _close(mlflow, run_id: str, status: str) -> None:
+    """Ends ``run_id`` with ``status``: popped from the active runs when it is the active one, so
+    no run is left open, and terminated through the client otherwise (e.g. another thread's)."""
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:
+        mlflow.end_run(status)
+    else:
+        mlflow.tracking.MlflowClient().set_terminated(run_id, status)
+
+
+def _tail(text: str, limit: int) -> str:
+    """The end of ``text``: a traceback's last lines name the error."""
+    return text if len(text) <= limit else "..." + text[-(limit - 3):]
+
+
 class SearchTracker:
-    """Logs one search: ``start`` opens the parent run, ``trial`` adds a nested run, ``end`` closes."""
+    """Logs one search: ``start`` opens the parent run, ``trial`` adds a nested run, ``end`` closes it.
+
+    Example:
+        >>> tracker = SearchTracker()
+        >>> tracker.start("search-tpe", {"maxEvals": 20})
+        >>> tracker.trial(0, {"status": "ok", "metric": 0.9, "history": {...}, "params": {...}})
+        >>> tracker.end(best_result)            # FINISHED; end(None, error) ends it FAILED or KILLED
+    """
 
     def __init__(self, enabled: bool = True):
         self.mlflow = None
@@ -36,13 +65,19 @@ class SearchTracker:
             return
         run = self.mlflow.start_run(run_name=name, nested=self.mlflow.active_run() is not None)
         self.parent_id = run.info.run_id
-        self.mlflow.log_params({k: _short(v) for k, v in params.items()})
+        try:
+            self.mlflow.log_params({k: _short(v) for k, v in params.items()})
+        except BaseException as e:
+            self.end(None, e)
+            raise
 
     def trial(self, tid: int, result: dict) -> None:
-        """One nested run: the trial's params, its per-epoch history as metric steps, status and error."""
+        """One nested run: the trial's params, its per-epoch history as metric steps, status, and
+        for a failed trial its error (tag ``deepflash.error``) and traceback (``deepflash.traceback``)."""
         if self.mlflow is None or self.parent_id is None:
             return
         from mlflow.entities import Metric, Param, RunTag
+        from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 
         client = self.mlflow.tracking.MlflowClient()
         experiment_id = client.get_run(self.parent_id).info.experiment_id
@@ -55,18 +90,31 @@ class SearchTracker:
         if result.get("status") == "ok":
             metrics.append(Metric("search_metric", float(result["metric"]), now, 0))
         params = [Param(k, _short(v)) for k, v in (result.get("params") or {}).items()]
-        tags = [RunTag("deepflash.error", result["error"][:5000])] if result.get("error") else []
+        tags = []
+        if result.get("error"):
+            tags.append(RunTag("deepflash.error", _tail(result["error"], MAX_TAG_VAL_LENGTH)))
+        if result.get("traceback"):
+            tags.append(RunTag("deepflash.traceback", _tail(result["traceback"], MAX_TAG_VAL_LENGTH)))
         client.log_batch(run.info.run_id, metrics=metrics, params=params, tags=tags)
         client.set_terminated(run.info.run_id, "FINISHED" if result.get("status") == "ok" else "FAILED")
 
-    def end(self, best: dict | None) -> None:
+    def end(self, best: dict | None, error: BaseException | None = None) -> None:
+        """Closes the parent run: FINISHED with the best trial's metric and params, or, given the
+        ``error`` that stopped the search, FAILED (KILLED for Ctrl-C)."""
         if self.mlflow is None or self.parent_id is None:
             return
-        if best:
-            self.mlflow.log_metric("best_metric", float(best["metric"]))
-            self.mlflow.set_tag("deepflash.best_params", _short(best["params"]))
-        self.mlflow.end_run()
-        self.parent_id = None
+        run_id, self.parent_id = self.parent_id, None
+        status = end_status(error)
+        try:
+            if best and error is None:
+                client = self.mlflow.tracking.MlflowClient()
+                client.log_metric(run_id, "best_metric", float(best["metric"]))
+                client.set_tag(run_id, "deepflash.best_params", _short(best["params"]))
+        except Exception:
+            status = "FAILED"
+            raise
+        finally:
+            _close(self.mlflow, run_id, status)
 
 
 def _short(value) -> str:
@@ -115,7 +163,13 @@ def flatten(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
 
 
 class RunTracker:
-    """One MLflow run for a training job. Use as a context manager; a failed job ends FAILED."""
+    """One MLflow run for a training job. Use as a context manager: the run ends FINISHED, FAILED
+    when the job raises, KILLED on Ctrl-C, and is never left open.
+
+    Example:
+        >>> with RunTracker("train", {"epochs": 5}) as run:
+        ...     run.log_history(model.getHistory())
+    """
 
     def __init__(self, run_name: str | None, params: Mapping[str, Any] | None = None,
                  tags: Mapping[str, str] | None = None, run_id: str | None = None):
@@ -127,19 +181,27 @@ class RunTracker:
         else:
             self.run = mlflow.start_run(run_name=run_name, tags=dict(tags or {}))
         self.run_id = self.run.info.run_id
-        if params:
-            mlflow.log_params({k: _short(v)[:500] for k, v in params.items()})
+        try:
+            if params:
+                mlflow.log_params({k: _short(v)[:500] for k, v in params.items()})
+        except BaseException as e:
+            self.end(e)
+            raise
 
     @classmethod
     def resume(cls, run_id: str) -> "RunTracker":
         """Re-opens a finished run (e.g. a search's parent run) to add metrics and artifacts."""
         return cls(None, run_id=run_id)
 
+    def end(self, error: BaseException | None = None) -> None:
+        """Ends the run: FINISHED, or FAILED / KILLED for the ``error`` that stopped the job."""
+        _close(self.mlflow, self.run_id, end_status(error))
+
     def __enter__(self) -> "RunTracker":
         return self
 
     def __exit__(self, kind, value, tb) -> None:
-        self.mlflow.end_run("FAILED" if kind else "FINISHED")
+        self.end(value if kind else None)
 
     def log_history(self, history: Mapping[str, Sequence[float]]) -> None:
         """Per-epoch metrics as steps, and the whole history as ``history.json``."""

@@ -1,56 +1,157 @@
-"""Keras callbacks used by the training processes: checkpoints, progress, early stopping."""
+"""Keras callbacks used by the training processes: checkpoints, progress, early stopping, LR plateaus.
+
+The two stateful callbacks (:class:`ResumableReduceLROnPlateau`, :class:`RestoreBestEarlyStopping`)
+expose ``get_state()`` / ``set_state()``: the checkpoint stores what they return and a resumed run
+hands it back, so a run continued from a checkpoint takes exactly the decisions the uninterrupted
+run would have taken.
+"""
 from __future__ import annotations
 
-import io
-import json
 import logging
+import os
 import time
+from typing import Any, Callable
 
 import numpy as np
 import tensorflow as tf
 
-from deepflash.store import Store
-
 log = logging.getLogger("deepflash")
 
 
-class RestoreBestEarlyStopping(tf.keras.callbacks.EarlyStopping):
+def _scalar_state(value) -> dict:
+    """A number with its NumPy type, so that a restored value compares and rounds as the original did
+    (under Horovod the averaged metrics are float32, a local run's are Python floats)."""
+    return {"value": float(value), "dtype": np.asarray(value).dtype.name}
+
+
+def _scalar_value(state: dict):
+    return np.dtype(state["dtype"]).type(state["value"])
+
+
+class _PendingState:
+    """Keras callbacks reset their state in ``on_train_begin``; a state given to ``set_state``
+    before ``fit`` is applied right after that reset."""
+
+    _pending: dict | None = None
+
+    def set_state(self, state: dict | None) -> None:
+        """Continues from ``state`` (from :meth:`get_state`) when the next ``fit`` begins."""
+        self._pending = dict(state) if state else None
+
+    def _apply_pending(self) -> None:
+        if self._pending is not None:
+            self._apply_state(self._pending)
+            self._pending = None
+
+    def _apply_state(self, state: dict) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class ResumableReduceLROnPlateau(_PendingState, tf.keras.callbacks.ReduceLROnPlateau):
+    """ReduceLROnPlateau whose counters survive a checkpoint.
+
+    The learning rate itself lives in the optimizer and is checkpointed with it.
+    """
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._apply_pending()
+
+    def get_state(self) -> dict:
+        return {"wait": int(self.wait), "cooldown_counter": int(self.cooldown_counter),
+                "best": _scalar_state(self.best)}
+
+    def _apply_state(self, state: dict) -> None:
+        self.wait = int(state["wait"])
+        self.cooldown_counter = int(state["cooldown_counter"])
+        self.best = _scalar_value(state["best"])
+
+
+class RestoreBestEarlyStopping(_PendingState, tf.keras.callbacks.EarlyStopping):
     """Early stopping that always ends on the best weights, also when training runs to the last epoch.
 
     Keras restores the best weights only when it stops early; a user asking for early stopping
-    expects the model of the best epoch either way.
+    expects the model of the best epoch either way. Its state (counters, best value and weights,
+    whether it stopped) survives a checkpoint through :meth:`get_state` / :meth:`set_state`.
     """
 
     def __init__(self, monitor: str, patience: int):
         super().__init__(monitor=monitor, patience=patience, restore_best_weights=True, verbose=0)
+        self.best_epoch = 0
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._apply_pending()
+
+    @property
+    def stopped(self) -> bool:
+        # Keras never stops at epoch 0, so a stopped run always has stopped_epoch > 0.
+        return self.stopped_epoch > 0
 
     def on_train_end(self, logs=None):
         super().on_train_end(logs)
-        if self.stopped_epoch == 0 and self.best_weights is not None:
+        if not self.stopped and self.best_weights is not None:
             self.model.set_weights(self.best_weights)
+
+    def get_state(self) -> dict:
+        """Counters and best value as JSON, best weights as a list of arrays (or None)."""
+        return {"wait": int(self.wait), "stopped_epoch": int(self.stopped_epoch),
+                "best_epoch": int(self.best_epoch), "best": _scalar_state(self.best),
+                "best_weights": None if self.best_weights is None else [np.asarray(w) for w in self.best_weights]}
+
+    def _apply_state(self, state: dict) -> None:
+        self.wait = int(state["wait"])
+        self.stopped_epoch = int(state["stopped_epoch"])
+        self.best_epoch = int(state["best_epoch"])
+        self.best = _scalar_value(state["best"])
+        weights = state.get("best_weights")
+        self.best_weights = None if weights is None else [np.array(w) for w in weights]
 
 
 class CheckpointCallback(tf.keras.callbacks.Callback):
-    """After every epoch writes weights, optimizer state and history to one file, atomically."""
+    """After every epoch saves everything training continues from, on every rank in step.
 
-    def __init__(self, store: Store, path: str, fingerprint: str, history_before: dict, run_id: str):
+    It must come after the learning-rate and early-stopping callbacks in the callback list, so it
+    records the state they leave at the end of the epoch. ``save(epoch, history, state)`` writes
+    (rank 0 only); ``barrier()``, when given, makes every rank wait until the checkpoint of an
+    epoch is written before any of them starts the next, so a rank that dies at the start of epoch
+    k+1 never races the checkpoint of epoch k.
+    """
+
+    def __init__(self, save: Callable[[int, dict], None] | None, history_before: dict,
+                 barrier: Callable[[], None] | None = None):
         super().__init__()
-        self.store, self.path, self.fingerprint, self.run_id = store, path, fingerprint, run_id
+        self.save, self.barrier = save, barrier
         self.history = {k: list(v) for k, v in history_before.items()}
 
     def on_epoch_end(self, epoch, logs=None):
         for k, v in (logs or {}).items():
             self.history.setdefault(k, []).append(float(v))
-        weights = self.model.get_weights()
-        opt_weights = self.model.optimizer.get_weights()
-        state = {"epoch": epoch + 1, "history": self.history, "fingerprint": self.fingerprint,
-                 "run_id": self.run_id, "num_weights": len(weights),
-                 "num_optimizer": len(opt_weights)}
-        arrays = {f"w{i}": w for i, w in enumerate(weights)}
-        arrays.update({f"o{i}": np.asarray(w) for i, w in enumerate(opt_weights)})
-        buf = io.BytesIO()
-        np.savez(buf, state=np.array(json.dumps(state)), **arrays)
-        self.store.write_bytes(self.path, buf.getvalue())
+        if self.save is not None:
+            self.save(epoch + 1, self.history)
+        if self.barrier is not None:
+            self.barrier()
+
+
+class CrashHook(tf.keras.callbacks.Callback):
+    """Test-only fault injection (see ``deepflash.remote``): ends this process with
+    ``os._exit(1)`` at the start of ``epoch`` (1-based), once: the marker file is created first
+    and a marker that exists disarms the hook."""
+
+    def __init__(self, epoch: int, marker: str):
+        super().__init__()
+        self.epoch, self.marker = epoch, marker
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch + 1 != self.epoch:
+            return
+        try:
+            fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.close(fd)
+        log.warning("DEEPFLASH_TEST_CRASH: rank process %d exits at the start of epoch %d", os.getpid(), epoch + 1)
+        os._exit(1)
 
 
 class EpochLogger(tf.keras.callbacks.Callback):
@@ -68,3 +169,64 @@ class EpochLogger(tf.keras.callbacks.Callback):
         metrics = " ".join(f"{k}={v:.4f}" for k, v in sorted((logs or {}).items()) if k != "lr")
         log.info("%sepoch %d/%d %s (%.1fs)", self.prefix, epoch + 1, self.epochs, metrics,
                  time.time() - self._started)
+
+
+def optimizer_variables(optimizer) -> list:
+    """The optimizer's variables (iterations and slots), for legacy and current Keras optimizers."""
+    variables = optimizer.variables
+    return list(variables() if callable(variables) else variables)
+
+
+def build_optimizer(optimizer, var_list: list) -> None:
+    """Creates the optimizer's iteration counter and slot variables for ``var_list`` now, before the
+    first step, so that they can be assigned from a checkpoint.
+
+    Current Keras optimizers have ``build``. The legacy ones (``tf.keras.optimizers.legacy``, which
+    Horovod's DistributedOptimizer wraps here) create their variables in ``apply_gradients``: one
+    step of zero gradients, without cross-process aggregation, creates them; the values it leaves
+    behind are overwritten by the caller from the checkpoint.
+    """
+    if hasattr(optimizer, "build") and not isinstance(optimizer, tf.keras.optimizers.legacy.Optimizer):
+        optimizer.build(var_list)
+        return
+    zeros = [tf.zeros_like(v) for v in var_list]
+    optimizer.apply_gradients(zip(zeros, var_list), experimental_aggregate_gradients=False)
+
+
+def get_learning_rate(optimizer) -> float | None:
+    """The current learning rate as a float, or None when it is a schedule."""
+    lr = optimizer.learning_rate
+    if isinstance(lr, tf.keras.optimizers.schedules.LearningRateSchedule):
+        return None
+    return float(tf.keras.backend.get_value(lr))
+
+
+def set_learning_rate(optimizer, value: float) -> None:
+    lr = optimizer.learning_rate
+    if isinstance(lr, tf.keras.optimizers.schedules.LearningRateSchedule):
+        return
+    tf.keras.backend.set_value(optimizer.learning_rate, value)
+
+
+def training_state(model, optimizer) -> dict[str, Any]:
+    """Weights, optimizer variables and learning rate: the model's part of a checkpoint."""
+    return {"weights": [np.asarray(w) for w in model.get_weights()],
+            "optimizer": [np.asarray(v.numpy()) for v in optimizer_variables(optimizer)],
+            "learning_rate": get_learning_rate(optimizer)}
+
+
+def restore_training_state(model, optimizer, state: dict) -> None:
+    """Puts :func:`training_state` back into a compiled model and its optimizer."""
+    if state["optimizer"]:
+        build_optimizer(optimizer, model.trainable_variables)
+        variables = optimizer_variables(optimizer)
+        shapes = [tuple(v.shape) for v in variables]
+        saved = [tuple(np.shape(a)) for a in state["optimizer"]]
+        if shapes != saved:
+            raise ValueError(f"the checkpoint's optimizer state has variables of shapes {saved}, the optimizer "
+                             f"{shapes}; use a new `runId`, or the same optimizer and layers to resume")
+        for variable, value in zip(variables, state["optimizer"]):
+            variable.assign(value)
+    model.set_weights(state["weights"])
+    if state.get("learning_rate") is not None:
+        set_learning_rate(optimizer, state["learning_rate"])

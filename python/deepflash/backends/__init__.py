@@ -6,8 +6,8 @@ a new module that subclasses ``Backend`` and registers itself in ``BACKENDS``.
 """
 from __future__ import annotations
 
-from deepflash.backends.base import BACKENDS, Backend, get_backend
+from deepflash.backends.base import BACKENDS, Backend, WorkerError, get_backend
 from deepflash.backends import horovod as _horovod  # noqa: F401  (registers "horovod")
 from deepflash.backends import local as _local  # noqa: F401  (registers "local")
 
-__all__ = ["Backend", "BACKENDS", "get_backend"]
+__all__ = ["Backend", "BACKENDS", "WorkerError", "get_backend"]

@@ -16,6 +16,10 @@ def register(name: str):
     return wrap
 
 
+class WorkerError(RuntimeError):
+    """A training process failed; the message carries its exception and last frames."""
+
+
 class Backend(abc.ABC):
     """Runs a picklable function once per training process.
 
@@ -36,8 +40,13 @@ class Backend(abc.ABC):
         """Raises before anything runs if this backend cannot start here (e.g. too few slots)."""
 
     @abc.abstractmethod
-    def run(self, fn: Callable[..., Any], args: tuple = ()) -> list[Any]:
-        """Calls ``fn(*args)`` in every process and returns the results ordered by rank."""
+    def run(self, fn: Callable[..., Any], args: tuple = (), errors_to: str | None = None) -> list[Any]:
+        """Calls ``fn(*args)`` in every process and returns the results ordered by rank.
+
+        Args:
+            errors_to: a store directory where a failing process leaves its traceback, so that
+                the :class:`WorkerError` raised on the driver says what went wrong.
+        """
 
 
 def get_backend(name: str, num_proc: int) -> Backend:

@@ -3,15 +3,19 @@ from __future__ import annotations
 
 import logging
 import os
+import traceback
 from typing import Any, Callable
 
-from deepflash.backends.base import Backend, register
+from deepflash import fs
+from deepflash.backends.base import Backend, WorkerError, register
 
 log = logging.getLogger("deepflash")
 
 # horovod.spark.run waits this long for all its Spark tasks to start before giving up, so a
 # cluster that cannot host every process fails instead of hanging.
 START_TIMEOUT_S = int(os.environ.get("DEEPFLASH_HOROVOD_START_TIMEOUT", "120"))
+# Frames of a worker's traceback carried into the driver's error (the full text is logged).
+ERROR_FRAMES = 6
 
 
 def available_slots(spark) -> int:
@@ -19,6 +23,36 @@ def available_slots(spark) -> int:
     sc = spark.sparkContext
     task_cpus = int(sc.getConf().get("spark.task.cpus", "1"))
     return max(1, sc.defaultParallelism // max(task_cpus, 1))
+
+
+class _ReportingFn:
+    """Wraps the rank function: a rank that raises first writes its traceback to
+    ``<errors_to>/rank-<r>.txt``, so the driver can say what failed instead of Horovod's
+    "one or more processes exited with non-zero status"."""
+
+    def __init__(self, fn: Callable[..., Any], errors_to: str):
+        self.fn, self.errors_to = fn, errors_to
+
+    def __call__(self, *args):
+        try:
+            return self.fn(*args)
+        except BaseException as e:
+            rank = os.environ.get("HOROVOD_RANK", "unknown")
+            text = f"{type(e).__name__}: {e}\n{''.join(traceback.format_exc())}"
+            try:
+                fs.write_bytes(fs.join(self.errors_to, f"rank-{rank}.txt"), text.encode("utf-8"))
+            except Exception:  # noqa: BLE001  (the original error matters more than this one)
+                pass
+            raise
+
+
+def read_worker_errors(errors_to: str) -> list[tuple[str, str]]:
+    """``(rank, traceback text)`` of every rank that wrote one under ``errors_to``."""
+    out = []
+    for name in fs.listdir(errors_to):
+        if name.startswith("rank-") and name.endswith(".txt"):
+            out.append((name[len("rank-"):-len(".txt")], fs.read_bytes(fs.join(errors_to, name)).decode("utf-8")))
+    return out
 
 
 @register("horovod")
@@ -38,10 +72,26 @@ class HorovodBackend(Backend):
             raise ImportError(f"backend='horovod' needs Horovod 0.28.1 built with TensorFlow and Gloo: {e}; "
                               "run `gradle setup`, or use backend='local'") from None
 
-    def run(self, fn: Callable[..., Any], args: tuple = ()) -> list[Any]:
+    def run(self, fn: Callable[..., Any], args: tuple = (), errors_to: str | None = None) -> list[Any]:
         import horovod.spark
 
         env = dict(os.environ)
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        return horovod.spark.run(fn, args=args, num_proc=self._num_proc, use_gloo=True, use_mpi=False,
-                                 start_timeout=START_TIMEOUT_S, env=env, verbose=0)
+        target = _ReportingFn(fn, errors_to) if errors_to else fn
+        try:
+            return horovod.spark.run(target, args=args, num_proc=self._num_proc, use_gloo=True, use_mpi=False,
+                                     start_timeout=START_TIMEOUT_S, env=env, verbose=0)
+        except Exception as e:
+            reports = read_worker_errors(errors_to) if errors_to else []
+            if not reports:
+                raise
+            for rank, text in reports:
+                log.error("training process rank %s failed:\n%s", rank, text)
+            rank, text = reports[0]
+            first_line = text.splitlines()[0]
+            tail = "\n".join(text.rstrip().splitlines()[-2 * ERROR_FRAMES:])
+            raise WorkerError(f"training process rank {rank} of {self._num_proc} failed: {first_line}\n"
+                              f"last frames on the worker:\n{tail}") from e
+        finally:
+            if errors_to:
+                fs.remove(errors_to)

@@ -21,6 +21,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from deepflash.data.schema import FEATURES, IS_VALIDATION, LABEL, DataSummary
+from deepflash import fs
 from deepflash.store import Store
 
 log = logging.getLogger("deepflash")
@@ -57,24 +58,23 @@ def materialize(prepared: DataFrame, summary: DataSummary, store: Store, num_pro
     key = f"{summary.fingerprint}-p{files}"
     final = store.dataset_dir(key)
     if store.is_complete(final):
-        meta = store.read_json(store.join_path(final, "meta.json"))
+        meta = store.read_json(fs.join(final, "meta.json"))
         log.info("reusing materialized data %s (%d train / %d val rows)", final, meta["train_rows"], meta["val_rows"])
         return MaterializedData(store.url("data", key, "train"), store.url("data", key, "val"),
                                 meta["train_rows"], meta["val_rows"], files, reused=True)
 
     started = time.time()
     tmp = store.temp_dir(key)
-    tmp_url = store.to_url(tmp)
     data = prepared.select(F.col(FEATURES), F.col(LABEL).cast("float").alias(LABEL), F.col(IS_VALIDATION))
     try:
         train = data.filter(~F.col(IS_VALIDATION)).drop(IS_VALIDATION)
         val = data.filter(F.col(IS_VALIDATION)).drop(IS_VALIDATION)
-        train.repartition(files).write.parquet(tmp_url + "/train")
-        val.coalesce(1).write.parquet(tmp_url + "/val")
+        train.repartition(files).write.parquet(fs.join(tmp, "train"))
+        val.coalesce(1).write.parquet(fs.join(tmp, "val"))
         meta = {"train_rows": summary.rows - summary.val_rows, "val_rows": summary.val_rows,
                 "num_files": files, **summary.to_json()}
-        store.write_json(store.join_path(tmp, "meta.json"), meta)
-        store.commit_dir(tmp, final)
+        store.write_json(fs.join(tmp, "meta.json"), meta)
+        store.commit_dir(tmp, final)  # a concurrent fit that committed the same data first wins
     except BaseException:
         store.remove(tmp)
         raise

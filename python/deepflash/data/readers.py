@@ -85,17 +85,87 @@ class PetastormReader(Reader):
 
 
 def to_dataset(shard: Shard, *, batch_size: int, target_encoding: str, num_classes: int,
-               shuffle: bool, seed: int | None, repeat: bool):
-    """A batched ``tf.data.Dataset`` of (features, target) from an in-memory shard."""
+               shuffle: bool, seed, repeat: bool, start_batch: int = 0, canonical_order: bool | None = None):
+    """A batched ``tf.data.Dataset`` of (features, target) from an in-memory shard.
+
+    The batches are a deterministic function of the shard's rows, ``seed`` and their position, so a
+    resumed run can continue the stream where the interrupted one stopped:
+
+    - pass ``p`` over the rows (``p`` = 0, 1, ... with ``repeat``, only 0 without) visits them in a
+      permutation drawn from ``(seed, p)`` when ``shuffle``, in order otherwise. Batches run across
+      pass boundaries, so every batch of a repeated stream is full;
+    - ``start_batch`` starts the stream at that batch without producing the ones before it: a run
+      resumed after ``k`` epochs of ``s`` steps passes ``k * s`` and sees the batches the
+      uninterrupted run saw from there;
+    - ``canonical_order`` (default: ``shuffle``) first sorts the rows by their contents, so the
+      order a reader happened to return them in (Petastorm reads row groups on several threads)
+      does not change the stream.
+
+    Args:
+        seed: an int or a sequence of ints, e.g. ``(seed, rank)`` for one stream per process;
+            None with ``shuffle`` draws a random one.
+    """
     import tensorflow as tf
 
+    if start_batch < 0:
+        raise ValueError(f"start_batch == {start_batch}, must be >= 0")
     y = encode_targets(shard.labels, target_encoding, num_classes)
-    ds = tf.data.Dataset.from_tensor_slices((shard.features, y))
-    if shuffle:
-        ds = ds.shuffle(min(len(shard.labels), 100_000), seed=seed, reshuffle_each_iteration=True)
+    n = len(shard.labels)
+    if n == 0:
+        return tf.data.Dataset.from_tensor_slices((shard.features, y)).batch(batch_size)
+    if canonical_order is None:
+        canonical_order = shuffle
+    features = tf.convert_to_tensor(shard.features)
+    targets = tf.convert_to_tensor(y)
+    order = tf.constant(_content_order(shard), tf.int64) if canonical_order else None
+    key = tf.constant(_stream_key(seed), tf.int64)
+    first_pass, offset = divmod(start_batch * batch_size, n)
+
+    def rows_of_pass(p):
+        rows = tf.range(n, dtype=tf.int64)
+        if shuffle:
+            rows = tf.random.experimental.stateless_shuffle(rows, seed=tf.stack([key, p]))
+        if order is not None:
+            rows = tf.gather(order, rows)
+        start = tf.where(tf.equal(p, first_pass), tf.constant(offset, tf.int64), tf.constant(0, tf.int64))
+        return tf.data.Dataset.from_tensor_slices(rows[start:])
+
+    passes = tf.data.Dataset.counter(first_pass) if repeat else tf.data.Dataset.range(first_pass, 1)
+    ds = passes.flat_map(rows_of_pass).batch(batch_size)
     if repeat:
-        ds = ds.repeat()
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
+    ds = ds.map(lambda rows: (tf.gather(features, rows), tf.gather(targets, rows)),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _stream_key(seed) -> int:
+    """One 63-bit key from an int, a sequence of ints or None (random)."""
+    if seed is None:
+        entropy = None
+    elif isinstance(seed, (int, np.integer)):
+        entropy = [int(seed)]
+    else:
+        entropy = [int(s) for s in seed]
+    if entropy is not None and any(e < 0 for e in entropy):
+        entropy = [e % (2 ** 64) for e in entropy]
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def _content_order(shard: Shard) -> np.ndarray:
+    """Row indices that sort the shard by content: feature bytes, then label. Rows that tie are
+    identical, so their relative order cannot matter."""
+    n = len(shard.labels)
+    feats = np.ascontiguousarray(shard.features, dtype=np.float32).reshape(n, -1)
+    if feats.shape[1] == 0:
+        return np.argsort(shard.labels, kind="stable")
+    rows = feats.view(np.dtype((np.void, feats.shape[1] * feats.itemsize))).ravel()
+    by_features = np.argsort(rows, kind="stable")
+    # rows with equal features: order them by label too
+    sorted_rows = rows[by_features]
+    group = np.concatenate([[0], np.cumsum(sorted_rows[1:] != sorted_rows[:-1])])
+    labels = np.asarray(shard.labels)[by_features]
+    return by_features[np.lexsort((labels, group))]
 
 
 def encode_targets(labels: np.ndarray, target_encoding: str, num_classes: int) -> np.ndarray:

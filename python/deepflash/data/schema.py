@@ -20,6 +20,9 @@ from pyspark.sql.types import ArrayType, BooleanType, NumericType
 FEATURES = "features"
 LABEL = "label"
 IS_VALIDATION = "is_validation"
+# 20 digits hold any 64-bit hash; 38 hold the sum of 2**63 of them without overflow.
+_HASH_SUM = "decimal(38,0)"
+_SECOND_HASH_SALT = "deepflash-fingerprint-2"
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,11 @@ def summarize(prepared: DataFrame, *, task: str, features_col: str, label_col: s
         F.sum(F.when(good_label & (label < 0), 1).otherwise(0)).alias("negative_labels"),
         F.max(F.when(good_label, label)).alias("max_label"),
         F.sum(F.when(F.col(IS_VALIDATION), 1).otherwise(0)).alias("val_rows"),
-        F.bit_xor(F.xxhash64(feats, label, F.col(IS_VALIDATION))).alias("data_hash"),
+        # Exact (decimal) sums of two independent 64-bit row hashes: unlike XOR, a row that
+        # appears twice adds twice instead of cancelling out, and the order of rows is irrelevant.
+        F.sum(F.xxhash64(feats, label, F.col(IS_VALIDATION)).cast(_HASH_SUM)).alias("hash_a"),
+        F.sum(F.xxhash64(F.lit(_SECOND_HASH_SALT), feats, label, F.col(IS_VALIDATION)).cast(_HASH_SUM))
+        .alias("hash_b"),
     ).collect()[0]
 
     if row["rows"] == 0:
@@ -148,7 +155,7 @@ def summarize(prepared: DataFrame, *, task: str, features_col: str, label_col: s
     if train_rows == 0:
         raise ValueError("every row was assigned to validation: expected training rows, found 0; "
                          "check `validationCol` or lower `validationSplit`")
-    key = json.dumps({"hash": row["data_hash"], "rows": row["rows"], "val": row["val_rows"],
+    key = json.dumps({"hash": [str(row["hash_a"]), str(row["hash_b"])], "rows": row["rows"], "val": row["val_rows"],
                       "dim": row["min_len"], **key_extra}, sort_keys=True)
     return DataSummary(rows=int(row["rows"]), val_rows=int(row["val_rows"]), input_dim=int(row["min_len"]), output_kind=output_kind,
                        num_classes=num_classes,

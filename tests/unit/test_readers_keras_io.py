@@ -1,16 +1,12 @@
-"""Target encoding and tf.data batches (data/readers.py), the Store (store.py) and keras_io."""
+"""Target encoding and tf.data batches (data/readers.py) and keras_io."""
 from __future__ import annotations
 
-import os
-import pickle
-import uuid
 
 import numpy as np
 import pytest
 
 from deepflash.data.readers import READERS, PetastormReader, Shard, encode_targets, get_reader, to_dataset
 from deepflash.keras_io import cached_model, model_digest, model_from_bytes, model_to_bytes
-from deepflash.store import SUCCESS_MARKER, Store
 
 LABELS = np.array([0.0, 2.0, 1.0, 2.0], dtype=np.float32)
 
@@ -100,137 +96,6 @@ def test_reader_registry():
     assert isinstance(reader, PetastormReader) and reader.workers == 3
     with pytest.raises(ValueError, match="`reader` == 'arrow', must be one of: petastorm"):
         get_reader("arrow")
-
-
-# --- Store -------------------------------------------------------------------------------------
-
-def _no_temp_files(root) -> bool:
-    return not [name for _, dirs, files in os.walk(root) for name in dirs + files if name.startswith(".tmp-")]
-
-
-def test_store_paths(tmp_path):
-    store = Store(str(tmp_path / "s"))
-    assert store.root == str(tmp_path / "s")
-    assert store.join("a", "b") == os.path.join(str(tmp_path / "s"), "a", "b")
-    assert store.url("a") == "file://" + os.path.join(str(tmp_path / "s"), "a")
-    assert store.dataset_dir("k") == store.join("data", "k")
-    assert store.run_dir("r") == store.join("runs", "r")
-    assert Store("file://" + str(tmp_path)).root == str(tmp_path)
-    assert repr(store) == f"Store({str(tmp_path / 's')!r})"
-
-
-def test_store_relative_root_becomes_absolute(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    assert Store("rel").root == str(tmp_path / "rel")
-
-
-def test_empty_store_root_rejected():
-    with pytest.raises(ValueError, match="`storePath` == ''"):
-        Store("")
-
-
-def test_write_and_read_bytes_atomically(tmp_path):
-    store = Store(str(tmp_path))
-    path = store.join("deep", "er", "blob.bin")
-    store.write_bytes(path, b"\x00first")
-    assert store.read_bytes(path) == b"\x00first"
-    store.write_bytes(path, b"second")  # overwrite in place
-    assert store.read_bytes(path) == b"second"
-    assert store.listdir(store.join("deep", "er")) == ["blob.bin"]
-    assert _no_temp_files(tmp_path)
-    assert store.size(store.join("deep")) == len(b"second")
-
-
-def test_write_and_read_json(tmp_path):
-    store = Store(str(tmp_path))
-    obj = {"b": [1, 2.5, None], "a": {"nested": "é"}}
-    path = store.join("meta.json")
-    store.write_json(path, obj)
-    assert store.read_json(path) == obj
-    assert _no_temp_files(tmp_path)
-    text = open(path, encoding="utf-8").read()
-    assert text.index('"a"') < text.index('"b"')  # keys are sorted: the files are diff-able
-
-
-def test_commit_dir_marks_and_renames(tmp_path):
-    store = Store(str(tmp_path))
-    tmp = store.temp_dir("key")
-    assert os.path.basename(tmp).startswith(".tmp-key-") and not store.exists(tmp)
-    store.write_bytes(store.join_path(tmp, "part-0.parquet"), b"rows")
-    final = store.dataset_dir("key")
-    assert not store.is_complete(final)
-    store.commit_dir(tmp, final)
-    assert store.is_complete(final)
-    assert not store.exists(tmp)
-    assert store.listdir(final) == sorted([SUCCESS_MARKER, "part-0.parquet"])
-    assert store.listdir(store.join("data")) == ["key"]
-
-
-def test_commit_dir_keeps_a_concurrent_winner(tmp_path):
-    store = Store(str(tmp_path))
-    final = store.dataset_dir("key")
-    first, second = store.temp_dir("key"), store.temp_dir("key")
-    store.write_bytes(store.join_path(first, "a"), b"1")
-    store.write_bytes(store.join_path(second, "b"), b"2")
-    store.commit_dir(first, final)
-    store.commit_dir(second, final)
-    assert store.listdir(final) == sorted([SUCCESS_MARKER, "a"])
-    assert not store.exists(second)
-
-
-def test_incomplete_dir_is_not_complete(tmp_path):
-    store = Store(str(tmp_path))
-    store.write_bytes(store.join("half", "part-0"), b"x")
-    assert store.exists(store.join("half"))
-    assert not store.is_complete(store.join("half"))
-
-
-def test_remove_files_and_dirs(tmp_path):
-    store = Store(str(tmp_path))
-    store.write_bytes(store.join("d", "f1"), b"1")
-    store.write_bytes(store.join("g"), b"2")
-    store.remove(store.join("g"))
-    assert not store.exists(store.join("g"))
-    store.remove(store.join("d"))
-    assert not store.exists(store.join("d"))
-    store.remove(store.join("never-there"))  # no error
-    assert store.listdir(store.join("d")) == []
-
-
-def test_get_dir_copies_to_local(tmp_path):
-    store = Store(str(tmp_path / "s"))
-    store.write_bytes(store.join("run", "ckpt", "w.bin"), b"weights")
-    store.get_dir(store.join("run"), str(tmp_path / "copy"))
-    assert (tmp_path / "copy" / "ckpt" / "w.bin").read_bytes() == b"weights"
-
-
-@pytest.mark.parametrize("name", ["plain", "with space", "odd#name?x=1"])
-def test_store_pickles(tmp_path, name):
-    store = Store(str(tmp_path / name))
-    store.write_bytes(store.join("f"), b"data")
-    clone = pickle.loads(pickle.dumps(store))
-    assert isinstance(clone, Store) and clone is not store
-    assert clone.root == store.root
-    assert clone.url("f") == store.url("f")
-    assert clone.read_bytes(clone.join("f")) == b"data"
-
-
-def test_fsspec_store_round_trip():
-    pytest.importorskip("fsspec")
-    store = Store(f"memory://deepflash-test-{uuid.uuid4().hex}")
-    path = store.join("a", "b.json")
-    store.write_json(path, {"x": 1})
-    store.write_json(path, {"x": 2})
-    assert store.read_json(path) == {"x": 2}
-    assert store.listdir(store.join("a")) == ["b.json"]
-    tmp, final = store.temp_dir("k"), store.dataset_dir("k")
-    store.write_bytes(store.join_path(tmp, "part"), b"p")
-    store.commit_dir(tmp, final)
-    assert store.is_complete(final) and not store.exists(tmp)
-    clone = pickle.loads(pickle.dumps(store))
-    assert clone.root == store.root and clone.read_json(clone.join("a", "b.json")) == {"x": 2}
-    store.remove(store.root)
-    assert not store.exists(path)
 
 
 # --- keras_io ----------------------------------------------------------------------------------

@@ -1,0 +1,400 @@
+"""The one filesystem layer: every path deepflash reads or writes goes through here.
+
+Paths are resolved the way Spark resolves them (:func:`qualify`): a path without a scheme means
+Hadoop's ``fs.defaultFS`` (``file:`` on a laptop, ``hdfs://`` on a Hadoop cluster), so Spark's own
+writers (stage metadata, Parquet) and deepflash's (Keras files, checkpoints, reports) always land
+in the same place. ``dbfs:/x`` maps to Databricks' FUSE mount ``/dbfs/x``, which every node of a
+Databricks cluster has.
+
+I/O goes through ``pyarrow.fs`` for every scheme alike (``file``, ``hdfs``, ``s3``, ``gs``...).
+Writes are atomic: a temporary sibling name, then a rename (:func:`write_bytes`,
+:func:`atomic_dir`, :func:`commit_dir`). Worker-safe: no Spark import at module level.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import posixpath
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from typing import Iterator
+from urllib.parse import urlparse
+
+# Databricks mounts DBFS here on the driver and every executor. Tests point it elsewhere.
+DBFS_ROOT_ENV = "DEEPFLASH_DBFS_ROOT"
+
+
+def dbfs_root() -> str:
+    return os.environ.get(DBFS_ROOT_ENV, "/dbfs")
+
+
+def scheme_of(path: str) -> str:
+    """The URI scheme of ``path`` ('' for a plain path)."""
+    parsed = urlparse(path)
+    # A one-letter "scheme" is a Windows drive, not a filesystem.
+    return parsed.scheme if len(parsed.scheme) > 1 else ""
+
+
+def _file_uri(local_path: str) -> str:
+    return "file://" + os.path.abspath(local_path)
+
+
+def _normalize(uri: str) -> str:
+    """``file:/x`` and ``file:///x`` are the same place; keep the ``file:///x`` form."""
+    if uri.startswith("file:") and not uri.startswith("file://"):
+        return "file://" + uri[len("file:"):]
+    if uri.startswith("file://") and not uri.startswith("file:///"):
+        raise ValueError(f"{uri!r}: a file: URI must be file:///absolute/path (no host)")
+    return uri.rstrip("/") if uri.rstrip("/") not in ("file:", "file://") else uri
+
+
+def qualify(path: str, hadoop_conf=None) -> str:
+    """``path`` as a fully qualified URI, resolved as Spark resolves it.
+
+    - ``dbfs:/x`` becomes ``file:///dbfs/x`` (the FUSE mount on every Databricks node);
+    - a path with a scheme is kept (``file:/x`` is written ``file:///x``);
+    - a path without one is qualified against Hadoop's ``fs.defaultFS`` through the active
+      SparkContext's Hadoop configuration (a relative path against the working directory for
+      ``file:``, against the user's home for ``hdfs:``); with no SparkContext (on a worker, or
+      before Spark starts) it is a local path.
+
+    Args:
+        path: a path or URI.
+        hadoop_conf: a JVM Hadoop ``Configuration``; the active SparkContext's when None.
+    """
+    if not path:
+        raise ValueError("an empty path: expected a local path or a filesystem URI")
+    scheme = scheme_of(path)
+    if scheme == "dbfs":
+        rest = urlparse(path).path
+        return _file_uri(posixpath.join(dbfs_root(), rest.lstrip("/")))
+    if scheme:
+        return _normalize(path)
+    conf = hadoop_conf if hadoop_conf is not None else _active_hadoop_conf()
+    if conf is None:
+        return _file_uri(path)
+    from pyspark import SparkContext
+
+    jvm = SparkContext._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    qualified = str(hpath.getFileSystem(conf).makeQualified(hpath).toString())
+    return _normalize(qualified)
+
+
+def _active_hadoop_conf():
+    try:
+        from pyspark import SparkContext
+    except ImportError:
+        return None
+    sc = SparkContext._active_spark_context
+    return None if sc is None else sc._jsc.hadoopConfiguration()
+
+
+def default_fs(hadoop_conf=None) -> str:
+    """Hadoop's ``fs.defaultFS`` of the active SparkContext (``file:///`` without one)."""
+    conf = hadoop_conf if hadoop_conf is not None else _active_hadoop_conf()
+    if conf is None:
+        return "file:///"
+    return str(conf.get("fs.defaultFS", "file:///"))
+
+
+def is_local(uri: str) -> bool:
+    return scheme_of(uri) in ("", "file")
+
+
+def local_path(uri: str) -> str:
+    """The OS path of a ``file:`` URI (or of a plain path). No URL decoding: deepflash's URIs
+    carry paths verbatim, so a local name holding ``#``, ``?`` or ``%`` survives."""
+    if not is_local(uri):
+        raise ValueError(f"{uri!r} is not on the local filesystem")
+    if uri.startswith("file://"):
+        return uri[len("file://"):] or "/"
+    if uri.startswith("file:"):
+        return uri[len("file:"):]
+    return os.path.abspath(uri)
+
+
+# Schemes whose paths carry no bucket/authority part on pyarrow's side.
+_HADOOP_SCHEMES = ("hdfs", "viewfs")
+
+
+@functools.lru_cache(maxsize=32)
+def _filesystem_for(scheme: str, netloc: str):
+    """pyarrow's filesystem for a scheme; fsspec's (wrapped for pyarrow) where pyarrow has none."""
+    import pyarrow.fs as pafs
+
+    if scheme in ("", "file"):
+        return pafs.LocalFileSystem()
+    try:
+        fs, _ = pafs.FileSystem.from_uri(f"{scheme}://{netloc}/")
+        return fs
+    except Exception as arrow_error:  # noqa: BLE001  (pyarrow: unknown scheme, or missing libhdfs...)
+        try:
+            import fsspec
+            from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+            return PyFileSystem(FSSpecHandler(fsspec.filesystem(scheme)))
+        except (ImportError, ValueError):
+            raise arrow_error from None
+
+
+def resolve(uri: str):
+    """``(pyarrow FileSystem, path on it)`` for a qualified URI or a plain local path."""
+    scheme = scheme_of(uri)
+    if scheme in ("", "file"):
+        return _filesystem_for("file", ""), local_path(uri)
+    parsed = urlparse(uri)
+    fs = _filesystem_for(scheme, parsed.netloc)
+    if scheme in _HADOOP_SCHEMES:
+        return fs, parsed.path or "/"
+    return fs, (parsed.netloc + parsed.path).rstrip("/") or "/"
+
+
+def join(uri: str, *parts: str) -> str:
+    return posixpath.join(uri.rstrip("/") if uri.rstrip("/") else uri, *parts)
+
+
+def parent(uri: str) -> str:
+    return posixpath.dirname(uri.rstrip("/"))
+
+
+def basename(uri: str) -> str:
+    return posixpath.basename(uri.rstrip("/"))
+
+
+# --- queries ---------------------------------------------------------------------------------
+
+def _info(uri: str):
+    fs, path = resolve(uri)
+    return fs.get_file_info(path)
+
+
+def exists(uri: str) -> bool:
+    import pyarrow.fs as pafs
+
+    return _info(uri).type != pafs.FileType.NotFound
+
+
+def isdir(uri: str) -> bool:
+    import pyarrow.fs as pafs
+
+    return _info(uri).type == pafs.FileType.Directory
+
+
+def listdir(uri: str) -> list[str]:
+    """Names directly under ``uri``, sorted ([] when it does not exist)."""
+    import pyarrow.fs as pafs
+
+    fs, path = resolve(uri)
+    infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    return sorted(info.base_name for info in infos)
+
+
+def size(uri: str) -> int:
+    """Total bytes of the files under ``uri`` (or of the file itself)."""
+    import pyarrow.fs as pafs
+
+    fs, path = resolve(uri)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.File:
+        return int(info.size)
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+    return int(sum(i.size or 0 for i in infos if i.type == pafs.FileType.File))
+
+
+# --- reads and writes ------------------------------------------------------------------------
+
+def read_bytes(uri: str) -> bytes:
+    fs, path = resolve(uri)
+    with fs.open_input_stream(path) as f:
+        return f.read()
+
+
+def makedirs(uri: str) -> None:
+    fs, path = resolve(uri)
+    fs.create_dir(path, recursive=True)
+
+
+def remove(uri: str) -> None:
+    """Deletes a file or a directory tree; a missing path is fine."""
+    import pyarrow.fs as pafs
+
+    fs, path = resolve(uri)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.Directory:
+        fs.delete_dir(path)
+    elif info.type != pafs.FileType.NotFound:
+        fs.delete_file(path)
+
+
+def temp_sibling(uri: str, tag: str = "tmp") -> str:
+    """A fresh name next to ``uri`` that no one else uses (``.<name>.<tag>-<random>``)."""
+    return join(parent(uri), f".{basename(uri)}.{tag}-{uuid.uuid4().hex[:12]}")
+
+
+def _replace(src: str, dest: str) -> None:
+    """Renames ``src`` over ``dest``.
+
+    A local rename replaces ``dest`` atomically. Object stores and HDFS refuse (or nest) a rename
+    onto an existing path, so there the old ``dest`` is first renamed aside and deleted only after
+    the new one is in place: a crash in between leaves the old copy on disk, never nothing.
+    """
+    fs, src_path = resolve(src)
+    _, dest_path = resolve(dest)
+    if is_local(dest):
+        os.replace(src_path, dest_path)
+        return
+    if not exists(dest):
+        fs.move(src_path, dest_path)
+        return
+    aside = temp_sibling(dest, "old")
+    fs.move(dest_path, resolve(aside)[1])
+    fs.move(src_path, dest_path)
+    remove(aside)
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Writes ``data`` to ``uri`` atomically: a reader sees the old file or the new one, whole."""
+    makedirs(parent(uri))
+    tmp = temp_sibling(uri)
+    fs, tmp_path = resolve(tmp)
+    try:
+        with fs.open_output_stream(tmp_path) as f:
+            f.write(data)
+        _replace(tmp, uri)
+    except BaseException:
+        remove(tmp)
+        raise
+
+
+def upload_dir(local_dir: str, uri: str) -> None:
+    """Copies a local directory tree to ``uri`` (created if missing)."""
+    makedirs(uri)
+    for root, _, files in os.walk(local_dir):
+        rel = os.path.relpath(root, local_dir)
+        target = uri if rel == "." else join(uri, *rel.split(os.sep))
+        makedirs(target)
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                data = f.read()
+            fs, path = resolve(join(target, name))
+            with fs.open_output_stream(path) as out:
+                out.write(data)
+
+
+def download_dir(uri: str, local_dir: str) -> None:
+    """Copies the tree at ``uri`` into the local directory ``local_dir``."""
+    import pyarrow.fs as pafs
+
+    fs, root = resolve(uri)
+    os.makedirs(local_dir, exist_ok=True)
+    for info in fs.get_file_info(pafs.FileSelector(root, recursive=True)):
+        rel = posixpath.relpath(info.path, root)
+        target = os.path.join(local_dir, *rel.split("/"))
+        if info.type == pafs.FileType.Directory:
+            os.makedirs(target, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with fs.open_input_stream(info.path) as f, open(target, "wb") as out:
+                out.write(f.read())
+
+
+# --- directories that appear whole -----------------------------------------------------------
+
+SUCCESS_MARKER = "_DEEPFLASH_SUCCESS"
+
+
+def is_complete(uri: str) -> bool:
+    """True when the directory ``uri`` was committed by :func:`commit_dir`."""
+    return exists(join(uri, SUCCESS_MARKER))
+
+
+def commit_dir(tmp: str, final: str) -> bool:
+    """Marks ``tmp`` complete and renames it to ``final``.
+
+    Two writers may commit the same ``final`` at once (two fits of one dataset): the first rename
+    wins, the loser's copy is dropped and both return normally. Returns True when this call's
+    copy is the one in place.
+    """
+    write_bytes(join(tmp, SUCCESS_MARKER), b"")
+    makedirs(parent(final))
+    fs, tmp_path = resolve(tmp)
+    _, final_path = resolve(final)
+    if not exists(final):
+        try:
+            if is_local(final):
+                os.rename(tmp_path, final_path)  # fails on a non-empty final: never merges
+            else:
+                fs.move(tmp_path, final_path)
+            if exists(join(final, basename(tmp))):  # a store that nests a rename onto a directory
+                remove(join(final, basename(tmp)))
+                return False
+            return True
+        except OSError:
+            pass
+    if is_complete(final):
+        remove(tmp)
+        return False
+    raise FileExistsError(f"{final} exists but is incomplete (no {SUCCESS_MARKER}); remove it and run again")
+
+
+@dataclass
+class Staging:
+    """Where an :func:`atomic_dir` block writes: ``uri`` for Spark writers and pyarrow, ``local``
+    for Python file APIs (matplotlib, json, open). On a local target they are the same directory;
+    on a remote one ``local`` is uploaded into ``uri`` before the rename."""
+
+    uri: str
+    local: str
+
+    def local_path(self, *parts: str) -> str:
+        path = os.path.join(self.local, *parts)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return path
+
+    def join(self, *parts: str) -> str:
+        return join(self.uri, *parts)
+
+
+def check_writable_target(final: str, overwrite: bool, what: str = "output") -> None:
+    """Raises before any work when ``final`` exists and may not be replaced."""
+    if exists(final) and not overwrite:
+        raise FileExistsError(f"{what} {final} exists; pass --overwrite to replace it")
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str, overwrite: bool = False, what: str = "output") -> Iterator[Staging]:
+    """Yields a :class:`Staging` directory that becomes ``final`` only when the block succeeds.
+
+    An existing ``final`` is refused unless ``overwrite``; with it, the old tree is renamed aside
+    and deleted after the new one is in place. On failure nothing at ``final`` changes and the
+    temporary directory is removed.
+    """
+    check_writable_target(final, overwrite, what)
+    makedirs(parent(final))
+    tmp = temp_sibling(final)
+    makedirs(tmp)
+    local_scratch = None if is_local(tmp) else tempfile.mkdtemp(prefix="deepflash-staging-")
+    staging = Staging(tmp, local_path(tmp) if local_scratch is None else local_scratch)
+    try:
+        yield staging
+        if local_scratch is not None:
+            upload_dir(local_scratch, tmp)
+        if exists(final):
+            check_writable_target(final, overwrite, what)
+            aside = temp_sibling(final, "old")
+            fs, final_path = resolve(final)
+            fs.move(final_path, resolve(aside)[1])
+            fs.move(resolve(tmp)[1], final_path)
+            remove(aside)
+        else:
+            fs, final_path = resolve(final)
+            fs.move(resolve(tmp)[1], final_path)
+    finally:
+        if exists(tmp):
+            remove(tmp)
+        if local_scratch is not None:
+            shutil.rmtree(local_scratch, ignore_errors=True)

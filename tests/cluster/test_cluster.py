@@ -1,0 +1,69 @@
+"""deepflash on a real multi-node Spark cluster: two workers whose /tmp is private, a shared dir
+standing in for NFS/HDFS/DBFS, every scenario in its own spark-submit driver (see conftest.py)."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+
+
+def test_executors_do_not_see_the_driver_tmp_but_see_the_shared_dir(cluster):
+    out = cluster.result(cluster.submit("isolation.py", cluster.shared_dir, timeout=180))
+    tasks = out["tasks"]
+    assert len(tasks) == 2
+    for task in tasks:
+        assert not task["sees_driver_tmp_file"], f"an executor sees the driver's /tmp: {task}"
+        assert task["sees_shared_file"], f"an executor does not see the shared dir: {task}"
+    workers = {os.path.relpath(t["cwd"], cluster.root).split(os.sep)[2] for t in tasks}
+    assert workers == {"worker-1", "worker-2"}, f"both tasks ran on one worker: {tasks}"
+
+
+@pytest.fixture(scope="module")
+def fitted(cluster):
+    """fit_save.py's result: the Pipeline fitted with Horovod on the cluster and saved to the shared dir."""
+    proc = cluster.submit("fit_save.py", cluster.shared_dir, timeout=600)
+    return cluster.result(proc)
+
+
+def test_horovod_pipeline_fits_and_saves_to_shared_storage(cluster, fitted):
+    assert fitted["accuracy"] >= 0.9, fitted
+    assert fitted["rows"] > 300
+    assert os.path.isdir(os.path.join(cluster.shared_dir, "model", "stages"))
+    # no run id was given, so its checkpoint directory is gone
+    assert not os.path.exists(os.path.join(cluster.shared_dir, "store", "runs", fitted["run_id"]))
+
+
+def test_a_new_driver_loads_the_model_and_predicts_the_same(cluster, fitted):
+    out = cluster.result(cluster.submit("load_predict.py", cluster.shared_dir, timeout=300))
+    assert out["rows"] == out["saved_rows"] == out["common"] == fitted["rows"], out
+    assert out["same_labels"] == out["rows"], "the test split differs between the two drivers"
+    assert out["equal_predictions"] == out["rows"], out
+    assert out["max_abs_probability_diff"] < 1e-5, out
+
+
+def test_fit_without_store_path_fails_fast_naming_store_path(cluster):
+    out = cluster.result(cluster.submit("default_store.py", timeout=300))
+    assert out["type"] == "ValueError", out
+    assert "`storePath`" in out["message"], out
+    assert out["seconds"] < 30, out
+
+
+def test_train_job_on_the_cluster(cluster):
+    output = os.path.join(cluster.shared_dir, "train-out")
+    cluster.submit("jobs/train.py", "--config", "conf/default.yaml", "--overwrite", "--output", output,
+                   "--set", f"model.storePath={cluster.shared_dir}/store2", "--set", "tracking.enabled=false",
+                   timeout=600)
+    assert os.path.isdir(os.path.join(output, "model"))
+    with open(os.path.join(output, "metrics.json")) as f:
+        metrics = json.load(f)
+    assert metrics["metrics"]["test"]["accuracy"] >= 0.9, metrics["metrics"]["test"]
+
+
+def test_hyperopt_search_with_spark_trials_on_the_cluster(cluster):
+    out = cluster.result(cluster.submit("search.py", cluster.shared_dir, timeout=600))
+    assert out["trials"] == 4, out
+    assert out["ok"] == 4, out
+    assert out["accuracy"] >= 0.9, out

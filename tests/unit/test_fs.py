@@ -1,0 +1,235 @@
+"""The filesystem layer (fs.py) and the Store on top of it: paths, atomic writes, commits."""
+from __future__ import annotations
+
+import os
+import pickle
+import threading
+import uuid
+
+import pytest
+
+from deepflash import fs
+from deepflash.fs import SUCCESS_MARKER
+from deepflash.store import Store
+
+
+def _no_temp_files(root) -> bool:
+    return not [n for _, dirs, files in os.walk(root) for n in dirs + files if ".tmp-" in n or ".old-" in n]
+
+
+# --- qualify: Spark's rule, without a SparkContext (workers, before Spark starts) --------------
+
+def test_plain_paths_without_spark_are_local_uris(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert fs.qualify("/data/x") == "file:///data/x"
+    assert fs.qualify("rel/x") == f"file://{tmp_path}/rel/x"
+    assert fs.qualify("file:/data/x") == "file:///data/x"
+    assert fs.qualify("file:///data/x/") == "file:///data/x"
+    assert fs.qualify("hdfs://nn:8020/user/me/store") == "hdfs://nn:8020/user/me/store"
+    assert fs.qualify("s3://bucket/key") == "s3://bucket/key"
+
+
+def test_dbfs_maps_to_the_fuse_mount(monkeypatch, tmp_path):
+    assert fs.qualify("dbfs:/ml/store") == "file:///dbfs/ml/store"
+    monkeypatch.setenv(fs.DBFS_ROOT_ENV, str(tmp_path))
+    assert fs.qualify("dbfs:/ml/store") == f"file://{tmp_path}/ml/store"
+
+
+def test_bad_paths_are_refused():
+    with pytest.raises(ValueError, match="empty path"):
+        fs.qualify("")
+    with pytest.raises(ValueError, match="file:///absolute/path"):
+        fs.qualify("file://host/x")
+    with pytest.raises(ValueError, match="`storePath` == ''"):
+        Store("")
+
+
+# --- the Store -------------------------------------------------------------------------------
+
+def test_store_paths_are_uris(tmp_path):
+    store = Store(str(tmp_path / "s"))
+    root = f"file://{tmp_path}/s"
+    assert store.root == root and repr(store) == f"Store({root!r})"
+    assert store.join("a", "b") == root + "/a/b" == store.url("a", "b")
+    assert store.dataset_dir("k") == store.join("data", "k")
+    assert store.run_dir("r") == store.join("runs", "r")
+    assert Store("file://" + str(tmp_path)) == Store(str(tmp_path))
+
+
+def test_write_and_read_bytes_atomically(tmp_path):
+    store = Store(str(tmp_path))
+    path = store.join("deep", "er", "blob.bin")
+    store.write_bytes(path, b"\x00first")
+    assert store.read_bytes(path) == b"\x00first"
+    store.write_bytes(path, b"second")
+    assert store.read_bytes(path) == b"second"
+    assert store.listdir(store.join("deep", "er")) == ["blob.bin"]
+    assert store.size(store.join("deep")) == len(b"second")
+    assert _no_temp_files(tmp_path)
+
+
+def test_a_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
+    path = fs.join(fs.qualify(str(tmp_path)), "ckpt.npz")
+    fs.write_bytes(path, b"epoch 2")
+
+    def crash(src, dest):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        fs.write_bytes(path, b"epoch 3")
+    monkeypatch.undo()
+    assert fs.read_bytes(path) == b"epoch 2"
+    assert _no_temp_files(tmp_path)
+
+
+def test_write_and_read_json_sorted(tmp_path):
+    store = Store(str(tmp_path))
+    obj = {"b": [1, 2.5, None], "a": {"nested": "é"}}
+    store.write_json(store.join("meta.json"), obj)
+    assert store.read_json(store.join("meta.json")) == obj
+    text = (tmp_path / "meta.json").read_text(encoding="utf-8")
+    assert text.index('"a"') < text.index('"b"')
+
+
+def test_commit_dir_marks_and_renames(tmp_path):
+    store = Store(str(tmp_path))
+    tmp = store.temp_dir("key")
+    assert fs.basename(tmp).startswith(".tmp-key-") and not store.exists(tmp)
+    store.write_bytes(fs.join(tmp, "part-0.parquet"), b"rows")
+    final = store.dataset_dir("key")
+    assert not store.is_complete(final)
+    assert store.commit_dir(tmp, final) is True
+    assert store.is_complete(final) and not store.exists(tmp)
+    assert store.listdir(final) == sorted([SUCCESS_MARKER, "part-0.parquet"])
+    assert store.listdir(store.join("data")) == ["key"]
+
+
+def test_concurrent_commits_of_one_dataset_race_and_both_succeed(tmp_path):
+    """Eight writers commit the same key at the same instant (a barrier releases them together):
+    every call returns, exactly one copy wins whole, and no temporary directory is left."""
+    for attempt in range(5):
+        store = Store(str(tmp_path / f"s{attempt}"))
+        final = store.dataset_dir("key")
+        writers = 8
+        tmps = [store.temp_dir("key") for _ in range(writers)]
+        for i, tmp in enumerate(tmps):
+            store.write_bytes(fs.join(tmp, f"part-{i}"), str(i).encode())
+        barrier = threading.Barrier(writers)
+        won, errors = [], []
+
+        def commit(i):
+            barrier.wait()
+            try:
+                won.append((i, store.commit_dir(tmps[i], final)))
+            except Exception as e:  # noqa: BLE001
+                errors.append(e)
+
+        threads = [threading.Thread(target=commit, args=(i,)) for i in range(writers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        winners = [i for i, w in won if w]
+        assert len(won) == writers and len(winners) == 1
+        assert store.listdir(final) == sorted([SUCCESS_MARKER, f"part-{winners[0]}"])
+        assert store.listdir(store.join("data")) == ["key"]
+
+
+def test_an_incomplete_final_directory_is_not_taken_for_complete(tmp_path):
+    store = Store(str(tmp_path))
+    store.write_bytes(store.join("data", "key", "part-0"), b"half")
+    tmp = store.temp_dir("key")
+    store.write_bytes(fs.join(tmp, "part-0"), b"whole")
+    with pytest.raises(FileExistsError, match="incomplete"):
+        store.commit_dir(tmp, store.dataset_dir("key"))
+
+
+def test_remove_files_and_dirs(tmp_path):
+    store = Store(str(tmp_path))
+    store.write_bytes(store.join("d", "f1"), b"1")
+    store.write_bytes(store.join("g"), b"2")
+    store.remove(store.join("g"))
+    store.remove(store.join("d"))
+    store.remove(store.join("never-there"))
+    assert not store.exists(store.join("g")) and not store.exists(store.join("d"))
+    assert store.listdir(store.join("d")) == []
+
+
+def test_get_dir_copies_to_local(tmp_path):
+    store = Store(str(tmp_path / "s"))
+    store.write_bytes(store.join("run", "ckpt", "w.bin"), b"weights")
+    store.get_dir(store.join("run"), str(tmp_path / "copy"))
+    assert (tmp_path / "copy" / "ckpt" / "w.bin").read_bytes() == b"weights"
+
+
+@pytest.mark.parametrize("name", ["plain", "with space", "odd#name?x=1", "per%20cent"])
+def test_store_pickles_and_keeps_odd_names(tmp_path, name):
+    store = Store(str(tmp_path / name))
+    store.write_bytes(store.join("f"), b"data")
+    assert (tmp_path / name / "f").read_bytes() == b"data"
+    clone = pickle.loads(pickle.dumps(store))
+    assert clone == store and clone is not store
+    assert clone.read_bytes(clone.join("f")) == b"data"
+
+
+# --- a non-local filesystem: renames that do not replace (fsspec's memory filesystem) --------
+
+def test_remote_store_round_trip_replaces_by_renaming_aside():
+    store = Store(f"memory://deepflash-test-{uuid.uuid4().hex}")
+    path = store.join("a", "b.json")
+    store.write_json(path, {"x": 1})
+    store.write_json(path, {"x": 2})
+    assert store.read_json(path) == {"x": 2}
+    assert store.listdir(store.join("a")) == ["b.json"]  # no temporary or set-aside copy left
+    tmp, final = store.temp_dir("k"), store.dataset_dir("k")
+    store.write_bytes(fs.join(tmp, "part"), b"p")
+    store.commit_dir(tmp, final)
+    assert store.is_complete(final) and not store.exists(tmp)
+    loser = store.temp_dir("k")
+    store.write_bytes(fs.join(loser, "other"), b"q")
+    assert store.commit_dir(loser, final) is False
+    assert store.listdir(final) == sorted([SUCCESS_MARKER, "part"])
+    clone = pickle.loads(pickle.dumps(store))
+    assert clone.read_json(path) == {"x": 2}
+
+
+# --- atomic_dir: job outputs appear whole or not at all ---------------------------------------
+
+def test_atomic_dir_appears_only_on_success(tmp_path):
+    final = fs.qualify(str(tmp_path / "out"))
+    with pytest.raises(RuntimeError, match="boom"):
+        with fs.atomic_dir(final) as out:
+            with open(out.local_path("metrics.json"), "w") as f:
+                f.write("{}")
+            raise RuntimeError("boom")
+    assert not fs.exists(final) and _no_temp_files(tmp_path)
+    with fs.atomic_dir(final) as out:
+        with open(out.local_path("plots", "a.png"), "wb") as f:
+            f.write(b"png")
+    assert (tmp_path / "out" / "plots" / "a.png").read_bytes() == b"png"
+
+
+def test_atomic_dir_refuses_an_existing_output_unless_overwrite(tmp_path):
+    final = fs.qualify(str(tmp_path / "out"))
+    fs.write_bytes(fs.join(final, "old.txt"), b"old")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        with fs.atomic_dir(final):
+            pytest.fail("the block must not run")
+    with fs.atomic_dir(final, overwrite=True) as out:
+        with open(out.local_path("new.txt"), "w") as f:
+            f.write("new")
+    assert sorted(os.listdir(tmp_path / "out")) == ["new.txt"]
+    assert _no_temp_files(tmp_path)
+
+
+def test_atomic_dir_on_a_remote_filesystem_uploads_the_staging_dir():
+    final = f"memory://deepflash-test-{uuid.uuid4().hex}/out"
+    with fs.atomic_dir(final) as out:
+        assert out.local != out.uri
+        with open(out.local_path("report.html"), "w") as f:
+            f.write("<html></html>")
+        fs.write_bytes(out.join("model", "metadata"), b"{}")
+    assert fs.read_bytes(fs.join(final, "report.html")) == b"<html></html>"
+    assert fs.read_bytes(fs.join(final, "model", "metadata")) == b"{}"
