@@ -137,13 +137,13 @@ def _diagnosis(train_report: dict, test_report: dict, history: dict, human_error
                     human_error)
 
 
-def _evaluation_outputs(tmp: str, keras_model, train_report: dict, test_report: dict, title: str,
+def _evaluation_outputs(local_dir: str, keras_model, train_report: dict, test_report: dict, title: str,
                         human_error: float | None = None) -> tuple:
     """metrics, plots and the diagnosis of one fitted model."""
     from deepflash import plots
 
     history = keras_model.getHistory()
-    plot_dir = os.path.join(out.local, "plots")
+    plot_dir = os.path.join(local_dir, "plots")
     paths = [plots.learning_curves(history, os.path.join(plot_dir, "learning_curves.png"), title=f"{title}: learning curves")]
     if "confusion_matrix" in test_report:
         paths.append(plots.confusion_heatmap(test_report["confusion_matrix"], os.path.join(plot_dir, "confusion_matrix.png"),

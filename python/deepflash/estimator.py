@@ -216,13 +216,14 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
         values = self._values()
         user_run_id = values.get("runId")
         run_id = user_run_id or uuid.uuid4().hex
-        run_dir = store.run_dir(run_id)
+        # Checkpoints only where they can be used: a run resumes through the runId its user gave.
+        checkpoint_path = store.join_path(store.run_dir(run_id), remote.CHECKPOINT_FILE) if user_run_id else None
         # Resuming is only safe onto the same architecture, data and training setup.
         fingerprint = hashlib.sha256(json.dumps(
             {"model": _architecture(model), "data": plan["data_fingerprint"], "loss": values["loss"],
              "optimizer": values["optimizer"], "batch": values["batchSize"]}, sort_keys=True).encode()).hexdigest()
         settings = remote.make_settings(values, plan, model_to_bytes(model), run_fingerprint=fingerprint,
-                                        run_id=run_id, checkpoint_path=store.join_path(run_dir, remote.CHECKPOINT_FILE),
+                                        run_id=run_id, checkpoint_path=checkpoint_path,
                                         distributed=backend.distributed)
         log.info("fitting %s: %d train / %d val rows, %d features, %s, %d process(es) on backend %s, run %s",
                  model.name, plan["train_rows"], plan["val_rows"], plan["input_dim"], plan["output_kind"],
@@ -230,8 +231,6 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
         results = backend.run(remote.train, (settings,), errors_to=store.join("errors", uuid.uuid4().hex))
         chief = next(r for r in results if r["rank"] == 0)
         model.set_weights(chief["weights"])
-        if not user_run_id:
-            store.remove(run_dir)  # nobody can resume a run whose id they never saw
         log.info("fit done in %.1fs (read %.1fs, train %.1fs)", time.time() - started,
                  max(r["read_seconds"] for r in results), max(r["fit_seconds"] for r in results))
 
@@ -247,6 +246,7 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
             "read_seconds": max(r["read_seconds"] for r in results),
             "fit_seconds": max(r["fit_seconds"] for r in results),
             "initial_epoch": chief["initial_epoch"], "seconds": time.time() - started,
+            "rows_read_per_rank": [r["train_rows_read"] for r in sorted(results, key=lambda r: r["rank"])],
         }
         return fitted
 

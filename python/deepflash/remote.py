@@ -3,6 +3,27 @@
 Everything it needs arrives in one plain ``settings`` dict built by the estimator: model bytes,
 dataset URLs, hyperparameters. It imports TensorFlow, Horovod and the reader, never the
 estimator, so it pickles by reference and runs wherever ``deepflash`` is importable.
+
+Checkpoints and exact resume
+    With a ``checkpoint_path`` (the estimator sets one only for a user-given ``runId``) rank 0
+    writes, after every epoch and after the learning-rate and early-stopping callbacks have run,
+    one file holding everything training continues from: weights, the optimizer's variables
+    (iteration count and slots) and current learning rate, the ReduceLROnPlateau and
+    early-stopping state (counters, best value, best weights, whether it stopped) and the history.
+    Every rank waits until that file is written before it starts the next epoch. A run started
+    again with the same checkpoint continues after the checkpoint's epoch; one that had stopped
+    early trains no more and returns its best weights. The training batches are a deterministic
+    function of (seed, rank) and their position (see :func:`deepflash.data.readers.to_dataset`),
+    and a resumed run starts the stream at batch ``initial_epoch * steps_per_epoch``, so on the
+    same hardware a run of 4 epochs and a run of 2 epochs resumed for 2 more end with identical
+    weights and history.
+
+Test-only fault injection
+    ``DEEPFLASH_TEST_CRASH="rank=1,epoch=3,marker=/path/to/marker"`` in the environment (the
+    horovod backend passes the driver's environment to its ranks) makes process ``rank`` end
+    with ``os._exit(1)`` at the start of ``epoch`` (1-based), once: it creates the marker file
+    first, and does nothing when the marker exists, so the next fit runs through. The marker path
+    must not contain a comma. This exists for the resume tests; never set it in real runs.
 """
 from __future__ import annotations
 
@@ -23,6 +44,8 @@ from deepflash.store import Store
 
 log = logging.getLogger("deepflash")
 CHECKPOINT_FILE = "checkpoint.npz"
+CHECKPOINT_FORMAT = 2
+CRASH_ENV = "DEEPFLASH_TEST_CRASH"
 
 
 class _SingleProcess:
@@ -39,6 +62,9 @@ class _SingleProcess:
     def callbacks(self) -> list:
         return []
 
+    def barrier(self) -> None:
+        """Returns when every process got here (and rank 0 first)."""
+
 
 class _Horovod(_SingleProcess):
     """Horovod's Keras bindings: averaged gradients, rank-0 weights broadcast, averaged metrics."""
@@ -50,6 +76,7 @@ class _Horovod(_SingleProcess):
         self.hvd = hvd
         self.rank, self.size = hvd.rank(), hvd.size()
         self.local_rank, self.local_size = hvd.local_rank(), hvd.local_size()
+        self._barriers = 0
 
     def wrap_optimizer(self, optimizer):
         return self.hvd.DistributedOptimizer(optimizer)
@@ -59,6 +86,11 @@ class _Horovod(_SingleProcess):
         # stopping and LR callbacks read them, so every rank takes the same decisions.
         return [self.hvd.callbacks.BroadcastGlobalVariablesCallback(0),
                 self.hvd.callbacks.MetricAverageCallback()]
+
+    def barrier(self) -> None:
+        # A broadcast from rank 0: no rank returns before rank 0 reached this point.
+        self._barriers += 1
+        self.hvd.broadcast(self._barriers, root_rank=0, name=f"deepflash_barrier_{self._barriers}")
 
 
 def _configure_devices(comm: _SingleProcess, threads: int = 0) -> None:
@@ -97,29 +129,60 @@ def _ensure_logging() -> None:
         log.setLevel(logging.INFO)
 
 
-def _make_callbacks(settings: dict, comm: _SingleProcess, store: Store, history_before: dict) -> list:
-    import tensorflow as tf
+def crash_hook(rank: int):
+    """The test-only :class:`~deepflash.training.CrashHook` that ``DEEPFLASH_TEST_CRASH`` asks for on
+    this rank, or None (see the module docstring)."""
+    spec = os.environ.get(CRASH_ENV, "").strip()
+    if not spec:
+        return None
+    from deepflash.training import CrashHook
 
-    from deepflash.training import CheckpointCallback, EpochLogger, RestoreBestEarlyStopping
+    try:
+        fields = dict(part.split("=", 1) for part in spec.split(",") if part.strip())
+        target_rank, epoch, marker = int(fields.get("rank", 0)), int(fields["epoch"]), fields["marker"]
+    except (KeyError, ValueError):
+        raise ValueError(f"{CRASH_ENV} == {spec!r}, must look like 'rank=1,epoch=3,marker=/path'") from None
+    return CrashHook(epoch, marker) if target_rank == rank else None
 
-    callbacks = comm.callbacks()
-    monitor = settings["monitor"]
-    if settings["reduce_lr_patience"] > 0:
-        callbacks.append(tf.keras.callbacks.ReduceLROnPlateau(
-            monitor=monitor, factor=settings["reduce_lr_factor"], patience=settings["reduce_lr_patience"],
-            verbose=0))
-    if settings["early_stopping_patience"] > 0:
-        callbacks.append(RestoreBestEarlyStopping(monitor=monitor, patience=settings["early_stopping_patience"]))
-    if comm.rank == 0 and settings["checkpoint_path"]:
-        callbacks.append(CheckpointCallback(store, settings["checkpoint_path"], settings["run_fingerprint"],
-                                            history_before, settings["run_id"]))
-    if comm.rank == 0:
-        callbacks.append(EpochLogger(settings["epochs"], settings.get("log_prefix", "")))
-    return callbacks
+
+# --- checkpoints ----------------------------------------------------------------------------
+
+def save_checkpoint(store: Store, path: str, *, epoch: int, history: dict, fingerprint: str, run_id: str,
+                    training: dict, callbacks: dict, stopped: bool, num_proc: int) -> None:
+    """Writes one checkpoint file, atomically.
+
+    Args:
+        training: :func:`deepflash.training.training_state` (weights, optimizer, learning rate).
+        callbacks: ``get_state()`` of the stateful callbacks by name (``reduce_lr``,
+            ``early_stopping``); an early-stopping ``best_weights`` list is stored as arrays.
+        stopped: whether early stopping ended the run at this epoch.
+    """
+    arrays = {f"w{i}": np.asarray(w) for i, w in enumerate(training["weights"])}
+    arrays.update({f"o{i}": np.asarray(v) for i, v in enumerate(training["optimizer"])})
+    callback_json = {}
+    for name, state in callbacks.items():
+        state = dict(state)
+        best = state.pop("best_weights", None)
+        if best is not None:
+            state["num_best_weights"] = len(best)
+            arrays.update({f"b{i}": np.asarray(w) for i, w in enumerate(best)})
+        callback_json[name] = state
+    meta = {"format": CHECKPOINT_FORMAT, "epoch": epoch, "history": history, "fingerprint": fingerprint,
+            "run_id": run_id, "num_weights": len(training["weights"]), "num_optimizer": len(training["optimizer"]),
+            "learning_rate": training.get("learning_rate"), "callbacks": callback_json, "stopped": bool(stopped),
+            "num_proc": num_proc}
+    buf = io.BytesIO()
+    np.savez(buf, state=np.array(json.dumps(meta)), **arrays)
+    store.write_bytes(path, buf.getvalue())
 
 
 def load_checkpoint(store: Store, path: str, fingerprint: str) -> dict | None:
-    """The checkpoint at ``path`` as {"epoch", "history", "weights", "optimizer"}, or None."""
+    """The checkpoint at ``path``, or None when there is none.
+
+    Returns a dict with ``epoch``, ``history``, ``weights``, ``optimizer`` (variable values),
+    ``learning_rate`` (None when unknown), ``callbacks`` (states by name, early stopping's with
+    its ``best_weights``), ``stopped`` and ``num_proc``.
+    """
     if not store.exists(path):
         return None
     with np.load(io.BytesIO(store.read_bytes(path)), allow_pickle=False) as z:
@@ -130,7 +193,15 @@ def load_checkpoint(store: Store, path: str, fingerprint: str) -> dict | None:
                 "use a new runId, or the same data and layers to resume")
         weights = [z[f"w{i}"] for i in range(state["num_weights"])]
         optimizer = [z[f"o{i}"] for i in range(state["num_optimizer"])]
-    return {"epoch": state["epoch"], "history": state["history"], "weights": weights, "optimizer": optimizer}
+        callbacks = {}
+        for name, cb in (state.get("callbacks") or {}).items():
+            cb = dict(cb)
+            count = cb.pop("num_best_weights", None)
+            cb["best_weights"] = None if count is None else [z[f"b{i}"] for i in range(count)]
+            callbacks[name] = cb
+    return {"epoch": state["epoch"], "history": state["history"], "weights": weights, "optimizer": optimizer,
+            "learning_rate": state.get("learning_rate"), "callbacks": callbacks,
+            "stopped": bool(state.get("stopped", False)), "num_proc": state.get("num_proc")}
 
 
 def make_settings(values: dict, plan: dict, model_bytes: bytes, *, run_fingerprint: str, run_id: str,
@@ -141,7 +212,8 @@ def make_settings(values: dict, plan: dict, model_bytes: bytes, *, run_fingerpri
         values: estimator Param values by name (``optimizer``, ``learningRate``, ``loss`` ...).
         plan: what the driver learned and wrote: ``train_url``, ``val_url``, ``train_rows``,
             ``val_rows``, ``output_kind``, ``num_classes``, ``store_url``.
-        checkpoint_path: where rank 0 checkpoints every epoch; None for no checkpoints.
+        checkpoint_path: where rank 0 checkpoints every epoch and a later run with the same path
+            resumes; None for no checkpoints.
     """
     from deepflash.networks import resolve_loss
 
@@ -169,13 +241,21 @@ def train(settings: dict) -> dict[str, Any]:
     import tensorflow as tf
 
     from deepflash.networks import make_optimizer
+    from deepflash.training import (CheckpointCallback, EpochLogger, RestoreBestEarlyStopping,
+                                    ResumableReduceLROnPlateau, restore_training_state, training_state)
 
     comm = _Horovod() if settings["distributed"] else _SingleProcess()
     _configure_devices(comm, int(settings.get("threads") or 0))
-    if settings["seed"] is not None:
-        tf.keras.utils.set_random_seed(settings["seed"])
+    seed = settings["seed"]
+    if seed is not None:
+        tf.keras.utils.set_random_seed(seed)
+    prefix = settings.get("log_prefix", "")
 
     store = Store(settings["store_url"])
+    checkpoint_path = settings.get("checkpoint_path")
+    # Read first: a runId that holds another model's checkpoint fails before any data is read.
+    ckpt = load_checkpoint(store, checkpoint_path, settings["run_fingerprint"]) if checkpoint_path else None
+
     reader = get_reader(settings["reader"])
     started = time.time()
     train_shard = reader.load(settings["train_url"], comm.rank, comm.size)
@@ -188,41 +268,74 @@ def train(settings: dict) -> dict[str, Any]:
                                                    settings["nesterov"]))
     model.compile(optimizer=optimizer, loss=settings["loss"], metrics=settings["metrics"])
 
-    initial_epoch, history_before = 0, {}
-    ckpt = None
-    if settings["checkpoint_path"]:
-        ckpt = load_checkpoint(store, settings["checkpoint_path"], settings["run_fingerprint"])
-    if ckpt is not None:
-        model.set_weights(ckpt["weights"])
-        if ckpt["optimizer"]:
-            optimizer._create_all_weights(model.trainable_variables)
-            optimizer.set_weights(ckpt["optimizer"])
-        initial_epoch, history_before = ckpt["epoch"], ckpt["history"]
-        if comm.rank == 0:
-            log.info("%sresuming run from its checkpoint after epoch %d", settings.get("log_prefix", ""),
-                     initial_epoch)
+    monitor = settings["monitor"]
+    reduce_lr = early_stopping = None
+    if settings["reduce_lr_patience"] > 0:
+        reduce_lr = ResumableReduceLROnPlateau(monitor=monitor, factor=settings["reduce_lr_factor"],
+                                               patience=settings["reduce_lr_patience"], verbose=0)
+    if settings["early_stopping_patience"] > 0:
+        early_stopping = RestoreBestEarlyStopping(monitor=monitor, patience=settings["early_stopping_patience"])
 
-    seed = settings["seed"]
-    train_ds = to_dataset(train_shard, batch_size=settings["batch_size"], target_encoding=settings["target_encoding"],
-                          num_classes=settings["num_classes"], shuffle=True,
-                          seed=None if seed is None else seed + comm.rank, repeat=True)
+    initial_epoch, history_before, stopped = 0, {}, False
+    if ckpt is not None:
+        if (settings["scale_lr"] and ckpt["learning_rate"] is not None and ckpt.get("num_proc")
+                and ckpt["num_proc"] != comm.size):
+            ckpt["learning_rate"] = ckpt["learning_rate"] * comm.size / ckpt["num_proc"]
+        restore_training_state(model, optimizer, ckpt)
+        if reduce_lr is not None and "reduce_lr" in ckpt["callbacks"]:
+            reduce_lr.set_state(ckpt["callbacks"]["reduce_lr"])
+        if early_stopping is not None and "early_stopping" in ckpt["callbacks"]:
+            early_stopping.set_state(ckpt["callbacks"]["early_stopping"])
+        initial_epoch, history_before, stopped = ckpt["epoch"], ckpt["history"], ckpt["stopped"]
+        if comm.rank == 0:
+            log.info("%sresuming run %s from its checkpoint after epoch %d%s", prefix, settings["run_id"],
+                     initial_epoch, " (it had stopped early: nothing left to train)" if stopped else "")
+
     # Every rank takes the same number of steps, or the allreduce of the slower one would wait forever.
     steps = max(1, math.ceil(settings["train_rows"] / (settings["batch_size"] * comm.size)))
+    train_ds = to_dataset(train_shard, batch_size=settings["batch_size"], target_encoding=settings["target_encoding"],
+                          num_classes=settings["num_classes"], shuffle=True,
+                          seed=None if seed is None else (seed, comm.rank), repeat=True,
+                          start_batch=initial_epoch * steps)
     val_ds = None
     if val_shard is not None:
+        # In content order, so that the validation metrics do not depend on the order the reader returned rows in.
         val_ds = to_dataset(val_shard, batch_size=max(settings["batch_size"], 1024),
                             target_encoding=settings["target_encoding"], num_classes=settings["num_classes"],
-                            shuffle=False, seed=None, repeat=False)
+                            shuffle=False, seed=None, repeat=False, canonical_order=True)
 
-    callbacks = _make_callbacks(settings, comm, store, history_before)
+    # The checkpoint callback comes after the LR and early-stopping callbacks: it records the state they leave.
+    callbacks = comm.callbacks() + [cb for cb in (reduce_lr, early_stopping) if cb is not None]
+    if checkpoint_path:
+        save = None
+        if comm.rank == 0:
+            def save(epoch: int, history: dict) -> None:
+                states = {name: cb.get_state() for name, cb in
+                          (("reduce_lr", reduce_lr), ("early_stopping", early_stopping)) if cb is not None}
+                save_checkpoint(store, checkpoint_path, epoch=epoch, history=history,
+                                fingerprint=settings["run_fingerprint"], run_id=settings["run_id"],
+                                training=training_state(model, optimizer), callbacks=states,
+                                stopped=early_stopping is not None and early_stopping.stopped,
+                                num_proc=comm.size)
+        callbacks.append(CheckpointCallback(save, history_before, barrier=comm.barrier if comm.size > 1 else None))
+    hook = crash_hook(comm.rank)
+    if hook is not None:
+        callbacks.append(hook)
+    if comm.rank == 0:
+        callbacks.append(EpochLogger(settings["epochs"], prefix))
+
     fit_started = time.time()
-    if initial_epoch < settings["epochs"]:
+    new_history: dict = {}
+    if initial_epoch < settings["epochs"] and not stopped:
         result = model.fit(train_ds, steps_per_epoch=steps, epochs=settings["epochs"], initial_epoch=initial_epoch,
                            validation_data=val_ds, callbacks=callbacks,
                            verbose=2 if settings["verbose"] >= 2 and comm.rank == 0 else 0)
         new_history = {k: [float(v) for v in vs] for k, vs in result.history.items()}
-    else:
-        new_history = {}
+    elif ckpt is not None:
+        # Nothing left to train: end as the finished run did, on its best weights under early stopping.
+        best = (ckpt["callbacks"].get("early_stopping") or {}).get("best_weights")
+        if early_stopping is not None and best is not None:
+            model.set_weights(best)
     history = {k: list(history_before.get(k, [])) + new_history.get(k, [])
                for k in sorted(set(history_before) | set(new_history))}
     out: dict[str, Any] = {

@@ -176,10 +176,11 @@ class RunTracker:
         import mlflow
 
         self.mlflow = mlflow
+        nested = mlflow.active_run() is not None
         if run_id:
-            self.run = mlflow.start_run(run_id=run_id)
+            self.run = mlflow.start_run(run_id=run_id, nested=nested)
         else:
-            self.run = mlflow.start_run(run_name=run_name, tags=dict(tags or {}))
+            self.run = mlflow.start_run(run_name=run_name, tags=dict(tags or {}), nested=nested)
         self.run_id = self.run.info.run_id
         try:
             if params:

@@ -130,6 +130,8 @@ class SparkCluster:
             pytest.fail(f"spark-submit {script.name} timed out after {timeout}s\n"
                         + self.failure_report(out, before), pytrace=False)
         proc.seconds = time.time() - started  # type: ignore[attr-defined]
+        # the executors this driver got: none means it did not run on the cluster (e.g. it set its own master)
+        proc.executor_stderrs = [f for f in self.executor_stderrs() if f not in before]  # type: ignore[attr-defined]
         with open(os.path.join(self.log_dir, f"{script.stem}-{uuid.uuid4().hex[:6]}.log"), "w") as f:
             f.write(f"$ {' '.join(cmd)}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
         if check and proc.returncode != 0:
@@ -140,8 +142,9 @@ class SparkCluster:
     def failure_report(self, driver_stderr: str | None, before: set | None = None, stdout: str | None = None) -> str:
         parts = []
         if stdout:
-            parts.append(f"--- driver stdout (tail)\n{_tail_text(stdout, 20)}")
-        parts.append(f"--- driver stderr (tail)\n{_tail_text(driver_stderr)}")
+            # a PySpark driver's Python traceback and logging go to spark-submit's stdout
+            parts.append(f"--- driver stdout (tail)\n{_tail_text(stdout, 60)}")
+        parts.append(f"--- driver stderr (tail)\n{_tail_text(driver_stderr, 40)}")
         files = self.executor_stderrs()
         new = [f for f in files if f not in (before or set())] or files[-2:]
         for f in new:

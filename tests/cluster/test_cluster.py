@@ -10,6 +10,11 @@ import pytest
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
 
+def _workers_used(cluster, proc) -> set[str]:
+    """The workers (worker-1, worker-2) that ran executors for this spark-submit."""
+    return {os.path.relpath(f, cluster.root).split(os.sep)[2] for f in proc.executor_stderrs}
+
+
 def test_executors_do_not_see_the_driver_tmp_but_see_the_shared_dir(cluster):
     out = cluster.result(cluster.submit("isolation.py", cluster.shared_dir, timeout=180))
     tasks = out["tasks"]
@@ -25,10 +30,11 @@ def test_executors_do_not_see_the_driver_tmp_but_see_the_shared_dir(cluster):
 def fitted(cluster):
     """fit_save.py's result: the Pipeline fitted with Horovod on the cluster and saved to the shared dir."""
     proc = cluster.submit("fit_save.py", cluster.shared_dir, timeout=600)
-    return cluster.result(proc)
+    return {**cluster.result(proc), "workers": sorted(_workers_used(cluster, proc))}
 
 
 def test_horovod_pipeline_fits_and_saves_to_shared_storage(cluster, fitted):
+    assert fitted["workers"] == ["worker-1", "worker-2"], fitted
     assert fitted["accuracy"] >= 0.9, fitted
     assert fitted["rows"] > 300
     assert os.path.isdir(os.path.join(cluster.shared_dir, "model", "stages"))
@@ -53,9 +59,12 @@ def test_fit_without_store_path_fails_fast_naming_store_path(cluster):
 
 def test_train_job_on_the_cluster(cluster):
     output = os.path.join(cluster.shared_dir, "train-out")
-    cluster.submit("jobs/train.py", "--config", "conf/default.yaml", "--overwrite", "--output", output,
-                   "--set", f"model.storePath={cluster.shared_dir}/store2", "--set", "tracking.enabled=false",
-                   timeout=600)
+    proc = cluster.submit("jobs/train.py", "--config", "conf/default.yaml", "--overwrite", "--output", output,
+                          "--set", f"model.storePath={cluster.shared_dir}/store2", "--set", "tracking.enabled=false",
+                          timeout=600)
+    assert _workers_used(cluster, proc) == {"worker-1", "worker-2"}, (
+        "the job got no executors on the cluster: it ignored spark-submit's --master "
+        "(conf/default.yaml says spark.master: local[2])")
     assert os.path.isdir(os.path.join(output, "model"))
     with open(os.path.join(output, "metrics.json")) as f:
         metrics = json.load(f)

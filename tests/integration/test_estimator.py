@@ -38,7 +38,11 @@ def test_pipeline_horovod_two_processes_reaches_095(digits_columns, tmp_path):
     assert accuracy(model.transform(test)) >= 0.95
     history = keras_model.getHistory()
     assert len(history["loss"]) == 15 and len(history["val_accuracy"]) == 15
-    # each of the two ranks read its own half of the training rows
+    # each of the two ranks read its own half of the training rows, not all of them
+    rows = keras_model.fitInfo["rows_read_per_rank"]
+    total = train.count()
+    assert len(rows) == 2 and 0.8 * total <= sum(rows) <= total  # the training rows: all but validationSplit
+    assert all(abs(r - sum(rows) / 2) <= 0.1 * sum(rows) for r in rows), rows
     assert keras_model.fitInfo["data"]["reused"] is False
 
 
@@ -74,6 +78,33 @@ def test_transform_errors_name_the_column_before_any_job(local_fit, digits_colum
         keras_model.transform(scored.drop("probability"))
     with pytest.raises(ValueError, match="holds no trained network"):
         KerasModel().transform(test)
+
+
+def test_transforms_of_one_model_share_one_broadcast(local_fit, digits_columns, tmp_path, monkeypatch):
+    model, _ = local_fit
+    _, test = digits_columns
+    model.stages[-1].save(str(tmp_path / "stage"))
+    keras_model = KerasModel.load(str(tmp_path / "stage"))  # a model that has not transformed yet
+    scaled = model.transform(test).select("scaled")
+    sc = test.sparkSession.sparkContext
+    created = []
+
+    def recording_broadcast(value):
+        created.append(broadcast(value))
+        return created[-1]
+
+    broadcast = sc.broadcast
+    monkeypatch.setattr(sc, "broadcast", recording_broadcast)
+    first = keras_model.transform(scaled).select("prediction").collect()
+    assert len(created) == 1
+    second = keras_model.transform(scaled).select("prediction").collect()
+    assert len(created) == 1, "the second transform broadcast the model again"
+    assert first == second
+    # the model's transform-time columns stay settable, and renaming them needs no new broadcast
+    renamed = keras_model.setPredictionCol("p").transform(scaled)
+    assert [r.p for r in renamed.select("p").collect()] == [r.prediction for r in first]
+    assert len(created) == 1
+    assert not hasattr(keras_model, "setOutputKind") and not hasattr(keras_model, "setEpochs")
 
 
 def test_pipeline_save_load_gives_identical_predictions(local_fit, digits_columns, tmp_path):
@@ -195,12 +226,28 @@ def test_reduce_lr_on_plateau_lowers_the_rate(digits, tmp_path):
     assert lrs[-1] < lrs[0]
 
 
-def test_early_stopping_stops_and_keeps_the_best_epoch(digits, tmp_path):
-    train, _ = digits
-    # sgd at a huge rate diverges at once, so val_loss never improves after the first epoch.
-    model = KerasEstimator(backend="local", epochs=20, optimizer="sgd", learningRate=50.0, earlyStoppingPatience=2,
-                           storePath=str(tmp_path)).fit(train)
-    assert len(model.getHistory()["loss"]) < 20
+def test_early_stopping_stops_and_keeps_the_best_epoch(spark, tmp_path):
+    import pandas as pd
+    import tensorflow as tf
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x, y = (d.data / 16.0).astype(np.float32), d.target
+    # validation rows marked by hand, so the test can score exactly the rows fit validated on
+    is_val = np.arange(len(y)) % 5 == 0
+    df = spark.createDataFrame(pd.DataFrame({"features": [row.tolist() for row in x.astype(np.float64)],
+                                             "label": y.astype(np.float64), "isVal": is_val}))
+    # adam at a rate this high gains for an epoch or two, then val_loss goes up and down
+    model = KerasEstimator(backend="local", epochs=20, optimizer="adam", learningRate=0.05, batchSize=64,
+                           earlyStoppingPatience=2, validationCol="isVal", seed=1,
+                           storePath=str(tmp_path)).fit(df)
+    val_loss = model.getHistory()["val_loss"]
+    best = int(np.nanargmin(val_loss))
+    assert len(val_loss) < 20 and best == len(val_loss) - 3, val_loss  # stopped 2 epochs after the best
+    returned = float(tf.keras.losses.SparseCategoricalCrossentropy()(
+        y[is_val], model.getKerasModel().predict(x[is_val], verbose=0)))
+    assert returned == pytest.approx(val_loss[best], rel=1e-4)
+    assert returned != pytest.approx(val_loss[-1], rel=1e-3), "the model holds the last epoch's weights"
 
 
 def test_set_model_trains_a_hand_built_network(digits, tmp_path):

@@ -40,8 +40,11 @@ def train_output(tmp_path_factory):
     return out, done
 
 
-def test_train_job_writes_model_metrics_plots_report_and_mlflow_run(train_output):
+def test_train_job_writes_model_metrics_plots_report_and_mlflow_run(spark, train_output):
+    import mlflow
     from mlflow.tracking import MlflowClient
+
+    from deepflash import KerasModel
 
     out, done = train_output
     assert (out / "model" / "metadata").is_dir() and (out / "model" / "stages").is_dir()
@@ -55,9 +58,15 @@ def test_train_job_writes_model_metrics_plots_report_and_mlflow_run(train_output
         assert png_size(out / "plots" / name)[0] >= 600
     assert (out / "report.html").stat().st_size > 20000
     assert not list(out.parent.glob("train.tmp-*")), "a temporary output directory was left behind"
-    run_id = json.loads((out / "run.json").read_text())["mlflow_run_id"]
-    run = MlflowClient().get_run(run_id)
-    assert run.info.status == "FINISHED"
+    run_json = json.loads((out / "run.json").read_text())
+    assert set(run_json) == {"mlflow_run_id", "model_uri"}
+    run_id = run_json["mlflow_run_id"]
+    run = MlflowClient().get_run(run_id)  # a real run in the tracking store the job logged to
+    assert run.info.status == "FINISHED" and mlflow.active_run() is None
+    # the model_uri is this run's model, and it loads as the fitted pipeline
+    assert mlflow.models.get_model_info(run_json["model_uri"]).run_id == run_id
+    loaded = mlflow.spark.load_model(run_json["model_uri"])
+    assert isinstance(loaded.stages[-1], KerasModel) and loaded.stages[-1].getInputDim() == 64
     assert run.data.params["optimizer"] == "adam" and run.data.params["numProc"] == "2"
     assert run.data.metrics["test.accuracy"] == pytest.approx(metrics["test"]["accuracy"])
     assert len(MlflowClient().get_metric_history(run_id, "val_accuracy")) == 4
@@ -117,7 +126,7 @@ def test_predict_scores_parquet_with_the_saved_model(spark, train_output, digits
     assert accuracy(scored) >= 0.85
     with pytest.raises(FileExistsError):
         cli.predict({}, str(train_output[0] / "model"), source, None, str(target))
-    with pytest.raises(FileNotFoundError, match="no saved model there"):
+    with pytest.raises(FileNotFoundError, match="no saved model at file:"):
         cli.predict({}, str(tmp_path / "nope"), source, None, str(tmp_path / "o2"))
 
 

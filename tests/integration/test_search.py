@@ -58,15 +58,28 @@ def test_search_is_a_parent_mlflow_run_with_a_nested_run_per_trial(tpe_search):
     assert len(history) >= 1 and [m.step for m in history] == list(range(len(history)))
     assert "optimizer" in ok_child.data.params
     failed = [c for c in children if c.data.tags["deepflash.status"] == "fail"]
-    assert all("conv2d" in c.data.tags["deepflash.error"] for c in failed)
+    assert len(failed) == (tpe_search.trials["status"] == "failed").sum() >= 1
+    for child in failed:
+        assert child.info.status == "FAILED"
+        assert "conv2d" in child.data.tags["deepflash.error"]
+        # the whole traceback, not only the message: it ends with the error and names the frames
+        trace = child.data.tags["deepflash.traceback"]
+        assert trace.startswith("Traceback (most recent call last)") and "conv2d" in trace.splitlines()[-1]
+        assert "build_model" in trace
+    assert parent.info.status == "FINISHED"
     assert parent.data.metrics["best_metric"] == pytest.approx(tpe_search.trials["metric"].max())
 
 
 def test_failed_trials_are_recorded_with_their_error(tpe_search):
     table = tpe_search.trials
     failed = table[table["status"] == "failed"]
+    # exactly the trials that drew the impossible conv2d network failed, and at least one did
+    assert len(failed) >= 1
+    assert set(failed["trial"]) == set(table[table["layers"].str.contains("conv2d")]["trial"])
     for _, row in failed.iterrows():
-        assert "conv2d" in row["error"]
+        assert row["error"].startswith("Traceback (most recent call last)")
+        assert "conv2d" in row["error"].splitlines()[-1]
+    assert table[table["status"] == "ok"]["error"].isna().all()
     assert set(table["status"]) <= {"ok", "failed"}
     assert {"trial", "metric", "epochs", "seconds", "status", "error", "learningRate", "optimizer"} <= set(table.columns)
 
@@ -97,12 +110,27 @@ def test_grid_evaluates_every_point_in_order(digits, tmp_path):
         found.transform(train)
 
 
-def test_all_trials_failing_says_so(digits, tmp_path):
+def test_all_trials_failing_says_so_and_ends_the_parent_run_failed(digits, tmp_path):
+    import time
+
+    import mlflow
+
     train, _ = digits
     est = KerasEstimator(backend="local", epochs=1, storePath=str(tmp_path))
     space = {"layers": {"choice": [[{"type": "conv1d", "filters": 2, "kernel_size": 3}]]}}
-    with pytest.raises(RuntimeError, match=r"all 2 trials failed; the first error: .*conv1d"):
+    started_ms = int(time.time() * 1000)
+    with pytest.raises(RuntimeError, match=r"all 2 trials failed; the first error: .*conv1d") as raised:
         HyperoptSearch(estimator=est, space=space, algo="random", maxEvals=2).fit(train)
+    assert "Traceback (most recent call last)" in str(raised.value)
+    assert mlflow.active_run() is None
+    parents = mlflow.search_runs(search_all_experiments=True, output_format="list",
+                                 filter_string=f"tags.mlflow.runName = 'search-random' "
+                                               f"and attributes.start_time >= {started_ms}")
+    assert len(parents) == 1 and parents[0].info.status == "FAILED"
+    children = mlflow.search_runs(search_all_experiments=True, output_format="list",
+                                  filter_string=f"tags.mlflow.parentRunId = '{parents[0].info.run_id}'")
+    assert len(children) == 2 and {c.info.status for c in children} == {"FAILED"}
+    assert all("conv1d" in c.data.tags["deepflash.traceback"] for c in children)
 
 
 @pytest.mark.parametrize("kwargs, error, match", [

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from deepflash import KerasEstimator, KerasModel
-from deepflash.params import BACKENDS, SHARED_PARAM_NAMES, TASKS
+from deepflash.params import BACKENDS, SHARED_PARAM_NAMES, TASKS, TRANSFORM_PARAM_NAMES
 
 
 def cap(name: str) -> str:
@@ -98,14 +98,29 @@ def test_setters_chain():
     assert (est.getEpochs(), est.getBatchSize(), est.getOptimizer()) == (2, 8, "nadam")
 
 
-def test_model_has_accessors_for_learned_params():
+def test_model_has_getters_for_learned_params():
     model = KerasModel()
     assert model.getOutputKind() == "multiclass"
     assert model.getNumClasses() == 0
     assert model.getHistory() == {}
     assert not model.isDefined(model.inputDim)
-    assert model.setInputDim(10).setNumClasses(3).setOutputKind("MULTICLASS") is model
+    model._set(inputDim=10, numClasses=3, outputKind="MULTICLASS")  # as fit sets them
     assert (model.getInputDim(), model.getNumClasses(), model.getOutputKind()) == (10, 3, "multiclass")
+
+
+def test_fitted_model_has_setters_only_for_transform_time_params():
+    """As in pyspark Models: setting epochs on a trained model would change nothing, and setting
+    outputKind would make transform misread the network's output."""
+    model = KerasModel()
+    for param in model.params:
+        assert callable(getattr(model, "get" + cap(param.name))), param.name
+        assert hasattr(model, "set" + cap(param.name)) == (param.name in TRANSFORM_PARAM_NAMES), param.name
+    for name in ("setOutputKind", "setNumClasses", "setInputDim", "setEpochs", "setLabelCol", "setLayers"):
+        assert not hasattr(KerasModel, name), name
+    for name in TRANSFORM_PARAM_NAMES:
+        value, expected = VALID[name]
+        assert getattr(model, "set" + cap(name))(value) is model
+        assert getattr(model, "get" + cap(name))() == expected
 
 
 def test_model_without_network_says_so():
@@ -342,13 +357,16 @@ def test_stage_setters_return_self(cls):
         assert not MODEL_ONLY & set(names)
     for name in names:
         value, expected = VALID[name]
-        assert getattr(stage, "set" + cap(name))(value) is stage, name
+        if hasattr(stage, "set" + cap(name)):
+            assert getattr(stage, "set" + cap(name))(value) is stage, name
+        else:
+            stage._set(**{name: value})
         assert getattr(stage, "get" + cap(name))() == expected, name
 
 
 @pytest.mark.parametrize("cls", STAGES)
 def test_stage_explain_params(cls):
-    stage = cls().setEpochs(7)
+    stage = cls()._set(epochs=7)
     text = stage.explainParams()
     for param in stage.params:
         assert param.doc, param.name
@@ -360,13 +378,13 @@ def test_stage_explain_params(cls):
 def test_stage_instances_do_not_share_state(cls):
     a, b = cls(), cls()
     assert a.uid != b.uid
-    a.setEpochs(2)
+    a.setPredictionCol("p")._set(epochs=2)
     a.getMetrics().append("x")
-    assert b.getEpochs() == 10
+    assert (b.getEpochs(), b.getPredictionCol()) == (10, "prediction")
     assert b.getMetrics() == []
 
 
 @pytest.mark.parametrize("cls", STAGES)
 def test_stage_rejects_bad_values(cls):
     with pytest.raises(ValueError, match=re.escape("`epochs` == -1, must be >= 1")):
-        cls().setEpochs(-1)
+        cls()._set(epochs=-1)

@@ -54,8 +54,14 @@ def run_trial(values: dict, plan: dict, metric: str, mode: str, metric_epoch: st
                 "epochs": len(losses), "seconds": time.time() - started, "params": values_for_table(values),
                 "num_params": num_params, "latency_ms": latency_ms}
     except Exception as e:  # a failed trial is a result, not the end of the search
-        return {"status": "fail", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(limit=5),
-                "seconds": time.time() - started, "params": values_for_table(values)}
+        return failure(e, time.time() - started, values_for_table(values))
+
+
+def failure(error: Exception, seconds: float, params: dict) -> dict:
+    """A failed trial's result: the error in one line, and the whole traceback (the innermost frames
+    say where a layer or the loss broke) for the trials table and MLflow."""
+    return {"status": "fail", "error": f"{type(error).__name__}: {error}",
+            "traceback": "".join(traceback.format_exception(error)), "seconds": seconds, "params": params}
 
 
 def batch_latency_ms(model, batch_size: int, input_dim: int, repeats: int = 5) -> float:
@@ -85,7 +91,7 @@ def make_objective(base_values: dict, plan: dict, metric: str, mode: str, metric
         try:
             values = {**base_values, **to_params(sample, base_values["layers"])}
         except Exception as e:
-            return {"status": "fail", "error": f"{type(e).__name__}: {e}", "seconds": 0.0, "params": dict(sample)}
+            return failure(e, 0.0, dict(sample))
         return run_trial(values, plan, metric, mode, metric_epoch)
 
     return objective

@@ -187,8 +187,7 @@ class HyperoptSearch(Estimator, _SearchParams, MLReadable, MLWritable):
         self.estimator._validate_params()
 
     def _fit(self, dataset: DataFrame) -> "HyperoptSearchModel":
-        from hyperopt import SparkTrials, Trials, anneal, fmin, hp, rand, tpe
-        from hyperopt.exceptions import AllTrialsFailed
+        from hyperopt import anneal, hp, rand, tpe
 
         from deepflash.backends import get_backend
 
@@ -220,64 +219,73 @@ class HyperoptSearch(Estimator, _SearchParams, MLReadable, MLWritable):
                     "random": rand.suggest, "anneal": anneal.suggest}[algo_name]
             fn = objective
         timeout = self.getOrDefault(self.timeout) if self.isDefined(self.timeout) else None
-        if parallelism > 1:
-            trials = SparkTrials(parallelism=parallelism, timeout=timeout, spark_session=spark)
-        else:
-            trials = Trials()
         log.info("search: %s over %s, %d trials, parallelism %d, metric %s (%s)", algo_name, ", ".join(space),
                  max_evals, parallelism, metric, mode)
         tracker = SearchTracker(self.getTrack())
         tracker.start(f"search-{algo_name}", {"algo": algo_name, "maxEvals": max_evals, "parallelism": parallelism,
                                               "metric": metric, "mode": mode, "space": space})
-        progress = _Progress(max_evals, mode, metric, tracker)
+        # The parent run ends FAILED (KILLED on Ctrl-C) when anything below raises, refit included.
+        try:
+            trials = self._run_trials(spark, fn, hyperopt_space, algo, max_evals, timeout,
+                                      _Progress(max_evals, mode, metric, tracker))
+            table = trials_table(trials)
+            ok = table[table["status"] == "ok"]
+            if ok.empty:
+                raise RuntimeError(f"all {len(table)} trials failed; the first error: {_first_error(trials)}")
+            best_row = ok.loc[ok["metric"].idxmax() if mode == "max" else ok["metric"].idxmin()]
+            best_result = next(t for t in trials.trials if t["tid"] == best_row["trial"])["result"]
+            log.info("search done in %.0fs: best %s %.4f (trial %d), %d of %d trials ok", time.time() - started,
+                     metric, best_row["metric"], best_row["trial"], len(ok), len(table))
+            best_model = None
+            if self.getRefit():
+                best_est = est.copy()
+                best_est._set(**best_result["params"])
+                best_model = best_est.fit(dataset)
+        except BaseException as e:
+            tracker.end(None, e)
+            raise
+        run_id = tracker.parent_id
+        tracker.end(best_result)
+
+        found = HyperoptSearchModel()
+        self._copyValues(found)
+        found._set_results(best_model, best_result["params"], table)
+        found.mlflowRunId = run_id
+        return found
+
+    def _run_trials(self, spark, fn, hyperopt_space, algo, max_evals: int, timeout: float | None, progress):
+        """Runs fmin in a job group of its own; returns the hyperopt Trials, failed trials included."""
+        from hyperopt import SparkTrials, Trials, fmin
+        from hyperopt.exceptions import AllTrialsFailed
+
+        parallelism = self.getParallelism()
+        if parallelism > 1:
+            trials = SparkTrials(parallelism=parallelism, timeout=timeout, spark_session=spark)
+        else:
+            trials = Trials()
         sc = spark.sparkContext
         # SparkTrials launches its trial jobs in the caller's job group. Our own group lets us cancel
         # (and interrupt) whatever is still running when fmin returns: a timeout, an error, Ctrl-C.
         group = f"deepflash-search-{uuid.uuid4().hex[:12]}"
         previous = {key: sc.getLocalProperty(key) for key in
                     ("spark.jobGroup.id", "spark.job.description", "spark.job.interruptOnCancel")}
-        sc.setJobGroup(group, f"deepflash {algo_name} search trials", interruptOnCancel=True)
+        sc.setJobGroup(group, f"deepflash {self.getAlgo()} search trials", interruptOnCancel=True)
         try:
             try:
+                # return_argmin=False: with it, a timeout before any trial finished raises a bare
+                # Exception; without it, the caller reports the unfinished trials.
                 fmin(fn, hyperopt_space, algo=algo, max_evals=max_evals, trials=trials, timeout=timeout,
-                     rstate=np.random.default_rng(self.getSeed()), early_stop_fn=progress, show_progressbar=False)
+                     rstate=np.random.default_rng(self.getSeed()), early_stop_fn=progress, show_progressbar=False,
+                     return_argmin=False)
             except AllTrialsFailed:
-                pass  # reported below with the first trial's error, which hyperopt does not show
+                pass  # reported by the caller with the first trial's error, which hyperopt does not show
             progress(trials)  # trials that finished after hyperopt's last call
-        except BaseException:
-            tracker.end(None)
-            raise
         finally:
             if parallelism > 1:
                 sc.cancelJobGroup(group)
             for key, value in previous.items():
                 sc.setLocalProperty(key, value)
-
-        table = trials_table(trials)
-        ok = table[table["status"] == "ok"]
-        if ok.empty:
-            tracker.end(None)
-            first = table["error"].dropna()
-            raise RuntimeError(f"all {len(table)} trials failed; the first error: "
-                               f"{first.iloc[0] if len(first) else 'none recorded (timeout?)'}")
-        best_row = ok.loc[ok["metric"].idxmax() if mode == "max" else ok["metric"].idxmin()]
-        best_trial = next(t for t in trials.trials if t["tid"] == best_row["trial"])
-        best_params = best_trial["result"]["params"]
-        run_id = tracker.parent_id
-        tracker.end(best_trial["result"])
-        log.info("search done in %.0fs: best %s %.4f (trial %d), %d of %d trials ok", time.time() - started,
-                 metric, best_row["metric"], best_row["trial"], len(ok), len(table))
-
-        best_model = None
-        if self.getRefit():
-            best_est = est.copy()
-            best_est._set(**best_params)
-            best_model = best_est.fit(dataset)
-        found = HyperoptSearchModel()
-        self._copyValues(found)
-        found._set_results(best_model, best_params, table)
-        found.mlflowRunId = run_id
-        return found
+        return trials
 
     @classmethod
     def read(cls):
@@ -315,21 +323,48 @@ def _unwrap_grid(objective):
     return fn
 
 
-def trials_table(trials) -> pd.DataFrame:
-    """One row per trial: params, metric, final metrics, epochs, seconds, status and error."""
-    rows = []
-    # every trial doc, including those SparkTrials cancelled at a timeout (hyperopt's `trials.trials`
-    # leaves cancelled and errored docs out)
-    for t in sorted(getattr(trials, "_dynamic_trials", trials.trials), key=lambda t: t["tid"]):
+def _all_trials(trials) -> list[dict]:
+    """Every trial doc by tid, including those SparkTrials cancelled at a timeout or lost to a failed
+    Spark task (hyperopt's ``trials.trials`` leaves cancelled and errored docs out)."""
+    return sorted(getattr(trials, "_dynamic_trials", trials.trials), key=lambda t: t["tid"])
+
+
+def _trial_error(trial: dict) -> str | None:
+    """A failed trial's traceback (which ends with its error), or why it has no result."""
+    from hyperopt.base import JOB_STATE_ERROR
+
+    result = trial.get("result") or {}
+    status = result.get("status")
+    if status == "ok":
+        return None
+    if status == "fail":
+        return result.get("traceback") or result.get("error")
+    error = (trial.get("misc") or {}).get("error")
+    if trial.get("state") == JOB_STATE_ERROR and error:
+        return f"the trial's Spark task failed: {error[0]}\n{error[1] or ''}".rstrip()
+    return "cancelled or not finished (timeout)"
+
+
+def _first_error(trials) -> str:
+    """The first failed trial's error message, then its traceback."""
+    for t in _all_trials(trials):
         result = t.get("result") or {}
-        status = result.get("status")
-        row = {"trial": t["tid"], "status": "ok" if status == "ok" else "failed",
+        error = _trial_error(t)
+        if error is not None:
+            return f"{result['error']}\n{error}" if result.get("error") and result["error"] != error else error
+    return "none recorded (timeout?)"
+
+
+def trials_table(trials) -> pd.DataFrame:
+    """One row per trial: params, metric, final metrics, epochs, seconds, status and error (a failed
+    trial's traceback, whose last line is the error)."""
+    rows = []
+    for t in _all_trials(trials):
+        result = t.get("result") or {}
+        row = {"trial": t["tid"], "status": "ok" if result.get("status") == "ok" else "failed",
                "metric": result.get("metric", np.nan), "epochs": result.get("epochs", 0),
                "seconds": result.get("seconds", np.nan), "num_params": result.get("num_params", np.nan),
-               "latency_ms": result.get("latency_ms", np.nan),
-               "error": result.get("error") if status != "ok" else None}
-        if status not in ("ok", "fail"):
-            row["error"] = "cancelled or not finished (timeout)"
+               "latency_ms": result.get("latency_ms", np.nan), "error": _trial_error(t)}
         for k, v in (result.get("params") or {}).items():
             row[k] = v if not isinstance(v, (list, dict)) else str(v)
         for k, v in (result.get("final") or {}).items():
