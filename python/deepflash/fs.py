@@ -230,6 +230,14 @@ def remove(uri: str) -> None:
         fs.delete_file(path)
 
 
+def rename(src: str, dest: str) -> None:
+    """Renames ``src`` to a ``dest`` that does not exist yet (same filesystem)."""
+    fs, src_path = resolve(src)
+    _, dest_path = resolve(dest)
+    makedirs(parent(dest))
+    fs.move(src_path, dest_path)
+
+
 def temp_sibling(uri: str, tag: str = "tmp") -> str:
     """A fresh name next to ``uri`` that no one else uses (``.<name>.<tag>-<random>``)."""
     return join(parent(uri), f".{basename(uri)}.{tag}-{uuid.uuid4().hex[:12]}")

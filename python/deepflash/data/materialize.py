@@ -67,10 +67,16 @@ def materialize(prepared: DataFrame, summary: DataSummary, store: Store, num_pro
     tmp = store.temp_dir(key)
     data = prepared.select(F.col(FEATURES), F.col(LABEL).cast("float").alias(LABEL), F.col(IS_VALIDATION))
     try:
-        train = data.filter(~F.col(IS_VALIDATION)).drop(IS_VALIDATION)
-        val = data.filter(F.col(IS_VALIDATION)).drop(IS_VALIDATION)
-        train.repartition(files).write.parquet(fs.join(tmp, "train"))
-        val.coalesce(1).write.parquet(fs.join(tmp, "val"))
+        # One job, one pass over the input: each task writes its rows of both splits, then the
+        # two partition directories are renamed to train/ and val/ (an empty split gets an empty dir).
+        data.repartition(files).write.partitionBy(IS_VALIDATION).parquet(fs.join(tmp, "split"))
+        for value, name in (("false", "train"), ("true", "val")):
+            written = fs.join(tmp, "split", f"{IS_VALIDATION}={value}")
+            if fs.exists(written):
+                fs.rename(written, fs.join(tmp, name))
+            else:
+                fs.makedirs(fs.join(tmp, name))
+        fs.remove(fs.join(tmp, "split"))
         meta = {"train_rows": summary.rows - summary.val_rows, "val_rows": summary.val_rows,
                 "num_files": files, **summary.to_json()}
         store.write_json(fs.join(tmp, "meta.json"), meta)
