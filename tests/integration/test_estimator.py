@@ -153,22 +153,6 @@ def test_same_seed_repeats_the_run(digits, tmp_path):
         np.allclose(fits[0].getHistory()["loss"], fits[1].getHistory()["loss"])
 
 
-def test_resume_from_checkpoint(digits, tmp_path):
-    train, _ = digits
-    store = str(tmp_path)
-    first = KerasEstimator(backend="local", epochs=2, seed=3, runId="resume-me", storePath=store).fit(train)
-    assert (tmp_path / "runs" / "resume-me" / "checkpoint.npz").exists()
-    second = KerasEstimator(backend="local", epochs=4, seed=3, runId="resume-me", storePath=store).fit(train)
-    assert second.fitInfo["initial_epoch"] == 2
-    h1, h2 = first.getHistory(), second.getHistory()
-    assert len(h2["loss"]) == 4
-    assert h2["loss"][:2] == h1["loss"][:2]           # the first two epochs were not run again
-    assert h2["loss"][3] < h1["loss"][0]
-    # a different network under the same runId is refused instead of resumed onto wrong weights
-    with pytest.raises(ValueError, match="resume-me"):
-        KerasEstimator(backend="local", epochs=5, layers="simple", runId="resume-me", storePath=store).fit(train)
-
-
 def test_run_without_run_id_leaves_no_checkpoint(digits, tmp_path):
     train, _ = digits
     KerasEstimator(backend="local", epochs=1, storePath=str(tmp_path)).fit(train)
