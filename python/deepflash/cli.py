@@ -31,8 +31,11 @@ def _spark(config: dict):
 
     builder = SparkSession.builder.appName("deepflash")
     spark_conf = config.get("spark") or {}
-    # spark-submit's --master wins; the config's master applies when the job is started without one.
-    if spark_conf.get("master") and not SparkConf().contains("spark.master"):
+    # spark-submit's --master wins; the config's master applies when the job is started without
+    # spark-submit (e.g. `deepflash train`). A driver started by spark-submit finds its JVM through
+    # PYSPARK_GATEWAY_PORT; SparkConf() cannot tell, as it is read before that JVM is reached.
+    submitted = "PYSPARK_GATEWAY_PORT" in os.environ or SparkConf().contains("spark.master")
+    if spark_conf.get("master") and not submitted:
         builder = builder.master(spark_conf["master"])
     for key, value in (spark_conf.get("conf") or {}).items():
         builder = builder.config(key, str(value))
