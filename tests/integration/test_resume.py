@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 LAYERS = [{"type": "dense", "units": 32, "activation": "relu"}]
 # Chosen so that ReduceLROnPlateau lowers the rate within 4 epochs on each backend (asserted below).
 LOCAL = dict(backend="local", learningRate=0.2, earlyStoppingMonitor="val_accuracy")
-HOROVOD = dict(backend="horovod", numProc=2, learningRate=0.2, earlyStoppingMonitor="val_accuracy")
+HOROVOD = dict(backend="horovod", numProc=2, learningRate=0.3, batchSize=128, earlyStoppingMonitor="val_accuracy")
 
 
 def estimator(store: str, **params) -> KerasEstimator:
@@ -163,11 +163,13 @@ def test_horovod_resume_is_exact(digits, store, horovod_reference):
     assert resumed.getHistory()["loss"][:2] == first.getHistory()["loss"]
 
 
+# Horovod's Spark thread raises too when the job of a crashed rank is cancelled: expected here.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_horovod_rank_crash_resumes_from_last_checkpoint(digits, store, horovod_reference, tmp_path, monkeypatch):
     train, _ = digits
     marker = tmp_path / "crashed"
     monkeypatch.setenv(CRASH_ENV, f"rank=1,epoch=3,marker={marker}")
-    with pytest.raises(Exception):
+    with pytest.raises(RuntimeError):
         estimator(store, epochs=4, runId="hvd-crash", **HOROVOD).fit(train)
     assert marker.exists()
     assert checkpoint_state(store, "hvd-crash")["epoch"] == 2   # written before any rank started epoch 3

@@ -20,6 +20,7 @@ def _no_temp_files(root) -> bool:
 # --- qualify: Spark's rule, without a SparkContext (workers, before Spark starts) --------------
 
 def test_plain_paths_without_spark_are_local_uris(tmp_path, monkeypatch):
+    monkeypatch.setattr(fs, "_active_hadoop_conf", lambda: None)  # as on a worker, even if a test started Spark
     monkeypatch.chdir(tmp_path)
     assert fs.qualify("/data/x") == "file:///data/x"
     assert fs.qualify("rel/x") == f"file://{tmp_path}/rel/x"
@@ -30,6 +31,7 @@ def test_plain_paths_without_spark_are_local_uris(tmp_path, monkeypatch):
 
 
 def test_dbfs_maps_to_the_fuse_mount(monkeypatch, tmp_path):
+    monkeypatch.delenv(fs.DBFS_ROOT_ENV, raising=False)
     assert fs.qualify("dbfs:/ml/store") == "file:///dbfs/ml/store"
     monkeypatch.setenv(fs.DBFS_ROOT_ENV, str(tmp_path))
     assert fs.qualify("dbfs:/ml/store") == f"file://{tmp_path}/ml/store"
