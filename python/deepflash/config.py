@@ -194,7 +194,7 @@ def _check_model(values: Any) -> dict:
         except (TypeError, ValueError) as e:
             raise ConfigError(f"model.layers: {e}") from None
     try:  # cross-param rules (loss against task, monitor against validation)
-        KerasEstimator(**checked)._validate_params()
+        KerasEstimator(**checked).validateParams()
     except (TypeError, ValueError) as e:
         named = re.match(r"`(\w+)`", str(e))  # the message names the param it is about
         where = f"model.{named.group(1)}" if named and named.group(1) in checked else "model"

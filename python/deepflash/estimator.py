@@ -1,6 +1,7 @@
 """KerasEstimator: validate -> materialize -> backend.run(remote.train) -> KerasModel."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -14,11 +15,13 @@ from pyspark.ml.util import MLReadable, MLWritable
 from pyspark.sql import DataFrame
 
 from deepflash import remote
-from deepflash.backends import get_backend
+from deepflash import fs
+from deepflash.backends import Backend, get_backend
 from deepflash.data.materialize import materialize
 from deepflash.data.schema import prepare, summarize
 from deepflash.keras_io import model_from_bytes, model_to_bytes
 from deepflash.model import KerasModel
+from deepflash.plan import FitInfo, FitPlan
 from deepflash.networks import build_model, check_loss, check_optimizer, resolve_layers, resolve_loss, validate_layers
 from deepflash.params import SHARED_PARAM_NAMES, _KerasParams, add_accessors
 from deepflash.persistence import KerasStageReader, KerasStageWriter
@@ -116,8 +119,8 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
         return KerasStageWriter(self)
 
     # --- fit ----------------------------------------------------------------------------
-    def _validate_params(self) -> None:
-        """Checks that need several Params together, before any Spark job."""
+    def validateParams(self) -> None:
+        """Checks that need several Params together; raises ValueError naming them. No Spark job."""
         check_optimizer(self.getOptimizer())
         check_loss(self.getLoss())
         if self._model_bytes is None:
@@ -162,18 +165,33 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
                              f"{output_kind} task on this data needs {want}")
         return model
 
-    def _values(self) -> dict:
-        """Every shared Param's value by name, plus the folded seed: what remote code receives."""
+    def paramValues(self) -> dict:
+        """Every shared Param's value by name (the seed folded into [0, 2**31)): the plain,
+        picklable form that training processes and search trials receive."""
         values = {name: self.getOrDefault(getattr(self, name)) for name in SHARED_PARAM_NAMES
                   if self.isDefined(getattr(self, name))}
         values["seed"] = self._seed()
         return values
 
-    def _plan(self, dataset: DataFrame, num_proc: int) -> dict:
-        """Validates the data, then materializes it once: a plain dict any process can use.
+    def plan(self, dataset: DataFrame, numProc: int | None = None) -> FitPlan:
+        """Validates the Params and the data, then materializes the data once in the store.
 
-        Raises before any file is written when the data or the Params are wrong.
+        What :meth:`fitPlanned` (and search trials, the study) train from. Raises before any job
+        or file write when the Params or the columns are wrong, and before any write when the
+        values are (one validation pass).
+
+        Args:
+            dataset: the training DataFrame.
+            numProc: training processes the data is split for; the ``numProc`` Param by default.
+
+        Example:
+            >>> plan = KerasEstimator(epochs=5).plan(train_df)
+            >>> plan.train_rows, plan.num_classes
         """
+        self.validateParams()
+        num_proc = self.getNumProc() if numProc is None else int(numProc)
+        if numProc is None:
+            get_backend(self.getBackend(), num_proc).check(dataset.sparkSession)
         spark = dataset.sparkSession
         user_store = self.getOrDefault(self.storePath) if self.isDefined(self.storePath) else None
         store = Store(user_store or default_store_path(spark))
@@ -196,58 +214,61 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
         # before anything is written.
         self._initial_model(summary.input_dim, summary.output_kind, summary.num_classes)
         data = materialize(prepared, summary, store, num_proc)
-        return {"train_url": data.train_url, "val_url": data.val_url, "train_rows": data.train_rows,
-                "val_rows": data.val_rows, "output_kind": summary.output_kind, "num_classes": summary.num_classes,
-                "input_dim": summary.input_dim, "data_fingerprint": summary.fingerprint, "store_url": store.url(),
-                "reused": data.reused, "write_seconds": data.seconds, "bytes": data.bytes}
+        return FitPlan(train_url=data.train_url, val_url=data.val_url, train_rows=data.train_rows,
+                       val_rows=data.val_rows, output_kind=summary.output_kind, num_classes=summary.num_classes,
+                       input_dim=summary.input_dim, data_fingerprint=summary.fingerprint, store_url=store.url(),
+                       reused=data.reused, write_seconds=data.seconds, bytes=data.bytes)
 
     def _fit(self, dataset: DataFrame) -> KerasModel:
         started = time.time()
-        self._validate_params()
-        backend = get_backend(self.getBackend(), self.getNumProc())
-        backend.check(dataset.sparkSession)
-        plan = self._plan(dataset, backend.num_processes())
-        return self._fit_planned(plan, backend, started)
+        plan = self.plan(dataset)
+        fitted = self.fitPlanned(plan)
+        fitted.fitInfo = dataclasses.replace(fitted.fitInfo, seconds=time.time() - started)
+        return fitted
 
-    def _fit_planned(self, plan: dict, backend, started: float) -> KerasModel:
-        """Trains on already materialized data (``_plan``) and returns the fitted model."""
-        model = self._initial_model(plan["input_dim"], plan["output_kind"], plan["num_classes"])
-        store = Store(plan["store_url"])
-        values = self._values()
+    def fitPlanned(self, plan: FitPlan, backend: Backend | None = None) -> KerasModel:
+        """Trains on data already materialized by :meth:`plan` and returns the fitted model.
+
+        Args:
+            plan: from :meth:`plan` (on the same data and Params).
+            backend: a :class:`~deepflash.backends.Backend`; the one the Params name by default.
+        """
+        started = time.time()
+        backend = backend or get_backend(self.getBackend(), self.getNumProc())
+        model = self._initial_model(plan.input_dim, plan.output_kind, plan.num_classes)
+        store = Store(plan.store_url)
+        values = self.paramValues()
         user_run_id = values.get("runId")
         run_id = user_run_id or uuid.uuid4().hex
         # Checkpoints only where they can be used: a run resumes through the runId its user gave.
-        checkpoint_path = store.join_path(store.run_dir(run_id), remote.CHECKPOINT_FILE) if user_run_id else None
+        checkpoint_path = fs.join(store.run_dir(run_id), remote.CHECKPOINT_FILE) if user_run_id else None
         # Resuming is only safe onto the same architecture, data and training setup.
         fingerprint = hashlib.sha256(json.dumps(
-            {"model": _architecture(model), "data": plan["data_fingerprint"], "loss": values["loss"],
+            {"model": _architecture(model), "data": plan.data_fingerprint, "loss": values["loss"],
              "optimizer": values["optimizer"], "batch": values["batchSize"]}, sort_keys=True).encode()).hexdigest()
         settings = remote.make_settings(values, plan, model_to_bytes(model), run_fingerprint=fingerprint,
                                         run_id=run_id, checkpoint_path=checkpoint_path,
                                         distributed=backend.distributed)
         log.info("fitting %s: %d train / %d val rows, %d features, %s, %d process(es) on backend %s, run %s",
-                 model.name, plan["train_rows"], plan["val_rows"], plan["input_dim"], plan["output_kind"],
+                 model.name, plan.train_rows, plan.val_rows, plan.input_dim, plan.output_kind,
                  backend.num_processes(), backend.name, run_id)
-        results = backend.run(remote.train, (settings,), errors_to=store.join("errors", uuid.uuid4().hex))
-        chief = next(r for r in results if r["rank"] == 0)
-        model.set_weights(chief["weights"])
-        log.info("fit done in %.1fs (read %.1fs, train %.1fs)", time.time() - started,
-                 max(r["read_seconds"] for r in results), max(r["fit_seconds"] for r in results))
+        results = sorted(backend.run(remote.train, (settings,), errors_to=store.join("errors", uuid.uuid4().hex)),
+                         key=lambda r: r.rank)
+        chief = results[0]
+        model.set_weights(chief.weights)
+        read_seconds, fit_seconds = max(r.read_seconds for r in results), max(r.fit_seconds for r in results)
+        log.info("fit done in %.1fs (read %.1fs, train %.1fs)", time.time() - started, read_seconds, fit_seconds)
 
         fitted = KerasModel()
         self._copyValues(fitted)
-        fitted._set(outputKind=plan["output_kind"], numClasses=plan["num_classes"], inputDim=plan["input_dim"],
-                    history=chief["history"])
+        fitted._set(outputKind=plan.output_kind, numClasses=plan.num_classes, inputDim=plan.input_dim,
+                    history=chief.history)
         fitted._set_keras_bytes(model_to_bytes(model), model)
-        fitted.fitInfo = {
-            "run_id": run_id, "data": {"train_url": plan["train_url"], "val_url": plan["val_url"],
-                                       "reused": plan["reused"], "seconds": plan["write_seconds"],
-                                       "bytes": plan["bytes"]},
-            "read_seconds": max(r["read_seconds"] for r in results),
-            "fit_seconds": max(r["fit_seconds"] for r in results),
-            "initial_epoch": chief["initial_epoch"], "seconds": time.time() - started,
-            "rows_read_per_rank": [r["train_rows_read"] for r in sorted(results, key=lambda r: r["rank"])],
-        }
+        fitted.fitInfo = FitInfo(
+            run_id=run_id, data={"train_url": plan.train_url, "val_url": plan.val_url, "reused": plan.reused,
+                                 "seconds": plan.write_seconds, "bytes": plan.bytes},
+            read_seconds=read_seconds, fit_seconds=fit_seconds, initial_epoch=chief.initial_epoch,
+            seconds=time.time() - started, rows_read_per_rank=[r.train_rows_read for r in results])
         return fitted
 
 

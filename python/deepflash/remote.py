@@ -1,7 +1,7 @@
 """The training function that runs in every training process (driver or Spark executor).
 
-Everything it needs arrives in one plain ``settings`` dict built by the estimator: model bytes,
-dataset URLs, hyperparameters. It imports TensorFlow, Horovod and the reader, never the
+Everything it needs arrives in one frozen :class:`TrainSettings` built on the driver by
+:func:`make_settings`: model bytes, dataset URLs, hyperparameters. It imports TensorFlow, Horovod and the reader, never the
 estimator, so it pickles by reference and runs wherever ``deepflash`` is importable.
 
 Checkpoints and exact resume
@@ -34,12 +34,14 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from deepflash.data.readers import get_reader, to_dataset
 from deepflash.keras_io import model_from_bytes
+from deepflash.plan import FitPlan
 from deepflash.store import Store
 
 log = logging.getLogger("deepflash")
@@ -204,37 +206,84 @@ def load_checkpoint(store: Store, path: str, fingerprint: str) -> dict | None:
             "stopped": bool(state.get("stopped", False)), "num_proc": state.get("num_proc")}
 
 
-def make_settings(values: dict, plan: dict, model_bytes: bytes, *, run_fingerprint: str, run_id: str,
-                  checkpoint_path: str | None, distributed: bool, log_prefix: str = "") -> dict:
-    """The settings dict for :func:`train`.
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything one training process needs, built on the driver by :func:`make_settings`."""
+
+    model_bytes: bytes
+    optimizer: str
+    learning_rate: float
+    momentum: float
+    nesterov: bool
+    scale_lr: bool
+    loss: str
+    target_encoding: str
+    num_classes: int
+    metrics: tuple
+    batch_size: int
+    epochs: int
+    seed: int | None
+    train_url: str
+    val_url: str
+    train_rows: int
+    val_rows: int
+    early_stopping_patience: int
+    monitor: str
+    reduce_lr_patience: int
+    reduce_lr_factor: float
+    checkpoint_path: str | None
+    run_fingerprint: str
+    run_id: str
+    store_url: str
+    reader: str
+    verbose: int
+    distributed: bool
+    log_prefix: str = ""
+    threads: int = 0
+
+
+@dataclass
+class TrainResult:
+    """What one training process returns: its history, timings, and on rank 0 the weights."""
+
+    rank: int
+    history: dict
+    initial_epoch: int
+    read_seconds: float
+    fit_seconds: float
+    train_rows_read: int
+    weights: list | None = None
+
+
+def make_settings(values: dict, plan: FitPlan, model_bytes: bytes, *, run_fingerprint: str, run_id: str,
+                  checkpoint_path: str | None, distributed: bool, log_prefix: str = "") -> TrainSettings:
+    """The :class:`TrainSettings` for :func:`train`.
 
     Args:
-        values: estimator Param values by name (``optimizer``, ``learningRate``, ``loss`` ...).
-        plan: what the driver learned and wrote: ``train_url``, ``val_url``, ``train_rows``,
-            ``val_rows``, ``output_kind``, ``num_classes``, ``store_url``.
+        values: estimator Param values by name (``KerasEstimator.paramValues()``).
+        plan: the fit's :class:`~deepflash.plan.FitPlan`.
         checkpoint_path: where rank 0 checkpoints every epoch and a later run with the same path
             resumes; None for no checkpoints.
     """
     from deepflash.networks import resolve_loss
 
-    keras_loss, target_encoding = resolve_loss(values["loss"], plan["output_kind"])
-    metrics = list(values["metrics"]) or (["mae"] if plan["output_kind"] == "regression" else ["accuracy"])
-    return {
-        "model_bytes": model_bytes, "optimizer": values["optimizer"], "learning_rate": values["learningRate"],
-        "momentum": values["momentum"], "nesterov": values["nesterov"], "scale_lr": values["scaleLearningRate"],
-        "loss": keras_loss, "target_encoding": target_encoding, "num_classes": plan["num_classes"],
-        "metrics": metrics, "batch_size": values["batchSize"], "epochs": values["epochs"], "seed": values["seed"],
-        "train_url": plan["train_url"], "val_url": plan["val_url"], "train_rows": plan["train_rows"],
-        "val_rows": plan["val_rows"], "early_stopping_patience": values["earlyStoppingPatience"],
-        "monitor": values["earlyStoppingMonitor"], "reduce_lr_patience": values["reduceLrPatience"],
-        "reduce_lr_factor": values["reduceLrFactor"], "checkpoint_path": checkpoint_path,
-        "run_fingerprint": run_fingerprint, "run_id": run_id, "store_url": plan["store_url"],
-        "reader": plan.get("reader", "petastorm"), "verbose": values["verbose"], "distributed": distributed,
-        "log_prefix": log_prefix, "threads": int(plan.get("threads") or 0),
-    }
+    keras_loss, target_encoding = resolve_loss(values["loss"], plan.output_kind)
+    metrics = tuple(values["metrics"] or (["mae"] if plan.output_kind == "regression" else ["accuracy"]))
+    return TrainSettings(
+        model_bytes=model_bytes, optimizer=values["optimizer"], learning_rate=values["learningRate"],
+        momentum=values["momentum"], nesterov=values["nesterov"], scale_lr=values["scaleLearningRate"],
+        loss=keras_loss, target_encoding=target_encoding, num_classes=plan.num_classes,
+        metrics=metrics, batch_size=values["batchSize"], epochs=values["epochs"], seed=values["seed"],
+        train_url=plan.train_url, val_url=plan.val_url, train_rows=plan.train_rows,
+        val_rows=plan.val_rows, early_stopping_patience=values["earlyStoppingPatience"],
+        monitor=values["earlyStoppingMonitor"], reduce_lr_patience=values["reduceLrPatience"],
+        reduce_lr_factor=values["reduceLrFactor"], checkpoint_path=checkpoint_path,
+        run_fingerprint=run_fingerprint, run_id=run_id, store_url=plan.store_url,
+        reader=plan.reader, verbose=values["verbose"], distributed=distributed,
+        log_prefix=log_prefix, threads=int(plan.threads or 0))
 
 
-def train(settings: dict) -> dict[str, Any]:
+def train(settings: TrainSettings) -> TrainResult:
     """Trains one process's share and returns its history (and, on rank 0, the weights)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     _ensure_logging()
@@ -244,41 +293,41 @@ def train(settings: dict) -> dict[str, Any]:
     from deepflash.training import (CheckpointCallback, EpochLogger, RestoreBestEarlyStopping,
                                     ResumableReduceLROnPlateau, restore_training_state, training_state)
 
-    comm = _Horovod() if settings["distributed"] else _SingleProcess()
-    _configure_devices(comm, int(settings.get("threads") or 0))
-    seed = settings["seed"]
+    comm = _Horovod() if settings.distributed else _SingleProcess()
+    _configure_devices(comm, int(settings.threads or 0))
+    seed = settings.seed
     if seed is not None:
         tf.keras.utils.set_random_seed(seed)
-    prefix = settings.get("log_prefix", "")
+    prefix = settings.log_prefix
 
-    store = Store(settings["store_url"])
-    checkpoint_path = settings.get("checkpoint_path")
+    store = Store(settings.store_url)
+    checkpoint_path = settings.checkpoint_path
     # Read first: a runId that holds another model's checkpoint fails before any data is read.
-    ckpt = load_checkpoint(store, checkpoint_path, settings["run_fingerprint"]) if checkpoint_path else None
+    ckpt = load_checkpoint(store, checkpoint_path, settings.run_fingerprint) if checkpoint_path else None
 
-    reader = get_reader(settings["reader"])
+    reader = get_reader(settings.reader)
     started = time.time()
-    train_shard = reader.load(settings["train_url"], comm.rank, comm.size)
-    val_shard = reader.load(settings["val_url"]) if settings["val_rows"] > 0 else None
+    train_shard = reader.load(settings.train_url, comm.rank, comm.size)
+    val_shard = reader.load(settings.val_url) if settings.val_rows > 0 else None
     read_seconds = time.time() - started
 
-    model = model_from_bytes(settings["model_bytes"])
-    lr = settings["learning_rate"] * (comm.size if settings["scale_lr"] else 1)
-    optimizer = comm.wrap_optimizer(make_optimizer(settings["optimizer"], lr, settings["momentum"],
-                                                   settings["nesterov"]))
-    model.compile(optimizer=optimizer, loss=settings["loss"], metrics=settings["metrics"])
+    model = model_from_bytes(settings.model_bytes)
+    lr = settings.learning_rate * (comm.size if settings.scale_lr else 1)
+    optimizer = comm.wrap_optimizer(make_optimizer(settings.optimizer, lr, settings.momentum,
+                                                   settings.nesterov))
+    model.compile(optimizer=optimizer, loss=settings.loss, metrics=settings.metrics)
 
-    monitor = settings["monitor"]
+    monitor = settings.monitor
     reduce_lr = early_stopping = None
-    if settings["reduce_lr_patience"] > 0:
-        reduce_lr = ResumableReduceLROnPlateau(monitor=monitor, factor=settings["reduce_lr_factor"],
-                                               patience=settings["reduce_lr_patience"], verbose=0)
-    if settings["early_stopping_patience"] > 0:
-        early_stopping = RestoreBestEarlyStopping(monitor=monitor, patience=settings["early_stopping_patience"])
+    if settings.reduce_lr_patience > 0:
+        reduce_lr = ResumableReduceLROnPlateau(monitor=monitor, factor=settings.reduce_lr_factor,
+                                               patience=settings.reduce_lr_patience, verbose=0)
+    if settings.early_stopping_patience > 0:
+        early_stopping = RestoreBestEarlyStopping(monitor=monitor, patience=settings.early_stopping_patience)
 
     initial_epoch, history_before, stopped = 0, {}, False
     if ckpt is not None:
-        if (settings["scale_lr"] and ckpt["learning_rate"] is not None and ckpt.get("num_proc")
+        if (settings.scale_lr and ckpt["learning_rate"] is not None and ckpt.get("num_proc")
                 and ckpt["num_proc"] != comm.size):
             ckpt["learning_rate"] = ckpt["learning_rate"] * comm.size / ckpt["num_proc"]
         restore_training_state(model, optimizer, ckpt)
@@ -288,20 +337,20 @@ def train(settings: dict) -> dict[str, Any]:
             early_stopping.set_state(ckpt["callbacks"]["early_stopping"])
         initial_epoch, history_before, stopped = ckpt["epoch"], ckpt["history"], ckpt["stopped"]
         if comm.rank == 0:
-            log.info("%sresuming run %s from its checkpoint after epoch %d%s", prefix, settings["run_id"],
+            log.info("%sresuming run %s from its checkpoint after epoch %d%s", prefix, settings.run_id,
                      initial_epoch, " (it had stopped early: nothing left to train)" if stopped else "")
 
     # Every rank takes the same number of steps, or the allreduce of the slower one would wait forever.
-    steps = max(1, math.ceil(settings["train_rows"] / (settings["batch_size"] * comm.size)))
-    train_ds = to_dataset(train_shard, batch_size=settings["batch_size"], target_encoding=settings["target_encoding"],
-                          num_classes=settings["num_classes"], shuffle=True,
+    steps = max(1, math.ceil(settings.train_rows / (settings.batch_size * comm.size)))
+    train_ds = to_dataset(train_shard, batch_size=settings.batch_size, target_encoding=settings.target_encoding,
+                          num_classes=settings.num_classes, shuffle=True,
                           seed=None if seed is None else (seed, comm.rank), repeat=True,
                           start_batch=initial_epoch * steps)
     val_ds = None
     if val_shard is not None:
         # In content order, so that the validation metrics do not depend on the order the reader returned rows in.
-        val_ds = to_dataset(val_shard, batch_size=max(settings["batch_size"], 1024),
-                            target_encoding=settings["target_encoding"], num_classes=settings["num_classes"],
+        val_ds = to_dataset(val_shard, batch_size=max(settings.batch_size, 1024),
+                            target_encoding=settings.target_encoding, num_classes=settings.num_classes,
                             shuffle=False, seed=None, repeat=False, canonical_order=True)
 
     # The checkpoint callback comes after the LR and early-stopping callbacks: it records the state they leave.
@@ -313,7 +362,7 @@ def train(settings: dict) -> dict[str, Any]:
                 states = {name: cb.get_state() for name, cb in
                           (("reduce_lr", reduce_lr), ("early_stopping", early_stopping)) if cb is not None}
                 save_checkpoint(store, checkpoint_path, epoch=epoch, history=history,
-                                fingerprint=settings["run_fingerprint"], run_id=settings["run_id"],
+                                fingerprint=settings.run_fingerprint, run_id=settings.run_id,
                                 training=training_state(model, optimizer), callbacks=states,
                                 stopped=early_stopping is not None and early_stopping.stopped,
                                 num_proc=comm.size)
@@ -322,14 +371,14 @@ def train(settings: dict) -> dict[str, Any]:
     if hook is not None:
         callbacks.append(hook)
     if comm.rank == 0:
-        callbacks.append(EpochLogger(settings["epochs"], prefix))
+        callbacks.append(EpochLogger(settings.epochs, prefix))
 
     fit_started = time.time()
     new_history: dict = {}
-    if initial_epoch < settings["epochs"] and not stopped:
-        result = model.fit(train_ds, steps_per_epoch=steps, epochs=settings["epochs"], initial_epoch=initial_epoch,
+    if initial_epoch < settings.epochs and not stopped:
+        result = model.fit(train_ds, steps_per_epoch=steps, epochs=settings.epochs, initial_epoch=initial_epoch,
                            validation_data=val_ds, callbacks=callbacks,
-                           verbose=2 if settings["verbose"] >= 2 and comm.rank == 0 else 0)
+                           verbose=2 if settings.verbose >= 2 and comm.rank == 0 else 0)
         new_history = {k: [float(v) for v in vs] for k, vs in result.history.items()}
     elif ckpt is not None:
         # Nothing left to train: end as the finished run did, on its best weights under early stopping.
@@ -338,14 +387,35 @@ def train(settings: dict) -> dict[str, Any]:
             model.set_weights(best)
     history = {k: list(history_before.get(k, [])) + new_history.get(k, [])
                for k in sorted(set(history_before) | set(new_history))}
-    out: dict[str, Any] = {
-        "rank": comm.rank,
-        "history": history,
-        "initial_epoch": initial_epoch,
-        "read_seconds": read_seconds,
-        "fit_seconds": time.time() - fit_started,
-        "train_rows_read": int(len(train_shard.labels)),
-    }
-    if comm.rank == 0:
-        out["weights"] = model.get_weights()
-    return out
+    return TrainResult(rank=comm.rank, history=history, initial_epoch=initial_epoch, read_seconds=read_seconds,
+                       fit_seconds=time.time() - fit_started, train_rows_read=int(len(train_shard.labels)),
+                       weights=model.get_weights() if comm.rank == 0 else None)
+
+
+@dataclass
+class TrainedNetwork:
+    """A network trained in this process by :func:`train_network`."""
+
+    model: Any
+    history: dict
+    fit_seconds: float
+
+
+def train_network(values: dict, plan: FitPlan, log_prefix: str = "") -> TrainedNetwork:
+    """Builds the network that ``values`` describe and trains it in this process, no checkpoints.
+
+    The one single-process entry point for search trials and study runs: ``values`` are an
+    estimator's :meth:`~deepflash.KerasEstimator.paramValues` with the trial's overrides.
+    """
+    import uuid
+
+    from deepflash.keras_io import model_to_bytes
+    from deepflash.networks import build_model
+
+    model = build_model(values["layers"], plan.input_dim, plan.output_kind, plan.num_classes, seed=values["seed"])
+    settings = make_settings(values, plan, model_to_bytes(model), run_fingerprint="", run_id=uuid.uuid4().hex,
+                             checkpoint_path=None, distributed=False, log_prefix=log_prefix)
+    result = train(settings)
+    model.set_weights(result.weights)
+    return TrainedNetwork(model=model, history=result.history, fit_seconds=result.fit_seconds)
+

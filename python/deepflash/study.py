@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
+
+from deepflash.plan import FitPlan
 
 log = logging.getLogger("deepflash")
 
@@ -59,7 +60,7 @@ def plan_runs(study: dict) -> list[dict]:
     return runs
 
 
-def run_one(run: dict, base_values: dict, plan: dict, test_url: str) -> dict:
+def run_one(run: dict, base_values: dict, plan: FitPlan, test_url: str) -> dict:
     """Trains one study run and scores it on the test Parquet. Never raises: errors are results."""
     started = time.time()
     out = {k: run[k] for k in ("run", "group", "name", "preset", "optimizer", "learningRate", "loss", "batchSize",
@@ -67,27 +68,20 @@ def run_one(run: dict, base_values: dict, plan: dict, test_url: str) -> dict:
     try:
         import numpy as np
 
-        from deepflash import remote
         from deepflash.data.readers import get_reader
-        from deepflash.keras_io import model_to_bytes
-        from deepflash.networks import build_model
         from deepflash.networks.presets import resolve_layers
+        from deepflash.remote import train_network
 
         values = {**base_values, "layers": resolve_layers(run["preset"]), "optimizer": run["optimizer"],
                   "learningRate": run["learningRate"], "loss": run["loss"], "batchSize": run["batchSize"],
                   "epochs": run["epochs"]}
-        model = build_model(values["layers"], plan["input_dim"], plan["output_kind"], plan["num_classes"],
-                            seed=values["seed"])
-        settings = remote.make_settings(values, plan, model_to_bytes(model), run_fingerprint="",
-                                        run_id=uuid.uuid4().hex, checkpoint_path=None, distributed=False,
-                                        log_prefix=f"[{run['name']}] ")
-        result = remote.train(settings)
-        model.set_weights(result["weights"])
-        test = get_reader(plan.get("reader", "petastorm")).load(test_url)
+        trained = train_network(values, plan, log_prefix=f"[{run['name']}] ")
+        model = trained.model
+        test = get_reader(plan.reader).load(test_url)
         predicted = model.predict(test.features, batch_size=4096, verbose=0).argmax(axis=1)
-        history = result["history"]
+        history = trained.history
         val_loss = [v for v in history.get("val_loss", []) if np.isfinite(v)]
-        out.update(status="ok", history=history, train_seconds=result["fit_seconds"],
+        out.update(status="ok", history=history, train_seconds=trained.fit_seconds,
                    test_accuracy=float((predicted == test.labels.astype(int)).mean()),
                    best_val_loss=float(min(val_loss)) if val_loss else float("nan"),
                    final_val_accuracy=float(history["val_accuracy"][-1]) if history.get("val_accuracy") else float("nan"),
@@ -104,16 +98,15 @@ def run_study(spark, estimator, train_df, test_df, study: dict) -> list[dict]:
 
     runs = plan_runs(study)
     s = {**DEFAULTS, **(study or {})}
-    estimator._validate_params()
-    plan = estimator._plan(train_df, 1)
+    plan = estimator.plan(train_df, numProc=1)
     test_plan = estimator.copy().setValidationSplit(0.0).setEarlyStoppingPatience(0).setReduceLrPatience(0) \
-        ._plan(test_df, 1)
+        .plan(test_df, numProc=1)
     slots = s["parallelism"] or spark.sparkContext.defaultParallelism
-    plan["threads"] = trial_threads(spark, slots)
-    base_values = estimator._values()
-    test_url = test_plan["train_url"]
+    plan = plan.replace(threads=trial_threads(spark, slots))
+    base_values = estimator.paramValues()
+    test_url = test_plan.train_url
     log.info("study: %d runs of %d epochs, %d at a time, %d train / %d val / %d test rows", len(runs), s["epochs"],
-             min(slots, len(runs)), plan["train_rows"], plan["val_rows"], test_plan["train_rows"])
+             min(slots, len(runs)), plan.train_rows, plan.val_rows, test_plan.train_rows)
 
     def task(run):
         return run_one(run, base_values, plan, test_url)

@@ -70,7 +70,7 @@ def test_estimator_builds_with_no_arguments_and_has_documented_defaults():
     assert not est.isDefined(est.validationCol)
     assert not est.isDefined(est.runId)
     assert not any(est.isSet(p) for p in est.params)
-    est._validate_params()  # the defaults are a consistent configuration
+    est.validateParams()  # the defaults are a consistent configuration
 
 
 def test_estimator_params_are_exactly_the_shared_names():
@@ -224,7 +224,7 @@ def test_keyword_constructor_sets_values():
     assert est.getMetrics() == ["mse"]
     assert est.getRunId() == "r1"
     assert est.isSet(est.epochs) and not est.isSet(est.numProc)
-    est._validate_params()
+    est.validateParams()
 
 
 def test_layers_are_copied_on_set():
@@ -292,7 +292,7 @@ def test_copy_values_into_model():
 def test_validate_params_rejects(kwargs, message):
     est = KerasEstimator(**kwargs)  # each value passes its own converter ...
     with pytest.raises(ValueError, match=re.escape(message)):
-        est._validate_params()  # ... but not the checks across Params
+        est.validateParams()  # ... but not the checks across Params
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -307,7 +307,7 @@ def test_validate_params_rejects(kwargs, message):
     {"layers": "tuned_mlp", "optimizer": "NADAM"},
 ])
 def test_validate_params_accepts(kwargs):
-    assert KerasEstimator(**kwargs)._validate_params() is None
+    assert KerasEstimator(**kwargs).validateParams() is None
 
 
 def test_metrics_default_follows_task():
@@ -320,17 +320,17 @@ def test_set_model_rejects_non_models_and_skips_layer_validation():
     tf = pytest.importorskip("tensorflow")
     est = KerasEstimator(layers="no_such_preset")
     with pytest.raises(ValueError, match="unknown preset"):
-        est._validate_params()
+        est.validateParams()
     with pytest.raises(TypeError, match="setModel expects a keras.Model, found dict"):
         est.setModel({})
     inputs = tf.keras.Input((3,))
     model = tf.keras.Model(inputs, tf.keras.layers.Dense(2, activation="softmax")(inputs))
     assert est.setModel(model) is est
-    est._validate_params()  # the given model replaces `layers`
+    est.validateParams()  # the given model replaces `layers`
     assert est.getModel().output_shape == (None, 2)
     assert est.setModel(None).getModel() is None
     with pytest.raises(ValueError, match="unknown preset"):
-        est._validate_params()
+        est.validateParams()
 
 
 # --- shared suite over both stages -------------------------------------------------------------

@@ -94,8 +94,9 @@ def test_reader_registry():
     assert READERS["petastorm"] is PetastormReader
     reader = get_reader("petastorm", workers=3)
     assert isinstance(reader, PetastormReader) and reader.workers == 3
-    with pytest.raises(ValueError, match="`reader` == 'arrow', must be one of: petastorm"):
-        get_reader("arrow")
+    assert READERS["arrow"].__name__ == "ArrowReader"
+    with pytest.raises(ValueError, match="`reader` == 'parquet', must be one of: arrow, petastorm"):
+        get_reader("parquet")
 
 
 # --- keras_io ----------------------------------------------------------------------------------

@@ -177,3 +177,7 @@ def encode_targets(labels: np.ndarray, target_encoding: str, num_classes: int) -
     if target_encoding == "sparse":
         return labels.astype(np.int32)
     return labels.reshape(-1, 1).astype(np.float32)
+
+
+# Registered last: the Arrow reader's module imports this one.
+from deepflash.data import arrow_reader as _arrow_reader  # noqa: E402,F401  (registers "arrow")

@@ -1,14 +1,16 @@
 """One search trial: train a single-process model on the materialized data and score it.
 
 Worker code: it runs inside a SparkTrials task on an executor (or in the driver with plain
-``Trials``), receives only plain dicts and never imports the estimator or touches a DataFrame.
+``Trials``), receives Param values and a :class:`~deepflash.plan.FitPlan`, and never imports the
+estimator or touches a DataFrame.
 """
 from __future__ import annotations
 
 import math
 import time
 import traceback
-import uuid
+
+from deepflash.plan import FitPlan
 
 METRIC_EPOCHS = ("best", "last")
 
@@ -28,23 +30,16 @@ def score(history: dict, metric: str, mode: str, epoch: str) -> float:
     return max(finite) if mode == "max" else min(finite)
 
 
-def run_trial(values: dict, plan: dict, metric: str, mode: str, metric_epoch: str) -> dict:
+def run_trial(values: dict, plan: FitPlan, metric: str, mode: str, metric_epoch: str) -> dict:
     """Trains one configuration; returns a hyperopt result dict, ``fail`` status on any error."""
     started = time.time()
     try:
-        from deepflash import remote
-        from deepflash.keras_io import model_to_bytes
-        from deepflash.networks import build_model
+        from deepflash.remote import train_network
 
-        model = build_model(values["layers"], plan["input_dim"], plan["output_kind"], plan["num_classes"],
-                            seed=values["seed"])
-        settings = remote.make_settings(values, plan, model_to_bytes(model), run_fingerprint="", run_id=uuid.uuid4().hex,
-                                        checkpoint_path=None, distributed=False)
-        result = remote.train(settings)
-        model.set_weights(result["weights"])
+        trained = train_network(values, plan)
+        model, history = trained.model, trained.history
         num_params, latency_ms = int(model.count_params()), batch_latency_ms(model, values["batchSize"],
-                                                                              plan["input_dim"])
-        history = result["history"]
+                                                                              plan.input_dim)
         value = score(history, metric, mode, metric_epoch)
         losses = history.get("loss", [])
         if not math.isfinite(value) or (losses and not math.isfinite(losses[-1])):
@@ -83,7 +78,7 @@ def values_for_table(values: dict) -> dict:
                                    "epochs", "earlyStoppingPatience", "reduceLrPatience") if k in values}
 
 
-def make_objective(base_values: dict, plan: dict, metric: str, mode: str, metric_epoch: str):
+def make_objective(base_values: dict, plan: FitPlan, metric: str, mode: str, metric_epoch: str):
     """The hyperopt objective: a sample of the space -> a trial result. Pickles to plain data."""
     from deepflash.tuning.space import to_params
 

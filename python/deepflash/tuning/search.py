@@ -184,7 +184,7 @@ class HyperoptSearch(Estimator, _SearchParams, MLReadable, MLWritable):
             raise ValueError(f"`parallelism` == {self.getParallelism()} runs each trial as one Spark task, which "
                              f"cannot host numProc == {self.estimator.getNumProc()} Horovod processes; use "
                              "parallelism=1 for distributed trials, or numProc=1")
-        self.estimator._validate_params()
+        self.estimator.validateParams()
 
     def _fit(self, dataset: DataFrame) -> "HyperoptSearchModel":
         from hyperopt import anneal, hp, rand, tpe
@@ -198,12 +198,12 @@ class HyperoptSearch(Estimator, _SearchParams, MLReadable, MLWritable):
         space = self.getOrDefault(self.space)
         metric, mode, algo_name = self.getMetric(), self.getMode(), self.getAlgo()
         parallelism = self.getParallelism()
-        if parallelism == 1:
-            get_backend(est.getBackend(), est.getNumProc()).check(spark)
-        plan = est._plan(dataset, est.getNumProc())
+        # Trials train single-process; with parallelism 1 they run in the driver, where the
+        # backend's own check (slots, Horovod installed) still applies.
+        plan = est.plan(dataset) if parallelism == 1 else est.plan(dataset, numProc=1)
         if parallelism > 1:
-            plan["threads"] = trial_threads(spark, parallelism)
-        base_values = est._values()
+            plan = plan.replace(threads=trial_threads(spark, parallelism))
+        base_values = est.paramValues()
         objective = make_objective(base_values, plan, metric, mode, self.getMetricEpoch())
 
         if algo_name == "grid":
