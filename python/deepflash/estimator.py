@@ -63,7 +63,8 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
                  earlyStoppingMonitor: str = "val_loss", reduceLrPatience: int = 0, reduceLrFactor: float = 0.1,
                  scaleLearningRate: bool = False, numProc: int = 1, backend: str = "horovod",
                  storePath: str | None = None, runId: str | None = None, seed: int | None = None,
-                 verbose: int = 0) -> None:
+                 verbose: int = 0, reader: str = "arrow", readMode: str = "auto", shuffleBufferRows: int = 10_000,
+                 memoryBudgetMB: float = 1024.0) -> None:
         super().__init__()
         self._model_bytes: bytes | None = None
         self.setParams(**self._input_kwargs)
@@ -78,7 +79,8 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
                   earlyStoppingMonitor: str = "val_loss", reduceLrPatience: int = 0, reduceLrFactor: float = 0.1,
                   scaleLearningRate: bool = False, numProc: int = 1, backend: str = "horovod",
                   storePath: str | None = None, runId: str | None = None, seed: int | None = None,
-                  verbose: int = 0) -> "KerasEstimator":
+                  verbose: int = 0, reader: str = "arrow", readMode: str = "auto", shuffleBufferRows: int = 10_000,
+                  memoryBudgetMB: float = 1024.0) -> "KerasEstimator":
         """Sets Params by keyword; returns self."""
         kwargs = {k: v for k, v in self._input_kwargs.items() if v is not None}
         return self._set(**kwargs)
@@ -217,7 +219,7 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
         return FitPlan(train_url=data.train_url, val_url=data.val_url, train_rows=data.train_rows,
                        val_rows=data.val_rows, output_kind=summary.output_kind, num_classes=summary.num_classes,
                        input_dim=summary.input_dim, data_fingerprint=summary.fingerprint, store_url=store.url(),
-                       reused=data.reused, write_seconds=data.seconds, bytes=data.bytes)
+                       reused=data.reused, write_seconds=data.seconds, bytes=data.bytes, reader=self.getReader())
 
     def _fit(self, dataset: DataFrame) -> KerasModel:
         started = time.time()
@@ -268,7 +270,8 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
             run_id=run_id, data={"train_url": plan.train_url, "val_url": plan.val_url, "reused": plan.reused,
                                  "seconds": plan.write_seconds, "bytes": plan.bytes},
             read_seconds=read_seconds, fit_seconds=fit_seconds, initial_epoch=chief.initial_epoch,
-            seconds=time.time() - started, rows_read_per_rank=[r.train_rows_read for r in results])
+            seconds=time.time() - started, rows_read_per_rank=[r.train_rows_read for r in results],
+            read_mode=chief.read_mode)
         return fitted
 
 

@@ -21,6 +21,8 @@ from pyspark.ml.param.shared import (
 
 TASKS = ("classification", "regression")
 BACKENDS = ("horovod", "local")
+READ_MODES = ("auto", "memory", "stream")
+READERS = ("arrow", "petastorm")
 
 
 def _fmt(value: Any) -> str:
@@ -146,6 +148,15 @@ class _KerasParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProbability
                        TypeConverters.toString)
     runId = _param("runId", "checkpoints go under this id; a fit with the same id resumes", TypeConverters.toString)
     verbose = _param("verbose", "0 = quiet, 1 = log every epoch", _number("verbose", integer=True, low=0, high=2))
+    reader = _param("reader", "how training processes read the materialized Parquet: arrow (pyarrow, the "
+                    "default) or petastorm", _one_of("reader", READERS))
+    readMode = _param("readMode", "memory (each process caches its shard), stream (row groups read as training "
+                      "goes, through a shuffle buffer; memory does not grow with the data) or auto (memory when "
+                      "the shard fits memoryBudgetMB)", _one_of("readMode", READ_MODES))
+    shuffleBufferRows = _param("shuffleBufferRows", "rows in the streaming shuffle buffer, >= 1",
+                               _number("shuffleBufferRows", integer=True, low=1))
+    memoryBudgetMB = _param("memoryBudgetMB", "per-process memory for an in-memory shard (readMode auto), > 0",
+                            _number("memoryBudgetMB", low=0, low_open=True))
 
     def __init__(self) -> None:
         super().__init__()
@@ -155,7 +166,8 @@ class _KerasParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProbability
             optimizer="adam", learningRate=1e-3, momentum=0.0, nesterov=False, loss="auto", metrics=[],
             batchSize=128, epochs=10, validationSplit=0.1, earlyStoppingPatience=0,
             earlyStoppingMonitor="val_loss", reduceLrPatience=0, reduceLrFactor=0.1, scaleLearningRate=False,
-            numProc=1, backend="horovod", verbose=0,
+            numProc=1, backend="horovod", verbose=0, reader="arrow", readMode="auto", shuffleBufferRows=10_000,
+            memoryBudgetMB=1024.0,
         )
 
 
@@ -222,7 +234,8 @@ SHARED_PARAM_NAMES = [
     "featuresCol", "labelCol", "predictionCol", "probabilityCol", "seed", "task", "layers", "optimizer",
     "learningRate", "momentum", "nesterov", "loss", "metrics", "batchSize", "epochs", "validationSplit",
     "validationCol", "earlyStoppingPatience", "earlyStoppingMonitor", "reduceLrPatience", "reduceLrFactor",
-    "scaleLearningRate", "numProc", "backend", "storePath", "runId", "verbose",
+    "scaleLearningRate", "numProc", "backend", "storePath", "runId", "verbose", "reader", "readMode",
+    "shuffleBufferRows", "memoryBudgetMB",
 ]
 # What a fitted KerasModel learned about its data: getters only, fit sets them.
 MODEL_PARAM_NAMES = ["outputKind", "numClasses", "inputDim"]

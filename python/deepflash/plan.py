@@ -63,7 +63,9 @@ class FitInfo:
         read_seconds, fit_seconds: the slowest process's reading and training time.
         initial_epoch: epochs restored from a checkpoint (0 for a fresh run).
         seconds: the whole fit, validation and materialization included.
-        rows_read_per_rank: training rows each process read, ordered by rank.
+        rows_read_per_rank: training rows each process read into memory, ordered by rank (-1:
+            streamed).
+        read_mode: ``memory`` or ``stream``, as chosen by the training processes.
     """
 
     run_id: str
@@ -73,6 +75,7 @@ class FitInfo:
     initial_epoch: int
     seconds: float
     rows_read_per_rank: list = field(default_factory=list)
+    read_mode: str = "memory"
 
     def __getitem__(self, key: str) -> Any:
         if key not in self.as_dict():

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from deepflash.data.readers import get_reader, to_dataset
+from deepflash.data.readers import get_reader, stream_dataset, to_dataset
 from deepflash.keras_io import model_from_bytes
 from deepflash.plan import FitPlan
 from deepflash.store import Store
@@ -67,6 +67,10 @@ class _SingleProcess:
     def barrier(self) -> None:
         """Returns when every process got here (and rank 0 first)."""
 
+    def sum(self, values):
+        """The element-wise sum of ``values`` (a float64 array) over all processes."""
+        return values
+
 
 class _Horovod(_SingleProcess):
     """Horovod's Keras bindings: averaged gradients, rank-0 weights broadcast, averaged metrics."""
@@ -88,6 +92,10 @@ class _Horovod(_SingleProcess):
         # stopping and LR callbacks read them, so every rank takes the same decisions.
         return [self.hvd.callbacks.BroadcastGlobalVariablesCallback(0),
                 self.hvd.callbacks.MetricAverageCallback()]
+
+    def sum(self, values):
+        return np.asarray(self.hvd.allreduce(np.asarray(values, np.float64), op=self.hvd.Sum,
+                                             name="deepflash_sum"), np.float64)
 
     def barrier(self) -> None:
         # A broadcast from rank 0: no rank returns before rank 0 reached this point.
@@ -240,6 +248,22 @@ class TrainSettings:
     distributed: bool
     log_prefix: str = ""
     threads: int = 0
+    read_mode: str = "auto"
+    shuffle_buffer_rows: int = 10_000
+    memory_budget_mb: float = 1024.0
+    input_dim: int = 0
+
+
+def choose_read_mode(settings: TrainSettings, num_proc: int) -> str:
+    """``memory`` or ``stream``: ``auto`` keeps a shard in memory when it fits the budget.
+
+    An in-memory shard costs its float32 features and labels, about twice over while the
+    ``tf.data`` pipeline is built from them.
+    """
+    if settings.read_mode != "auto":
+        return settings.read_mode
+    shard_bytes = math.ceil(settings.train_rows / max(num_proc, 1)) * (settings.input_dim + 1) * 4 * 2
+    return "memory" if shard_bytes <= settings.memory_budget_mb * 2 ** 20 else "stream"
 
 
 @dataclass
@@ -251,7 +275,8 @@ class TrainResult:
     initial_epoch: int
     read_seconds: float
     fit_seconds: float
-    train_rows_read: int
+    train_rows_read: int       # -1 when streamed (not counted)
+    read_mode: str = "memory"
     weights: list | None = None
 
 
@@ -280,7 +305,9 @@ def make_settings(values: dict, plan: FitPlan, model_bytes: bytes, *, run_finger
         reduce_lr_factor=values["reduceLrFactor"], checkpoint_path=checkpoint_path,
         run_fingerprint=run_fingerprint, run_id=run_id, store_url=plan.store_url,
         reader=plan.reader, verbose=values["verbose"], distributed=distributed,
-        log_prefix=log_prefix, threads=int(plan.threads or 0))
+        log_prefix=log_prefix, threads=int(plan.threads or 0), read_mode=values.get("readMode", "auto"),
+        shuffle_buffer_rows=int(values.get("shuffleBufferRows", 10_000)),
+        memory_budget_mb=float(values.get("memoryBudgetMB", 1024.0)), input_dim=plan.input_dim)
 
 
 def train(settings: TrainSettings) -> TrainResult:
@@ -291,7 +318,8 @@ def train(settings: TrainSettings) -> TrainResult:
 
     from deepflash.networks import make_optimizer
     from deepflash.training import (CheckpointCallback, EpochLogger, RestoreBestEarlyStopping,
-                                    ResumableReduceLROnPlateau, restore_training_state, training_state)
+                                    ResumableReduceLROnPlateau, ShardedValidation, restore_training_state,
+                                    training_state)
 
     comm = _Horovod() if settings.distributed else _SingleProcess()
     _configure_devices(comm, int(settings.threads or 0))
@@ -306,9 +334,11 @@ def train(settings: TrainSettings) -> TrainResult:
     ckpt = load_checkpoint(store, checkpoint_path, settings.run_fingerprint) if checkpoint_path else None
 
     reader = get_reader(settings.reader)
+    read_mode = choose_read_mode(settings, comm.size)
     started = time.time()
-    train_shard = reader.load(settings.train_url, comm.rank, comm.size)
-    val_shard = reader.load(settings.val_url) if settings.val_rows > 0 else None
+    train_shard = reader.load(settings.train_url, comm.rank, comm.size) if read_mode == "memory" else None
+    # Every rank validates on its own 1/N of the validation rows; the metrics are then combined.
+    val_shard = reader.load(settings.val_url, comm.rank, comm.size) if settings.val_rows > 0 else None
     read_seconds = time.time() - started
 
     model = model_from_bytes(settings.model_bytes)
@@ -342,19 +372,27 @@ def train(settings: TrainSettings) -> TrainResult:
 
     # Every rank takes the same number of steps, or the allreduce of the slower one would wait forever.
     steps = max(1, math.ceil(settings.train_rows / (settings.batch_size * comm.size)))
-    train_ds = to_dataset(train_shard, batch_size=settings.batch_size, target_encoding=settings.target_encoding,
-                          num_classes=settings.num_classes, shuffle=True,
-                          seed=None if seed is None else (seed, comm.rank), repeat=True,
-                          start_batch=initial_epoch * steps)
-    val_ds = None
+    stream_seed = None if seed is None else (seed, comm.rank)
+    if read_mode == "memory":
+        train_ds = to_dataset(train_shard, batch_size=settings.batch_size, target_encoding=settings.target_encoding,
+                              num_classes=settings.num_classes, shuffle=True, seed=stream_seed, repeat=True,
+                              start_batch=initial_epoch * steps)
+    else:
+        train_ds = stream_dataset(reader, settings.train_url, shard=comm.rank, num_shards=comm.size,
+                                  batch_size=settings.batch_size, buffer_rows=settings.shuffle_buffer_rows,
+                                  target_encoding=settings.target_encoding, num_classes=settings.num_classes,
+                                  seed=stream_seed, start_batch=initial_epoch * steps)
+    callbacks = comm.callbacks()
     if val_shard is not None:
         # In content order, so that the validation metrics do not depend on the order the reader returned rows in.
         val_ds = to_dataset(val_shard, batch_size=max(settings.batch_size, 1024),
                             target_encoding=settings.target_encoding, num_classes=settings.num_classes,
                             shuffle=False, seed=None, repeat=False, canonical_order=True)
+        # First: the LR and early-stopping callbacks read the val_ metrics it puts in the epoch's logs.
+        callbacks.insert(0, ShardedValidation(val_ds, len(val_shard.labels), comm.sum))
 
     # The checkpoint callback comes after the LR and early-stopping callbacks: it records the state they leave.
-    callbacks = comm.callbacks() + [cb for cb in (reduce_lr, early_stopping) if cb is not None]
+    callbacks += [cb for cb in (reduce_lr, early_stopping) if cb is not None]
     if checkpoint_path:
         save = None
         if comm.rank == 0:
@@ -377,7 +415,7 @@ def train(settings: TrainSettings) -> TrainResult:
     new_history: dict = {}
     if initial_epoch < settings.epochs and not stopped:
         result = model.fit(train_ds, steps_per_epoch=steps, epochs=settings.epochs, initial_epoch=initial_epoch,
-                           validation_data=val_ds, callbacks=callbacks,
+                           callbacks=callbacks,
                            verbose=2 if settings.verbose >= 2 and comm.rank == 0 else 0)
         new_history = {k: [float(v) for v in vs] for k, vs in result.history.items()}
     elif ckpt is not None:
@@ -388,7 +426,8 @@ def train(settings: TrainSettings) -> TrainResult:
     history = {k: list(history_before.get(k, [])) + new_history.get(k, [])
                for k in sorted(set(history_before) | set(new_history))}
     return TrainResult(rank=comm.rank, history=history, initial_epoch=initial_epoch, read_seconds=read_seconds,
-                       fit_seconds=time.time() - fit_started, train_rows_read=int(len(train_shard.labels)),
+                       fit_seconds=time.time() - fit_started, read_mode=read_mode,
+                       train_rows_read=int(len(train_shard.labels)) if train_shard is not None else -1,
                        weights=model.get_weights() if comm.rank == 0 else None)
 
 

@@ -14,7 +14,7 @@ from typing import Iterator
 import numpy as np
 
 from deepflash import fs
-from deepflash.data.readers import Reader, Shard, register
+from deepflash.data.readers import Reader, register
 
 FEATURES, LABEL = "features", "label"
 
@@ -74,26 +74,21 @@ def table_to_arrays(table) -> tuple[np.ndarray, np.ndarray]:
 
 @register("arrow")
 class ArrowReader(Reader):
-    """Reads row groups with ``pyarrow.parquet``; ``load`` keeps the shard in memory, ``iter_batches``
-    streams it one row group at a time."""
+    """Reads row groups with ``pyarrow.parquet``; ``iter_batches`` streams one row group at a time."""
 
-    def load(self, url: str, shard: int = 0, num_shards: int = 1) -> Shard:
-        feats, labels = [], []
-        for x, y in self.iter_batches(url, shard, num_shards):
-            feats.append(x)
-            labels.append(y)
-        if not feats:
-            return Shard(np.zeros((0, 0), np.float32), np.zeros((0,), np.float32))
-        return Shard(np.concatenate(feats), np.concatenate(labels))
-
-    def iter_batches(self, url: str, shard: int = 0, num_shards: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yields ``(features, labels)`` per row group of this shard, in piece order."""
+    def iter_batches(self, url: str, shard: int = 0, num_shards: int = 1,
+                     seed: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yields ``(features, labels)`` per row group of this shard: in piece order, or in an order
+        drawn from ``seed``."""
         import pyarrow.parquet as pq
 
         filesystem, _ = fs.resolve(url)
+        pieces = shard_pieces(list_pieces(url), shard, num_shards)
+        if seed is not None:
+            pieces = [pieces[i] for i in np.random.default_rng(seed).permutation(len(pieces))]
         current, handle = None, None
         try:
-            for piece in shard_pieces(list_pieces(url), shard, num_shards):
+            for piece in pieces:
                 if piece.path != current:
                     if handle is not None:
                         handle.close()

@@ -9,9 +9,11 @@ from __future__ import annotations
 import abc
 import contextlib
 import io
+import itertools
 import logging
 import warnings
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 
@@ -44,11 +46,28 @@ class Shard:
 
 
 class Reader(abc.ABC):
+    """Reads shard ``shard`` of ``num_shards`` of a materialized Parquet dataset.
+
+    ``iter_batches`` streams it (one row group at a time); ``load`` reads it whole into memory.
+    ``seed`` in ``iter_batches`` shuffles the order of the shard's row groups.
+    """
+
     name = "abstract"
 
     @abc.abstractmethod
+    def iter_batches(self, url: str, shard: int = 0, num_shards: int = 1,
+                     seed: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yields ``(features (rows, dim) float32, labels (rows,) float32)`` arrays."""
+
     def load(self, url: str, shard: int = 0, num_shards: int = 1) -> Shard:
-        """Reads shard ``shard`` of ``num_shards`` of the Parquet dataset at ``url``."""
+        feats, labels = [], []
+        for x, y in self.iter_batches(url, shard, num_shards):
+            if len(y):
+                feats.append(x)
+                labels.append(y)
+        if not feats:
+            return Shard(np.zeros((0, 0), np.float32), np.zeros((0,), np.float32))
+        return Shard(np.concatenate(feats), np.concatenate(labels))
 
 
 @register("petastorm")
@@ -63,10 +82,10 @@ class PetastormReader(Reader):
     def __init__(self, workers: int = 2):
         self.workers = workers
 
-    def load(self, url: str, shard: int = 0, num_shards: int = 1) -> Shard:
+    def iter_batches(self, url: str, shard: int = 0, num_shards: int = 1,
+                     seed: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         from petastorm import make_batch_reader
 
-        feats, labels = [], []
         # petastorm logs that our plain Parquet has no Unischema (expected) and prints on close.
         logging.getLogger("petastorm").setLevel(logging.ERROR)
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
@@ -74,14 +93,12 @@ class PetastormReader(Reader):
             warnings.simplefilter("ignore", FutureWarning)
             with make_batch_reader(url, num_epochs=1, cur_shard=shard if num_shards > 1 else None,
                                    shard_count=num_shards if num_shards > 1 else None,
-                                   workers_count=self.workers, shuffle_row_groups=False) as reader:
+                                   workers_count=self.workers, shuffle_row_groups=seed is not None,
+                                   seed=seed) as reader:
                 for batch in reader:
                     if len(batch.label):
-                        feats.append(np.asarray(batch.features, dtype=np.float32))
-                        labels.append(np.asarray(batch.label, dtype=np.float32))
-        if not feats:
-            return Shard(np.zeros((0, 0), np.float32), np.zeros((0,), np.float32))
-        return Shard(np.concatenate(feats), np.concatenate(labels))
+                        yield (np.asarray(batch.features, dtype=np.float32),
+                               np.asarray(batch.label, dtype=np.float32))
 
 
 def to_dataset(shard: Shard, *, batch_size: int, target_encoding: str, num_classes: int,
@@ -166,6 +183,55 @@ def _content_order(shard: Shard) -> np.ndarray:
     group = np.concatenate([[0], np.cumsum(sorted_rows[1:] != sorted_rows[:-1])])
     labels = np.asarray(shard.labels)[by_features]
     return by_features[np.lexsort((labels, group))]
+
+
+def stream_dataset(reader: "Reader", url: str, *, shard: int, num_shards: int, batch_size: int,
+                   buffer_rows: int, target_encoding: str, num_classes: int, seed, start_batch: int = 0):
+    """An endless, batched ``tf.data.Dataset`` that streams a shard from the store.
+
+    Memory stays bounded whatever the data size: one row group plus a shuffle buffer of
+    ``buffer_rows`` rows. Pass ``p`` reads the shard's row groups in an order drawn from
+    ``(seed, p)`` and mixes their rows through the buffer with a generator seeded the same way,
+    so the stream is a deterministic function of the data, the seed and the position. A resumed
+    run starts at ``start_batch`` by reading and dropping the batches before it (streaming has
+    no random access).
+    """
+    import tensorflow as tf
+
+    key = _stream_key(seed)
+    sample_x, sample_y = next(iter(reader.iter_batches(url, shard, num_shards)), (None, None))
+    if sample_x is None:
+        raise ValueError(f"shard {shard} of {num_shards} of {url} holds no rows")
+    dim = sample_x.shape[1]
+    y_shape = encode_targets(sample_y[:1], target_encoding, num_classes).shape[1:]
+    y_dtype = tf.int32 if target_encoding == "sparse" else tf.float32
+
+    def batches():
+        produced = 0
+        for p in itertools.count():
+            rng = np.random.default_rng([key, p])
+            order_seed = int(rng.integers(2 ** 31))
+            buf_x, buf_y = np.zeros((0, dim), np.float32), np.zeros((0,), np.float32)
+            for x, y in itertools.chain(reader.iter_batches(url, shard, num_shards, seed=order_seed), [(None, None)]):
+                last = x is None
+                if not last:
+                    buf_x, buf_y = np.concatenate([buf_x, x]), np.concatenate([buf_y, y])
+                if not last and len(buf_y) < buffer_rows + batch_size:
+                    continue
+                perm = rng.permutation(len(buf_y))
+                buf_x, buf_y = buf_x[perm], buf_y[perm]
+                keep = 0 if last else min(buffer_rows, len(buf_y))
+                take = (len(buf_y) - keep) // batch_size * batch_size if not last else len(buf_y)
+                for i in range(0, take, batch_size):
+                    xb, yb = buf_x[i:i + batch_size], buf_y[i:i + batch_size]
+                    if produced >= start_batch:
+                        yield xb, encode_targets(yb, target_encoding, num_classes)
+                    produced += 1
+                buf_x, buf_y = buf_x[take:], buf_y[take:]
+
+    ds = tf.data.Dataset.from_generator(batches, output_signature=(
+        tf.TensorSpec((None, dim), tf.float32), tf.TensorSpec((None, *y_shape), y_dtype)))
+    return ds.prefetch(2)
 
 
 def encode_targets(labels: np.ndarray, target_encoding: str, num_classes: int) -> np.ndarray:
