@@ -201,7 +201,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip", default="",
-                        help="comma list of runs to skip: local,hvd1,hvd2,inference,search,algos,best")
+                        help="comma list of runs to skip: local,hvd1,hvd2,inference,search,algos,best,stream")
     parser.add_argument("--search-epochs", type=int, default=2, help="epochs per trial in the search comparison")
     parser.add_argument("--algo-rows", type=int, default=10000, help="TPE against random: training rows (0 = all)")
     parser.add_argument("--algo-epochs", type=int, default=2, help="TPE against random: epochs per trial")
@@ -211,6 +211,10 @@ def main(argv=None) -> int:
     parser.add_argument("--best-trials", type=int, default=12, help="best model: TPE trials on all rows")
     parser.add_argument("--best-search-epochs", type=int, default=6, help="best model: epochs per trial")
     parser.add_argument("--best-epochs", type=int, default=60, help="best model: refit epochs (early stopping)")
+    parser.add_argument("--stream-gb", type=float, default=3.0,
+                        help="memory bound: GB of generated float32 features to train on")
+    parser.add_argument("--stream-epochs", type=int, default=1, help="memory bound: epochs")
+    parser.add_argument("--stream-modes", default="stream,memory", help="memory bound: read modes to run")
     parser.add_argument("--output", default="output/benchmark")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -249,7 +253,11 @@ def main(argv=None) -> int:
             all_df = train_df.union(test_df).cache()
             all_df.count()
             infer = inference(spark, fitted, all_df, all_x, args)
-        search = algos = best = None
+        search = algos = best = streaming = None
+        if "stream" not in skip:
+            from deepflash.bench_streaming import streaming_benchmark
+
+            streaming = streaming_benchmark(spark, args, os.path.join(store, "stream"))
         if "search" not in skip:
             search = search_parallelism(train_df, args, os.path.join(store, "search"))
         if "algos" not in skip:
@@ -295,6 +303,20 @@ def main(argv=None) -> int:
                       f"({best['search_seconds']:.0f}s, best val_accuracy {best['best_val_accuracy']:.4f}), refit "
                       f"{best['refit_epochs_run']}/{best['refit_epochs_max']} epochs ({best['refit_seconds']:.0f}s): "
                       f"test accuracy {best['test_accuracy']:.4f} (goal >= 0.90); params {json.dumps(best['params'])}"]
+    if streaming:
+        lines += ["", f"Memory bound: {streaming['gigabytes']:.2f} GB of float32 features ({streaming['rows']} rows x "
+                      f"{streaming['dim']}, {streaming['stored_mb']:.0f} MB of Parquet, materialized in "
+                      f"{streaming['materialize_seconds']:.0f}s), one process, {args.stream_epochs} epoch(s)", "",
+                  "| readMode | peak RSS MB | seconds | train rows/s | val accuracy |", "|---|---|---|---|---|"]
+        for r in streaming["runs"]:
+            if "error" in r:
+                lines.append(f"| {r['mode']} | failed: {r['error'].splitlines()[-1]} | | | |")
+            else:
+                lines.append(f"| {r['mode']} | {r['peak_rss_mb']:.0f} | {r['seconds']:.1f} | "
+                             f"{r['rows_per_second']:.0f} | {r['val_accuracy']:.4f} |")
+        if "stream_vs_memory_throughput" in streaming:
+            lines.append(f"\nstreaming throughput / in-memory: {streaming['stream_vs_memory_throughput']:.2f} "
+                         "(goal >= 0.9)")
     second = [r for r in rows if r["name"].endswith("second fit")]
     if second:
         lines.append("")
@@ -303,7 +325,10 @@ def main(argv=None) -> int:
                          f"train only {r['train_seconds'] / baseline:.2f}x (a) (goal <= 1.25)")
     report = "\n".join(lines)
     print(report)
+    from deepflash import fs
+
     os.makedirs(args.output, exist_ok=True)
+    fs.write_bytes(fs.qualify(os.path.join(args.output, "benchmark.md")), (report + "\n").encode("utf-8"))
     if algos:
         from deepflash import plots
 
@@ -313,11 +338,9 @@ def main(argv=None) -> int:
                       title=f"Best validation accuracy so far, mean of {algos['seeds']} seeds", xlabel="trial")
     result = {"rows": [{k: v for k, v in r.items() if k != "model"} for r in rows], "inference": infer,
               "search": search,
-              "algos": algos, "best": best, "args": vars(args), "report": report}
-    tmp = os.path.join(args.output, ".benchmark.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(tmp, os.path.join(args.output, "benchmark.json"))
+              "algos": algos, "best": best, "streaming": streaming, "args": vars(args), "report": report}
+    fs.write_bytes(fs.qualify(os.path.join(args.output, "benchmark.json")),
+                   json.dumps(result, indent=2, default=str).encode("utf-8"))
     spark.stop()
     return 0
 

@@ -376,7 +376,7 @@ def train(settings: TrainSettings) -> TrainResult:
     if read_mode == "memory":
         train_ds = to_dataset(train_shard, batch_size=settings.batch_size, target_encoding=settings.target_encoding,
                               num_classes=settings.num_classes, shuffle=True, seed=stream_seed, repeat=True,
-                              start_batch=initial_epoch * steps)
+                              start_batch=initial_epoch * steps, canonical_order=not reader.ordered)
     else:
         train_ds = stream_dataset(reader, settings.train_url, shard=comm.rank, num_shards=comm.size,
                                   batch_size=settings.batch_size, buffer_rows=settings.shuffle_buffer_rows,
@@ -384,10 +384,10 @@ def train(settings: TrainSettings) -> TrainResult:
                                   seed=stream_seed, start_batch=initial_epoch * steps)
     callbacks = comm.callbacks()
     if val_shard is not None:
-        # In content order, so that the validation metrics do not depend on the order the reader returned rows in.
+        # In content order where the reader's order varies, so that the metrics do not depend on it.
         val_ds = to_dataset(val_shard, batch_size=max(settings.batch_size, 1024),
                             target_encoding=settings.target_encoding, num_classes=settings.num_classes,
-                            shuffle=False, seed=None, repeat=False, canonical_order=True)
+                            shuffle=False, seed=None, repeat=False, canonical_order=not reader.ordered)
         # First: the LR and early-stopping callbacks read the val_ metrics it puts in the epoch's logs.
         callbacks.insert(0, ShardedValidation(val_ds, len(val_shard.labels), comm.sum))
 

@@ -76,6 +76,8 @@ def table_to_arrays(table) -> tuple[np.ndarray, np.ndarray]:
 class ArrowReader(Reader):
     """Reads row groups with ``pyarrow.parquet``; ``iter_batches`` streams one row group at a time."""
 
+    ordered = True
+
     def iter_batches(self, url: str, shard: int = 0, num_shards: int = 1,
                      seed: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yields ``(features, labels)`` per row group of this shard: in piece order, or in an order

@@ -53,6 +53,9 @@ class Reader(abc.ABC):
     """
 
     name = "abstract"
+    # True when a shard's rows always come back in the same order (then nothing needs sorting
+    # to make a seeded run repeatable).
+    ordered = False
 
     @abc.abstractmethod
     def iter_batches(self, url: str, shard: int = 0, num_shards: int = 1,
