@@ -63,7 +63,8 @@ def qualify(path: str, hadoop_conf=None) -> str:
 
     Args:
         path: a path or URI.
-        hadoop_conf: a JVM Hadoop ``Configuration``; the active SparkContext's when None.
+        hadoop_conf: a JVM Hadoop ``Configuration``; the active SparkContext's when None; False
+            for a local path whatever Spark says (files that Python code writes locally: plots).
     """
     if not path:
         raise ValueError("an empty path: expected a local path or a filesystem URI")
@@ -74,7 +75,7 @@ def qualify(path: str, hadoop_conf=None) -> str:
     if scheme:
         return _normalize(path)
     conf = hadoop_conf if hadoop_conf is not None else _active_hadoop_conf()
-    if conf is None:
+    if conf is None or conf is False:
         return _file_uri(path)
     from pyspark import SparkContext
 

@@ -6,7 +6,6 @@ returns its path. Every plot has a title, axis labels and a legend (or a colour 
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -25,12 +24,14 @@ def _plt():
 
 
 def _save(fig, path: str) -> str:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp")
-    fig.savefig(tmp, format="png", dpi=DPI)
+    import io
+
+    from deepflash import fs
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
     _plt().close(fig)
-    os.replace(tmp, path)
+    fs.write_bytes(fs.qualify(path, hadoop_conf=False), buf.getvalue())
     return path
 
 

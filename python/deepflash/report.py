@@ -78,9 +78,7 @@ def write_report(path: str, title: str, *, config: Mapping | None = None, tables
     if config is not None:
         parts.append("<h2>Config</h2><pre>" + html.escape(yaml.safe_dump(dict(config), sort_keys=False)) + "</pre>")
     parts.append("</body></html>")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("\n".join(parts))
-    os.replace(tmp, path)
+    from deepflash import fs
+
+    fs.write_bytes(fs.qualify(path, hadoop_conf=False), "\n".join(parts).encode("utf-8"))
     return path
