@@ -69,8 +69,6 @@ def test_whole_dataset_in_order(dataset):
 
 
 def _petastorm_in_a_fresh_process(url: str, shard: int, num_shards: int, out) -> Shard:
-    """Petastorm read in its own interpreter: in a long test session that has run Spark and other
-    Parquet reads, Petastorm 0.13.1 was seen to return fewer rows (162 of 357) for the same call."""
     code = ("import sys, numpy as np; from deepflash.data.readers import PetastormReader; "
             "s = PetastormReader(workers=1).load(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])); "
             "np.savez(sys.argv[4], x=s.features, y=s.labels)")
@@ -82,14 +80,24 @@ def _petastorm_in_a_fresh_process(url: str, shard: int, num_shards: int, out) ->
 
 @pytest.mark.parametrize("num_shards", [1, 2, 3])
 def test_same_rows_same_order_as_petastorm(dataset, num_shards, tmp_path):
+    """Petastorm 0.13.1 sometimes ends a read early (seen: 162 of 357 rows, the first four files, with
+    no sharding and one worker, in about one run of ten). What it returns is always the start of the
+    Arrow reader's rows, in the same order; and within three reads it returns the whole shard."""
     url, _, y = dataset
     seen = []
     for k in range(num_shards):
         arrow = ArrowReader().load(url, k, num_shards)
-        # one worker: Petastorm's own order
-        peta = _petastorm_in_a_fresh_process(url, k, num_shards, tmp_path / f"p{k}.npz")
-        np.testing.assert_array_equal(arrow.labels, peta.labels)
-        np.testing.assert_array_equal(arrow.features, peta.features)
+        complete = False
+        for attempt in range(3):
+            peta = _petastorm_in_a_fresh_process(url, k, num_shards, tmp_path / f"p{k}-{attempt}.npz")
+            n = len(peta.labels)
+            assert n > 0
+            np.testing.assert_array_equal(arrow.labels[:n], peta.labels)
+            np.testing.assert_array_equal(arrow.features[:n], peta.features)
+            if n == len(arrow.labels):
+                complete = True
+                break
+        assert complete, f"Petastorm never returned all {len(arrow.labels)} rows of shard {k}"
         seen.append(arrow.labels)
     np.testing.assert_array_equal(np.sort(np.concatenate(seen)), y)  # shards partition the rows
 
