@@ -25,6 +25,7 @@ from deepflash.plan import FitInfo, FitPlan
 from deepflash.networks import build_model, check_loss, check_optimizer, resolve_layers, resolve_loss, validate_layers
 from deepflash.params import SHARED_PARAM_NAMES, _KerasParams, add_accessors
 from deepflash.persistence import KerasStageReader, KerasStageWriter
+from deepflash.schedules import LrSchedule, check_schedule
 from deepflash.store import Store, check_reachable, default_store_path
 
 log = logging.getLogger("deepflash")
@@ -45,6 +46,10 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
         layers: hidden layers as a list of dicts, or a preset (``simple``, ``deep``, ``tuned_mlp``);
             the output layer is added from ``task`` and the number of classes.
         backend: ``horovod`` (``numProc`` processes on executors) or ``local`` (in the driver).
+        lrSchedule: the learning rate of each epoch, starting from ``learningRate``: ``none``, ``time``,
+            ``exponential``, ``inverse_sqrt``, ``step`` or ``cosine``, with ``lrDecay``, ``lrStepEpochs``,
+            ``lrStepFactor``, ``lrWarmupEpochs`` and ``lrMinRate`` (formulas in :mod:`deepflash.schedules`);
+            a ReduceLROnPlateau reduction (``reduceLrPatience``) multiplies the scheduled rate.
         runId: checkpoints go to ``<storePath>/runs/<runId>``; fitting again with the same id resumes.
 
     Example:
@@ -61,10 +66,11 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
                  metrics: list | None = None, batchSize: int = 128, epochs: int = 10, validationSplit: float = 0.1,
                  validationCol: str | None = None, earlyStoppingPatience: int = 0,
                  earlyStoppingMonitor: str = "val_loss", reduceLrPatience: int = 0, reduceLrFactor: float = 0.1,
-                 scaleLearningRate: bool = False, numProc: int = 1, backend: str = "horovod",
-                 storePath: str | None = None, runId: str | None = None, seed: int | None = None,
-                 verbose: int = 0, reader: str = "arrow", readMode: str = "auto", shuffleBufferRows: int = 10_000,
-                 memoryBudgetMB: float = 1024.0) -> None:
+                 lrSchedule: str = "none", lrDecay: float = 0.1, lrStepEpochs: int = 10, lrStepFactor: float = 0.5,
+                 lrWarmupEpochs: int = 0, lrMinRate: float = 0.0, scaleLearningRate: bool = False, numProc: int = 1,
+                 backend: str = "horovod", storePath: str | None = None, runId: str | None = None,
+                 seed: int | None = None, verbose: int = 0, reader: str = "arrow", readMode: str = "auto",
+                 shuffleBufferRows: int = 10_000, memoryBudgetMB: float = 1024.0) -> None:
         super().__init__()
         self._model_bytes: bytes | None = None
         self.setParams(**self._input_kwargs)
@@ -77,10 +83,11 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
                   metrics: list | None = None, batchSize: int = 128, epochs: int = 10, validationSplit: float = 0.1,
                   validationCol: str | None = None, earlyStoppingPatience: int = 0,
                   earlyStoppingMonitor: str = "val_loss", reduceLrPatience: int = 0, reduceLrFactor: float = 0.1,
-                  scaleLearningRate: bool = False, numProc: int = 1, backend: str = "horovod",
-                  storePath: str | None = None, runId: str | None = None, seed: int | None = None,
-                  verbose: int = 0, reader: str = "arrow", readMode: str = "auto", shuffleBufferRows: int = 10_000,
-                  memoryBudgetMB: float = 1024.0) -> "KerasEstimator":
+                  lrSchedule: str = "none", lrDecay: float = 0.1, lrStepEpochs: int = 10, lrStepFactor: float = 0.5,
+                  lrWarmupEpochs: int = 0, lrMinRate: float = 0.0, scaleLearningRate: bool = False, numProc: int = 1,
+                  backend: str = "horovod", storePath: str | None = None, runId: str | None = None,
+                  seed: int | None = None, verbose: int = 0, reader: str = "arrow", readMode: str = "auto",
+                  shuffleBufferRows: int = 10_000, memoryBudgetMB: float = 1024.0) -> "KerasEstimator":
         """Sets Params by keyword; returns self."""
         kwargs = {k: v for k, v in self._input_kwargs.items() if v is not None}
         return self._set(**kwargs)
@@ -137,6 +144,7 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
         if watching and monitor.startswith("val_") and not has_validation:
             raise ValueError(f"`earlyStoppingMonitor` == {monitor!r} needs validation data, found validationSplit "
                              "== 0 and no validationCol; set one, or monitor a training metric such as 'loss'")
+        check_schedule(LrSchedule.from_values(self.paramValues()), self.getLearningRate())
         if self.getBackend() == "local" and self.getNumProc() != 1:
             raise ValueError(f"`numProc` == {self.getNumProc()}, must be 1 with backend='local'; "
                              "use backend='horovod' for more processes")

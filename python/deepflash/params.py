@@ -19,6 +19,8 @@ from pyspark.ml.param.shared import (
     HasSeed,
 )
 
+from deepflash.schedules import SCHEDULES
+
 TASKS = ("classification", "regression")
 BACKENDS = ("horovod", "local")
 READ_MODES = ("auto", "memory", "stream")
@@ -139,6 +141,19 @@ class _KerasParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProbability
                               _number("reduceLrPatience", integer=True, low=0))
     reduceLrFactor = _param("reduceLrFactor", "factor the LR is multiplied by on plateau, in (0, 1)",
                             _number("reduceLrFactor", low=0, high=1, low_open=True, high_open=True))
+    lrSchedule = _param("lrSchedule", "learning rate per epoch, starting from learningRate: none, time, exponential, "
+                        "inverse_sqrt, step or cosine (see deepflash.schedules); a plateau reduction multiplies it",
+                        _one_of("lrSchedule", SCHEDULES))
+    lrDecay = _param("lrDecay", "k of the time (lr/(1+k*epoch)), exponential (lr*exp(-k*epoch)) and inverse_sqrt "
+                     "(lr*k/sqrt(epoch), epochs counted from 1) schedules, >= 0", _number("lrDecay", low=0))
+    lrStepEpochs = _param("lrStepEpochs", "the step schedule multiplies the rate by lrStepFactor every this many "
+                          "epochs, >= 1", _number("lrStepEpochs", integer=True, low=1))
+    lrStepFactor = _param("lrStepFactor", "factor of the step schedule, in (0, 1)",
+                          _number("lrStepFactor", low=0, high=1, low_open=True, high_open=True))
+    lrWarmupEpochs = _param("lrWarmupEpochs", "epochs of linear warm-up before the cosine decay, >= 0 and < epochs",
+                            _number("lrWarmupEpochs", integer=True, low=0))
+    lrMinRate = _param("lrMinRate", "the rate the cosine schedule decays towards, >= 0 and < learningRate",
+                       _number("lrMinRate", low=0))
     scaleLearningRate = _param("scaleLearningRate", "multiply the learning rate by the number of processes",
                                TypeConverters.toBoolean)
     numProc = _param("numProc", "number of training processes (horovod backend), >= 1",
@@ -165,7 +180,8 @@ class _KerasParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProbability
             task="classification", layers=[{"type": "dense", "units": 64, "activation": "relu"}],
             optimizer="adam", learningRate=1e-3, momentum=0.0, nesterov=False, loss="auto", metrics=[],
             batchSize=128, epochs=10, validationSplit=0.1, earlyStoppingPatience=0,
-            earlyStoppingMonitor="val_loss", reduceLrPatience=0, reduceLrFactor=0.1, scaleLearningRate=False,
+            earlyStoppingMonitor="val_loss", reduceLrPatience=0, reduceLrFactor=0.1, lrSchedule="none", lrDecay=0.1,
+            lrStepEpochs=10, lrStepFactor=0.5, lrWarmupEpochs=0, lrMinRate=0.0, scaleLearningRate=False,
             numProc=1, backend="horovod", verbose=0, reader="arrow", readMode="auto", shuffleBufferRows=10_000,
             memoryBudgetMB=1024.0,
         )
@@ -234,8 +250,9 @@ SHARED_PARAM_NAMES = [
     "featuresCol", "labelCol", "predictionCol", "probabilityCol", "seed", "task", "layers", "optimizer",
     "learningRate", "momentum", "nesterov", "loss", "metrics", "batchSize", "epochs", "validationSplit",
     "validationCol", "earlyStoppingPatience", "earlyStoppingMonitor", "reduceLrPatience", "reduceLrFactor",
-    "scaleLearningRate", "numProc", "backend", "storePath", "runId", "verbose", "reader", "readMode",
-    "shuffleBufferRows", "memoryBudgetMB",
+    "lrSchedule", "lrDecay", "lrStepEpochs", "lrStepFactor", "lrWarmupEpochs", "lrMinRate", "scaleLearningRate",
+    "numProc", "backend", "storePath", "runId", "verbose", "reader", "readMode", "shuffleBufferRows",
+    "memoryBudgetMB",
 ]
 # What a fitted KerasModel learned about its data: getters only, fit sets them.
 MODEL_PARAM_NAMES = ["outputKind", "numClasses", "inputDim"]

@@ -1,5 +1,5 @@
-"""Figures as PNG files (matplotlib, Agg backend): learning curves, run overlays, time against
-accuracy, the confusion matrix, search progress and parallel coordinates.
+"""Figures as PNG files (matplotlib, Agg backend): learning curves (with the learning rate), run
+overlays, time against accuracy, the confusion matrix, search progress and parallel coordinates.
 
 Every function takes plain data (histories, tables, matrices), writes one PNG atomically and
 returns its path. Every plot has a title, axis labels and a legend (or a colour bar).
@@ -35,22 +35,37 @@ def _save(fig, path: str) -> str:
     return path
 
 
+def curve_panels(history: Mapping[str, Sequence[float]]) -> list[str]:
+    """The panels :func:`learning_curves` draws for ``history``: ``loss``, then accuracy or the first
+    other metric, then ``lr`` when the history records the learning rate."""
+    others = [k for k in history if not k.startswith("val_") and k not in ("loss", "lr", "learning_rate")]
+    metric = "accuracy" if "accuracy" in history else (others[0] if others else None)
+    return ["loss"] + ([metric] if metric else []) + (["lr"] if len(history.get("lr") or []) else [])
+
+
 def learning_curves(history: Mapping[str, Sequence[float]], path: str, title: str = "Learning curves") -> str:
-    """Train and validation loss (left) and accuracy or the first other metric (right) per epoch."""
+    """Train and validation loss, accuracy or the first other metric, and the learning rate per
+    epoch (on a log scale, when the history has ``lr``), side by side."""
     plt = _plt()
     if not history or "loss" not in history:
         raise ValueError(f"`history` needs at least a 'loss' series; it has: {', '.join(history) or 'nothing'}")
-    others = [k for k in history if not k.startswith("val_") and k not in ("loss", "lr", "learning_rate")]
-    metric = "accuracy" if "accuracy" in history else (others[0] if others else None)
-    fig, axes = plt.subplots(1, 2 if metric else 1, figsize=SIZE, squeeze=False)
-    for ax, key in zip(axes[0], ["loss"] + ([metric] if metric else [])):
-        for name, style in ((key, "-"), (f"val_{key}", "--")):
-            if name in history and len(history[name]):
-                ax.plot(range(1, len(history[name]) + 1), history[name], style, marker="o", markersize=3,
-                        label="validation" if name.startswith("val_") else "train")
+    keys = curve_panels(history)
+    fig, axes = plt.subplots(1, len(keys), figsize=(SIZE[0] * max(2, len(keys)) / 2, SIZE[1]), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        if key == "lr":
+            ax.plot(range(1, len(history["lr"]) + 1), history["lr"], "-", marker="o", markersize=3,
+                    color="C2", label="learning rate")
+            if min(history["lr"]) > 0:
+                ax.set_yscale("log")
+            ax.set_ylabel("learning rate")
+        else:
+            for name, style in ((key, "-"), (f"val_{key}", "--")):
+                if name in history and len(history[name]):
+                    ax.plot(range(1, len(history[name]) + 1), history[name], style, marker="o", markersize=3,
+                            label="validation" if name.startswith("val_") else "train")
+            ax.set_ylabel(key)
         ax.set_xlabel("epoch")
-        ax.set_ylabel(key)
-        ax.set_title(key)
+        ax.set_title("learning rate" if key == "lr" else key)
         ax.legend()
         ax.grid(alpha=0.3)
     fig.suptitle(title)

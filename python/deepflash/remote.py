@@ -8,8 +8,10 @@ Checkpoints and exact resume
     With a ``checkpoint_path`` (the estimator sets one only for a user-given ``runId``) rank 0
     writes, after every epoch and after the learning-rate and early-stopping callbacks have run,
     one file holding everything training continues from: weights, the optimizer's variables
-    (iteration count and slots) and current learning rate, the ReduceLROnPlateau and
-    early-stopping state (counters, best value, best weights, whether it stopped) and the history.
+    (iteration count and slots) and current learning rate, the learning-rate callback's state
+    (plateau multiplier and counters) and the early-stopping state (counters, best value, best
+    weights, whether it stopped) and the history. The schedule itself is a function of the epoch,
+    so the resumed run continues it from the checkpoint's epoch.
     Every rank waits until that file is written before it starts the next epoch. A run started
     again with the same checkpoint continues after the checkpoint's epoch; one that had stopped
     early trains no more and returns its best weights. The training batches are a deterministic
@@ -42,11 +44,12 @@ import numpy as np
 from deepflash.data.readers import get_reader, stream_dataset, to_dataset
 from deepflash.keras_io import model_from_bytes
 from deepflash.plan import FitPlan
+from deepflash.schedules import LrSchedule, check_schedule
 from deepflash.store import Store
 
 log = logging.getLogger("deepflash")
 CHECKPOINT_FILE = "checkpoint.npz"
-CHECKPOINT_FORMAT = 2
+CHECKPOINT_FORMAT = 3
 CRASH_ENV = "DEEPFLASH_TEST_CRASH"
 
 
@@ -163,7 +166,7 @@ def save_checkpoint(store: Store, path: str, *, epoch: int, history: dict, finge
 
     Args:
         training: :func:`deepflash.training.training_state` (weights, optimizer, learning rate).
-        callbacks: ``get_state()`` of the stateful callbacks by name (``reduce_lr``,
+        callbacks: ``get_state()`` of the stateful callbacks by name (``learning_rate``,
             ``early_stopping``); an early-stopping ``best_weights`` list is stored as arrays.
         stopped: whether early stopping ended the run at this epoch.
     """
@@ -239,6 +242,7 @@ class TrainSettings:
     monitor: str
     reduce_lr_patience: int
     reduce_lr_factor: float
+    lr_schedule: LrSchedule
     checkpoint_path: str | None
     run_fingerprint: str
     run_id: str
@@ -294,6 +298,9 @@ def make_settings(values: dict, plan: FitPlan, model_bytes: bytes, *, run_finger
 
     keras_loss, target_encoding = resolve_loss(values["loss"], plan.output_kind)
     metrics = tuple(values["metrics"] or (["mae"] if plan.output_kind == "regression" else ["accuracy"]))
+    # Search trials reach here without the estimator's validation: a schedule that cannot run fails the trial.
+    lr_schedule = LrSchedule.from_values(values)
+    check_schedule(lr_schedule, values["learningRate"])
     return TrainSettings(
         model_bytes=model_bytes, optimizer=values["optimizer"], learning_rate=values["learningRate"],
         momentum=values["momentum"], nesterov=values["nesterov"], scale_lr=values["scaleLearningRate"],
@@ -302,12 +309,30 @@ def make_settings(values: dict, plan: FitPlan, model_bytes: bytes, *, run_finger
         train_url=plan.train_url, val_url=plan.val_url, train_rows=plan.train_rows,
         val_rows=plan.val_rows, early_stopping_patience=values["earlyStoppingPatience"],
         monitor=values["earlyStoppingMonitor"], reduce_lr_patience=values["reduceLrPatience"],
-        reduce_lr_factor=values["reduceLrFactor"], checkpoint_path=checkpoint_path,
+        reduce_lr_factor=values["reduceLrFactor"], lr_schedule=lr_schedule,
+        checkpoint_path=checkpoint_path,
         run_fingerprint=run_fingerprint, run_id=run_id, store_url=plan.store_url,
         reader=plan.reader, verbose=values["verbose"], distributed=distributed,
         log_prefix=log_prefix, threads=int(plan.threads or 0), read_mode=values.get("readMode", "auto"),
         shuffle_buffer_rows=int(values.get("shuffleBufferRows", 10_000)),
         memory_budget_mb=float(values.get("memoryBudgetMB", 1024.0)), input_dim=plan.input_dim)
+
+
+def _learning_rate_state(ckpt: dict, settings: TrainSettings, num_proc: int) -> dict | None:
+    """The learning-rate callback's state in a checkpoint.
+
+    Checkpoints written before schedules existed hold ReduceLROnPlateau's counters as
+    ``reduce_lr`` and no multiplier; their rate was α0 times the plateau reductions (α0 scaled by
+    the processes of that run), so the multiplier is that rate over α0.
+    """
+    state = ckpt["callbacks"].get("learning_rate")
+    if state is not None:
+        return state
+    old = ckpt["callbacks"].get("reduce_lr")
+    if old is None or ckpt.get("learning_rate") is None:
+        return None  # no plateau rule ran: the multiplier is 1
+    scale = (ckpt.get("num_proc") or num_proc) if settings.scale_lr else 1
+    return {**old, "multiplier": ckpt["learning_rate"] / (settings.learning_rate * scale)}
 
 
 def train(settings: TrainSettings) -> TrainResult:
@@ -318,7 +343,7 @@ def train(settings: TrainSettings) -> TrainResult:
 
     from deepflash.networks import make_optimizer
     from deepflash.training import (CheckpointCallback, EpochLogger, RestoreBestEarlyStopping,
-                                    ResumableReduceLROnPlateau, ShardedValidation, restore_training_state,
+                                    ScheduledLearningRate, ShardedValidation, restore_training_state,
                                     training_state)
 
     comm = _Horovod() if settings.distributed else _SingleProcess()
@@ -342,27 +367,24 @@ def train(settings: TrainSettings) -> TrainResult:
     read_seconds = time.time() - started
 
     model = model_from_bytes(settings.model_bytes)
+    # scaleLearningRate scales α0: every scheduled rate, and so the plateau-reduced ones, scale with it.
     lr = settings.learning_rate * (comm.size if settings.scale_lr else 1)
     optimizer = comm.wrap_optimizer(make_optimizer(settings.optimizer, lr, settings.momentum,
                                                    settings.nesterov))
     model.compile(optimizer=optimizer, loss=settings.loss, metrics=settings.metrics)
 
     monitor = settings.monitor
-    reduce_lr = early_stopping = None
-    if settings.reduce_lr_patience > 0:
-        reduce_lr = ResumableReduceLROnPlateau(monitor=monitor, factor=settings.reduce_lr_factor,
-                                               patience=settings.reduce_lr_patience, verbose=0)
+    early_stopping = None
+    # Always present: it sets every epoch's rate and records it as `lr` in the history.
+    learning_rate = ScheduledLearningRate(settings.lr_schedule, lr, monitor=monitor,
+                                          patience=settings.reduce_lr_patience, factor=settings.reduce_lr_factor)
     if settings.early_stopping_patience > 0:
         early_stopping = RestoreBestEarlyStopping(monitor=monitor, patience=settings.early_stopping_patience)
 
     initial_epoch, history_before, stopped = 0, {}, False
     if ckpt is not None:
-        if (settings.scale_lr and ckpt["learning_rate"] is not None and ckpt.get("num_proc")
-                and ckpt["num_proc"] != comm.size):
-            ckpt["learning_rate"] = ckpt["learning_rate"] * comm.size / ckpt["num_proc"]
         restore_training_state(model, optimizer, ckpt)
-        if reduce_lr is not None and "reduce_lr" in ckpt["callbacks"]:
-            reduce_lr.set_state(ckpt["callbacks"]["reduce_lr"])
+        learning_rate.set_state(_learning_rate_state(ckpt, settings, comm.size))
         if early_stopping is not None and "early_stopping" in ckpt["callbacks"]:
             early_stopping.set_state(ckpt["callbacks"]["early_stopping"])
         initial_epoch, history_before, stopped = ckpt["epoch"], ckpt["history"], ckpt["stopped"]
@@ -392,13 +414,13 @@ def train(settings: TrainSettings) -> TrainResult:
         callbacks.insert(0, ShardedValidation(val_ds, len(val_shard.labels), comm.sum))
 
     # The checkpoint callback comes after the LR and early-stopping callbacks: it records the state they leave.
-    callbacks += [cb for cb in (reduce_lr, early_stopping) if cb is not None]
+    callbacks += [cb for cb in (learning_rate, early_stopping) if cb is not None]
     if checkpoint_path:
         save = None
         if comm.rank == 0:
             def save(epoch: int, history: dict) -> None:
                 states = {name: cb.get_state() for name, cb in
-                          (("reduce_lr", reduce_lr), ("early_stopping", early_stopping)) if cb is not None}
+                          (("learning_rate", learning_rate), ("early_stopping", early_stopping)) if cb is not None}
                 save_checkpoint(store, checkpoint_path, epoch=epoch, history=history,
                                 fingerprint=settings.run_fingerprint, run_id=settings.run_id,
                                 training=training_state(model, optimizer), callbacks=states,

@@ -1,6 +1,6 @@
-"""Keras callbacks used by the training processes: checkpoints, progress, early stopping, LR plateaus.
+"""Keras callbacks used by the training processes: checkpoints, progress, early stopping, the learning rate.
 
-The two stateful callbacks (:class:`ResumableReduceLROnPlateau`, :class:`RestoreBestEarlyStopping`)
+The two stateful callbacks (:class:`ScheduledLearningRate`, :class:`RestoreBestEarlyStopping`)
 expose ``get_state()`` / ``set_state()``: the checkpoint stores what they return and a resumed run
 hands it back, so a run continued from a checkpoint takes exactly the decisions the uninterrupted
 run would have taken.
@@ -47,21 +47,76 @@ class _PendingState:
         raise NotImplementedError
 
 
-class ResumableReduceLROnPlateau(_PendingState, tf.keras.callbacks.ReduceLROnPlateau):
-    """ReduceLROnPlateau whose counters survive a checkpoint.
+class ScheduledLearningRate(_PendingState, tf.keras.callbacks.ReduceLROnPlateau):
+    """Owns the learning rate: each epoch trains at ``schedule.rate(epoch, base_rate) * multiplier``.
 
-    The learning rate itself lives in the optimizer and is checkpointed with it.
+    The schedule is a pure function of the epoch (:class:`deepflash.schedules.LrSchedule`); the
+    multiplier starts at 1 and is multiplied by ``factor`` whenever ``monitor`` has not improved
+    for ``patience`` epochs (Keras's ReduceLROnPlateau rules: ``min_delta`` 1e-4, mode from the
+    metric's name). So a plateau reduction scales the scheduled rate instead of replacing it, and
+    the schedule goes on from the reduced level. ``patience`` 0 turns the plateau rule off.
+
+    Every epoch's rate is written to its logs as ``lr`` (and so into the history). After the
+    plateau decision the optimizer already holds the next epoch's rate, which a checkpoint written
+    after this callback records. :meth:`get_state` / :meth:`set_state` carry the multiplier and the
+    plateau counters; the epoch comes from ``fit``'s ``initial_epoch``, so a resumed run continues
+    the schedule where it stopped.
+
+    Args:
+        schedule: the schedule (kind and constants).
+        base_rate: α0, the rate the schedule starts from (after Horovod's ``scaleLearningRate``).
+        monitor: the metric the plateau rule watches.
+        patience: epochs without improvement before the multiplier shrinks; 0 = never.
+        factor: what the multiplier is multiplied by on a plateau, in (0, 1).
+
+    Example:
+        >>> ScheduledLearningRate(LrSchedule("cosine", warmup_epochs=2, epochs=20), 1e-3, patience=3, factor=0.5)
     """
+
+    def __init__(self, schedule, base_rate: float, monitor: str = "val_loss", patience: int = 0,
+                 factor: float = 0.1):
+        super().__init__(monitor=monitor, factor=factor, patience=patience, verbose=0)
+        self.schedule, self.base_rate = schedule, float(base_rate)
+        self.multiplier = 1.0
+
+    def rate(self, epoch: int) -> float:
+        """The rate epoch ``epoch`` (0-based) trains at, given the plateau reductions so far."""
+        return self.schedule.rate(epoch, self.base_rate) * self.multiplier
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
+        self.multiplier = 1.0
         self._apply_pending()
 
+    def on_epoch_begin(self, epoch, logs=None):
+        set_learning_rate(self.model.optimizer, self.rate(epoch))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["lr"] = get_learning_rate(self.model.optimizer)
+        current = (logs or {}).get(self.monitor)
+        if self.patience > 0 and current is not None:
+            if self.in_cooldown():
+                self.cooldown_counter -= 1
+                self.wait = 0
+            if self.monitor_op(current, self.best):
+                self.best, self.wait = current, 0
+            elif not self.in_cooldown():
+                self.wait += 1
+                if self.wait >= self.patience:
+                    self.multiplier *= self.factor
+                    self.cooldown_counter, self.wait = self.cooldown, 0
+        elif self.patience > 0:
+            log.warning("the learning-rate plateau rule watches %r, which epoch %d did not report; it has: %s",
+                        self.monitor, epoch + 1, ", ".join(sorted(logs or {})))
+        set_learning_rate(self.model.optimizer, self.rate(epoch + 1))
+
     def get_state(self) -> dict:
-        return {"wait": int(self.wait), "cooldown_counter": int(self.cooldown_counter),
-                "best": _scalar_state(self.best)}
+        return {"multiplier": float(self.multiplier), "wait": int(self.wait),
+                "cooldown_counter": int(self.cooldown_counter), "best": _scalar_state(self.best)}
 
     def _apply_state(self, state: dict) -> None:
+        self.multiplier = float(state["multiplier"])
         self.wait = int(state["wait"])
         self.cooldown_counter = int(state["cooldown_counter"])
         self.best = _scalar_value(state["best"])
@@ -234,10 +289,11 @@ def get_learning_rate(optimizer) -> float | None:
 
 
 def set_learning_rate(optimizer, value: float) -> None:
-    lr = optimizer.learning_rate
-    if isinstance(lr, tf.keras.optimizers.schedules.LearningRateSchedule):
+    """Sets the rate, also before the first step (when a legacy optimizer still holds it as a float
+    rather than a variable); a rate that is a Keras schedule is left alone."""
+    if isinstance(optimizer.learning_rate, tf.keras.optimizers.schedules.LearningRateSchedule):
         return
-    tf.keras.backend.set_value(optimizer.learning_rate, value)
+    optimizer.learning_rate = value
 
 
 def training_state(model, optimizer) -> dict[str, Any]:

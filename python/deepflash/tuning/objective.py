@@ -74,8 +74,12 @@ def batch_latency_ms(model, batch_size: int, input_dim: int, repeats: int = 5) -
 
 
 def values_for_table(values: dict) -> dict:
+    """The trial's Param values for the trials table; the best trial's are set on the refit estimator,
+    so every Param a search can choose that shapes training belongs here (the schedule's included)."""
     return {k: values[k] for k in ("layers", "optimizer", "learningRate", "momentum", "loss", "batchSize",
-                                   "epochs", "earlyStoppingPatience", "reduceLrPatience") if k in values}
+                                   "epochs", "earlyStoppingPatience", "reduceLrPatience", "lrSchedule", "lrDecay",
+                                   "lrStepEpochs", "lrStepFactor", "lrWarmupEpochs", "lrMinRate")
+            if k in values}
 
 
 def make_objective(base_values: dict, plan: FitPlan, metric: str, mode: str, metric_epoch: str):

@@ -18,8 +18,12 @@ from typing import Any
 # Params a trial may change; the others (columns, split, seed, store) define the data, which is
 # materialized once for the whole search.
 SEARCHABLE = ("layers", "optimizer", "learningRate", "momentum", "nesterov", "loss", "batchSize", "epochs",
-              "earlyStoppingPatience", "reduceLrPatience", "reduceLrFactor", "scaleLearningRate", "dropout")
-INTEGER_PARAMS = ("batchSize", "epochs", "earlyStoppingPatience", "reduceLrPatience")
+              "earlyStoppingPatience", "reduceLrPatience", "reduceLrFactor", "lrSchedule", "lrDecay", "lrStepEpochs",
+              "lrStepFactor", "lrWarmupEpochs", "lrMinRate", "scaleLearningRate", "dropout")
+INTEGER_PARAMS = ("batchSize", "epochs", "earlyStoppingPatience", "reduceLrPatience", "lrStepEpochs", "lrWarmupEpochs")
+# Choices of these Params go through the Param's converter when the space is checked, so that a
+# misspelt schedule fails the search before it starts rather than every trial that picks it.
+CHECKED_CHOICES = ("lrSchedule",)
 KINDS = ("uniform", "loguniform", "quniform", "qloguniform", "choice", "randint", "architecture")
 ARCHITECTURE_KEYS = {"depth": [1, 3], "units": [64], "activation": ["relu"], "dropout": [0.0, 0.0],
                      "batchnorm": [False]}
@@ -66,6 +70,13 @@ def check_space(space: Any) -> dict:
         elif kind == "choice":
             if not isinstance(args, list) or not args:
                 raise ValueError(f"{where} must be a non-empty list, found {args!r}")
+            if name in CHECKED_CHOICES:
+                convert = _converter(name)
+                for i, value in enumerate(args):
+                    try:
+                        convert(value)
+                    except (TypeError, ValueError) as e:
+                        raise ValueError(f"{where}[{i}]: {e}") from None
         else:
             n = 3 if kind.startswith("q") else 2
             if not isinstance(args, list) or len(args) != n or not all(isinstance(a, (int, float)) for a in args):
@@ -75,6 +86,12 @@ def check_space(space: Any) -> dict:
             if "log" in kind and args[0] <= 0:
                 raise ValueError(f"{where} == {args!r}: a log scale needs low > 0")
     return space
+
+
+def _converter(name: str):
+    from deepflash.params import _KerasParams
+
+    return getattr(_KerasParams, name).typeConverter
 
 
 def to_hyperopt(space: dict) -> dict:
@@ -172,6 +189,8 @@ def to_params(sample: dict, base_layers: Any) -> dict:
     for name in INTEGER_PARAMS:
         if name in params:
             params[name] = int(round(float(params[name])))
+    if "lrSchedule" in params:
+        params["lrSchedule"] = _converter("lrSchedule")(params["lrSchedule"])
     for name, value in list(params.items()):
         if hasattr(value, "item"):   # numpy scalars from hyperopt
             params[name] = value.item()
