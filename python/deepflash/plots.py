@@ -50,7 +50,7 @@ def learning_curves(history: Mapping[str, Sequence[float]], path: str, title: st
     if not history or "loss" not in history:
         raise ValueError(f"`history` needs at least a 'loss' series; it has: {', '.join(history) or 'nothing'}")
     keys = curve_panels(history)
-    fig, axes = plt.subplots(1, len(keys), figsize=(SIZE[0] * max(2, len(keys)) / 2, SIZE[1]), squeeze=False)
+    fig, axes = plt.subplots(1, len(keys), figsize=SIZE, squeeze=False)
     for ax, key in zip(axes[0], keys):
         if key == "lr":
             ax.plot(range(1, len(history["lr"]) + 1), history["lr"], "-", marker="o", markersize=3,

@@ -50,6 +50,14 @@ def test_overrides_do_not_change_the_input():
     ("model.layers=[{type: dense, units: -3}]", r"^model\.layers: .*units"),
     ("model.layers=huge", r"^model\.layers: .*unknown preset"),
     ("model.loss=mse", None),
+    ("model.lrSchedule=linear", r"^model\.lrSchedule: `lrSchedule` == 'linear', must be one of: none, time, "
+                                r"exponential, inverse_sqrt, step, cosine$"),
+    ("model.lrDecay=-1", r"^model\.lrDecay: `lrDecay` == -1\.0, must be >= 0$"),
+    ("model.lrStepEpochs=0", r"^model\.lrStepEpochs: `lrStepEpochs` == 0, must be >= 1$"),
+    ("model.lrStepFactor=2", r"^model\.lrStepFactor: `lrStepFactor` == 2\.0, must be < 1$"),
+    ("model.lrWarmupEpochs=two", r"^model\.lrWarmupEpochs: `lrWarmupEpochs` == 'two', must be an integer"),
+    ("model.lrMinRate=-0.5", r"^model\.lrMinRate: `lrMinRate` == -0\.5, must be >= 0$"),
+    ("model.lrschedule=cosine", r"^model\.lrschedule: unknown key; valid keys are: .*lrSchedule"),
     ("data.source=csv", r"^data\.source: 'csv' is not one of digits, fashion_mnist, idx, parquet, table"),
     ("data.test_fraction=1.5", r"^data\.test_fraction: expected a number in \(0, 1\), found 1.5"),
     ("data.limit=true", r"^data\.limit: expected an integer, found bool True"),
@@ -81,6 +89,20 @@ def test_preset_alias_and_cross_param_rules(write):
         load_config(write("model:\n  preset: deep\n  layers: simple\n"))
     with pytest.raises(ConfigError, match=r"^model\.numProc: `numProc` == 2, must be 1 with backend=.local."):
         load_config(write("model:\n  backend: local\n  numProc: 2\n"))
+
+
+def test_lr_schedule_keys_convert_and_cross_checks_name_the_key(write):
+    config = load_config(write("model:\n  epochs: 8\n  lrSchedule: Cosine\n  lrWarmupEpochs: 2\n  lrMinRate: 1.0e-5\n"))
+    assert (config["model"]["lrSchedule"], config["model"]["lrWarmupEpochs"]) == ("cosine", 2)
+    path = write("model:\n  epochs: 2\n  lrSchedule: cosine\n")
+    with pytest.raises(ConfigError, match=r"^model\.lrWarmupEpochs: `lrWarmupEpochs` == 2, must be < epochs \(2\)"):
+        load_config(path, ["model.lrWarmupEpochs=2"])
+    with pytest.raises(ConfigError, match=r"^model\.lrMinRate: `lrMinRate` == 0\.1, must be < learningRate"):
+        load_config(path, ["model.lrMinRate=0.1"])
+    with pytest.raises(ConfigError, match=r"^model\.lrDecay: `lrDecay` == 0\.0, must be > 0 with lrSchedule="):
+        load_config(path, ["model.lrSchedule=inverse_sqrt", "model.lrDecay=0"])
+    with pytest.raises(ConfigError, match=r"^search\.space: `space`\['lrSchedule'\]\.choice\[0\]: `lrSchedule` =="):
+        load_config(write("search:\n  space:\n    lrSchedule: {choice: [cyclic]}\n"))
 
 
 def test_required_companions_and_file_errors(write, tmp_path):

@@ -55,7 +55,8 @@ def test_unknown_schedule_and_negative_epoch_are_refused():
     (LrSchedule("inverse_sqrt", decay=0.0), 0.1, "`lrDecay` == 0.0, must be > 0 with lrSchedule='inverse_sqrt'"),
     (LrSchedule("cosine", warmup_epochs=5, epochs=5), 0.1,
      "`lrWarmupEpochs` == 5, must be < epochs (5) with lrSchedule='cosine'"),
-    (LrSchedule("cosine", min_rate=0.1), 0.1, "`lrMinRate` == 0.1, must be < learningRate (0.1) with lrSchedule='cosine'"),
+    (LrSchedule("cosine", min_rate=0.1), 0.1,
+     "`lrMinRate` == 0.1, must be < learningRate (0.1) with lrSchedule='cosine'"),
 ])
 def test_check_schedule_names_the_param(schedule, lr, message):
     with pytest.raises(ValueError, match="^" + re.escape(message)):
@@ -173,6 +174,22 @@ def test_state_round_trips_through_json():
     other._apply_state(state)
     assert (other.multiplier, other.wait, other.cooldown_counter) == (0.125, 1, 0)
     assert other.best == np.float32(0.75) and isinstance(other.best, np.float32)
+
+
+# --- the plot ---------------------------------------------------------------------------------
+
+def test_learning_curves_get_an_lr_panel_when_the_history_has_lr(tmp_path):
+    from deepflash import plots
+
+    history = {"loss": [1.0, 0.5, 0.4], "val_loss": [1.1, 0.7, 0.6], "accuracy": [0.5, 0.7, 0.8],
+               "lr": [0.1, 0.05, 0.025]}
+    assert plots.curve_panels(history) == ["loss", "accuracy", "lr"]
+    assert plots.curve_panels({k: v for k, v in history.items() if k != "lr"}) == ["loss", "accuracy"]
+    path = plots.learning_curves(history, str(tmp_path / "curves.png"))
+    with open(path, "rb") as f:
+        png = f.read()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")) == (800, 500)
 
 
 # --- checkpoints from before schedules -------------------------------------------------------

@@ -36,6 +36,12 @@ VALID = {
     "earlyStoppingMonitor": ("loss", "loss"),
     "reduceLrPatience": (1, 1),
     "reduceLrFactor": (0.5, 0.5),
+    "lrSchedule": ("Cosine", "cosine"),
+    "lrDecay": (1, 1.0),
+    "lrStepEpochs": (3.0, 3),
+    "lrStepFactor": (0.25, 0.25),
+    "lrWarmupEpochs": (2, 2),
+    "lrMinRate": (1e-5, 1e-5),
     "scaleLearningRate": (True, True),
     "numProc": (4, 4),
     "backend": ("LOCAL", "local"),
@@ -70,6 +76,9 @@ def test_estimator_builds_with_no_arguments_and_has_documented_defaults():
     assert est.getEarlyStoppingMonitor() == "val_loss"
     assert est.getNumProc() == 1
     assert est.getBackend() == "horovod"
+    assert est.getLrSchedule() == "none"
+    assert (est.getLrDecay(), est.getLrStepEpochs(), est.getLrStepFactor()) == (0.1, 10, 0.5)
+    assert (est.getLrWarmupEpochs(), est.getLrMinRate()) == (0, 0.0)
     assert est.getFeaturesCol() == "features" and est.getLabelCol() == "label"
     assert not est.isDefined(est.validationCol)
     assert not est.isDefined(est.runId)
@@ -162,6 +171,14 @@ def test_model_history_is_json_and_copied():
     ("reader", "parquet", "`reader` == 'parquet', must be one of: arrow, petastorm"),
     ("shuffleBufferRows", 0, "`shuffleBufferRows` == 0, must be >= 1"),
     ("memoryBudgetMB", 0, "`memoryBudgetMB` == 0.0, must be > 0"),
+    ("lrSchedule", "linear", "`lrSchedule` == 'linear', must be one of: none, time, exponential, inverse_sqrt, "
+                             "step, cosine"),
+    ("lrDecay", -0.1, "`lrDecay` == -0.1, must be >= 0"),
+    ("lrStepEpochs", 0, "`lrStepEpochs` == 0, must be >= 1"),
+    ("lrStepFactor", 1, "`lrStepFactor` == 1.0, must be < 1"),
+    ("lrStepFactor", 0, "`lrStepFactor` == 0.0, must be > 0"),
+    ("lrWarmupEpochs", -1, "`lrWarmupEpochs` == -1, must be >= 0"),
+    ("lrMinRate", -1e-3, "`lrMinRate` == -0.001, must be >= 0"),
     ("earlyStoppingPatience", -1, "`earlyStoppingPatience` == -1, must be >= 0"),
     ("backend", "gpu", "`backend` == 'gpu', must be one of: " + ", ".join(BACKENDS)),
     ("task", "clustering", "`task` == 'clustering', must be one of: " + ", ".join(TASKS)),
@@ -188,6 +205,9 @@ def test_converter_value_errors(name, value, message):
     ("task", 1, "`task` == 1, must be a string, found int"),
     ("metrics", [1], "`metrics` == [1], must be a list of strings"),
     ("layers", 5, "`layers` must be a list of dicts or a preset name, found int"),
+    ("lrSchedule", 1, "`lrSchedule` == 1, must be a string, found int"),
+    ("lrStepEpochs", 1.5, "`lrStepEpochs` == 1.5, must be an integer, found float"),
+    ("lrDecay", "0.1", "`lrDecay` == '0.1', must be a number, found str"),
     ("layers", [{"type": "dense", "units": {1, 2}}], "`layers` must be JSON-serializable"),
 ])
 def test_converter_type_errors(name, value, message):
@@ -296,6 +316,11 @@ def test_copy_values_into_model():
     ({"task": "regression", "loss": "binary_crossentropy"},
      "`loss` == 'binary_crossentropy' does not fit task 'regression'"),
     ({"task": "regression", "loss": "cce"}, "`loss` == 'cce' does not fit task 'regression'"),
+    ({"lrSchedule": "inverse_sqrt", "lrDecay": 0}, "`lrDecay` == 0.0, must be > 0 with lrSchedule='inverse_sqrt'"),
+    ({"lrSchedule": "cosine", "epochs": 3, "lrWarmupEpochs": 3},
+     "`lrWarmupEpochs` == 3, must be < epochs (3) with lrSchedule='cosine'"),
+    ({"lrSchedule": "cosine", "learningRate": 0.01, "lrMinRate": 0.02},
+     "`lrMinRate` == 0.02, must be < learningRate (0.01) with lrSchedule='cosine'"),
 ])
 def test_validate_params_rejects(kwargs, message):
     est = KerasEstimator(**kwargs)  # each value passes its own converter ...
@@ -313,6 +338,9 @@ def test_validate_params_rejects(kwargs, message):
     {"task": "regression", "loss": "mean_squared_error"},
     {"loss": "categorical_crossentropy"},
     {"layers": "tuned_mlp", "optimizer": "NADAM"},
+    {"lrSchedule": "cosine", "epochs": 3, "lrWarmupEpochs": 2, "lrMinRate": 1e-4},
+    {"lrSchedule": "time", "lrDecay": 0},  # k = 0: a constant rate
+    {"lrSchedule": "step", "lrWarmupEpochs": 50},  # warm-up belongs to cosine; other schedules ignore it
 ])
 def test_validate_params_accepts(kwargs):
     assert KerasEstimator(**kwargs).validateParams() is None

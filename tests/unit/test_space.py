@@ -77,10 +77,22 @@ def test_raw_hyperopt_expressions_pass_through():
     ({"optimizer": {"choice": []}}, "non-empty list"),
     ({"optimizer": {"architecture": {}}}, "only `layers`"),
     ({"layers": {"architecture": {"depth": [0, 2]}}}, r"depth == \[0, 2\]"),
+    ({"lrSchedule": {"choice": ["cosine", "linear"]}},
+     r"^`space`\['lrSchedule'\]\.choice\[1\]: `lrSchedule` == 'linear', must be one of: none, time"),
 ])
 def test_bad_spaces_are_rejected_with_the_dimension_named(space, match):
     with pytest.raises(ValueError, match=match):
         check_space(space)
+
+
+def test_a_search_can_choose_the_schedule_and_its_decay():
+    space = {"lrSchedule": {"choice": ["none", "Time", "exponential"]}, "lrDecay": {"loguniform": [0.01, 1.0]},
+             "lrStepEpochs": {"quniform": [1, 5, 1]}}
+    draws = [to_params(d, base_layers="simple") for d in samples(space, n=60)]
+    assert {d["lrSchedule"] for d in draws} == {"none", "time", "exponential"}  # through the Param's converter
+    assert all(0.01 <= d["lrDecay"] <= 1.0 for d in draws)
+    assert all(isinstance(d["lrStepEpochs"], int) and 1 <= d["lrStepEpochs"] <= 5 for d in draws)
+    assert len(grid_points({"lrSchedule": {"choice": ["step", "cosine"]}, "lrDecay": {"choice": [0.1, 0.5]}})) == 4
 
 
 def test_grid_is_the_cartesian_product_of_choices():
