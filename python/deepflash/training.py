@@ -15,6 +15,8 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
+from deepflash.schedules import LrSchedule
+
 log = logging.getLogger("deepflash")
 
 
@@ -73,7 +75,7 @@ class ScheduledLearningRate(_PendingState, tf.keras.callbacks.ReduceLROnPlateau)
         >>> ScheduledLearningRate(LrSchedule("cosine", warmup_epochs=2, epochs=20), 1e-3, patience=3, factor=0.5)
     """
 
-    def __init__(self, schedule, base_rate: float, monitor: str = "val_loss", patience: int = 0,
+    def __init__(self, schedule: LrSchedule, base_rate: float, monitor: str = "val_loss", patience: int = 0,
                  factor: float = 0.1):
         super().__init__(monitor=monitor, factor=factor, patience=patience, verbose=0)
         self.schedule, self.base_rate = schedule, float(base_rate)
