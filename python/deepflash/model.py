@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from deepflash.data.schema import features_as_array
+from deepflash.devices import configure_tensorflow
 from deepflash.keras_io import cached_model, model_digest, model_from_bytes
 from deepflash.params import (
     MODEL_PARAM_NAMES,
@@ -22,36 +23,72 @@ from deepflash.params import (
 )
 from deepflash.persistence import KerasStageReader, KerasStageWriter
 
-PREDICT_BATCH = 4096
 _OUT = "__deepflash_out"
+# Activations of one predict call stay under this many bytes (see predict_batch_rows).
+PREDICT_MEMORY_BYTES = 8 << 20
 
 
-def _predictor(broadcast, digest: str, output_kind: str, input_dim: int, features_col: str):
-    """The scoring function: feature arrays in, (prediction, probabilities) out, per Arrow batch.
+def predict_batch_rows(model, budget_bytes: int = PREDICT_MEMORY_BYTES) -> int:
+    """Rows per ``predict_on_batch`` call: as many as fit ``budget_bytes`` of float32 activations.
 
-    The model is deserialized once per Python worker process (Spark reuses its workers).
+    Each row costs its input plus every layer's output (a dense net on 784 pixels: about 5 KB), so
+    small nets get large batches (few calls, little per-call overhead) and wide ones stay bounded.
+    The budget is small on purpose: activations that stay in the CPU cache beat one huge call
+    (2,048-row calls ran Fashion-MNIST's MLP about 1.5x faster than 10,000-row ones).
+    """
+    floats = 0
+    for layer in model.layers:
+        shapes = layer.output_shape if isinstance(layer.output_shape, list) else [layer.output_shape]
+        for shape in shapes:
+            floats += int(np.prod([d for d in shape[1:] if d is not None] or [1]))
+    floats += int(np.prod([d for d in model.input_shape[1:] if d is not None] or [1]))
+    return int(min(16384, max(256, budget_bytes // (4 * max(floats, 1)))))
+
+
+def _as_matrix(features: pd.Series, input_dim: int, features_col: str) -> np.ndarray:
+    """A batch of feature arrays as one (rows, input_dim) float32 matrix, by one C concatenation."""
+    n = len(features)
+    if n == 0:
+        return np.zeros((0, input_dim), np.float32)
+    try:
+        flat = np.concatenate(features.to_numpy())
+    except (TypeError, ValueError):  # a null row
+        flat = None
+    if flat is None or flat.size != n * input_dim:
+        lengths = sorted({-1 if v is None else len(v) for v in features.to_numpy()} - {input_dim})
+        raise ValueError(f"`featuresCol` column {features_col!r} must hold vectors of length {input_dim} "
+                         f"(the length the model was fitted on), found rows of length {lengths} (-1: null)")
+    return flat.astype(np.float32, copy=False).reshape(n, input_dim)
+
+
+def _predictor(broadcast, digest: str, output_kind: str, input_dim: int, width: int, features_col: str):
+    """The scoring function: feature arrays in, a struct of (prediction, p_0 .. p_{width-1}) out.
+
+    Per Arrow batch, Arrow's list column becomes one (rows, input_dim) float32 matrix with one C
+    concatenation (no Python loop over rows), and the probabilities leave as ``width`` double
+    columns that the JVM assembles into a Vector, so no Python object is built per row. The model
+    is deserialized once per Python worker process (Spark reuses its workers), on the task's GPU
+    with memory growth when the executor has GPUs.
     """
 
     def predict(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        configure_tensorflow()
         model = cached_model(broadcast.value, digest)
+        rows_per_call = predict_batch_rows(model)
         for features in batches:
-            if len(features) == 0:
-                yield pd.DataFrame({"prediction": pd.Series([], dtype=np.float64), "probability": []})
-                continue
-            x = np.stack(features.to_numpy()).astype(np.float32, copy=False)
-            if x.ndim != 2 or x.shape[1] != input_dim:
-                raise ValueError(f"`featuresCol` column {features_col!r} must hold vectors of length {input_dim} "
-                                 f"(the length the model was fitted on), found {x.shape[1:]}")
-            out = model.predict_on_batch(x) if len(x) <= PREDICT_BATCH else \
-                model.predict(x, batch_size=PREDICT_BATCH, verbose=0)
-            out = np.asarray(out, dtype=np.float64)
+            n = len(features)
+            x = _as_matrix(features, input_dim, features_col)
+            out = np.concatenate([np.asarray(model.predict_on_batch(x[i:i + rows_per_call]), np.float64)
+                                  for i in range(0, n, rows_per_call)]) if n else np.zeros((0, 1))
             if output_kind == "multiclass":
-                pred, prob = out.argmax(axis=1).astype(np.float64), out
+                cols = {"prediction": out.argmax(axis=1).astype(np.float64) if n else np.zeros(0)}
+                cols.update({f"p{k}": out[:, k] if n else np.zeros(0) for k in range(width)})
             elif output_kind == "binary":
-                pred, prob = (out[:, 0] >= 0.5).astype(np.float64), np.stack([1.0 - out[:, 0], out[:, 0]], axis=1)
+                p1 = out[:, 0] if n else np.zeros(0)
+                cols = {"prediction": (p1 >= 0.5).astype(np.float64), "p0": 1.0 - p1, "p1": p1}
             else:
-                pred, prob = out[:, 0], None
-            yield pd.DataFrame({"prediction": pred, "probability": None if prob is None else list(prob)})
+                cols = {"prediction": out[:, 0] if n else np.zeros(0)}
+            yield pd.DataFrame(cols)
 
     return predict
 
@@ -128,23 +165,31 @@ class KerasModel(Model, _KerasModelParams, MLReadable, MLWritable):
             if name and name in dataset.columns:
                 raise ValueError(f"`{param}` == {name!r}: the DataFrame already has a column of that name; "
                                  "set another name or drop it")
+        dim = self.getInputDim()
         x = features_as_array(dataset, "featuresCol", features_col)
-
         # A pandas UDF ships only the feature column to Python, as Arrow batches; every other
-        # column stays in the JVM. (mapInPandas would round-trip every input column through
-        # pandas: 9x slower than model.predict on Fashion-MNIST, against 2x this way; see the
-        # benchmark.)
-        out_type = T.StructType([T.StructField("prediction", T.DoubleType()),
-                                 T.StructField("probability", T.ArrayType(T.DoubleType()))])
+        # column stays in the JVM. mapInArrow would need no pandas, but it round-trips every
+        # input column through Python: with Fashion-MNIST's Vector column beside the features
+        # that took 16.7 s against 3.9 s for this UDF (the README's benchmark section).
+        width = 0 if output_kind == "regression" else 2 if output_kind == "binary" else self._num_outputs()
+        out_type = T.StructType([T.StructField("prediction", T.DoubleType())] +
+                                [T.StructField(f"p{k}", T.DoubleType()) for k in range(width)])
         bc, digest = self._model_broadcast(dataset.sparkSession.sparkContext, data)
-        predict = F.pandas_udf(_predictor(bc, digest, output_kind, self.getInputDim(), features_col), out_type)
+        predict = F.pandas_udf(_predictor(bc, digest, output_kind, dim, width, features_col), out_type)
         from pyspark.ml.functions import array_to_vector
 
         scored = dataset.withColumn(_OUT, predict(x))
         out_cols = [F.col(f"`{c}`") for c in dataset.columns] + [F.col(f"{_OUT}.prediction").alias(pred_col)]
         if classify:
-            out_cols.append(array_to_vector(F.col(f"{_OUT}.probability")).alias(prob_col))
+            probs = F.array(*[F.col(f"{_OUT}.p{k}") for k in range(width)])
+            out_cols.append(array_to_vector(probs).alias(prob_col))
         return scored.select(*out_cols)
+
+    def _num_outputs(self) -> int:
+        """Classes of a multiclass model: ``numClasses`` when recorded, else the network's output width."""
+        if self.getNumClasses() > 0:
+            return self.getNumClasses()
+        return int(self.getKerasModel().output_shape[-1])
 
 
 add_accessors(KerasModel, SHARED_PARAM_NAMES + MODEL_PARAM_NAMES, setters=TRANSFORM_PARAM_NAMES)

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from deepflash.data.readers import get_reader, stream_dataset, to_dataset
+from deepflash.devices import configure_tensorflow
 from deepflash.keras_io import model_from_bytes
 from deepflash.plan import FitPlan
 from deepflash.schedules import LrSchedule, check_schedule
@@ -107,31 +108,14 @@ class _Horovod(_SingleProcess):
 
 
 def _configure_devices(comm: _SingleProcess, threads: int = 0) -> None:
-    """Pins each process to its own GPU when there are GPUs, and splits CPU threads otherwise.
+    """Pins each process to the GPU(s) of its Spark task (or its local rank's) when there are GPUs,
+    and splits CPU threads between the processes of a host otherwise.
 
     ``threads`` > 0 caps TensorFlow's CPU threads, e.g. for search trials that share an executor.
-    TensorFlow only accepts thread settings before its runtime starts; in a reused Python worker
-    that already ran TensorFlow the old setting stays, which is logged, not raised.
     """
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        for gpu in gpus:
-            try:
-                tf.config.experimental.set_memory_growth(gpu, True)
-                tf.config.set_visible_devices(gpus[comm.local_rank % len(gpus)], "GPU")
-            except RuntimeError as e:  # already initialized in this process
-                log.debug("GPU settings unchanged: %s", e)
-        return
     if threads <= 0 and comm.local_size > 1:
         threads = max(1, (os.cpu_count() or 1) // comm.local_size)
-    if threads > 0 and tf.config.threading.get_intra_op_parallelism_threads() != threads:
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
-        except RuntimeError as e:
-            log.debug("TensorFlow threads unchanged (%s)", e)
+    configure_tensorflow(local_rank=comm.local_rank, threads=threads)
 
 
 def _ensure_logging() -> None:

@@ -30,3 +30,75 @@ def test_one_broadcast_per_model_bytes_and_spark_context():
     assert model._model_broadcast(new_sc, model._keras_bytes())[0] == ("broadcast", 1, b"model-b")
     assert model._model_broadcast(new_sc, model._keras_bytes())[0] == ("broadcast", 1, b"model-b")
     assert len(new_sc.broadcasts) == 1
+
+
+# --- the scoring path, without Spark --------------------------------------------------------
+import numpy as np
+import pandas as pd
+import pytest
+
+from deepflash.devices import choose_gpus
+from deepflash.model import _as_matrix, _predictor, predict_batch_rows
+
+
+def test_feature_batch_becomes_one_matrix_and_bad_rows_are_named():
+    rows = [np.arange(3, dtype=np.float32) + i for i in range(4)]
+    x = _as_matrix(pd.Series(rows), 3, "features")
+    assert x.shape == (4, 3) and x.dtype == np.float32
+    np.testing.assert_array_equal(x, np.stack(rows))
+    assert _as_matrix(pd.Series([], dtype=object), 3, "features").shape == (0, 3)
+    with pytest.raises(ValueError, match=r"`featuresCol` column 'features' must hold vectors of length 3 .* \[2\]"):
+        _as_matrix(pd.Series([np.zeros(3), np.zeros(2)]), 3, "features")
+    with pytest.raises(ValueError, match=r"length 3 .*\[-1\] \(-1: null\)"):
+        _as_matrix(pd.Series([np.zeros(3), None]), 3, "features")
+
+
+def test_predict_batches_are_sized_by_the_model():
+    import tensorflow as tf
+
+    small = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(2)])
+    wide = tf.keras.Sequential([tf.keras.Input((784,)), tf.keras.layers.Dense(4096), tf.keras.layers.Dense(10)])
+    assert predict_batch_rows(small) == 16384  # capped
+    assert predict_batch_rows(wide) == (8 << 20) // (4 * (784 + 4096 + 10))
+    assert predict_batch_rows(wide) < predict_batch_rows(small)
+
+
+class _Broadcast:
+    def __init__(self, value):
+        self.value = value
+
+
+@pytest.mark.parametrize("kind,units,activation", [("multiclass", 3, "softmax"), ("binary", 1, "sigmoid"),
+                                                   ("regression", 1, None)])
+def test_scoring_function_equals_model_predict(kind, units, activation):
+    import tensorflow as tf
+
+    from deepflash.keras_io import model_digest, model_to_bytes
+
+    tf.keras.utils.set_random_seed(0)
+    net = tf.keras.Sequential([tf.keras.Input((5,)), tf.keras.layers.Dense(units, activation=activation)])
+    data = model_to_bytes(net)
+    x = np.random.default_rng(0).normal(size=(700, 5)).astype(np.float32)
+    width = {"multiclass": 3, "binary": 2, "regression": 0}[kind]
+    fn = _predictor(_Broadcast(data), model_digest(data), kind, 5, width, "features")
+    out = pd.concat(list(fn(iter([pd.Series(list(x[:400])), pd.Series(list(x[400:]))]))), ignore_index=True)
+    expected = net.predict(x, verbose=0).astype(np.float64)
+    assert list(out.columns) == ["prediction"] + [f"p{k}" for k in range(width)]
+    if kind == "multiclass":
+        np.testing.assert_allclose(out[["p0", "p1", "p2"]].to_numpy(), expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(out["prediction"].to_numpy(), expected.argmax(axis=1))
+    elif kind == "binary":
+        np.testing.assert_allclose(out["p1"].to_numpy(), expected[:, 0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(out["p0"] + out["p1"], 1.0)
+        np.testing.assert_array_equal(out["prediction"].to_numpy(), (expected[:, 0] >= 0.5).astype(float))
+    else:
+        np.testing.assert_allclose(out["prediction"].to_numpy(), expected[:, 0], rtol=1e-5, atol=1e-6)
+
+
+def test_gpus_come_from_the_task_resources_else_the_local_rank():
+    assert choose_gpus(0, ["0"], 1) == []  # no GPU visible: CPU
+    assert choose_gpus(4, ["2"], 0) == [2]  # Spark's address wins over the rank
+    assert choose_gpus(4, ["1", "3"], 0) == [1, 3]
+    assert choose_gpus(2, [], 3) == [1]  # no task resources: local rank modulo GPUs
+    with pytest.raises(ValueError, match=r"GPU address '5', but this process sees 2 GPU"):
+        choose_gpus(2, ["5"], 0)
