@@ -21,7 +21,7 @@ def model_to_bytes(model) -> bytes:
 def model_from_bytes(data: bytes, compile: bool = False):
     import tensorflow as tf
 
-    import deepflash.networks.cutout  # noqa: F401  registers deepflash's own layers before loading
+    import deepflash.networks.image_layers  # noqa: F401  registers deepflash's own layers before loading
 
     with tempfile.TemporaryDirectory(prefix="deepflash-") as d:
         path = os.path.join(d, "model.keras")

@@ -6,12 +6,12 @@ A step is a dict with a ``type`` and that type's keys, e.g. ``{"type": "rotate",
     zoom    ``factor`` in (0, 1): zoom in or out by up to that fraction (RandomZoom)
     shift   ``factor`` in (0, 1): translate by up to that fraction of height and width (RandomTranslation)
     flip    ``mode``: horizontal (default), vertical or horizontal_and_vertical (RandomFlip)
-    cutout  ``size`` >= 1: zero one random size x size patch per image (:class:`~deepflash.networks.cutout.Cutout`)
+    cutout  ``size`` >= 1: zero one random size x size patch per image (:class:`~deepflash.networks.image_layers.Cutout`)
 
 Pixels that rotate, zoom and shift bring in are filled with 0 (``fill_mode="constant"``), the
 background of MNIST-style images. Every layer is active only when Keras calls it with
-``training=True`` (``model.fit``); ``predict`` and ``KerasModel.transform`` see the images as they
-are. The checks here need no TensorFlow; the layers are built by :func:`augmentation_block`.
+``training=True`` (``model.fit``); ``predict``, ``model(x)`` and ``KerasModel.transform`` see the
+images as they are. The checks here need no TensorFlow; the layers are built by :func:`augmentation_block`.
 """
 from __future__ import annotations
 
@@ -106,31 +106,12 @@ def check_against_shape(steps: list[dict], input_shape: list[int] | None) -> Non
 
 
 def augmentation_block(steps: list[dict], seed: int | None = None):
-    """A ``keras.Sequential`` named ``augmentation`` holding one layer per checked step.
+    """An :class:`~deepflash.networks.image_layers.Augmentation` layer named ``augmentation``.
 
     Args:
         steps: from :func:`check_augmentation`.
-        seed: seeds each layer (``seed + i`` for step ``i``), for repeatable runs.
+        seed: seeds each step's layer (``seed + i`` for step ``i``), for repeatable runs.
     """
-    import tensorflow as tf
+    from deepflash.networks.image_layers import Augmentation
 
-    from deepflash.networks.cutout import Cutout
-
-    L = tf.keras.layers
-    layers = []
-    for i, step in enumerate(steps):
-        s = None if seed is None else seed + i
-        kind = step["type"]
-        if kind == "rotate":
-            layers.append(L.RandomRotation(step["factor"], fill_mode="constant", seed=s))
-        elif kind == "zoom":
-            layers.append(L.RandomZoom(step["factor"], fill_mode="constant", seed=s))
-        elif kind == "shift":
-            layers.append(L.RandomTranslation(step["factor"], step["factor"], fill_mode="constant", seed=s))
-        elif kind == "flip":
-            layers.append(L.RandomFlip(step["mode"], seed=s))
-        elif kind == "cutout":
-            layers.append(Cutout(step["size"], seed=s))
-        else:
-            raise AssertionError(kind)  # check_augmentation admits only the types above
-    return tf.keras.Sequential(layers, name="augmentation")
+    return Augmentation(steps, seed=seed, name="augmentation")
