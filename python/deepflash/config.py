@@ -157,6 +157,15 @@ def _param_names(cls) -> list[str]:
     return sorted(p.name for p in cls().params)
 
 
+def _key_path(section: str, message: str, keys: Any, fallback: str) -> str:
+    """The key path an error message is about: it starts by naming a Param, perhaps with an index
+    and a key into it (`augmentation[1].factor`); ``fallback`` when it names none of ``keys``."""
+    named = re.match(r"`(\w+)((?:\[\d+\])?(?:\.\w+)?)`", message)
+    if named and named.group(1) in keys:
+        return f"{section}.{named.group(1)}{named.group(2)}"
+    return fallback
+
+
 def _check_params(section: str, values: Any, cls, skip: tuple = ()) -> dict:
     """Each key must be a Param of ``cls``; each value goes through that Param's converter."""
     _mapping(section, values)
@@ -173,7 +182,7 @@ def _check_params(section: str, values: Any, cls, skip: tuple = ()) -> dict:
         try:
             out[key] = param.typeConverter(value) if value is not None else value
         except (TypeError, ValueError) as e:
-            raise ConfigError(f"{section}.{key}: {e}") from None
+            raise ConfigError(f"{_key_path(section, str(e), (key,), f'{section}.{key}')}: {e}") from None
     return out
 
 
@@ -196,9 +205,7 @@ def _check_model(values: Any) -> dict:
     try:  # cross-param rules (loss against task, monitor against validation)
         KerasEstimator(**checked).validateParams()
     except (TypeError, ValueError) as e:
-        named = re.match(r"`(\w+)`", str(e))  # the message names the param it is about
-        where = f"model.{named.group(1)}" if named and named.group(1) in checked else "model"
-        raise ConfigError(f"{where}: {e}") from None
+        raise ConfigError(f"{_key_path('model', str(e), checked, 'model')}: {e}") from None
     return checked
 
 

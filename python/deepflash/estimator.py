@@ -22,7 +22,8 @@ from deepflash.data.schema import prepare, summarize
 from deepflash.keras_io import model_from_bytes, model_to_bytes
 from deepflash.model import KerasModel
 from deepflash.plan import FitInfo, FitPlan
-from deepflash.networks import build_model, check_loss, check_optimizer, resolve_layers, resolve_loss, validate_layers
+from deepflash.networks import (build_model, check_against_shape, check_loss, check_optimizer, check_preset_input,
+                                resolve_layers, resolve_loss, validate_layers)
 from deepflash.params import SHARED_PARAM_NAMES, _KerasParams, add_accessors
 from deepflash.persistence import KerasStageReader, KerasStageWriter
 from deepflash.schedules import LrSchedule, check_schedule
@@ -43,8 +44,15 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
     Args:
         featuresCol: a Vector or numeric-array column.
         labelCol: class ids 0..k-1 (classification) or a number (regression).
-        layers: hidden layers as a list of dicts, or a preset (``simple``, ``deep``, ``tuned_mlp``);
-            the output layer is added from ``task`` and the number of classes.
+        layers: hidden layers as a list of dicts, or a preset (``simple``, ``deep``, ``tuned_mlp``,
+            ``fashion_cnn``); the output layer is added from ``task`` and the number of classes.
+        inputShape: e.g. ``[28, 28, 1]``: the model's first layer reshapes the flat feature vector to
+            it (its product must be the feature length), so the fitted model still scores flat vectors.
+        augmentation: train-time image augmentation steps (``rotate``, ``zoom``, ``shift``, ``flip``,
+            ``cutout``; see :mod:`deepflash.networks.augmentation`); needs a rank-3 ``inputShape``.
+            ``transform`` never augments.
+        kernelInitializer: glorot, he or lecun, ``_uniform`` or ``_normal``, for every dense and conv
+            layer without its own ``kernel_initializer`` and for the output layer.
         backend: ``horovod`` (``numProc`` processes on executors) or ``local`` (in the driver).
         lrSchedule: the learning rate of each epoch, starting from ``learningRate``: ``none``, ``time``,
             ``exponential``, ``inverse_sqrt``, ``step`` or ``cosine``, with ``lrDecay``, ``lrStepEpochs``,
@@ -61,7 +69,8 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
     @keyword_only
     def __init__(self, *, featuresCol: str = "features", labelCol: str = "label",
                  predictionCol: str = "prediction", probabilityCol: str = "probability",
-                 task: str = "classification", layers: Any = None, optimizer: str = "adam",
+                 task: str = "classification", layers: Any = None, inputShape: list | None = None,
+                 augmentation: list | None = None, kernelInitializer: str = "glorot_uniform", optimizer: str = "adam",
                  learningRate: float = 1e-3, momentum: float = 0.0, nesterov: bool = False, loss: str = "auto",
                  metrics: list | None = None, batchSize: int = 128, epochs: int = 10, validationSplit: float = 0.1,
                  validationCol: str | None = None, earlyStoppingPatience: int = 0,
@@ -78,7 +87,9 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
     @keyword_only
     def setParams(self, *, featuresCol: str = "features", labelCol: str = "label",
                   predictionCol: str = "prediction", probabilityCol: str = "probability",
-                  task: str = "classification", layers: Any = None, optimizer: str = "adam",
+                  task: str = "classification", layers: Any = None, inputShape: list | None = None,
+                  augmentation: list | None = None, kernelInitializer: str = "glorot_uniform",
+                  optimizer: str = "adam",
                   learningRate: float = 1e-3, momentum: float = 0.0, nesterov: bool = False, loss: str = "auto",
                   metrics: list | None = None, batchSize: int = 128, epochs: int = 10, validationSplit: float = 0.1,
                   validationCol: str | None = None, earlyStoppingPatience: int = 0,
@@ -132,8 +143,15 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
         """Checks that need several Params together; raises ValueError naming them. No Spark job."""
         check_optimizer(self.getOptimizer())
         check_loss(self.getLoss())
+        input_shape, augmentation = self.getInputShape(), self.getAugmentation()
         if self._model_bytes is None:
-            validate_layers(resolve_layers(self.getLayers()))
+            check_preset_input(self.getLayers(), input_shape)
+            validate_layers(resolve_layers(self.getLayers()), self.getKernelInitializer())
+        elif input_shape is not None or augmentation:
+            name, value = ("inputShape", input_shape) if input_shape is not None else ("augmentation", augmentation)
+            raise ValueError(f"`{name}` == {value!r} shapes networks built from `layers`; the model given to "
+                             "setModel brings its own input layers, so leave it unset or add them to that model")
+        check_against_shape(augmentation, input_shape)
         task, loss = self.getTask(), check_loss(self.getLoss())
         if task == "regression" and loss not in ("auto", "mse", "mae"):
             raise ValueError(f"`loss` == {self.getLoss()!r} does not fit task 'regression'; use auto, mse or mae")
@@ -162,7 +180,9 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
     def _initial_model(self, input_dim: int, output_kind: str, num_classes: int):
         """The untrained model: the one from setModel, or one built from ``layers``."""
         if self._model_bytes is None:
-            return build_model(self.getLayers(), input_dim, output_kind, num_classes, seed=self._seed())
+            return build_model(self.getLayers(), input_dim, output_kind, num_classes, seed=self._seed(),
+                               input_shape=self.getInputShape(), augmentation=self.getAugmentation(),
+                               kernel_initializer=self.getKernelInitializer())
         model = model_from_bytes(self._model_bytes)
         in_dim = model.input_shape[-1]
         out_units = model.output_shape[-1]

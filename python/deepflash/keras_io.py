@@ -21,6 +21,8 @@ def model_to_bytes(model) -> bytes:
 def model_from_bytes(data: bytes, compile: bool = False):
     import tensorflow as tf
 
+    import deepflash.networks.image_layers  # noqa: F401  registers deepflash's own layers before loading
+
     with tempfile.TemporaryDirectory(prefix="deepflash-") as d:
         path = os.path.join(d, "model.keras")
         with open(path, "wb") as f:

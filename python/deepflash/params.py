@@ -19,6 +19,8 @@ from pyspark.ml.param.shared import (
     HasSeed,
 )
 
+from deepflash.networks.augmentation import check_augmentation
+from deepflash.networks.layers import INITIALIZERS
 from deepflash.schedules import SCHEDULES
 
 TASKS = ("classification", "regression")
@@ -101,6 +103,21 @@ def _string_list(name: str) -> Callable[[Any], list[str]]:
     return convert
 
 
+def _input_shape(value: Any) -> list[int]:
+    """A list of 1 to 4 integers >= 1 (integral floats accepted), e.g. ``[28, 28, 1]``."""
+    if isinstance(value, (list, tuple)) and 1 <= len(value) <= 4:
+        dims = [int(v) if isinstance(v, float) and v.is_integer() else v for v in value]
+        if all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in dims):
+            return dims
+    raise ValueError(f"`inputShape` == {_fmt(value)}, must be a list of 1 to 4 integers >= 1, e.g. [28, 28, 1]")
+
+
+def _augmentation(value: Any) -> list[dict]:
+    """Each step checked on its own (type, keys, ranges: every value ends up a JSON number or
+    string); that the steps fit ``inputShape`` is checked by ``KerasEstimator.validateParams``."""
+    return check_augmentation(value)
+
+
 def _json_dict(value: Any) -> dict:
     if not isinstance(value, dict):
         raise TypeError(f"must be a dict, found {type(value).__name__}")
@@ -116,8 +133,17 @@ class _KerasParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProbability
 
     task = _param("task", "classification or regression; binary vs multiclass is inferred from the labels",
                   _one_of("task", TASKS))
-    layers = _param("layers", "list of layer dicts (JSON-serializable) or a preset name: simple, deep, tuned_mlp",
+    layers = _param("layers", "list of layer dicts (JSON-serializable) or a preset name: simple, deep, tuned_mlp, "
+                    "fashion_cnn (needs inputShape)",
                     _layers)
+    inputShape = _param("inputShape", "shape the flat feature vector is reshaped to inside the model, e.g. "
+                         "[28, 28, 1] (product = feature length); None keeps it flat", _input_shape)
+    augmentation = _param("augmentation", "train-time image augmentation steps (needs a rank-3 inputShape), e.g. "
+                          "[{'type': 'shift', 'factor': 0.1}]: rotate, zoom, shift (factor), flip (mode), cutout "
+                          "(size); never applied by transform", _augmentation)
+    kernelInitializer = _param("kernelInitializer", "kernel initializer of every dense and conv layer without its "
+                               "own, and of the output layer: " + ", ".join(INITIALIZERS),
+                               _one_of("kernelInitializer", INITIALIZERS))
     optimizer = _param("optimizer", "sgd, adagrad, adadelta, rmsprop, adam, adamax or nadam",
                        _lower_string("optimizer"))
     learningRate = _param("learningRate", "learning rate, > 0", _number("learningRate", low=0, low_open=True))
@@ -178,7 +204,7 @@ class _KerasParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProbability
         self._setDefault(
             featuresCol="features", labelCol="label", predictionCol="prediction", probabilityCol="probability",
             task="classification", layers=[{"type": "dense", "units": 64, "activation": "relu"}],
-            optimizer="adam", learningRate=1e-3, momentum=0.0, nesterov=False, loss="auto", metrics=[],
+            inputShape=None, augmentation=[], kernelInitializer="glorot_uniform", optimizer="adam", learningRate=1e-3, momentum=0.0, nesterov=False, loss="auto", metrics=[],
             batchSize=128, epochs=10, validationSplit=0.1, earlyStoppingPatience=0,
             earlyStoppingMonitor="val_loss", reduceLrPatience=0, reduceLrFactor=0.1, lrSchedule="none", lrDecay=0.1,
             lrStepEpochs=10, lrStepFactor=0.5, lrWarmupEpochs=0, lrMinRate=0.0, scaleLearningRate=False,
@@ -247,7 +273,8 @@ def add_accessors(cls: type, names: list[str], setters: list[str] | None = None)
 
 
 SHARED_PARAM_NAMES = [
-    "featuresCol", "labelCol", "predictionCol", "probabilityCol", "seed", "task", "layers", "optimizer",
+    "featuresCol", "labelCol", "predictionCol", "probabilityCol", "seed", "task", "layers", "inputShape",
+    "augmentation", "kernelInitializer", "optimizer",
     "learningRate", "momentum", "nesterov", "loss", "metrics", "batchSize", "epochs", "validationSplit",
     "validationCol", "earlyStoppingPatience", "earlyStoppingMonitor", "reduceLrPatience", "reduceLrFactor",
     "lrSchedule", "lrDecay", "lrStepEpochs", "lrStepFactor", "lrWarmupEpochs", "lrMinRate", "scaleLearningRate",

@@ -457,7 +457,9 @@ def train_network(values: dict, plan: FitPlan, log_prefix: str = "") -> TrainedN
     from deepflash.keras_io import model_to_bytes
     from deepflash.networks import build_model
 
-    model = build_model(values["layers"], plan.input_dim, plan.output_kind, plan.num_classes, seed=values["seed"])
+    model = build_model(values["layers"], plan.input_dim, plan.output_kind, plan.num_classes, seed=values["seed"],
+                        input_shape=values.get("inputShape"), augmentation=values.get("augmentation"),
+                        kernel_initializer=values.get("kernelInitializer", "glorot_uniform"))
     settings = make_settings(values, plan, model_to_bytes(model), run_fingerprint="", run_id=uuid.uuid4().hex,
                              checkpoint_path=None, distributed=False, log_prefix=log_prefix)
     result = train(settings)

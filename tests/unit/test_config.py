@@ -123,3 +123,45 @@ def test_required_companions_and_file_errors(write, tmp_path):
 def test_search_space_is_checked_at_load(write):
     with pytest.raises(ConfigError, match=r"^search\.space: .*'learningrate' is not a searchable"):
         load_config(write("search:\n  space:\n    learningrate: {uniform: [0, 1]}\n"))
+
+
+def test_image_params_and_their_key_paths(write):
+    config = load_config(write("model:\n  layers: fashion_cnn\n  inputShape: [28, 28, 1]\n  kernelInitializer: HE_Normal\n"
+                               "  augmentation:\n    - {type: shift, factor: 0.1}\n    - {type: cutout, size: 8}\n"))
+    assert config["model"]["inputShape"] == [28, 28, 1]
+    assert config["model"]["kernelInitializer"] == "he_normal"
+    assert config["model"]["augmentation"] == [{"type": "shift", "factor": 0.1}, {"type": "cutout", "size": 8}]
+    path = write("model:\n  inputShape: [8, 8, 1]\n")
+    for override, match in [
+        ("model.augmentation=[{type: flip}, {type: zoom, factor: 2}]",
+         r"^model\.augmentation\[1\]\.factor: `augmentation\[1\]\.factor` == 2, must be a number in \(0, 1\)$"),
+        ("model.augmentation=[{type: spin}]", r"^model\.augmentation\[0\]\.type: `augmentation\[0\]\.type` == 'spin'"),
+        ("model.augmentation=[{type: cutout, size: 9}]",
+         r"^model\.augmentation\[0\]\.size: `augmentation\[0\]\.size` == 9, must be <= 8"),
+        ("model.inputShape=[0]", r"^model\.inputShape: `inputShape` == \[0\], must be a list"),
+        ("model.kernelInitializer=zeros", r"^model\.kernelInitializer: `kernelInitializer` == 'zeros'"),
+        ("model.layers=fashion_cnn", None),
+    ]:
+        if match is None:
+            assert load_config(path, [override])["model"]["layers"] == "fashion_cnn"
+            continue
+        with pytest.raises(ConfigError, match=match):
+            load_config(path, [override])
+    with pytest.raises(ConfigError, match=r"^model\.augmentation: `augmentation` needs an image `inputShape`"):
+        load_config(write("model:\n  augmentation: [{type: flip}]\n"))
+    with pytest.raises(ConfigError, match=r"^model\.layers: `layers` == 'fashion_cnn' needs an image `inputShape`"):
+        load_config(write("model:\n  preset: fashion_cnn\n"))
+
+
+def test_cnn_search_config_parses_and_its_space_samples():
+    from hyperopt.pyll import stochastic
+
+    from deepflash.tuning.space import to_hyperopt, to_params
+
+    config = load_config("conf/fashion_mnist_cnn_search.yaml")
+    assert config["model"]["layers"] == "fashion_cnn" and config["model"]["inputShape"] == [28, 28, 1]
+    space = config["search"]["space"]
+    assert {"augmentation", "kernelInitializer", "l2"} <= set(space)
+    draw = stochastic.sample(to_hyperopt(space))
+    params = to_params(draw, config["model"]["layers"])
+    assert isinstance(params["augmentation"], list) and isinstance(params["layers"], list)

@@ -22,6 +22,9 @@ VALID = {
     "seed": (42, 42),
     "task": ("Regression", "regression"),
     "layers": ("DEEP", "deep"),
+    "inputShape": ((8.0, 8, 1), [8, 8, 1]),
+    "augmentation": ([{"type": "Flip"}], [{"type": "flip", "mode": "horizontal"}]),
+    "kernelInitializer": ("He_Normal", "he_normal"),
     "optimizer": ("SGD", "sgd"),
     "learningRate": (0.5, 0.5),
     "momentum": (0.9, 0.9),
@@ -183,6 +186,28 @@ def test_model_history_is_json_and_copied():
     ("backend", "gpu", "`backend` == 'gpu', must be one of: " + ", ".join(BACKENDS)),
     ("task", "clustering", "`task` == 'clustering', must be one of: " + ", ".join(TASKS)),
     ("learningRate", float("nan"), "`learningRate` == nan, must be a number"),
+    ("inputShape", [28, 0, 1], "`inputShape` == [28, 0, 1], must be a list of 1 to 4 integers >= 1, e.g. [28, 28, 1]"),
+    ("inputShape", [], "`inputShape` == [], must be a list of 1 to 4 integers >= 1, e.g. [28, 28, 1]"),
+    ("inputShape", [2.5, 2], "`inputShape` == [2.5, 2], must be a list of 1 to 4 integers >= 1, e.g. [28, 28, 1]"),
+    ("inputShape", "28x28", "`inputShape` == '28x28', must be a list of 1 to 4 integers >= 1, e.g. [28, 28, 1]"),
+    ("kernelInitializer", "zeros", "`kernelInitializer` == 'zeros', must be one of: glorot_uniform, glorot_normal, "
+                                   "he_uniform, he_normal, lecun_uniform, lecun_normal"),
+    ("augmentation", [{"type": "blur"}], "`augmentation[0].type` == 'blur', must be one of: rotate, zoom, shift, "
+                                         "flip, cutout"),
+    ("augmentation", [{"type": "flip"}, {"type": "zoom", "factor": 1.0}],
+     "`augmentation[1].factor` == 1.0, must be a number in (0, 1)"),
+    ("augmentation", [{"type": "rotate", "factor": 0}], "`augmentation[0].factor` == 0, must be a number in (0, 0.5]"),
+    ("augmentation", [{"type": "rotate", "factor": 0.6}],
+     "`augmentation[0].factor` == 0.6, must be a number in (0, 0.5]"),
+    ("augmentation", [{"type": "shift", "factor": True}],
+     "`augmentation[0].factor` == True, must be a number in (0, 1)"),
+    ("augmentation", [{"type": "shift"}], "`augmentation[0].factor`: missing, required for type 'shift'"),
+    ("augmentation", [{"type": "shift", "factor": 0.1, "fill": 0}],
+     "`augmentation[0].fill`: unknown key for type 'shift', valid keys are: factor"),
+    ("augmentation", [{"type": "cutout", "size": 0}], "`augmentation[0].size` == 0, must be an integer >= 1"),
+    ("augmentation", [{"type": "cutout", "size": 2.5}], "`augmentation[0].size` == 2.5, must be an integer >= 1"),
+    ("augmentation", [{"type": "flip", "mode": "diagonal"}],
+     "`augmentation[0].mode` == 'diagonal', must be one of: horizontal, vertical, horizontal_and_vertical"),
 ])
 def test_converter_value_errors(name, value, message):
     est = KerasEstimator()
@@ -209,6 +234,9 @@ def test_converter_value_errors(name, value, message):
     ("lrStepEpochs", 1.5, "`lrStepEpochs` == 1.5, must be an integer, found float"),
     ("lrDecay", "0.1", "`lrDecay` == '0.1', must be a number, found str"),
     ("layers", [{"type": "dense", "units": {1, 2}}], "`layers` must be JSON-serializable"),
+    ("augmentation", {"type": "flip"}, "`augmentation` == {'type': 'flip'}, must be a list of augmentation dicts"),
+    ("augmentation", ["flip"], "`augmentation[0]` == 'flip', must be a dict with a `type`, found str"),
+    ("kernelInitializer", 1, "`kernelInitializer` == 1, must be a string, found int"),
 ])
 def test_converter_type_errors(name, value, message):
     est = KerasEstimator()
@@ -321,6 +349,17 @@ def test_copy_values_into_model():
      "`lrWarmupEpochs` == 3, must be < epochs (3) with lrSchedule='cosine'"),
     ({"lrSchedule": "cosine", "learningRate": 0.01, "lrMinRate": 0.02},
      "`lrMinRate` == 0.02, must be < learningRate (0.01) with lrSchedule='cosine'"),
+    ({"augmentation": [{"type": "flip"}]},
+     "`augmentation` needs an image `inputShape` [height, width, channels], found None"),
+    ({"augmentation": [{"type": "flip"}], "inputShape": [64]},
+     "`augmentation` needs an image `inputShape` [height, width, channels], found [64]"),
+    ({"augmentation": [{"type": "flip"}, {"type": "cutout", "size": 9}], "inputShape": [8, 10, 1]},
+     "`augmentation[1].size` == 9, must be <= 8, the smaller side of `inputShape` [8, 10, 1]"),
+    ({"layers": "fashion_cnn"}, "`layers` == 'fashion_cnn' needs an image `inputShape` [height, width, channels], "
+                                "found None"),
+    ({"layers": "fashion_cnn", "inputShape": [784]}, "`layers` == 'fashion_cnn' needs an image `inputShape`"),
+    ({"layers": [{"type": "conv2d", "filters": 2, "kernel_size": 3, "kernel_initializer": "ones"}],
+      "inputShape": [8, 8, 1]}, "`layers`[0] (conv2d): `kernel_initializer` == 'ones', must be one of: glorot_uniform"),
 ])
 def test_validate_params_rejects(kwargs, message):
     est = KerasEstimator(**kwargs)  # each value passes its own converter ...
@@ -341,6 +380,9 @@ def test_validate_params_rejects(kwargs, message):
     {"lrSchedule": "cosine", "epochs": 3, "lrWarmupEpochs": 2, "lrMinRate": 1e-4},
     {"lrSchedule": "time", "lrDecay": 0},  # k = 0: a constant rate
     {"lrSchedule": "step", "lrWarmupEpochs": 50},  # warm-up belongs to cosine; other schedules ignore it
+    {"layers": "fashion_cnn", "inputShape": [28, 28, 1], "kernelInitializer": "he_uniform"},
+    {"inputShape": [28, 28, 1], "augmentation": [{"type": "cutout", "size": 28}, {"type": "rotate", "factor": 0.5}]},
+    {"inputShape": [64]},  # no augmentation: any shape whose product fits (checked against the data at plan time)
 ])
 def test_validate_params_accepts(kwargs):
     assert KerasEstimator(**kwargs).validateParams() is None
@@ -363,6 +405,10 @@ def test_set_model_rejects_non_models_and_skips_layer_validation():
     model = tf.keras.Model(inputs, tf.keras.layers.Dense(2, activation="softmax")(inputs))
     assert est.setModel(model) is est
     est.validateParams()  # the given model replaces `layers`
+    for name, value in (("inputShape", [3, 1]), ("augmentation", [{"type": "flip", "mode": "horizontal"}])):
+        with pytest.raises(ValueError, match=re.escape(f"`{name}` == {value!r} shapes networks built from "
+                                                       "`layers`; the model given to setModel")):
+            est.copy({getattr(est, name): value}).setModel(model).validateParams()
     assert est.getModel().output_shape == (None, 2)
     assert est.setModel(None).getModel() is None
     with pytest.raises(ValueError, match="unknown preset"):

@@ -1,6 +1,7 @@
 """Search-space translation and grid enumeration (deepflash.tuning.space)."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -118,3 +119,50 @@ def test_grid_sample_takes_a_reproducible_fraction():
 def test_grid_rejects_continuous_dimensions():
     with pytest.raises(ValueError, match=r"algo='grid' needs `choice` dimensions only; `space`\['learningRate'\]"):
         grid_points({"learningRate": {"loguniform": [1e-4, 1e-1]}})
+
+
+# --- image searches: augmentation, initializers, L1/L2 -----------------------------------------
+
+IMAGE_SPACE = {
+    "augmentation": {"choice": [[], [{"type": "Shift", "factor": 0.1}],
+                                [{"type": "flip"}, {"type": "cutout", "size": 4}]]},
+    "kernelInitializer": {"choice": ["he_uniform", "GLOROT_NORMAL"]},
+    "l2": {"loguniform": [1e-6, 1e-3]},
+    "l1": {"choice": [0.0, 1e-5]},
+}
+
+
+def test_a_search_can_choose_augmentation_initializer_and_regularization():
+    base = [{"type": "conv2d", "filters": 2, "kernel_size": 3}, {"type": "maxpool2d"},
+            {"type": "dense", "units": 4, "l2": 0.5}, {"type": "dropout", "rate": 0.2}]
+    seen_aug, seen_init = set(), set()
+    for draw in samples(IMAGE_SPACE, n=60):
+        params = to_params(draw, base_layers=base)
+        seen_aug.add(json.dumps(params["augmentation"]))
+        seen_init.add(params["kernelInitializer"])
+        assert "l1" not in params and "l2" not in params
+        conv, pool, dense, drop = params["layers"]
+        assert 1e-6 <= conv["l2"] <= 1e-3 and conv["l2"] == dense["l2"]   # the sampled value replaces 0.5
+        assert conv["l1"] == dense["l1"] and conv["l1"] in (0.0, 1e-5)
+        assert "l2" not in pool and "l2" not in drop
+    # values come back through the Params' converters: lower-cased, defaults filled in, plain JSON
+    assert seen_aug == {"[]", '[{"type": "shift", "factor": 0.1}]',
+                        '[{"type": "flip", "mode": "horizontal"}, {"type": "cutout", "size": 4}]'}
+    assert seen_init == {"he_uniform", "glorot_normal"}
+
+
+def test_regularization_of_a_preset_resolves_it():
+    layers = to_params({"l2": 1e-4}, base_layers="fashion_cnn")["layers"]
+    assert [layer.get("l2") for layer in layers if layer["type"] in ("conv2d", "dense")] == [1e-4] * 3
+
+
+@pytest.mark.parametrize("space, match", [
+    ({"augmentation": {"choice": [[], [{"type": "blur"}]]}},
+     r"`space`\['augmentation'\]\.choice\[1\]: `augmentation\[0\]\.type` == 'blur'"),
+    ({"augmentation": {"uniform": [0, 1]}}, r"`augmentation` can only be a choice dimension"),
+    ({"kernelInitializer": {"choice": ["ones"]}}, r"choice\[0\]: `kernelInitializer` == 'ones', must be one of"),
+    ({"inputShape": {"choice": [[8, 8, 1]]}}, r"'inputShape' is not a searchable"),
+])
+def test_bad_image_dimensions_are_rejected(space, match):
+    with pytest.raises(ValueError, match=match):
+        check_space(space)

@@ -8,17 +8,24 @@ Everything is checked by :func:`validate_layers` before any Spark job runs.
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any, Callable
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "elu", "selu", "softplus", "linear")
 OUTPUT_KINDS = ("multiclass", "binary", "regression")
+# Keras's variance-scaling initializers: glorot (the Keras default), he (for relu) and lecun (for selu).
+INITIALIZERS = ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform", "lecun_normal")
+DEFAULT_INITIALIZER = "glorot_uniform"
 
 _POOL_KEYS = {"pool_size": None, "strides": None, "padding": "valid"}
-_CONV_KEYS = {"filters": None, "kernel_size": None, "strides": 1, "padding": "valid", "activation": "linear"}
+# Layers with a kernel: a missing kernel_initializer takes the network-wide one (kernelInitializer).
+_KERNEL_KEYS = {"kernel_initializer": DEFAULT_INITIALIZER, "l1": 0.0, "l2": 0.0}
+_CONV_KEYS = {"filters": None, "kernel_size": None, "strides": 1, "padding": "valid", "activation": "linear",
+              **_KERNEL_KEYS}
 
 # type -> {key: default}; a default of None means the key is required.
 LAYER_TYPES: dict[str, dict[str, Any]] = {
-    "dense": {"units": None, "activation": "linear", "kernel_initializer": "glorot_uniform", "l1": 0.0, "l2": 0.0},
+    "dense": {"units": None, "activation": "linear", **_KERNEL_KEYS},
     "dropout": {"rate": None},
     "batchnorm": {},
     "conv1d": dict(_CONV_KEYS), "conv2d": dict(_CONV_KEYS), "conv3d": dict(_CONV_KEYS),
@@ -51,8 +58,19 @@ def _check_rate(where: str, key: str, value: Any) -> None:
         raise ValueError(f"{where}: `{key}` == {value!r}, must be in [0, 1)")
 
 
-def validate_layers(layers: Any) -> list[dict]:
+def check_initializer(value: Any, name: str = "kernelInitializer") -> str:
+    """A kernel initializer name, lower-cased; raises ValueError naming ``name`` otherwise."""
+    if not isinstance(value, str) or value.lower() not in INITIALIZERS:
+        raise ValueError(f"`{name}` == {value!r}, must be one of: {', '.join(INITIALIZERS)}")
+    return value.lower()
+
+
+def validate_layers(layers: Any, kernel_initializer: str = DEFAULT_INITIALIZER) -> list[dict]:
     """Checks a layer list and returns a copy with every default filled in.
+
+    Args:
+        layers: the layer dicts.
+        kernel_initializer: what a dense or conv layer without its own ``kernel_initializer`` gets.
 
     Raises:
         ValueError: naming the layer index, the key, what was expected and what was found.
@@ -76,6 +94,8 @@ def validate_layers(layers: Any) -> list[dict]:
         for key, default in allowed.items():
             if key in spec:
                 full[key] = copy.deepcopy(spec[key])
+            elif key == "kernel_initializer":
+                full[key] = kernel_initializer
             elif default is None and key not in _OPTIONAL_NONE:
                 raise ValueError(f"{where}: missing required key `{key}`")
             else:
@@ -94,6 +114,11 @@ def validate_layers(layers: Any) -> list[dict]:
             if not isinstance(act, str) or act.lower() not in ACTIVATIONS:
                 raise ValueError(f"{where}: unknown activation {act!r}, must be one of: {', '.join(ACTIVATIONS)}")
             full["activation"] = act.lower()
+        if "kernel_initializer" in full:
+            try:
+                full["kernel_initializer"] = check_initializer(full["kernel_initializer"], "kernel_initializer")
+            except ValueError as e:
+                raise ValueError(f"{where}: {e}") from None
         if kind == "dropout":
             _check_rate(where, "rate", full["rate"])
         if kind == "lstm":
@@ -112,8 +137,8 @@ def _keras_layer(spec: dict, rank: int, seed: int | None) -> Any:
 
     L = tf.keras.layers
     kind = spec["type"]
+    reg = tf.keras.regularizers.L1L2(l1=spec["l1"], l2=spec["l2"]) if spec.get("l1") or spec.get("l2") else None
     if kind == "dense":
-        reg = tf.keras.regularizers.L1L2(l1=spec["l1"], l2=spec["l2"]) if spec["l1"] or spec["l2"] else None
         return L.Dense(spec["units"], activation=spec["activation"], kernel_initializer=spec["kernel_initializer"],
                        kernel_regularizer=reg)
     if kind == "dropout":
@@ -123,7 +148,8 @@ def _keras_layer(spec: dict, rank: int, seed: int | None) -> Any:
     if kind.startswith("conv"):
         cls = {"conv1d": L.Conv1D, "conv2d": L.Conv2D, "conv3d": L.Conv3D}[kind]
         return cls(spec["filters"], spec["kernel_size"], strides=spec["strides"], padding=spec["padding"],
-                   activation=spec["activation"])
+                   activation=spec["activation"], kernel_initializer=spec["kernel_initializer"],
+                   kernel_regularizer=reg)
     if kind.startswith(("maxpool", "avgpool")):
         table: dict[str, Callable] = {
             "maxpool1d": L.MaxPooling1D, "maxpool2d": L.MaxPooling2D, "maxpool3d": L.MaxPooling3D,
@@ -146,9 +172,24 @@ def _keras_layer(spec: dict, rank: int, seed: int | None) -> Any:
     raise AssertionError(kind)  # validate_layers admits only the types above
 
 
-def build_model(layers: list[dict], input_dim: int, output: str, num_classes: int = 0,
-                seed: int | None = None, name: str = "deepflash_mlp"):
+def check_input_shape(input_shape: list[int] | None, input_dim: int) -> None:
+    """``inputShape`` must hold exactly the feature vector's values."""
+    if input_shape is None:
+        return
+    size = math.prod(input_shape)
+    if size != input_dim:
+        raise ValueError(f"`inputShape` == {list(input_shape)} expects feature vectors of length {size} (its "
+                         f"product), found length {input_dim}")
+
+
+def build_model(layers: list[dict] | str, input_dim: int, output: str, num_classes: int = 0,
+                seed: int | None = None, name: str = "deepflash_mlp", *, input_shape: list[int] | None = None,
+                augmentation: list[dict] | None = None, kernel_initializer: str = DEFAULT_INITIALIZER):
     """Builds an uncompiled ``keras.Model`` from a layer list, adding the output layer.
+
+    The model always takes the flat feature vector. With ``input_shape`` its first layer (named
+    ``image``) reshapes it, so a saved model scores flat vectors; with ``augmentation`` a
+    ``keras.Sequential`` named ``augmentation`` follows, active only in training.
 
     Args:
         layers: hidden layers (see :data:`LAYER_TYPES`); a preset name is resolved first.
@@ -156,24 +197,40 @@ def build_model(layers: list[dict], input_dim: int, output: str, num_classes: in
         output: ``multiclass`` (softmax over ``num_classes``), ``binary`` (one sigmoid unit) or
             ``regression`` (one linear unit).
         num_classes: number of classes for ``multiclass``.
-        seed: seeds the initializers and dropout, for repeatable runs.
+        seed: seeds the initializers, dropout and augmentation, for repeatable runs.
+        input_shape: e.g. ``[28, 28, 1]``; its product must be ``input_dim``.
+        augmentation: train-time steps (see :mod:`deepflash.networks.augmentation`); needs an
+            ``input_shape`` of rank 3.
+        kernel_initializer: of every dense and conv layer without its own, and of the output layer.
 
     Example:
         >>> build_model([{"type": "dense", "units": 100, "activation": "sigmoid"}], 784, "multiclass", 10)
+        >>> build_model("fashion_cnn", 784, "multiclass", 10, input_shape=[28, 28, 1],
+        ...             augmentation=[{"type": "shift", "factor": 0.1}], kernel_initializer="he_uniform")
     """
     import tensorflow as tf
 
-    from deepflash.networks.presets import resolve_layers
+    from deepflash.networks.augmentation import augmentation_block, check_against_shape, check_augmentation
+    from deepflash.networks.presets import check_preset_input, resolve_layers
 
     if output not in OUTPUT_KINDS:
         raise ValueError(f"output == {output!r}, must be one of: {', '.join(OUTPUT_KINDS)}")
     if output == "multiclass" and num_classes < 2:
         raise ValueError(f"a multiclass output needs num_classes >= 2, found {num_classes}")
-    specs = validate_layers(resolve_layers(layers))
+    kernel_initializer = check_initializer(kernel_initializer)
+    check_preset_input(layers, input_shape)
+    specs = validate_layers(resolve_layers(layers), kernel_initializer)
+    steps = check_augmentation(augmentation or [])
+    check_against_shape(steps, input_shape)
+    check_input_shape(input_shape, input_dim)
     if seed is not None:
         tf.keras.utils.set_random_seed(seed)
     inputs = tf.keras.Input(shape=(input_dim,), name="features")
     x = inputs
+    if input_shape is not None:
+        x = tf.keras.layers.Reshape(tuple(input_shape), name="image")(x)
+    if steps:
+        x = augmentation_block(steps, seed)(x)
     for i, spec in enumerate(specs):
         try:
             x = _keras_layer(spec, len(x.shape) - 1, seed)(x)
@@ -182,12 +239,10 @@ def build_model(layers: list[dict], input_dim: int, output: str, num_classes: in
                              f"{str(e).splitlines()[0]}") from None
     if len(x.shape) > 2:
         x = tf.keras.layers.Flatten()(x)
-    if output == "multiclass":
-        outputs = tf.keras.layers.Dense(num_classes, activation="softmax", name="output")(x)
-    elif output == "binary":
-        outputs = tf.keras.layers.Dense(1, activation="sigmoid", name="output")(x)
-    else:
-        outputs = tf.keras.layers.Dense(1, activation="linear", name="output")(x)
+    units, activation = {"multiclass": (num_classes, "softmax"), "binary": (1, "sigmoid"),
+                         "regression": (1, "linear")}[output]
+    outputs = tf.keras.layers.Dense(units, activation=activation, kernel_initializer=kernel_initializer,
+                                    name="output")(x)
     return tf.keras.Model(inputs, outputs, name=name)
 
 

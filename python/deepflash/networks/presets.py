@@ -13,7 +13,21 @@ PRESETS: dict[str, list[dict]] = {
     "tuned_mlp": [layer for units, rate in ((256, 0.4), (128, 0.3), (64, 0.2))
                   for layer in ({"type": "dense", "units": units, "activation": "relu"},
                                 {"type": "batchnorm"}, {"type": "dropout", "rate": rate})],
+    # A small CNN for 28x28x1 images (Fashion-MNIST): two conv-BN-pool blocks (32 and 64 filters,
+    # 3x3, same padding), dropout, a 128-unit dense layer (422,026 params on 784 inputs, 10 classes).
+    # It needs an image `inputShape`; "same" padding keeps it working down to 4x4 images (digits are 8x8).
+    "fashion_cnn": [
+        {"type": "conv2d", "filters": 32, "kernel_size": 3, "padding": "same", "activation": "relu"},
+        {"type": "batchnorm"}, {"type": "maxpool2d"},
+        {"type": "conv2d", "filters": 64, "kernel_size": 3, "padding": "same", "activation": "relu"},
+        {"type": "batchnorm"}, {"type": "maxpool2d"},
+        {"type": "dropout", "rate": 0.25}, {"type": "flatten"},
+        {"type": "dense", "units": 128, "activation": "relu"}, {"type": "dropout", "rate": 0.5},
+    ],
 }
+# Presets whose first layer needs an image: they take an `inputShape` [height, width, channels]
+# rather than guessing one, so the same preset serves 28x28 and 8x8 images alike.
+IMAGE_PRESETS = ("fashion_cnn",)
 
 
 def resolve_layers(layers: Any) -> Any:
@@ -25,3 +39,10 @@ def resolve_layers(layers: Any) -> Any:
                              "or a list of layer dicts")
         return copy.deepcopy(PRESETS[name])
     return layers
+
+
+def check_preset_input(layers: Any, input_shape: list[int] | None) -> None:
+    """An image preset needs an ``inputShape`` of rank 3; raises ValueError naming both Params."""
+    if isinstance(layers, str) and layers.lower() in IMAGE_PRESETS and (input_shape is None or len(input_shape) != 3):
+        raise ValueError(f"`layers` == {layers!r} needs an image `inputShape` [height, width, channels], found "
+                         f"{input_shape!r}; e.g. inputShape=[28, 28, 1] for Fashion-MNIST")

@@ -76,7 +76,7 @@ def batch_latency_ms(model, batch_size: int, input_dim: int, repeats: int = 5) -
 def values_for_table(values: dict) -> dict:
     """The trial's Param values for the trials table; the best trial's are set on the refit estimator,
     so every Param a search can choose that shapes training belongs here (the schedule's included)."""
-    return {k: values[k] for k in ("layers", "optimizer", "learningRate", "momentum", "loss", "batchSize",
+    return {k: values[k] for k in ("layers", "augmentation", "kernelInitializer", "optimizer", "learningRate", "momentum", "loss", "batchSize",
                                    "epochs", "earlyStoppingPatience", "reduceLrPatience", "lrSchedule", "lrDecay",
                                    "lrStepEpochs", "lrStepFactor", "lrWarmupEpochs", "lrMinRate")
             if k in values}

@@ -4,7 +4,9 @@ A dimension is ``{"<kind>": args}`` with kind one of ``uniform [lo, hi]``, ``log
 (sampled on a log scale), ``quniform [lo, hi, q]``, ``qloguniform [lo, hi, q]``, ``choice [...]`` and
 ``randint [lo, hi]``; or ``{"architecture": {...}}`` for ``layers``; or a raw ``hyperopt.hp``
 expression. Names are estimator Params, plus ``dropout``, which sets the rate of every dropout
-layer of the network.
+layer of the network, and ``l1`` and ``l2``, which set the kernel regularization of every dense
+and conv layer. ``augmentation`` and ``kernelInitializer`` are ``choice`` dimensions, e.g.
+``{"augmentation": {"choice": [[], [{"type": "shift", "factor": 0.1}]]}}`` (off, or a shift).
 """
 from __future__ import annotations
 
@@ -19,11 +21,16 @@ from typing import Any
 # materialized once for the whole search.
 SEARCHABLE = ("layers", "optimizer", "learningRate", "momentum", "nesterov", "loss", "batchSize", "epochs",
               "earlyStoppingPatience", "reduceLrPatience", "reduceLrFactor", "lrSchedule", "lrDecay", "lrStepEpochs",
-              "lrStepFactor", "lrWarmupEpochs", "lrMinRate", "scaleLearningRate", "dropout")
+              "lrStepFactor", "lrWarmupEpochs", "lrMinRate", "scaleLearningRate", "augmentation", "kernelInitializer",
+              "dropout", "l1", "l2")
 INTEGER_PARAMS = ("batchSize", "epochs", "earlyStoppingPatience", "reduceLrPatience", "lrStepEpochs", "lrWarmupEpochs")
 # Choices of these Params go through the Param's converter when the space is checked, so that a
 # misspelt schedule fails the search before it starts rather than every trial that picks it.
-CHECKED_CHOICES = ("lrSchedule",)
+CHECKED_CHOICES = ("lrSchedule", "augmentation", "kernelInitializer")
+# Params whose values are not numbers on a scale: only a `choice` can pick them.
+CHOICE_ONLY = ("augmentation", "kernelInitializer")
+# Layer types whose kernel the `l1` and `l2` dimensions regularize.
+REGULARIZED = ("dense", "conv1d", "conv2d", "conv3d")
 KINDS = ("uniform", "loguniform", "quniform", "qloguniform", "choice", "randint", "architecture")
 ARCHITECTURE_KEYS = {"depth": [1, 3], "units": [64], "activation": ["relu"], "dropout": [0.0, 0.0],
                      "batchnorm": [False]}
@@ -52,6 +59,8 @@ def check_space(space: Any) -> dict:
         where = f"`space`[{name!r}].{kind}"
         if kind not in KINDS:
             raise ValueError(f"`space`[{name!r}]: unknown kind {kind!r}, must be one of: {', '.join(KINDS)}")
+        if name in CHOICE_ONLY and kind != "choice":
+            raise ValueError(f"{where}: `{name}` can only be a choice dimension, e.g. {{'choice': [...]}}")
         if kind == "architecture":
             if name != "layers":
                 raise ValueError(f"{where}: only `layers` can be an architecture dimension")
@@ -171,6 +180,15 @@ def apply_dropout(layers: list[dict], rate: float) -> list[dict]:
     return out
 
 
+def apply_regularization(layers: list[dict], key: str, value: float) -> list[dict]:
+    """Sets ``key`` (``l1`` or ``l2``) on every dense and conv layer."""
+    layers = copy.deepcopy(layers)
+    for layer in layers:
+        if str(layer.get("type", "")).lower() in REGULARIZED:
+            layer[key] = value
+    return layers
+
+
 def to_params(sample: dict, base_layers: Any) -> dict:
     """Estimator Param values for one hyperopt sample (architecture and dropout resolved)."""
     from deepflash.networks import resolve_layers
@@ -184,18 +202,28 @@ def to_params(sample: dict, base_layers: Any) -> dict:
     dropout = params.pop("dropout", None)
     if dropout is not None:
         layers = apply_dropout(resolve_layers(layers), float(dropout))
+    for key in ("l1", "l2"):
+        value = params.pop(key, None)
+        if value is not None:
+            layers = apply_regularization(resolve_layers(layers), key, float(value))
     if layers is not base_layers or "layers" in sample:
         params["layers"] = layers
     for name in INTEGER_PARAMS:
         if name in params:
             params[name] = int(round(float(params[name])))
-    if "lrSchedule" in params:
-        params["lrSchedule"] = _converter("lrSchedule")(params["lrSchedule"])
+    for name in CHECKED_CHOICES:
+        if name in params:
+            params[name] = _converter(name)(_plain(params[name]))
     for name, value in list(params.items()):
         if hasattr(value, "item"):   # numpy scalars from hyperopt
             params[name] = value.item()
     # hyperopt hands nested choices back as tuples; Params and saved models want plain JSON.
     return json.loads(json.dumps(params))
+
+
+def _plain(value: Any) -> Any:
+    """hyperopt's tuples and numpy scalars as JSON lists and numbers."""
+    return json.loads(json.dumps(value, default=lambda v: v.item()))
 
 
 def grid_points(space: dict, sample: float | None = None, seed: int = 0) -> list[dict]:
