@@ -52,6 +52,7 @@ VALID = {
     "readMode": ("Stream", "stream"),
     "shuffleBufferRows": (500.0, 500),
     "memoryBudgetMB": (64, 64.0),
+    "weightCol": ("w", "w"),
     # KerasModel only
     "outputKind": ("binary", "binary"),
     "numClasses": (2, 2),
@@ -82,6 +83,7 @@ def test_estimator_builds_with_no_arguments_and_has_documented_defaults():
     assert est.getFeaturesCol() == "features" and est.getLabelCol() == "label"
     assert not est.isDefined(est.validationCol)
     assert not est.isDefined(est.runId)
+    assert not est.isDefined(est.weightCol)  # unweighted, as pyspark.ml's HasWeightCol
     assert not any(est.isSet(p) for p in est.params)
     est.validateParams()  # the defaults are a consistent configuration
 
@@ -209,6 +211,8 @@ def test_converter_value_errors(name, value, message):
     ("lrStepEpochs", 1.5, "`lrStepEpochs` == 1.5, must be an integer, found float"),
     ("lrDecay", "0.1", "`lrDecay` == '0.1', must be a number, found str"),
     ("layers", [{"type": "dense", "units": {1, 2}}], "`layers` must be JSON-serializable"),
+    ("weightCol", 1.5, "`weightCol` == 1.5, must be a string, found float"),
+    ("weightCol", ["w"], "`weightCol` == ['w'], must be a string, found list"),
 ])
 def test_converter_type_errors(name, value, message):
     est = KerasEstimator()
@@ -237,7 +241,7 @@ def test_keyword_constructor_sets_values():
     layers = ({"type": "dense", "units": 8, "activation": "relu"}, {"type": "dropout", "rate": 0.1})
     est = KerasEstimator(layers=layers, optimizer="RMSprop", learningRate=0.01, epochs=3.0, batchSize=16,
                          task="Regression", loss="MAE", backend="local", seed=7, validationCol="isVal",
-                         metrics="mse", runId="r1")
+                         metrics="mse", runId="r1", weightCol="w")
     assert est.getLayers() == [dict(layer) for layer in layers]
     assert isinstance(est.getLayers(), list)
     assert est.getOptimizer() == "rmsprop"
@@ -251,8 +255,19 @@ def test_keyword_constructor_sets_values():
     assert est.getValidationCol() == "isVal"
     assert est.getMetrics() == ["mse"]
     assert est.getRunId() == "r1"
+    assert est.getWeightCol() == "w"
     assert est.isSet(est.epochs) and not est.isSet(est.numProc)
     est.validateParams()
+
+
+def test_weight_col_is_pyspark_shared_param():
+    from pyspark.ml.param.shared import HasWeightCol
+
+    est = KerasEstimator(weightCol="w")
+    assert isinstance(est, HasWeightCol) and isinstance(KerasModel(), HasWeightCol)
+    assert HasWeightCol.getWeightCol(est) == "w"
+    assert "weightCol" in est.paramValues()
+    assert "weightCol" not in KerasEstimator().paramValues()  # unset: no weights
 
 
 def test_layers_are_copied_on_set():
