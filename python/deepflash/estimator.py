@@ -212,13 +212,14 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
         store = Store(user_store or default_store_path(spark))
         seed = self._seed()
         validation_col = self.getOrDefault(self.validationCol) if self.isDefined(self.validationCol) else None
-        weight_col = self.getOrDefault(self.weightCol) if self.isDefined(self.weightCol) else None
+        # Unset or "" (pyspark.ml's convention): unweighted.
+        weight_col = (self.getOrDefault(self.weightCol) if self.isDefined(self.weightCol) else None) or None
         prepared = prepare(dataset, self.getFeaturesCol(), self.getLabelCol(), validation_col,
-                           self.getValidationSplit(), seed, weight_col=weight_col or None)
+                           self.getValidationSplit(), seed, weight_col=weight_col)
         # Column errors above need no job; the store probe and the summary below are the first.
         check_reachable(store, spark, is_default=not user_store)
         summary = summarize(prepared, task=self.getTask(), features_col=self.getFeaturesCol(),
-                            label_col=self.getLabelCol(), weight_col=weight_col or None,
+                            label_col=self.getLabelCol(), weight_col=weight_col,
                             key_extra={"task": self.getTask(), "split": self.getValidationSplit(),
                                        "seed": seed, "validationCol": validation_col})
         resolve_loss(self.getLoss(), summary.output_kind)

@@ -93,7 +93,7 @@ def test_arrow_reader_weights_follow_their_rows(weighted_parquet):
 _PETASTORM = """
 import sys, numpy as np
 sys.path.insert(0, sys.argv[3])
-from test_weights import _read_both_modes
+from test_weight_data import _read_both_modes
 from deepflash.data.readers import PetastormReader
 got = _read_both_modes(PetastormReader(workers=1), sys.argv[1], int(sys.argv[2]))
 np.savez(sys.argv[4], **{f"{k}_{i}": v for k, arrays in got.items() for i, v in enumerate(arrays)})
