@@ -1,8 +1,12 @@
 """Small helpers shared by the tests."""
 from __future__ import annotations
 
+import os
+import uuid
+
 import numpy as np
 import pandas as pd
+import pytest
 
 
 def accuracy(predictions) -> float:
@@ -17,3 +21,18 @@ def frame(spark, x: np.ndarray, y: np.ndarray, prefix: str = "f"):
     pdf = pd.DataFrame(np.asarray(x, dtype=np.float64), columns=[f"{prefix}{i}" for i in range(x.shape[1])])
     pdf["label"] = np.asarray(y, dtype=np.float64)
     return spark.createDataFrame(pdf)
+
+
+def fails_cleanly(spark, store_dir, df, est, error, match, *, no_job: bool):
+    """Fits, expects ``error`` matching ``match``; checks no store write and (optionally) no Spark job."""
+    sc = spark.sparkContext
+    group = f"validation-{uuid.uuid4().hex[:8]}"
+    sc.setJobGroup(group, "validation test")
+    try:
+        with pytest.raises(error, match=match):
+            est.setStorePath(store_dir).fit(df)
+    finally:
+        sc.setLocalProperty("spark.jobGroup.id", None)
+    assert not os.path.exists(store_dir), f"something was written to the store: {os.listdir(store_dir)}"
+    if no_job:
+        assert sc.statusTracker().getJobIdsForGroup(group) == []

@@ -44,6 +44,9 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
     Args:
         featuresCol: a Vector or numeric-array column.
         labelCol: class ids 0..k-1 (classification) or a number (regression).
+        weightCol: a numeric column of per-example weights >= 0 (not all 0, no nulls or NaN); each
+            example's loss is multiplied by its weight, in training and in ``val_loss`` (other
+            metrics stay unweighted). Unset (default) or empty: every weight is 1.
         layers: hidden layers as a list of dicts, or a preset (``simple``, ``deep``, ``tuned_mlp``,
             ``fashion_cnn``); the output layer is added from ``task`` and the number of classes.
         inputShape: e.g. ``[28, 28, 1]``: the model's first layer reshapes the flat feature vector to
@@ -79,7 +82,8 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
                  lrWarmupEpochs: int = 0, lrMinRate: float = 0.0, scaleLearningRate: bool = False, numProc: int = 1,
                  backend: str = "horovod", storePath: str | None = None, runId: str | None = None,
                  seed: int | None = None, verbose: int = 0, reader: str = "arrow", readMode: str = "auto",
-                 shuffleBufferRows: int = 10_000, memoryBudgetMB: float = 1024.0) -> None:
+                 shuffleBufferRows: int = 10_000, memoryBudgetMB: float = 1024.0,
+                 weightCol: str | None = None) -> None:
         super().__init__()
         self._model_bytes: bytes | None = None
         self.setParams(**self._input_kwargs)
@@ -98,7 +102,8 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
                   lrWarmupEpochs: int = 0, lrMinRate: float = 0.0, scaleLearningRate: bool = False, numProc: int = 1,
                   backend: str = "horovod", storePath: str | None = None, runId: str | None = None,
                   seed: int | None = None, verbose: int = 0, reader: str = "arrow", readMode: str = "auto",
-                  shuffleBufferRows: int = 10_000, memoryBudgetMB: float = 1024.0) -> "KerasEstimator":
+                  shuffleBufferRows: int = 10_000, memoryBudgetMB: float = 1024.0,
+                  weightCol: str | None = None) -> "KerasEstimator":
         """Sets Params by keyword; returns self."""
         kwargs = {k: v for k, v in self._input_kwargs.items() if v is not None}
         return self._set(**kwargs)
@@ -227,12 +232,14 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
         store = Store(user_store or default_store_path(spark))
         seed = self._seed()
         validation_col = self.getOrDefault(self.validationCol) if self.isDefined(self.validationCol) else None
+        # Unset or "" (pyspark.ml's convention): unweighted.
+        weight_col = (self.getOrDefault(self.weightCol) if self.isDefined(self.weightCol) else None) or None
         prepared = prepare(dataset, self.getFeaturesCol(), self.getLabelCol(), validation_col,
-                           self.getValidationSplit(), seed)
+                           self.getValidationSplit(), seed, weight_col=weight_col)
         # Column errors above need no job; the store probe and the summary below are the first.
         check_reachable(store, spark, is_default=not user_store)
         summary = summarize(prepared, task=self.getTask(), features_col=self.getFeaturesCol(),
-                            label_col=self.getLabelCol(),
+                            label_col=self.getLabelCol(), weight_col=weight_col,
                             key_extra={"task": self.getTask(), "split": self.getValidationSplit(),
                                        "seed": seed, "validationCol": validation_col})
         resolve_loss(self.getLoss(), summary.output_kind)
@@ -247,7 +254,8 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
         return FitPlan(train_url=data.train_url, val_url=data.val_url, train_rows=data.train_rows,
                        val_rows=data.val_rows, output_kind=summary.output_kind, num_classes=summary.num_classes,
                        input_dim=summary.input_dim, data_fingerprint=summary.fingerprint, store_url=store.url(),
-                       reused=data.reused, write_seconds=data.seconds, bytes=data.bytes, reader=self.getReader())
+                       reused=data.reused, write_seconds=data.seconds, bytes=data.bytes, reader=self.getReader(),
+                       weighted=summary.weighted)
 
     def _fit(self, dataset: DataFrame) -> KerasModel:
         started = time.time()

@@ -17,6 +17,7 @@ from pyspark.ml.param.shared import (
     HasPredictionCol,
     HasProbabilityCol,
     HasSeed,
+    HasWeightCol,
 )
 
 from deepflash.networks.augmentation import check_augmentation
@@ -80,6 +81,15 @@ def _lower_string(name: str) -> Callable[[Any], str]:
     return convert
 
 
+def _string(name: str) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if not isinstance(value, str):
+            raise TypeError(f"`{name}` == {_fmt(value)}, must be a string, found {type(value).__name__}")
+        return value
+
+    return convert
+
+
 def _layers(value: Any) -> Any:
     """A preset name, or a JSON-serializable list of layer dicts (deep-validated at fit time)."""
     if isinstance(value, str):
@@ -128,8 +138,13 @@ def _param(name: str, doc: str, converter: Callable[[Any], Any]) -> Param:
     return Param(Params._dummy(), name, doc, typeConverter=converter)
 
 
-class _KerasParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProbabilityCol, HasSeed):
+class _KerasParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProbabilityCol, HasSeed, HasWeightCol):
     """Params shared by KerasEstimator and KerasModel."""
+
+    # HasWeightCol's Param converts with TypeConverters.toString, whose error does not name the
+    # Param; the same Param with a converter that does. Unset or "" means every weight is 1.
+    weightCol = _param("weightCol", "numeric column of per-example weights >= 0, multiplied into the loss; "
+                       "unset or empty: every weight is 1", _string("weightCol"))
 
     task = _param("task", "classification or regression; binary vs multiclass is inferred from the labels",
                   _one_of("task", TASKS))
@@ -279,7 +294,7 @@ SHARED_PARAM_NAMES = [
     "validationCol", "earlyStoppingPatience", "earlyStoppingMonitor", "reduceLrPatience", "reduceLrFactor",
     "lrSchedule", "lrDecay", "lrStepEpochs", "lrStepFactor", "lrWarmupEpochs", "lrMinRate", "scaleLearningRate",
     "numProc", "backend", "storePath", "runId", "verbose", "reader", "readMode", "shuffleBufferRows",
-    "memoryBudgetMB",
+    "memoryBudgetMB", "weightCol",
 ]
 # What a fitted KerasModel learned about its data: getters only, fit sets them.
 MODEL_PARAM_NAMES = ["outputKind", "numClasses", "inputDim"]

@@ -31,6 +31,7 @@ class FitPlan:
         write_seconds, bytes: cost and size of the materialization (0 when reused).
         reader: the registered reader that training processes use.
         threads: TensorFlow CPU threads per process (0: TensorFlow's default).
+        weighted: the data has a ``weight`` column (the fit's ``weightCol``), multiplied into the loss.
     """
 
     train_url: str
@@ -47,6 +48,7 @@ class FitPlan:
     bytes: int = 0
     reader: str = DEFAULT_READER
     threads: int = 0
+    weighted: bool = False
 
     def replace(self, **changes: Any) -> "FitPlan":
         return dataclasses.replace(self, **changes)

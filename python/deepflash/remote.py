@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from deepflash.data.readers import get_reader, stream_dataset, to_dataset
+from deepflash.data.readers import Shard, get_reader, stream_dataset, to_dataset
 from deepflash.devices import configure_tensorflow
 from deepflash.keras_io import model_from_bytes
 from deepflash.plan import FitPlan
@@ -240,17 +240,19 @@ class TrainSettings:
     shuffle_buffer_rows: int = 10_000
     memory_budget_mb: float = 1024.0
     input_dim: int = 0
+    weighted: bool = False
 
 
 def choose_read_mode(settings: TrainSettings, num_proc: int) -> str:
     """``memory`` or ``stream``: ``auto`` keeps a shard in memory when it fits the budget.
 
-    An in-memory shard costs its float32 features and labels, about twice over while the
+    An in-memory shard costs its float32 features, labels and weights, about twice over while the
     ``tf.data`` pipeline is built from them.
     """
     if settings.read_mode != "auto":
         return settings.read_mode
-    shard_bytes = math.ceil(settings.train_rows / max(num_proc, 1)) * (settings.input_dim + 1) * 4 * 2
+    columns = settings.input_dim + 1 + int(settings.weighted)
+    shard_bytes = math.ceil(settings.train_rows / max(num_proc, 1)) * columns * 4 * 2
     return "memory" if shard_bytes <= settings.memory_budget_mb * 2 ** 20 else "stream"
 
 
@@ -299,7 +301,21 @@ def make_settings(values: dict, plan: FitPlan, model_bytes: bytes, *, run_finger
         reader=plan.reader, verbose=values["verbose"], distributed=distributed,
         log_prefix=log_prefix, threads=int(plan.threads or 0), read_mode=values.get("readMode", "auto"),
         shuffle_buffer_rows=int(values.get("shuffleBufferRows", 10_000)),
-        memory_budget_mb=float(values.get("memoryBudgetMB", 1024.0)), input_dim=plan.input_dim)
+        memory_budget_mb=float(values.get("memoryBudgetMB", 1024.0)), input_dim=plan.input_dim,
+        weighted=plan.weighted)
+
+
+def _shard_weights(shard: Shard | None, weighted: bool, url: str) -> Shard | None:
+    """The shard as training uses it: a weighted shard that holds no rows gets an empty weight
+    array, so that every rank's batches have the same structure. Raises when the data and the
+    plan disagree about weights."""
+    if shard is None or (shard.weights is not None) == weighted:
+        return shard
+    if weighted and not len(shard.labels):
+        return Shard(shard.features, shard.labels, np.zeros((0,), np.float32))
+    raise ValueError(f"the materialized data at {url} {'has no' if weighted else 'has a'} weight column, "
+                     f"but the fit was planned {'with' if weighted else 'without'} `weightCol`; "
+                     "the store holds damaged data, remove it and fit again")
 
 
 def _learning_rate_state(ckpt: dict, settings: TrainSettings, num_proc: int) -> dict | None:
@@ -346,8 +362,10 @@ def train(settings: TrainSettings) -> TrainResult:
     read_mode = choose_read_mode(settings, comm.size)
     started = time.time()
     train_shard = reader.load(settings.train_url, comm.rank, comm.size) if read_mode == "memory" else None
+    train_shard = _shard_weights(train_shard, settings.weighted, settings.train_url)
     # Every rank validates on its own 1/N of the validation rows; the metrics are then combined.
     val_shard = reader.load(settings.val_url, comm.rank, comm.size) if settings.val_rows > 0 else None
+    val_shard = _shard_weights(val_shard, settings.weighted, settings.val_url)
     read_seconds = time.time() - started
 
     model = model_from_bytes(settings.model_bytes)
@@ -355,7 +373,9 @@ def train(settings: TrainSettings) -> TrainResult:
     lr = settings.learning_rate * (comm.size if settings.scale_lr else 1)
     optimizer = comm.wrap_optimizer(make_optimizer(settings.optimizer, lr, settings.momentum,
                                                    settings.nesterov))
-    model.compile(optimizer=optimizer, loss=settings.loss, metrics=settings.metrics)
+    # With weights the batches carry a sample_weight: it scales the loss, training's and
+    # validation's; the metrics stay unweighted (an empty weighted_metrics says so to Keras).
+    model.compile(optimizer=optimizer, loss=settings.loss, metrics=settings.metrics, weighted_metrics=[])
 
     monitor = settings.monitor
     early_stopping = None

@@ -217,7 +217,9 @@ class ShardedValidation(tf.keras.callbacks.Callback):
     Each process evaluates its shard, then the per-shard means times their row counts are summed
     over all processes and divided by the total rows: the same numbers as one process evaluating
     every validation row (for mean-decomposable metrics: the loss, accuracy, mae, mse), at 1/N of
-    the reading and compute. It writes ``val_<metric>`` into the epoch's logs before the
+    the reading and compute. With per-example weights Keras's loss is the sum of weight times loss
+    over the rows divided by the rows (not by the weights), so the weighted ``val_loss`` combines
+    exactly in the same way; the other metrics are unweighted. It writes ``val_<metric>`` into the epoch's logs before the
     early-stopping and learning-rate callbacks read them.
 
     Args:

@@ -5,14 +5,12 @@ the one validation pass over the data, but nothing is written to the store eithe
 """
 from __future__ import annotations
 
-import os
-import uuid
-
 import pytest
 from pyspark.ml.linalg import Vectors, VectorUDT
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StructField, StructType
 
+from helpers import fails_cleanly
 from deepflash import KerasEstimator
 
 
@@ -21,21 +19,6 @@ SCHEMA = StructType([StructField("features", VectorUDT()), StructField("label", 
 
 def _vec_df(spark, rows):
     return spark.createDataFrame([(Vectors.dense(f), float(y) if y is not None else None) for f, y in rows], SCHEMA)
-
-
-def fails_cleanly(spark, store_dir, df, est, error, match, *, no_job: bool):
-    """Fits, expects ``error`` matching ``match``; checks no store write and (optionally) no Spark job."""
-    sc = spark.sparkContext
-    group = f"validation-{uuid.uuid4().hex[:8]}"
-    sc.setJobGroup(group, "validation test")
-    try:
-        with pytest.raises(error, match=match):
-            est.setStorePath(store_dir).fit(df)
-    finally:
-        sc.setLocalProperty("spark.jobGroup.id", None)
-    assert not os.path.exists(store_dir), f"something was written to the store: {os.listdir(store_dir)}"
-    if no_job:
-        assert sc.statusTracker().getJobIdsForGroup(group) == []
 
 
 @pytest.fixture(scope="module")

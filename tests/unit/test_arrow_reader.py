@@ -110,8 +110,8 @@ def test_shards_take_every_nth_piece():
 def test_iter_batches_streams_one_row_group_at_a_time(dataset):
     url, _, y = dataset
     batches = list(ArrowReader().iter_batches(url, 0, 2))
-    assert [len(b[1]) for b in batches] == [30 + 7 * f for f in (0, 2, 4, 6)]  # one batch per row group
-    np.testing.assert_array_equal(np.concatenate([b[1] for b in batches]), ArrowReader().load(url, 0, 2).labels)
+    assert [len(b.labels) for b in batches] == [30 + 7 * f for f in (0, 2, 4, 6)]  # one batch per row group
+    np.testing.assert_array_equal(np.concatenate([b.labels for b in batches]), ArrowReader().load(url, 0, 2).labels)
 
 
 def test_sliced_chunks_keep_their_own_values():

@@ -72,6 +72,8 @@ def test_overrides_do_not_change_the_input():
     ("evaluation.human_error=2", r"^evaluation\.human_error: expected an error rate in \[0, 1\], found 2"),
     ("evaluation.beta=0", r"^evaluation\.beta: expected a number > 0, found 0"),
     ("model.epochs.x=1", r"^--set model\.epochs\.x: model\.epochs is not a section"),
+    ("model.weightCol=5", r"^model\.weightCol: `weightCol` == 5, must be a string, found int$"),
+    ("model.weightcol=w", r"^model\.weightcol: unknown key; valid keys are: .*weightCol"),
 ])
 def test_bad_values_fail_with_the_key_path(write, override, match):
     path = write("model:\n  epochs: 2\n  optimizer: adam\n")
@@ -103,6 +105,11 @@ def test_lr_schedule_keys_convert_and_cross_checks_name_the_key(write):
         load_config(path, ["model.lrSchedule=inverse_sqrt", "model.lrDecay=0"])
     with pytest.raises(ConfigError, match=r"^search\.space: `space`\['lrSchedule'\]\.choice\[0\]: `lrSchedule` =="):
         load_config(write("search:\n  space:\n    lrSchedule: {choice: [cyclic]}\n"))
+
+
+def test_weight_col_is_a_model_key(write):
+    assert load_config(write("model:\n  weightCol: w\n"))["model"]["weightCol"] == "w"
+    assert "weightCol" not in load_config(write("model:\n  epochs: 2\n"))["model"]  # unweighted by default
 
 
 def test_required_companions_and_file_errors(write, tmp_path):

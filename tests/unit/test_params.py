@@ -55,6 +55,7 @@ VALID = {
     "readMode": ("Stream", "stream"),
     "shuffleBufferRows": (500.0, 500),
     "memoryBudgetMB": (64, 64.0),
+    "weightCol": ("w", "w"),
     # KerasModel only
     "outputKind": ("binary", "binary"),
     "numClasses": (2, 2),
@@ -85,6 +86,7 @@ def test_estimator_builds_with_no_arguments_and_has_documented_defaults():
     assert est.getFeaturesCol() == "features" and est.getLabelCol() == "label"
     assert not est.isDefined(est.validationCol)
     assert not est.isDefined(est.runId)
+    assert not est.isDefined(est.weightCol)  # unweighted, as pyspark.ml's HasWeightCol
     assert not any(est.isSet(p) for p in est.params)
     est.validateParams()  # the defaults are a consistent configuration
 
@@ -237,6 +239,8 @@ def test_converter_value_errors(name, value, message):
     ("augmentation", {"type": "flip"}, "`augmentation` == {'type': 'flip'}, must be a list of augmentation dicts"),
     ("augmentation", ["flip"], "`augmentation[0]` == 'flip', must be a dict with a `type`, found str"),
     ("kernelInitializer", 1, "`kernelInitializer` == 1, must be a string, found int"),
+    ("weightCol", 1.5, "`weightCol` == 1.5, must be a string, found float"),
+    ("weightCol", ["w"], "`weightCol` == ['w'], must be a string, found list"),
 ])
 def test_converter_type_errors(name, value, message):
     est = KerasEstimator()
@@ -265,7 +269,7 @@ def test_keyword_constructor_sets_values():
     layers = ({"type": "dense", "units": 8, "activation": "relu"}, {"type": "dropout", "rate": 0.1})
     est = KerasEstimator(layers=layers, optimizer="RMSprop", learningRate=0.01, epochs=3.0, batchSize=16,
                          task="Regression", loss="MAE", backend="local", seed=7, validationCol="isVal",
-                         metrics="mse", runId="r1")
+                         metrics="mse", runId="r1", weightCol="w")
     assert est.getLayers() == [dict(layer) for layer in layers]
     assert isinstance(est.getLayers(), list)
     assert est.getOptimizer() == "rmsprop"
@@ -279,8 +283,19 @@ def test_keyword_constructor_sets_values():
     assert est.getValidationCol() == "isVal"
     assert est.getMetrics() == ["mse"]
     assert est.getRunId() == "r1"
+    assert est.getWeightCol() == "w"
     assert est.isSet(est.epochs) and not est.isSet(est.numProc)
     est.validateParams()
+
+
+def test_weight_col_is_pyspark_shared_param():
+    from pyspark.ml.param.shared import HasWeightCol
+
+    est = KerasEstimator(weightCol="w")
+    assert isinstance(est, HasWeightCol) and isinstance(KerasModel(), HasWeightCol)
+    assert HasWeightCol.getWeightCol(est) == "w"
+    assert "weightCol" in est.paramValues()
+    assert "weightCol" not in KerasEstimator().paramValues()  # unset: no weights
 
 
 def test_layers_are_copied_on_set():

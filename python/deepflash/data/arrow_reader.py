@@ -4,7 +4,7 @@ No Petastorm: it works on any pyarrow (the modern stack's too). A dataset is spl
 one per row group, in file-name order; shard ``k`` of ``n`` takes every ``n``-th piece from
 ``k`` (the rule Petastorm uses, so both readers give a process the same rows). The array column
 becomes a ``(rows, dim)`` float32 view of its flat values (``ListArray.flatten``), with no
-per-row Python.
+per-row Python. A ``weight`` column, where the data has one, is read with the same row group.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Iterator
 import numpy as np
 
 from deepflash import fs
-from deepflash.data.readers import Reader, register
+from deepflash.data.readers import WEIGHT, Reader, Shard, register
 
 FEATURES, LABEL = "features", "label"
 
@@ -79,9 +79,10 @@ class ArrowReader(Reader):
     ordered = True
 
     def iter_batches(self, url: str, shard: int = 0, num_shards: int = 1,
-                     seed: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yields ``(features, labels)`` per row group of this shard: in piece order, or in an order
-        drawn from ``seed``."""
+                     seed: int | None = None) -> Iterator[Shard]:
+        """Yields one :class:`~deepflash.data.readers.Shard` per row group of this shard (with
+        ``weights`` when the files have a weight column): in piece order, or in an order drawn
+        from ``seed``."""
         import pyarrow.parquet as pq
 
         filesystem, _ = fs.resolve(url)
@@ -96,9 +97,12 @@ class ArrowReader(Reader):
                         handle.close()
                     current, handle = piece.path, filesystem.open_input_file(piece.path)
                     parquet = pq.ParquetFile(handle)
-                table = parquet.read_row_group(piece.row_group, columns=[FEATURES, LABEL])
+                    weighted = WEIGHT in parquet.schema_arrow.names
+                columns = [FEATURES, LABEL, WEIGHT] if weighted else [FEATURES, LABEL]
+                table = parquet.read_row_group(piece.row_group, columns=columns)
                 if table.num_rows:
-                    yield table_to_arrays(table)
+                    weights = table.column(WEIGHT).to_numpy().astype(np.float32, copy=False) if weighted else None
+                    yield Shard(*table_to_arrays(table), weights)
         finally:
             if handle is not None:
                 handle.close()

@@ -3,12 +3,15 @@
 Layout of one materialized dataset::
 
     <store>/data/<fingerprint>/
-        train/   Parquet, columns features array<float>, label float; >= 1 row group per shard
+        train/   Parquet, columns features array<float>, label float (and weight float when the
+                 fit has a ``weightCol``); >= 1 row group per shard
         val/     Parquet, same columns (may hold no rows)
         meta.json
         _DEEPFLASH_SUCCESS
 
-A second fit on the same data and columns finds the directory complete and reuses it.
+A second fit on the same data and columns finds the directory complete and reuses it. The
+fingerprint covers the weights (:func:`deepflash.data.schema.summarize`), so a weighted fit never
+reuses unweighted data, nor the other way round.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from deepflash.data.schema import FEATURES, IS_VALIDATION, LABEL, DataSummary
+from deepflash.data.schema import FEATURES, IS_VALIDATION, LABEL, WEIGHT, DataSummary
 from deepflash import fs
 from deepflash.store import Store
 
@@ -46,15 +49,15 @@ class MaterializedData:
     bytes: int = 0
 
 
-def num_train_files(rows: int, input_dim: int, num_proc: int) -> int:
-    approx_bytes = rows * (input_dim + 1) * 4
+def num_train_files(rows: int, input_dim: int, num_proc: int, weighted: bool = False) -> int:
+    approx_bytes = rows * (input_dim + 1 + int(weighted)) * 4
     return max(MIN_FILES, num_proc, math.ceil(approx_bytes / TARGET_FILE_BYTES))
 
 
 def materialize(prepared: DataFrame, summary: DataSummary, store: Store, num_proc: int) -> MaterializedData:
     """Returns the materialized dataset for ``summary.fingerprint``, writing it if needed."""
     train_rows_est = summary.rows
-    files = num_train_files(train_rows_est, summary.input_dim, num_proc)
+    files = num_train_files(train_rows_est, summary.input_dim, num_proc, summary.weighted)
     key = f"{summary.fingerprint}-p{files}"
     final = store.dataset_dir(key)
     if store.is_complete(final):
@@ -65,7 +68,8 @@ def materialize(prepared: DataFrame, summary: DataSummary, store: Store, num_pro
 
     started = time.time()
     tmp = store.temp_dir(key)
-    data = prepared.select(F.col(FEATURES), F.col(LABEL).cast("float").alias(LABEL), F.col(IS_VALIDATION))
+    weight = [F.col(WEIGHT).cast("float").alias(WEIGHT)] if summary.weighted else []
+    data = prepared.select(F.col(FEATURES), F.col(LABEL).cast("float").alias(LABEL), *weight, F.col(IS_VALIDATION))
     try:
         # One job, one pass over the input: each task writes its rows of both splits, then the
         # two partition directories are renamed to train/ and val/ (an empty split gets an empty dir).

@@ -18,6 +18,8 @@ from typing import Iterator
 import numpy as np
 
 log = logging.getLogger("deepflash")
+# The materialized weight column (deepflash.data.schema.WEIGHT; this module must not import Spark).
+WEIGHT = "weight"
 
 READERS: dict[str, type["Reader"]] = {}
 
@@ -39,17 +41,25 @@ def get_reader(name: str, **options) -> "Reader":
 
 @dataclass
 class Shard:
-    """One process's slice of a dataset, as in-memory arrays."""
+    """One process's slice of a dataset (or one row group of it), as in-memory arrays."""
 
     features: np.ndarray   # (rows, input_dim) float32
     labels: np.ndarray     # (rows,) float32
+    weights: np.ndarray | None = None   # (rows,) float32 when the data has a weight column, else None
+
+
+def _concat(parts: list[Shard]) -> Shard:
+    weighted = parts[0].weights is not None
+    return Shard(np.concatenate([p.features for p in parts]), np.concatenate([p.labels for p in parts]),
+                 np.concatenate([p.weights for p in parts]) if weighted else None)
 
 
 class Reader(abc.ABC):
     """Reads shard ``shard`` of ``num_shards`` of a materialized Parquet dataset.
 
     ``iter_batches`` streams it (one row group at a time); ``load`` reads it whole into memory.
-    ``seed`` in ``iter_batches`` shuffles the order of the shard's row groups.
+    ``seed`` in ``iter_batches`` shuffles the order of the shard's row groups. Data materialized
+    with a weight column comes back with ``weights``, in the same row order as the labels.
     """
 
     name = "abstract"
@@ -59,18 +69,15 @@ class Reader(abc.ABC):
 
     @abc.abstractmethod
     def iter_batches(self, url: str, shard: int = 0, num_shards: int = 1,
-                     seed: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yields ``(features (rows, dim) float32, labels (rows,) float32)`` arrays."""
+                     seed: int | None = None) -> Iterator[Shard]:
+        """Yields the shard's rows in pieces: features (rows, dim), labels (rows,) and, for
+        weighted data, weights (rows,), all float32."""
 
     def load(self, url: str, shard: int = 0, num_shards: int = 1) -> Shard:
-        feats, labels = [], []
-        for x, y in self.iter_batches(url, shard, num_shards):
-            if len(y):
-                feats.append(x)
-                labels.append(y)
-        if not feats:
+        parts = [part for part in self.iter_batches(url, shard, num_shards) if len(part.labels)]
+        if not parts:
             return Shard(np.zeros((0, 0), np.float32), np.zeros((0,), np.float32))
-        return Shard(np.concatenate(feats), np.concatenate(labels))
+        return _concat(parts)
 
 
 @register("petastorm")
@@ -86,7 +93,7 @@ class PetastormReader(Reader):
         self.workers = workers
 
     def iter_batches(self, url: str, shard: int = 0, num_shards: int = 1,
-                     seed: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                     seed: int | None = None) -> Iterator[Shard]:
         from petastorm import make_batch_reader
 
         # petastorm logs that our plain Parquet has no Unischema (expected) and prints on close.
@@ -100,13 +107,16 @@ class PetastormReader(Reader):
                                    seed=seed) as reader:
                 for batch in reader:
                     if len(batch.label):
-                        yield (np.asarray(batch.features, dtype=np.float32),
-                               np.asarray(batch.label, dtype=np.float32))
+                        weights = getattr(batch, WEIGHT, None)
+                        yield Shard(np.asarray(batch.features, dtype=np.float32),
+                                    np.asarray(batch.label, dtype=np.float32),
+                                    None if weights is None else np.asarray(weights, dtype=np.float32))
 
 
 def to_dataset(shard: Shard, *, batch_size: int, target_encoding: str, num_classes: int,
                shuffle: bool, seed, repeat: bool, start_batch: int = 0, canonical_order: bool | None = None):
-    """A batched ``tf.data.Dataset`` of (features, target) from an in-memory shard.
+    """A batched ``tf.data.Dataset`` of (features, target), or of (features, target, weight) when the
+    shard has weights (Keras takes the third element as ``sample_weight``), from an in-memory shard.
 
     The batches are a deterministic function of the shard's rows, ``seed`` and their position, so a
     resumed run can continue the stream where the interrupted one stopped:
@@ -131,12 +141,15 @@ def to_dataset(shard: Shard, *, batch_size: int, target_encoding: str, num_class
         raise ValueError(f"start_batch == {start_batch}, must be >= 0")
     y = encode_targets(shard.labels, target_encoding, num_classes)
     n = len(shard.labels)
+    weighted = shard.weights is not None
     if n == 0:
-        return tf.data.Dataset.from_tensor_slices((shard.features, y)).batch(batch_size)
+        empty = (shard.features, y, shard.weights) if weighted else (shard.features, y)
+        return tf.data.Dataset.from_tensor_slices(empty).batch(batch_size)
     if canonical_order is None:
         canonical_order = shuffle
     features = tf.convert_to_tensor(shard.features)
     targets = tf.convert_to_tensor(y)
+    weights = tf.convert_to_tensor(shard.weights) if weighted else None
     order = tf.constant(_content_order(shard), tf.int64) if canonical_order else None
     key = tf.constant(_stream_key(seed), tf.int64)
     first_pass, offset = divmod(start_batch * batch_size, n)
@@ -154,8 +167,13 @@ def to_dataset(shard: Shard, *, batch_size: int, target_encoding: str, num_class
     ds = passes.flat_map(rows_of_pass).batch(batch_size)
     if repeat:
         ds = ds.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
-    ds = ds.map(lambda rows: (tf.gather(features, rows), tf.gather(targets, rows)),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if weighted:
+        def gather(rows):
+            return tf.gather(features, rows), tf.gather(targets, rows), tf.gather(weights, rows)
+    else:
+        def gather(rows):
+            return tf.gather(features, rows), tf.gather(targets, rows)
+    ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -173,24 +191,26 @@ def _stream_key(seed) -> int:
 
 
 def _content_order(shard: Shard) -> np.ndarray:
-    """Row indices that sort the shard by content: feature bytes, then label. Rows that tie are
-    identical, so their relative order cannot matter."""
+    """Row indices that sort the shard by content: feature bytes, then label, then weight. Rows that
+    tie are identical, so their relative order cannot matter."""
     n = len(shard.labels)
     feats = np.ascontiguousarray(shard.features, dtype=np.float32).reshape(n, -1)
+    weights = np.zeros(n, np.float32) if shard.weights is None else np.asarray(shard.weights)
     if feats.shape[1] == 0:
-        return np.argsort(shard.labels, kind="stable")
+        return np.lexsort((weights, shard.labels))
     rows = feats.view(np.dtype((np.void, feats.shape[1] * feats.itemsize))).ravel()
     by_features = np.argsort(rows, kind="stable")
     # rows with equal features: order them by label too
     sorted_rows = rows[by_features]
     group = np.concatenate([[0], np.cumsum(sorted_rows[1:] != sorted_rows[:-1])])
     labels = np.asarray(shard.labels)[by_features]
-    return by_features[np.lexsort((labels, group))]
+    return by_features[np.lexsort((weights[by_features], labels, group))]
 
 
 def stream_dataset(reader: "Reader", url: str, *, shard: int, num_shards: int, batch_size: int,
                    buffer_rows: int, target_encoding: str, num_classes: int, seed, start_batch: int = 0):
-    """An endless, batched ``tf.data.Dataset`` that streams a shard from the store.
+    """An endless, batched ``tf.data.Dataset`` that streams a shard from the store: (features,
+    target), or (features, target, weight) when the data has weights.
 
     Memory stays bounded whatever the data size: one row group plus a shuffle buffer of
     ``buffer_rows`` rows. Pass ``p`` reads the shard's row groups in an order drawn from
@@ -202,38 +222,44 @@ def stream_dataset(reader: "Reader", url: str, *, shard: int, num_shards: int, b
     import tensorflow as tf
 
     key = _stream_key(seed)
-    sample_x, sample_y = next(iter(reader.iter_batches(url, shard, num_shards)), (None, None))
-    if sample_x is None:
+    sample = next(iter(reader.iter_batches(url, shard, num_shards)), None)
+    if sample is None:
         raise ValueError(f"shard {shard} of {num_shards} of {url} holds no rows")
-    dim = sample_x.shape[1]
-    y_shape = encode_targets(sample_y[:1], target_encoding, num_classes).shape[1:]
+    dim = sample.features.shape[1]
+    weighted = sample.weights is not None
+    y_shape = encode_targets(sample.labels[:1], target_encoding, num_classes).shape[1:]
     y_dtype = tf.int32 if target_encoding == "sparse" else tf.float32
 
     def batches():
         produced = 0
+        empty = Shard(np.zeros((0, dim), np.float32), np.zeros((0,), np.float32),
+                      np.zeros((0,), np.float32) if weighted else None)
         for p in itertools.count():
             rng = np.random.default_rng([key, p])
             order_seed = int(rng.integers(2 ** 31))
-            buf_x, buf_y = np.zeros((0, dim), np.float32), np.zeros((0,), np.float32)
-            for x, y in itertools.chain(reader.iter_batches(url, shard, num_shards, seed=order_seed), [(None, None)]):
-                last = x is None
+            buf = empty
+            for part in itertools.chain(reader.iter_batches(url, shard, num_shards, seed=order_seed), [None]):
+                last = part is None
                 if not last:
-                    buf_x, buf_y = np.concatenate([buf_x, x]), np.concatenate([buf_y, y])
-                if not last and len(buf_y) < buffer_rows + batch_size:
+                    buf = _concat([buf, part])
+                if not last and len(buf.labels) < buffer_rows + batch_size:
                     continue
-                perm = rng.permutation(len(buf_y))
-                buf_x, buf_y = buf_x[perm], buf_y[perm]
-                keep = 0 if last else min(buffer_rows, len(buf_y))
-                take = (len(buf_y) - keep) // batch_size * batch_size if not last else len(buf_y)
+                perm = rng.permutation(len(buf.labels))
+                buf = Shard(buf.features[perm], buf.labels[perm], None if buf.weights is None else buf.weights[perm])
+                keep = 0 if last else min(buffer_rows, len(buf.labels))
+                take = (len(buf.labels) - keep) // batch_size * batch_size if not last else len(buf.labels)
                 for i in range(0, take, batch_size):
-                    xb, yb = buf_x[i:i + batch_size], buf_y[i:i + batch_size]
                     if produced >= start_batch:
-                        yield xb, encode_targets(yb, target_encoding, num_classes)
+                        batch = (buf.features[i:i + batch_size],
+                                 encode_targets(buf.labels[i:i + batch_size], target_encoding, num_classes))
+                        yield (batch + (buf.weights[i:i + batch_size],)) if weighted else batch
                     produced += 1
-                buf_x, buf_y = buf_x[take:], buf_y[take:]
+                buf = Shard(buf.features[take:], buf.labels[take:], None if buf.weights is None else buf.weights[take:])
 
-    ds = tf.data.Dataset.from_generator(batches, output_signature=(
-        tf.TensorSpec((None, dim), tf.float32), tf.TensorSpec((None, *y_shape), y_dtype)))
+    signature = (tf.TensorSpec((None, dim), tf.float32), tf.TensorSpec((None, *y_shape), y_dtype))
+    if weighted:
+        signature += (tf.TensorSpec((None,), tf.float32),)
+    ds = tf.data.Dataset.from_generator(batches, output_signature=signature)
     return ds.prefetch(2)
 
 

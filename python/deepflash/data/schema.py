@@ -1,7 +1,7 @@
 """Validation of the training DataFrame on the driver.
 
-Schema checks need no Spark job. Value checks (nulls, NaN, array lengths, labels, emptiness)
-are done in a single aggregation that also yields the row counts and a fingerprint of the
+Schema checks need no Spark job. Value checks (nulls, NaN, array lengths, labels, weights,
+emptiness) are done in a single aggregation that also yields the row counts and a fingerprint of the
 data, so validation and cache keying cost one pass over the data and nothing is written
 before the data has been found valid.
 """
@@ -19,10 +19,13 @@ from pyspark.sql.types import ArrayType, BooleanType, NumericType
 
 FEATURES = "features"
 LABEL = "label"
+WEIGHT = "weight"
 IS_VALIDATION = "is_validation"
 # 20 digits hold any 64-bit hash; 38 hold the sum of 2**63 of them without overflow.
 _HASH_SUM = "decimal(38,0)"
 _SECOND_HASH_SALT = "deepflash-fingerprint-2"
+# Weights are materialized as float32: a larger one would become infinite.
+_FLOAT32_MAX = float(3.4028234663852886e38)
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class DataSummary:
     output_kind: str          # multiclass | binary | regression
     num_classes: int          # 0 for regression
     fingerprint: str          # of the data, the columns and the split
+    weighted: bool = False    # a weight column was given: the data has WEIGHT
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -78,15 +82,26 @@ def check_validation_col(df: DataFrame, name: str) -> None:
         raise TypeError(f"`validationCol` column {name!r} must be boolean, found {dtype.simpleString()}")
 
 
+def check_weight_col(df: DataFrame, name: str) -> None:
+    check_column(df, "weightCol", name)
+    dtype = df.schema[name].dataType
+    if not isinstance(dtype, NumericType):
+        raise TypeError(f"`weightCol` column {name!r} must be numeric, found {dtype.simpleString()}; "
+                        "weights are numbers >= 0")
+
+
 def prepare(df: DataFrame, features_col: str, label_col: str, validation_col: str | None,
-            validation_split: float, seed: int) -> DataFrame:
-    """Projects to (features array<float>, label float, is_validation boolean).
+            validation_split: float, seed: int, weight_col: str | None = None) -> DataFrame:
+    """Projects to (features array<float>, label double, [weight double,] is_validation boolean).
 
     The split is a hash of the row and the seed, so it is the same on every run over the same
-    data whatever its partitioning.
+    data whatever its partitioning. The weight does not enter the split: the same rows validate
+    with and without weights.
     """
     features = features_as_array(df, "featuresCol", features_col)
     check_label(df, "labelCol", label_col)
+    if weight_col:
+        check_weight_col(df, weight_col)
     if validation_col:
         check_validation_col(df, validation_col)
         is_val = F.coalesce(F.col(validation_col), F.lit(False))
@@ -95,17 +110,53 @@ def prepare(df: DataFrame, features_col: str, label_col: str, validation_col: st
         is_val = bucket < F.lit(int(round(validation_split * 1_000_000)))
     else:
         is_val = F.lit(False)
-    return df.select(features.alias(FEATURES), F.col(label_col).cast("double").alias(LABEL),
+    weight = [F.col(weight_col).cast("double").alias(WEIGHT)] if weight_col else []
+    return df.select(features.alias(FEATURES), F.col(label_col).cast("double").alias(LABEL), *weight,
                      is_val.alias(IS_VALIDATION))
 
 
+def _weight_aggregates(weight: Column) -> list[Column]:
+    """The weight checks' part of the validation pass."""
+    bad = weight.isNull() | F.isnan(weight)
+    good = ~bad
+    return [
+        F.sum(F.when(bad, 1).otherwise(0)).alias("bad_weights"),
+        F.sum(F.when(good & (weight < 0), 1).otherwise(0)).alias("negative_weights"),
+        F.min(F.when(good, weight)).alias("min_weight"),
+        F.sum(F.when(good & (F.abs(weight) > _FLOAT32_MAX), 1).otherwise(0)).alias("infinite_weights"),
+        F.sum(F.when(good & (weight > 0) & ~F.col(IS_VALIDATION), 1).otherwise(0)).alias("positive_train_weights"),
+    ]
+
+
+def _check_weights(row, weight_col: str) -> None:
+    if row["bad_weights"]:
+        raise ValueError(f"`weightCol` column {weight_col!r} has null or NaN values in {row['bad_weights']} of "
+                         f"{row['rows']} rows; expected a weight >= 0 in every row")
+    if row["negative_weights"]:
+        raise ValueError(f"`weightCol` column {weight_col!r} has {row['negative_weights']} negative value(s) "
+                         f"(min {row['min_weight']}); weights must be >= 0")
+    if row["infinite_weights"]:
+        raise ValueError(f"`weightCol` column {weight_col!r} has {row['infinite_weights']} infinite value(s) "
+                         f"or value(s) beyond float32 (> {_FLOAT32_MAX:.4g}); weights must be finite")
+    if not row["positive_train_weights"]:
+        train_rows = row["rows"] - row["val_rows"]
+        raise ValueError(f"`weightCol` column {weight_col!r} is 0 in all {train_rows} training rows: expected at "
+                         "least one weight > 0, found none, so there is nothing to learn from")
+
+
 def summarize(prepared: DataFrame, *, task: str, features_col: str, label_col: str,
-              key_extra: dict) -> DataSummary:
-    """Runs the single validation pass; raises ValueError naming the column on bad data."""
+              key_extra: dict, weight_col: str | None = None) -> DataSummary:
+    """Runs the single validation pass; raises ValueError naming the column on bad data.
+
+    With ``weight_col`` the prepared data has a WEIGHT column (:func:`prepare`): the same pass
+    checks it and the fingerprint covers it.
+    """
     feats, label = F.col(FEATURES), F.col(LABEL)
     bad_feature = feats.isNull() | F.exists(feats, lambda x: x.isNull() | F.isnan(x))
     bad_label = label.isNull() | F.isnan(label)
     good_label = ~bad_label
+    # Without weights the row hash is what it always was, so earlier materializations stay valid.
+    hashed = [feats, label, F.col(IS_VALIDATION)] + ([F.col(WEIGHT)] if weight_col else [])
     row = prepared.agg(
         F.count(F.lit(1)).alias("rows"),
         F.sum(F.when(bad_feature, 1).otherwise(0)).alias("bad_features"),
@@ -118,9 +169,9 @@ def summarize(prepared: DataFrame, *, task: str, features_col: str, label_col: s
         F.sum(F.when(F.col(IS_VALIDATION), 1).otherwise(0)).alias("val_rows"),
         # Exact (decimal) sums of two independent 64-bit row hashes: unlike XOR, a row that
         # appears twice adds twice instead of cancelling out, and the order of rows is irrelevant.
-        F.sum(F.xxhash64(feats, label, F.col(IS_VALIDATION)).cast(_HASH_SUM)).alias("hash_a"),
-        F.sum(F.xxhash64(F.lit(_SECOND_HASH_SALT), feats, label, F.col(IS_VALIDATION)).cast(_HASH_SUM))
-        .alias("hash_b"),
+        F.sum(F.xxhash64(*hashed).cast(_HASH_SUM)).alias("hash_a"),
+        F.sum(F.xxhash64(F.lit(_SECOND_HASH_SALT), *hashed).cast(_HASH_SUM)).alias("hash_b"),
+        *(_weight_aggregates(F.col(WEIGHT)) if weight_col else []),
     ).collect()[0]
 
     if row["rows"] == 0:
@@ -155,8 +206,13 @@ def summarize(prepared: DataFrame, *, task: str, features_col: str, label_col: s
     if train_rows == 0:
         raise ValueError("every row was assigned to validation: expected training rows, found 0; "
                          "check `validationCol` or lower `validationSplit`")
-    key = json.dumps({"hash": [str(row["hash_a"]), str(row["hash_b"])], "rows": row["rows"], "val": row["val_rows"],
-                      "dim": row["min_len"], **key_extra}, sort_keys=True)
+    if weight_col:
+        _check_weights(row, weight_col)
+    identity = {"hash": [str(row["hash_a"]), str(row["hash_b"])], "rows": row["rows"], "val": row["val_rows"],
+                "dim": row["min_len"], **key_extra}
+    if weight_col:  # weighted and unweighted materializations never share a key, whatever the hashes
+        identity["weighted"] = True
+    key = json.dumps(identity, sort_keys=True)
     return DataSummary(rows=int(row["rows"]), val_rows=int(row["val_rows"]), input_dim=int(row["min_len"]), output_kind=output_kind,
                        num_classes=num_classes,
-                       fingerprint=hashlib.sha256(key.encode()).hexdigest()[:24])
+                       fingerprint=hashlib.sha256(key.encode()).hexdigest()[:24], weighted=bool(weight_col))
