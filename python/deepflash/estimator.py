@@ -290,7 +290,7 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
         log.info("fitting %s: %d train / %d val rows, %d features, %s, %d process(es) on backend %s, run %s",
                  model.name, plan.train_rows, plan.val_rows, plan.input_dim, plan.output_kind,
                  backend.num_processes(), backend.name, run_id)
-        results = sorted(backend.run(remote.train, (settings,), errors_to=store.join("errors", uuid.uuid4().hex)),
+        results = sorted(backend.run(remote.train, (settings,)),
                          key=lambda r: r.rank)
         chief = results[0]
         model.set_weights(chief.weights)

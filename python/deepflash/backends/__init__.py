@@ -1,7 +1,7 @@
 """Backends start the training processes: ``run(fn, args) -> one result per rank``.
 
 ``local`` runs the function in the driver process (tests, small data); ``horovod`` runs
-``numProc`` processes on Spark executors with ``horovod.spark.run`` over Gloo. A new backend is
+``numProc`` Horovod processes as one Spark barrier stage (Gloo), inside Spark's Python workers. A new backend is
 a new module that subclasses ``Backend`` and registers itself in ``BACKENDS``.
 """
 from __future__ import annotations

@@ -40,12 +40,11 @@ class Backend(abc.ABC):
         """Raises before anything runs if this backend cannot start here (e.g. too few slots)."""
 
     @abc.abstractmethod
-    def run(self, fn: Callable[..., Any], args: tuple = (), errors_to: str | None = None) -> list[Any]:
+    def run(self, fn: Callable[..., Any], args: tuple = ()) -> list[Any]:
         """Calls ``fn(*args)`` in every process and returns the results ordered by rank.
 
-        Args:
-            errors_to: a store directory where a failing process leaves its traceback, so that
-                the :class:`WorkerError` raised on the driver says what went wrong.
+        Raises:
+            WorkerError: a process raised; the message carries its exception and last frames.
         """
 
 

@@ -15,5 +15,5 @@ class LocalBackend(Backend):
             raise ValueError(f"`numProc` == {self._num_proc}, must be 1 with backend='local'; "
                              "use backend='horovod' for more processes")
 
-    def run(self, fn: Callable[..., Any], args: tuple = (), errors_to: str | None = None) -> list[Any]:
+    def run(self, fn: Callable[..., Any], args: tuple = ()) -> list[Any]:
         return [fn(*args)]  # in this process: the exception itself reaches the caller

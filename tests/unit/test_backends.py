@@ -1,0 +1,33 @@
+"""The Horovod backend's pure parts: slot assignment from barrier task hosts, which error to report."""
+from __future__ import annotations
+
+from deepflash.backends.horovod import RankOutcome, Slot, assign_slots, first_failure
+
+
+def test_one_host_gets_consecutive_local_ranks():
+    assert assign_slots(["h", "h"]) == [Slot("h", 0, 2, 0, 2, 0, 1), Slot("h", 1, 2, 1, 2, 0, 1)]
+
+
+def test_interleaved_tasks_get_host_contiguous_ranks_as_horovod_assigns_them():
+    from horovod.runner.common.util.hosts import HostInfo, get_host_assignments
+
+    tasks = ["a", "b", "a", "c", "b"]  # barrier tasks by partition id
+    slots = assign_slots(tasks)
+    assert [s.host for s in slots] == tasks
+    assert sorted(s.rank for s in slots) == list(range(5))
+    expected = get_host_assignments([HostInfo("a", 2), HostInfo("b", 2), HostInfo("c", 1)], 5)
+    by_rank = {s.rank: s for s in slots}
+    for e in expected:
+        s = by_rank[e.rank]
+        assert (s.host, s.local_rank, s.local_size, s.cross_rank, s.cross_size, s.size) == \
+               (e.hostname, e.local_rank, e.local_size, e.cross_rank, e.cross_size, e.size)
+
+
+def test_the_reported_failure_is_the_cause_not_its_consequences():
+    follow_on = RankOutcome(rank=0, error="HorovodInternalError: Horovod has been shut down.\n...", failed_at=1.0)
+    cause = RankOutcome(rank=1, error="ValueError: bad shard\n...", failed_at=2.0)
+    assert first_failure([follow_on, cause]) is cause
+    assert first_failure([RankOutcome(rank=0, value=1), RankOutcome(rank=1, value=2)]) is None
+    early = RankOutcome(rank=1, error="KeyError: x", failed_at=1.0)
+    late = RankOutcome(rank=0, error="KeyError: y", failed_at=3.0)
+    assert first_failure([late, early]) is early
