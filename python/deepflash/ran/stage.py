@@ -119,6 +119,26 @@ def _trainer(settings: RANSettings, input_dim: int):
     return train
 
 
+def training_order(data: DataFrame, epochs: int, seed: int) -> DataFrame:
+    """(features, label, epoch) rows in the order training sees them, in ONE partition.
+
+    Each pass is the data sorted by a hash of (row, pass, seed): the order depends on the data and
+    the seed only, not on how the data is partitioned (equal rows tie, and are interchangeable).
+    Spark's sort spills to disk, so the one training task holds a batch at a time, not the data.
+
+    Args:
+        data: the first two columns are the features (``array<float>``) and the label (double).
+        epochs: passes; the data is repeated this many times.
+        seed: the order's seed.
+    """
+    features, label = data.columns[:2]
+    passes = data.sparkSession.range(epochs).select(F.col("id").alias(_EPOCH))
+    return (data.select(features, label).crossJoin(passes)
+            .withColumn(_KEY, F.xxhash64(F.col(features), F.col(label), F.col(_EPOCH), F.lit(seed)))
+            .repartition(1).sortWithinPartitions(_EPOCH, _KEY)
+            .select(features, label, _EPOCH))
+
+
 class RANEstimator(Estimator, _RANParams, DefaultParamsReadable, DefaultParamsWritable):
     """Platt's resource-allocating network (1991): a Gaussian RBF network for regression with ONE
     output that grows a unit for each example that is both far from every centre (distance >
@@ -173,12 +193,7 @@ class RANEstimator(Estimator, _RANParams, DefaultParamsReadable, DefaultParamsWr
         prepared = prepare(dataset, features_col, label_col, None, 0.0, seed)
         summary = summarize(prepared, task="regression", features_col=features_col, label_col=label_col,
                             key_extra={})
-        spark = dataset.sparkSession
-        passes = spark.range(epochs).select(F.col("id").alias(_EPOCH))
-        ordered = (prepared.select(FEATURES, LABEL).crossJoin(passes)
-                   .withColumn(_KEY, F.xxhash64(F.col(FEATURES), F.col(LABEL), F.col(_EPOCH), F.lit(seed)))
-                   .repartition(1).sortWithinPartitions(_EPOCH, _KEY)
-                   .select(FEATURES, LABEL, _EPOCH))
+        ordered = training_order(prepared.select(FEATURES, LABEL), epochs, seed)
         schema = T.StructType([T.StructField("network", T.BinaryType()),
                                T.StructField("history", T.ArrayType(T.LongType())),
                                T.StructField("seen", T.LongType())])
