@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from deepflash.estimator import KerasEstimator
 from deepflash.model import KerasModel
+from deepflash.ran import RANEstimator, RANModel
 from deepflash.tuning.search import HyperoptSearch, HyperoptSearchModel
 
 __version__ = "0.1.0"
-__all__ = ["HyperoptSearch", "HyperoptSearchModel", "KerasEstimator", "KerasModel", "__version__"]
+__all__ = ["HyperoptSearch", "HyperoptSearchModel", "KerasEstimator", "KerasModel", "RANEstimator", "RANModel", "__version__"]

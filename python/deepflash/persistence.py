@@ -53,3 +53,36 @@ class KerasStageReader(MLReader):
             # Deserialized now, in safe mode, so a bad or unsafe file fails at load, not at transform.
             instance._set_keras_bytes(data, model_from_bytes(data))
         return instance
+
+
+class StateStageWriter(MLWriter):
+    """Saves Params metadata, then the stage's non-JSON state, ``instance._state_bytes()``, at
+    ``<path>/<file...>`` (skipped when it is None), atomically through :func:`deepflash.fs.write_bytes`."""
+
+    def __init__(self, instance, file: tuple[str, ...]):
+        super().__init__()
+        self.instance = instance
+        self.file = file
+
+    def saveImpl(self, path: str) -> None:
+        DefaultParamsWriter.saveMetadata(self.instance, path, self.sc)
+        data = self.instance._state_bytes()
+        if data is not None:
+            fs.write_bytes(fs.join(fs.qualify(path, self.sc._jsc.hadoopConfiguration()), *self.file), data)
+
+
+class StateStageReader(MLReader):
+    """Loads a stage written by :class:`StateStageWriter`: Params, then ``_set_state_bytes`` (which
+    should decode the bytes, so a bad file fails at load rather than at transform)."""
+
+    def __init__(self, cls, file: tuple[str, ...]):
+        super().__init__()
+        self.cls = cls
+        self.file = file
+
+    def load(self, path: str):
+        instance = load_params_instance(self.cls, path, self.sc)
+        state_path = fs.join(fs.qualify(path, self.sc._jsc.hadoopConfiguration()), *self.file)
+        if fs.exists(state_path):
+            instance._set_state_bytes(fs.read_bytes(state_path))
+        return instance
