@@ -245,3 +245,31 @@ def panels(results: Sequence[Mapping[str, Any]], row: str, col: str, metric: str
     fig.suptitle(title or f"{metric} per epoch by {row} and {col}")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def goal_bars(goals: Sequence[Mapping[str, Any]], path: str, title: str = "Benchmark against its goals") -> str:
+    """One horizontal bar per goal: the measured value divided by the goal's bound, so 1.0 is the bar
+    to meet; bars that meet it are green. Each goal is ``{"goal", "value", "bound", "better"}`` with
+    ``better`` "lower" (value <= bound meets it) or "higher"."""
+    plt = _plt()
+    goals = [g for g in goals if g.get("value") is not None]
+    if not goals:
+        raise ValueError("`goals` has no measured value to plot")
+    fig, ax = plt.subplots(figsize=SIZE)
+    names = [g["goal"] for g in goals]
+    scaled = [g["value"] / g["bound"] if g["better"] == "lower" else g["bound"] / max(g["value"], 1e-12)
+              for g in goals]
+    colors = ["C2" if s <= 1.0 else "C3" for s in scaled]
+    ax.barh(range(len(goals)), scaled, color=colors, label="measured / goal (<= 1 meets it)")
+    ax.axvline(1.0, color="black", linestyle="--", label="goal")
+    for i, g in enumerate(goals):
+        ax.text(scaled[i], i, f" {g['value']:.2f} (goal {'<=' if g['better'] == 'lower' else '>='} {g['bound']:g})",
+                va="center", fontsize=8)
+    ax.set_yticks(range(len(goals)))
+    ax.set_yticklabels(names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("measured / goal (lower is better)")
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
