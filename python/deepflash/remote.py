@@ -346,6 +346,9 @@ def train(settings: TrainSettings) -> TrainResult:
                                     ScheduledLearningRate, ShardedValidation, restore_training_state,
                                     training_state)
 
+    if settings.distributed:
+        # Spark reuses its Python workers: drop the graphs and layer names of earlier fits.
+        tf.keras.backend.clear_session()
     comm = _Horovod() if settings.distributed else _SingleProcess()
     _configure_devices(comm, int(settings.threads or 0))
     seed = settings.seed
