@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from deepflash.estimator import KerasEstimator
 from deepflash.model import KerasModel
+from deepflash.tuning.optuna_search import OptunaSearch, OptunaSearchModel
 from deepflash.tuning.search import HyperoptSearch, HyperoptSearchModel
 
 __version__ = "0.1.0"
-__all__ = ["HyperoptSearch", "HyperoptSearchModel", "KerasEstimator", "KerasModel", "__version__"]
+__all__ = ["HyperoptSearch", "HyperoptSearchModel", "KerasEstimator", "KerasModel", "OptunaSearch", "OptunaSearchModel",
+           "__version__"]
