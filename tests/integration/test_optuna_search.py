@@ -34,8 +34,9 @@ def test_pruned_trials_are_stopped_and_marked(pruned_search, digits):
     table = found.trials
     assert len(table) == 8 and set(table["status"]) <= {"ok", "pruned"}
     pruned = table[table["status"] == "pruned"]
-    assert len(pruned) >= 1, table[["status", "optimizer", "learningRate", "epochs", "metric"]]
-    assert (pruned["epochs"] < 8).all()             # stopped before their epoch budget
+    assert len(pruned) >= 1, table[["status", "optimizer", "learningRate", "epochs_run", "metric"]]
+    assert (pruned["epochs_run"] < 8).all() and (pruned["epochs"] == 8).all()   # stopped before their budget
+    assert (table[table["status"] == "ok"]["epochs_run"] == 8).all()
     assert pruned["error"].isna().all()
     assert accuracy(found.transform(test)) >= 0.95
 

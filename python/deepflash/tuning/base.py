@@ -143,8 +143,13 @@ class Progress:
 
 def table_row(number: int, status: str, result: dict, error: str | None) -> dict:
     """One trials-table row: params, metric, final metrics, epochs, seconds, status and error (a
-    failed trial's traceback, whose last line is the error)."""
+    failed trial's traceback, whose last line is the error).
+
+    ``epochs_run`` is how many epochs the trial trained (fewer than asked when pruned or stopped
+    early); ``epochs`` is the trial's ``epochs`` Param, as every Param the trial ran with.
+    """
     row = {"trial": number, "status": status, "metric": result.get("metric", np.nan), "epochs": result.get("epochs", 0),
+           "epochs_run": result.get("epochs", 0),
            "seconds": result.get("seconds", np.nan), "num_params": result.get("num_params", np.nan),
            "latency_ms": result.get("latency_ms", np.nan), "error": error}
     for k, v in (result.get("params") or {}).items():
