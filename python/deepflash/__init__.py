@@ -9,7 +9,9 @@ from __future__ import annotations
 from deepflash.estimator import KerasEstimator
 from deepflash.model import KerasModel
 from deepflash.ran import RANEstimator, RANModel
+from deepflash.tuning.optuna_search import OptunaSearch, OptunaSearchModel
 from deepflash.tuning.search import HyperoptSearch, HyperoptSearchModel
 
 __version__ = "0.1.0"
-__all__ = ["HyperoptSearch", "HyperoptSearchModel", "KerasEstimator", "KerasModel", "RANEstimator", "RANModel", "__version__"]
+__all__ = ["HyperoptSearch", "HyperoptSearchModel", "KerasEstimator", "KerasModel", "OptunaSearch", "OptunaSearchModel",
+           "RANEstimator", "RANModel", "__version__"]

@@ -243,17 +243,19 @@ def train(config: dict, output: str, overwrite: bool = False) -> dict:
 
 
 def tune(config: dict, output: str, overwrite: bool = False) -> dict:
-    """Runs the configured HyperoptSearch; writes model/ (the search model), trials.csv, metrics,
+    """Runs the configured search (HyperoptSearch, or OptunaSearch for ``search.engine: optuna``); writes model/ (the search model), trials.csv, metrics,
     plots and report; the search is an MLflow parent run with a nested run per trial."""
     from pyspark.ml import Pipeline
 
-    from deepflash import HyperoptSearch, KerasEstimator, plots
+    from deepflash import KerasEstimator, plots
+    from deepflash.config import search_class
     from deepflash.report import write_report
 
     if not (config.get("search") or {}).get("space"):
         raise ConfigError("search.space: required for `tune`, e.g. {learningRate: {loguniform: [1e-4, 1e-1]}}")
     estimator = KerasEstimator(**(config.get("model") or {}))
-    search = HyperoptSearch(estimator=estimator, **config["search"])
+    settings = dict(config["search"])
+    search = search_class(settings.pop("engine", "hyperopt"))(estimator=estimator, **settings)
     search._check()
     spark, output, staging = _open_output(config, output, overwrite)
     with staging as out:

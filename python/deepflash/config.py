@@ -6,7 +6,8 @@ Every error names the key path, what was expected and what was found, e.g.
 Sections:
     data      where the rows come from (digits | fashion_mnist | idx | parquet | table) and how they split
     model     KerasEstimator Params by name (``layers`` may be a preset name; ``preset`` is an alias)
-    search    HyperoptSearch Params (space, algo, maxEvals, parallelism, metric, mode, ...)
+    search    ``engine`` (hyperopt | optuna), then HyperoptSearch Params (space, algo, maxEvals, parallelism,
+              metric, mode, ...) or OptunaSearch Params (space, sampler, pruner, storage, ...)
     study     the optimizer study's grid (presets, optimizers, learning rates, losses, batch sizes)
     tracking  MLflow: uri, experiment, registered_model, enabled
     spark     master and conf
@@ -209,10 +210,24 @@ def _check_model(values: Any) -> dict:
     return checked
 
 
-def _check_search(values: Any) -> dict:
+SEARCH_ENGINES = ("hyperopt", "optuna")
+
+
+def search_class(engine: str):
+    """The search stage of an engine: HyperoptSearch or OptunaSearch."""
+    from deepflash.tuning.optuna_search import OptunaSearch
     from deepflash.tuning.search import HyperoptSearch
 
-    return _check_params("search", values, HyperoptSearch)
+    return {"hyperopt": HyperoptSearch, "optuna": OptunaSearch}[engine]
+
+
+def _check_search(values: Any) -> dict:
+    """``engine`` (hyperopt, the default, or optuna) picks the stage whose Params the other keys are."""
+    values = dict(_mapping("search", values))
+    engine = values.get("engine", "hyperopt")
+    if engine not in SEARCH_ENGINES:
+        raise ConfigError(f"search.engine: expected one of {', '.join(SEARCH_ENGINES)}, found {engine!r}")
+    return _check_params("search", values, search_class(engine), skip=("engine",))
 
 
 def validate(config: Any, source: str = "config") -> dict:

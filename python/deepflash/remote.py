@@ -37,7 +37,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -335,8 +335,14 @@ def _learning_rate_state(ckpt: dict, settings: TrainSettings, num_proc: int) -> 
     return {**old, "multiplier": ckpt["learning_rate"] / (settings.learning_rate * scale)}
 
 
-def train(settings: TrainSettings) -> TrainResult:
-    """Trains one process's share and returns its history (and, on rank 0, the weights)."""
+def train(settings: TrainSettings, callbacks: Sequence[Any] = ()) -> TrainResult:
+    """Trains one process's share and returns its history (and, on rank 0, the weights).
+
+    Args:
+        callbacks: extra Keras callbacks (e.g. a search's pruning callback); they run after the
+            validation, learning-rate and early-stopping callbacks, so they see the epoch's val_ metrics.
+    """
+    extra_callbacks = list(callbacks)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     _ensure_logging()
     import tensorflow as tf
@@ -421,7 +427,7 @@ def train(settings: TrainSettings) -> TrainResult:
         callbacks.insert(0, ShardedValidation(val_ds, len(val_shard.labels), comm.sum))
 
     # The checkpoint callback comes after the LR and early-stopping callbacks: it records the state they leave.
-    callbacks += [cb for cb in (learning_rate, early_stopping) if cb is not None]
+    callbacks += [cb for cb in (learning_rate, early_stopping) if cb is not None] + extra_callbacks
     if checkpoint_path:
         save = None
         if comm.rank == 0:
@@ -469,11 +475,13 @@ class TrainedNetwork:
     fit_seconds: float
 
 
-def train_network(values: dict, plan: FitPlan, log_prefix: str = "") -> TrainedNetwork:
+def train_network(values: dict, plan: FitPlan, log_prefix: str = "",
+                  callbacks: Sequence[Any] = ()) -> TrainedNetwork:
     """Builds the network that ``values`` describe and trains it in this process, no checkpoints.
 
     The one single-process entry point for search trials and study runs: ``values`` are an
-    estimator's :meth:`~deepflash.KerasEstimator.paramValues` with the trial's overrides.
+    estimator's :meth:`~deepflash.KerasEstimator.paramValues` with the trial's overrides;
+    ``callbacks`` are extra Keras callbacks for :func:`train`.
     """
     import uuid
 
@@ -485,7 +493,7 @@ def train_network(values: dict, plan: FitPlan, log_prefix: str = "") -> TrainedN
                         kernel_initializer=values.get("kernelInitializer", "glorot_uniform"))
     settings = make_settings(values, plan, model_to_bytes(model), run_fingerprint="", run_id=uuid.uuid4().hex,
                              checkpoint_path=None, distributed=False, log_prefix=log_prefix)
-    result = train(settings)
+    result = train(settings, callbacks)
     model.set_weights(result.weights)
     return TrainedNetwork(model=model, history=result.history, fit_seconds=result.fit_seconds)
 

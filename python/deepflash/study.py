@@ -94,7 +94,7 @@ def run_one(run: dict, base_values: dict, plan: FitPlan, test_url: str) -> dict:
 
 def run_study(spark, estimator, train_df, test_df, study: dict) -> list[dict]:
     """Materializes the data once, then runs every study run as one Spark task."""
-    from deepflash.tuning.search import trial_threads
+    from deepflash.tuning.base import trial_threads
 
     runs = plan_runs(study)
     s = {**DEFAULTS, **(study or {})}

@@ -72,7 +72,8 @@ class SearchTracker:
             raise
 
     def trial(self, tid: int, result: dict) -> None:
-        """One nested run: the trial's params, its per-epoch history as metric steps, status, and
+        """One nested run: the trial's params, its per-epoch history as metric steps, status (``ok``,
+        ``fail`` or ``pruned``), and
         for a failed trial its error (tag ``deepflash.error``) and traceback (``deepflash.traceback``)."""
         if self.mlflow is None or self.parent_id is None:
             return
@@ -87,7 +88,7 @@ class SearchTracker:
         now = int(time.time() * 1000)
         metrics = [Metric(key, float(v), now, step) for key, values in (result.get("history") or {}).items()
                    for step, v in enumerate(values)]
-        if result.get("status") == "ok":
+        if result.get("status") in ("ok", "pruned") and result.get("metric") is not None:
             metrics.append(Metric("search_metric", float(result["metric"]), now, 0))
         params = [Param(k, _short(v)) for k, v in (result.get("params") or {}).items()]
         tags = []
@@ -96,7 +97,8 @@ class SearchTracker:
         if result.get("traceback"):
             tags.append(RunTag("deepflash.traceback", _tail(result["traceback"], MAX_TAG_VAL_LENGTH)))
         client.log_batch(run.info.run_id, metrics=metrics, params=params, tags=tags)
-        client.set_terminated(run.info.run_id, "FINISHED" if result.get("status") == "ok" else "FAILED")
+        # A pruned trial ran as asked until the pruner stopped it: FINISHED, tagged deepflash.status=pruned.
+        client.set_terminated(run.info.run_id, "FINISHED" if result.get("status") in ("ok", "pruned") else "FAILED")
 
     def end(self, best: dict | None, error: BaseException | None = None) -> None:
         """Closes the parent run: FINISHED with the best trial's metric and params, or, given the

@@ -64,6 +64,8 @@ def test_overrides_do_not_change_the_input():
     ("data.colour=red", r"^data\.colour: unknown key; valid keys are: source, path"),
     ("search.maxEvals=0", r"^search\.maxEvals: `maxEvals` == 0, must be >= 1"),
     ("search.algo=bayes", r"^search\.algo: `algo` == 'bayes', must be one of: tpe, random"),
+    ("search.engine=nevergrad", r"^search\.engine: expected one of hyperopt, optuna, found 'nevergrad'"),
+    ("search.sampler=tpe", r"^search\.sampler: unknown key; valid keys are: .*algo.*engine"),
     ("study.optimizers=[adam, adamm]", r"^study\.optimizers\[1\]: `optimizer` == 'adamm'"),
     ("study.losses=[hinge]", r"^study\.losses\[0\]: "),
     ("tracking.enabled=maybe", r"^tracking\.enabled: expected true or false, found str 'maybe'"),
@@ -82,6 +84,15 @@ def test_bad_values_fail_with_the_key_path(write, override, match):
         return
     with pytest.raises(ConfigError, match=match):
         load_config(path, [override])
+
+
+def test_search_engine_optuna_checks_optuna_keys(write):
+    path = write("search:\n  engine: optuna\n  sampler: random\n  pruner: median\n  maxEvals: 3\n")
+    assert load_config(path)["search"] == {"engine": "optuna", "sampler": "random", "pruner": "median", "maxEvals": 3}
+    with pytest.raises(ConfigError, match=r"^search\.pruner: `pruner` == 'early', must be one of: none, median"):
+        load_config(path, ["search.pruner=early"])
+    with pytest.raises(ConfigError, match=r"^search\.algo: unknown key; valid keys are: .*sampler.*engine"):
+        load_config(path, ["search.algo=tpe"])
 
 
 def test_preset_alias_and_cross_param_rules(write):

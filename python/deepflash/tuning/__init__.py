@@ -1,6 +1,8 @@
-"""Hyperparameter search: spaces (``space``), trials (``objective``) and HyperoptSearch (``search``)."""
+"""Hyperparameter search: spaces (``space``), trials (``objective``), the shared search (``base``),
+and its engines: HyperoptSearch (``search``) and OptunaSearch (``optuna_search``)."""
 from __future__ import annotations
 
+from deepflash.tuning.optuna_search import OptunaSearch, OptunaSearchModel
 from deepflash.tuning.search import HyperoptSearch, HyperoptSearchModel
 
-__all__ = ["HyperoptSearch", "HyperoptSearchModel"]
+__all__ = ["HyperoptSearch", "HyperoptSearchModel", "OptunaSearch", "OptunaSearchModel"]

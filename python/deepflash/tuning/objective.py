@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 import traceback
+from typing import Any, Sequence
 
 from deepflash.plan import FitPlan
 
@@ -30,13 +31,17 @@ def score(history: dict, metric: str, mode: str, epoch: str) -> float:
     return max(finite) if mode == "max" else min(finite)
 
 
-def run_trial(values: dict, plan: FitPlan, metric: str, mode: str, metric_epoch: str) -> dict:
-    """Trains one configuration; returns a hyperopt result dict, ``fail`` status on any error."""
+def run_trial(values: dict, plan: FitPlan, metric: str, mode: str, metric_epoch: str,
+              callbacks: Sequence[Any] = ()) -> dict:
+    """Trains one configuration; returns a hyperopt result dict, ``fail`` status on any error.
+
+    ``callbacks`` are extra Keras callbacks for the training (a pruner's, for Optuna).
+    """
     started = time.time()
     try:
         from deepflash.remote import train_network
 
-        trained = train_network(values, plan)
+        trained = train_network(values, plan, callbacks=callbacks)
         model, history = trained.model, trained.history
         num_params, latency_ms = int(model.count_params()), batch_latency_ms(model, values["batchSize"],
                                                                               plan.input_dim)

@@ -1,0 +1,387 @@
+"""What every search engine shares: the Params, the fit (plan, tracking, best trial, refit), the
+result model, its persistence, progress lines and the trials table.
+
+An engine (``search.HyperoptSearch``, ``optuna_search.OptunaSearch``) subclasses :class:`BaseSearch`
+and implements one method, :meth:`BaseSearch._run_search`, which runs the trials of a
+:class:`SearchSetup` and returns a :class:`SearchOutcome`.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark.ml import Estimator, Model
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.param.shared import HasSeed
+from pyspark.ml.util import DefaultParamsWriter, MLReadable, MLReader, MLWritable, MLWriter
+from pyspark.sql import DataFrame
+
+from deepflash.params import _number, _one_of
+from deepflash.plan import FitPlan
+from deepflash.tracking import SearchTracker
+from deepflash.tuning.objective import METRIC_EPOCHS
+from deepflash.tuning.space import check_space
+
+log = logging.getLogger("deepflash")
+# A trial ends ok (scored), failed (error, cancelled) or pruned (stopped early by the pruner).
+STATUSES = ("ok", "failed", "pruned")
+
+
+def _space(value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise TypeError(f"`space` must be a dict of dimensions, found {type(value).__name__}")
+    return check_space(value)
+
+
+def _optional_positive(name: str):
+    positive = _number(name, low=0, low_open=True)
+
+    def convert(value):
+        return None if value is None else positive(value)
+
+    return convert
+
+
+class _CommonSearchParams(HasSeed):
+    space = Param(Params._dummy(), "space", "search space: {param: {kind: args}} (see deepflash.tuning.space)", _space)
+    maxEvals = Param(Params._dummy(), "maxEvals", "number of trials, >= 1", _number("maxEvals", integer=True, low=1))
+    parallelism = Param(Params._dummy(), "parallelism", "trials run at once (one Spark task each when > 1), >= 1",
+                        _number("parallelism", integer=True, low=1))
+    metric = Param(Params._dummy(), "metric", "history metric that ranks trials, e.g. val_accuracy",
+                   TypeConverters.toString)
+    mode = Param(Params._dummy(), "mode", "max or min", _one_of("mode", ("max", "min")))
+    metricEpoch = Param(Params._dummy(), "metricEpoch", "score a trial by its best or its last epoch",
+                        _one_of("metricEpoch", METRIC_EPOCHS))
+    timeout = Param(Params._dummy(), "timeout", "seconds after which the search stops; None = no limit",
+                    _optional_positive("timeout"))
+    refit = Param(Params._dummy(), "refit", "refit the best params on all the training data", TypeConverters.toBoolean)
+    track = Param(Params._dummy(), "track", "log the search and its trials to MLflow (when installed)",
+                  TypeConverters.toBoolean)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._setDefault(maxEvals=20, parallelism=1, metric="val_loss", mode="min", metricEpoch="best",
+                         refit=True, seed=0, track=True)
+
+
+COMMON_PARAMS = ["space", "maxEvals", "parallelism", "metric", "mode", "metricEpoch", "timeout", "refit", "seed",
+                 "track"]
+
+
+@dataclass(frozen=True)
+class SearchSetup:
+    """What an engine needs to run the trials; built once by :meth:`BaseSearch._fit`.
+
+    Args:
+        base_values: the estimator's Param values; a trial overrides the searched ones.
+        plan: the data, materialized once; ``threads`` already split between parallel trials.
+        space: the checked dict space.
+    """
+
+    base_values: dict
+    plan: FitPlan
+    space: dict
+    metric: str
+    mode: str
+    metric_epoch: str
+    max_evals: int
+    parallelism: int
+    timeout: float | None
+    seed: int
+
+
+@dataclass
+class SearchOutcome:
+    """An engine's answer: the trials table, the full result of each ok trial by its number, the
+    first failed trial's error (for the all-failed message), and engine-specific extras."""
+
+    table: pd.DataFrame
+    results: dict[int, dict]
+    first_error: str
+    extras: dict = field(default_factory=dict)
+
+
+class Progress:
+    """One log line per finished trial (its metric, the best so far), and its MLflow nested run."""
+
+    def __init__(self, total: int, mode: str, metric: str, tracker: SearchTracker | None = None):
+        self.total, self.mode, self.metric, self.tracker = total, mode, metric, tracker
+        self.started = time.time()
+        self.seen: set[int] = set()
+        self.best: float | None = None
+
+    def report(self, number: int, result: dict) -> None:
+        """Logs and tracks trial ``number`` once; ``result`` is the trial function's result dict."""
+        if number in self.seen:
+            return
+        self.seen.add(number)
+        status = result.get("status")
+        if status == "ok":
+            value = result["metric"]
+            if self.best is None or (value > self.best if self.mode == "max" else value < self.best):
+                self.best = value
+            this = f"{self.metric}={value:.4f}"
+        elif status == "pruned":
+            this = f"pruned after {result.get('epochs', '?')} epochs"
+        else:
+            this = f"failed ({(result.get('error') or '?')[:120]})"
+        best = "n/a" if self.best is None else f"{self.best:.4f}"
+        log.info("trial %d/%d: %s, best so far %s, %.0fs elapsed", len(self.seen), self.total, this, best,
+                 time.time() - self.started)
+        if self.tracker is not None:
+            try:
+                self.tracker.trial(number, result)
+            except Exception as e:  # tracking must never stop a search
+                log.warning("could not log trial %d to MLflow: %s", number, e)
+
+
+def table_row(number: int, status: str, result: dict, error: str | None) -> dict:
+    """One trials-table row: params, metric, final metrics, epochs, seconds, status and error (a
+    failed trial's traceback, whose last line is the error).
+
+    ``epochs_run`` is how many epochs the trial trained (fewer than asked when pruned or stopped
+    early); ``epochs`` is the trial's ``epochs`` Param, as every Param the trial ran with.
+    """
+    row = {"trial": number, "status": status, "metric": result.get("metric", np.nan), "epochs": result.get("epochs", 0),
+           "epochs_run": result.get("epochs", 0),
+           "seconds": result.get("seconds", np.nan), "num_params": result.get("num_params", np.nan),
+           "latency_ms": result.get("latency_ms", np.nan), "error": error}
+    for k, v in (result.get("params") or {}).items():
+        row[k] = v if not isinstance(v, (list, dict)) else str(v)
+    for k, v in (result.get("final") or {}).items():
+        row[f"final_{k}"] = v
+    return row
+
+
+@contextlib.contextmanager
+def job_group(sc, description: str, cancel: bool):
+    """Runs the block's Spark jobs (and those of threads it starts) in a job group of their own;
+    with ``cancel``, cancels and interrupts whatever of it still runs when the block exits: a
+    timeout, an error, Ctrl-C. Restores the caller's job group. Yields the group id."""
+    group = f"deepflash-search-{uuid.uuid4().hex[:12]}"
+    previous = {key: sc.getLocalProperty(key) for key in
+                ("spark.jobGroup.id", "spark.job.description", "spark.job.interruptOnCancel")}
+    sc.setJobGroup(group, description, interruptOnCancel=True)
+    try:
+        yield group
+    finally:
+        if cancel:
+            sc.cancelJobGroup(group)
+        for key, value in previous.items():
+            sc.setLocalProperty(key, value)
+
+
+def trial_threads(spark, parallelism: int) -> int:
+    """CPU threads per parallel trial, so that trials sharing an executor do not oversubscribe it.
+
+    An executor runs up to ``spark.executor.cores`` tasks (the whole machine on local[n]); the
+    trials on one executor split its cores evenly.
+    """
+    conf = spark.sparkContext.getConf()
+    cores = int(conf.get("spark.executor.cores", "0") or 0) or spark.sparkContext.defaultParallelism
+    task_cpus = int(conf.get("spark.task.cpus", "1") or 1)
+    concurrent = max(1, min(parallelism, cores // max(1, task_cpus)))
+    return max(1, cores // concurrent)
+
+
+def tpe_startup_trials(max_evals: int) -> int:
+    """Random trials before TPE starts modelling: a quarter of the budget, between 3 and 20.
+
+    hyperopt's default is a fixed 20, which makes a 20-trial TPE search a pure random search.
+    """
+    return min(20, max(3, max_evals // 4))
+
+
+class BaseSearch(Estimator, MLReadable, MLWritable):
+    """A search over KerasEstimator Params; engines implement :meth:`_run_search`."""
+
+    _engine = "?"
+
+    def setEstimator(self, estimator) -> "BaseSearch":
+        self.estimator = estimator
+        return self
+
+    def getEstimator(self):
+        return self.estimator
+
+    def copy(self, extra=None):
+        that = super().copy(extra)
+        if self.estimator is not None:
+            that.estimator = self.estimator.copy()
+        return that
+
+    def _check(self) -> None:
+        """Every check that can fail before a Spark job: the estimator, the space, the engine's own."""
+        from deepflash.estimator import KerasEstimator
+
+        if not isinstance(self.estimator, KerasEstimator):
+            raise ValueError(f"`estimator` must be a KerasEstimator, found {type(self.estimator).__name__}")
+        if not self.isDefined(self.space):
+            raise ValueError("`space` is not set: give at least one dimension, e.g. "
+                             "{'learningRate': {'loguniform': [1e-4, 1e-1]}}")
+        if self.getParallelism() > 1 and self.estimator.getNumProc() > 1:
+            raise ValueError(f"`parallelism` == {self.getParallelism()} runs each trial as one Spark task, which "
+                             f"cannot host numProc == {self.estimator.getNumProc()} Horovod processes; use "
+                             "parallelism=1 for distributed trials, or numProc=1")
+        self._check_engine()
+        self.estimator.validateParams()
+
+    def _check_engine(self) -> None:
+        """The engine's own checks (e.g. a grid needs choice dimensions)."""
+
+    def _strategy(self) -> str:
+        """A short name of the strategy for the MLflow parent run (``search-<strategy>``)."""
+        raise NotImplementedError
+
+    def _tracked_params(self) -> dict:
+        """The engine's Params worth logging on the parent run."""
+        return {}
+
+    def _run_search(self, spark, setup: SearchSetup, progress: Progress) -> SearchOutcome:
+        raise NotImplementedError
+
+    def _new_model(self) -> "BaseSearchModel":
+        raise NotImplementedError
+
+    def _fit(self, dataset: DataFrame) -> "BaseSearchModel":
+        self._check()
+        est = self.estimator
+        started = time.time()
+        spark = dataset.sparkSession
+        parallelism = self.getParallelism()
+        # Trials train single-process; with parallelism 1 they run in the driver, where the
+        # backend's own check (slots, Horovod installed) still applies.
+        plan = est.plan(dataset) if parallelism == 1 else est.plan(dataset, numProc=1)
+        if parallelism > 1:
+            plan = plan.replace(threads=trial_threads(spark, parallelism))
+        setup = SearchSetup(base_values=est.paramValues(), plan=plan, space=self.getOrDefault(self.space),
+                            metric=self.getMetric(), mode=self.getMode(), metric_epoch=self.getMetricEpoch(),
+                            max_evals=self.getMaxEvals(), parallelism=parallelism,
+                            timeout=self.getOrDefault(self.timeout) if self.isDefined(self.timeout) else None,
+                            seed=self.getSeed())
+        strategy = self._strategy()
+        log.info("search: %s %s over %s, %d trials, parallelism %d, metric %s (%s)", self._engine, strategy,
+                 ", ".join(setup.space), setup.max_evals, parallelism, setup.metric, setup.mode)
+        tracker = SearchTracker(self.getTrack())
+        tracker.start(f"search-{strategy}", {"engine": self._engine, **self._tracked_params(),
+                                             "maxEvals": setup.max_evals, "parallelism": parallelism,
+                                             "metric": setup.metric, "mode": setup.mode, "space": setup.space})
+        # The parent run ends FAILED (KILLED on Ctrl-C) when anything below raises, refit included.
+        try:
+            outcome = self._run_search(spark, setup, Progress(setup.max_evals, setup.mode, setup.metric, tracker))
+            table = outcome.table
+            ok = table[table["status"] == "ok"] if len(table) else table
+            if ok.empty:
+                raise RuntimeError(f"all {len(table)} trials failed; the first error: {outcome.first_error}")
+            best_row = ok.loc[ok["metric"].idxmax() if setup.mode == "max" else ok["metric"].idxmin()]
+            best_result = outcome.results[int(best_row["trial"])]
+            log.info("search done in %.0fs: best %s %.4f (trial %d), %d of %d trials ok", time.time() - started,
+                     setup.metric, best_row["metric"], best_row["trial"], len(ok), len(table))
+            best_model = None
+            if self.getRefit():
+                best_est = est.copy()
+                best_est._set(**best_result["params"])
+                best_model = best_est.fit(dataset)
+        except BaseException as e:
+            tracker.end(None, e)
+            raise
+        run_id = tracker.parent_id
+        tracker.end(best_result)
+
+        found = self._new_model()
+        self._copyValues(found)
+        found._set_results(best_model, best_result["params"], table)
+        found.mlflowRunId = run_id
+        return found
+
+    @classmethod
+    def read(cls):
+        return _SearchReader(cls)
+
+    def write(self):
+        return _SearchWriter(self)
+
+
+class BaseSearchModel(Model, MLReadable, MLWritable):
+    """A search's result: ``bestModel`` (a KerasModel), ``bestParams`` and ``trials`` (pandas)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bestModel = None
+        self.bestParams: dict = {}
+        self.trials: pd.DataFrame = pd.DataFrame()
+        self.mlflowRunId: str | None = None  # the search's MLflow parent run, when it was tracked
+
+    def _set_results(self, best_model, best_params: dict, trials: pd.DataFrame) -> None:
+        self.bestModel, self.bestParams, self.trials = best_model, dict(best_params), trials
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        if self.bestModel is None:
+            raise ValueError(f"this {type(self).__name__} has no best model: the search ran with refit=False; "
+                             "fit an estimator with `bestParams`")
+        return self.bestModel.transform(dataset)
+
+    @classmethod
+    def read(cls):
+        return _SearchReader(cls)
+
+    def write(self):
+        return _SearchWriter(self)
+
+
+class _SearchWriter(MLWriter):
+    """Params metadata, plus the estimator (search) or best model, bestParams and trials (model)."""
+
+    def __init__(self, instance):
+        super().__init__()
+        self.instance = instance
+
+    def saveImpl(self, path: str) -> None:
+        from deepflash.store import Store
+
+        try:
+            DefaultParamsWriter.saveMetadata(self.instance, path, self.sc)
+        except TypeError as e:
+            raise TypeError(f"this search cannot be saved: its `space` holds raw hyperopt expressions ({e}); "
+                            "use the dict form to save it") from None
+        store = Store(path)
+        inst = self.instance
+        if isinstance(inst, BaseSearch):
+            if inst.estimator is not None:
+                inst.estimator.write().save(store.join("estimator"))
+            return
+        if inst.bestModel is not None:
+            inst.bestModel.write().save(store.join("bestModel"))
+        store.write_json(store.join("bestParams.json"), inst.bestParams)
+        store.write_bytes(store.join("trials.json"), inst.trials.to_json(orient="records").encode())
+
+
+class _SearchReader(MLReader):
+    def __init__(self, cls):
+        super().__init__()
+        self.cls = cls
+
+    def load(self, path: str):
+        from io import StringIO
+
+        from deepflash.estimator import KerasEstimator
+        from deepflash.model import KerasModel
+        from deepflash.persistence import load_params_instance
+        from deepflash.store import Store
+
+        instance = load_params_instance(self.cls, path, self.sc)
+        store = Store(path)
+        if isinstance(instance, BaseSearch):
+            if store.exists(store.join("estimator")):
+                instance.setEstimator(KerasEstimator.load(store.join("estimator")))
+            return instance
+        best = KerasModel.load(store.join("bestModel")) if store.exists(store.join("bestModel")) else None
+        trials = pd.read_json(StringIO(store.read_bytes(store.join("trials.json")).decode()), orient="records")
+        instance._set_results(best, store.read_json(store.join("bestParams.json")), trials)
+        return instance

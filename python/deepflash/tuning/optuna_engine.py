@@ -1,0 +1,207 @@
+"""The Optuna engine, worker side: samplers, pruners, storage, the pruning callback and a worker's
+trial loop.
+
+Worker code: :func:`run_worker` runs in a Spark task (or in the driver when ``parallelism == 1``).
+Every piece is rebuilt there from an :class:`EngineSettings` of plain data, so nothing that holds a
+lock, a connection or a random state is pickled.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from deepflash.plan import FitPlan
+from deepflash.tuning.objective import failure, run_trial, values_for_table
+from deepflash.tuning.space import optuna_grid, suggest, to_params
+
+log = logging.getLogger("deepflash")
+SAMPLERS = ("tpe", "random", "gp", "cmaes", "grid")
+PRUNERS = ("none", "median", "asha", "hyperband")
+RESULT_ATTR = "deepflash.result"   # the trial function's result dict, kept on the Optuna trial
+
+
+class TrialFailed(Exception):
+    """A trial's training failed; its result (error and traceback) is on the trial's user attrs."""
+
+
+def check_sampler(sampler: str) -> None:
+    """Raises ImportError, saying what to install, when a sampler's extra dependency is missing."""
+    if sampler == "gp" and importlib.util.find_spec("torch") is None:
+        raise ImportError("sampler='gp' (Optuna's GPSampler) needs PyTorch, which deepflash does not install: "
+                          "pip install torch --index-url https://download.pytorch.org/whl/cpu (a CPU build), "
+                          "or choose sampler='tpe'")
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What a worker needs to load the study and run its trials.
+
+    Args:
+        storage: an RDB URL (``sqlite:///...``, ``postgresql://...``), ``journal:<local path>`` for
+            a JournalFileBackend, or None for the driver's in-memory study.
+        deadline: wall-clock time (``time.time()``) after which no trial starts; None = no limit.
+        startup_trials: trials before the sampler models and the pruner prunes.
+        max_epochs: the trials' epoch budget (Hyperband's max resource).
+    """
+
+    study_name: str
+    storage: str | None
+    sampler: str
+    pruner: str
+    seed: int
+    space: dict
+    base_values: dict
+    plan: FitPlan
+    metric: str
+    mode: str
+    metric_epoch: str
+    deadline: float | None
+    startup_trials: int
+    max_epochs: int
+
+
+def make_storage(storage: str | None):
+    """The Optuna storage a settings string names (see :class:`EngineSettings`)."""
+    import optuna
+
+    if storage is None:
+        return optuna.storages.InMemoryStorage()
+    if storage.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+        path = storage[len("journal:"):]
+        # The open(O_EXCL) lock also works on NFS-like shared mounts, where symlink locks may not.
+        return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
+    return optuna.storages.RDBStorage(storage)
+
+
+def make_sampler(settings: EngineSettings, worker: int = 0):
+    """The sampler; each worker seeds its own, so that parallel workers do not draw the same points."""
+    import optuna
+
+    seed = settings.seed + worker
+    name = settings.sampler
+    check_sampler(name)
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=settings.startup_trials)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=settings.startup_trials)
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=settings.startup_trials,
+                                            independent_sampler=optuna.samplers.RandomSampler(seed=seed))
+    return optuna.samplers.GridSampler(optuna_grid(settings.space), seed=settings.seed)
+
+
+def make_pruner(settings: EngineSettings):
+    """The pruner; ``median`` waits for ``startup_trials`` finished trials and one epoch of each."""
+    import optuna
+
+    name = settings.pruner
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=settings.startup_trials, n_warmup_steps=1)
+    if name == "asha":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1)
+    return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, settings.max_epochs))
+
+
+def pruning_callback(trial: Any, metric: str):
+    """A Keras callback that reports ``metric`` to ``trial`` after every epoch and stops training
+    when the pruner says so; ``pruned_after`` is then the epoch count (0 while not pruned)."""
+    import tensorflow as tf
+
+    class _Pruning(tf.keras.callbacks.Callback):
+        pruned_after = 0
+
+        def on_epoch_end(self, epoch: int, logs=None) -> None:
+            value = (logs or {}).get(metric)
+            if value is None:
+                return
+            trial.report(float(value), epoch)
+            if trial.should_prune():
+                self.pruned_after = epoch + 1
+                self.model.stop_training = True
+
+    return _Pruning()
+
+
+def objective(settings: EngineSettings):
+    """The Optuna objective: suggest, train with the pruning callback, return the metric.
+
+    Every outcome leaves the trial function's result dict on the trial (``RESULT_ATTR``): a
+    failure raises :class:`TrialFailed`, a pruned trial ``optuna.TrialPruned``.
+    """
+    import optuna
+
+    def fn(trial) -> float:
+        try:
+            sample = suggest(trial, settings.space)
+            values = {**settings.base_values, **to_params(sample, settings.base_values["layers"])}
+        except Exception as e:
+            result = failure(e, 0.0, {})
+        else:
+            callback = pruning_callback(trial, settings.metric)
+            result = run_trial(values, settings.plan, settings.metric, settings.mode, settings.metric_epoch,
+                               callbacks=[callback])
+            result["params"] = values_for_table(values)
+            if result["status"] == "ok" and callback.pruned_after:
+                result["status"] = "pruned"
+        result = {k: v for k, v in result.items() if k != "loss"}
+        trial.set_user_attr(RESULT_ATTR, result)
+        if result["status"] == "pruned":
+            raise optuna.TrialPruned(f"pruned after epoch {result['epochs']}")
+        if result["status"] != "ok":
+            raise TrialFailed(result["error"])
+        return result["metric"]
+
+    return fn
+
+
+def load_study(settings: EngineSettings, storage=None, worker: int = 0):
+    import optuna
+
+    return optuna.load_study(study_name=settings.study_name, storage=storage or make_storage(settings.storage),
+                             sampler=make_sampler(settings, worker), pruner=make_pruner(settings))
+
+
+def create_study(settings: EngineSettings, storage=None):
+    import optuna
+
+    return optuna.create_study(study_name=settings.study_name, storage=storage or make_storage(settings.storage),
+                               sampler=make_sampler(settings), pruner=make_pruner(settings),
+                               direction="maximize" if settings.mode == "max" else "minimize")
+
+
+def run_worker(settings: EngineSettings, worker: int, n_trials: int, study=None, callbacks=()) -> int:
+    """Runs ``n_trials`` trials one after another (none after the deadline); returns how many ran."""
+    import optuna
+
+    if n_trials <= 0:
+        return 0
+    study = study or load_study(settings, worker=worker)
+    remaining = None if settings.deadline is None else settings.deadline - time.time()
+    if remaining is not None and remaining <= 0:
+        return 0
+    before = len(study.trials)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # deepflash logs one line per trial itself
+    study.optimize(objective(settings), n_trials=n_trials, timeout=remaining, catch=(TrialFailed,),
+                   callbacks=list(callbacks), gc_after_trial=True)
+    return len(study.trials) - before
+
+
+def spark_worker(settings: EngineSettings, shares: list[int]):
+    """The function of a ``mapPartitionsWithIndex`` over one partition per worker."""
+
+    def run(index, _rows):
+        import os
+
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        yield run_worker(settings, index, shares[index])
+
+    return run

@@ -1,0 +1,244 @@
+"""OptunaSearch: Optuna samplers (TPE, random, GP, CMA-ES, grid) and pruners over KerasEstimator Params.
+
+The same dict space, trial function, trials table, MLflow runs and result model as HyperoptSearch
+(see ``base``); only the engine differs. ``parallelism == 1`` runs the trials in the driver on an
+in-memory study. ``parallelism > 1`` runs one Spark task per parallel worker; the workers share one
+study through a storage that the driver and every executor reach: a JournalFileBackend file in the
+estimator's store when that is a ``file:`` path (a POSIX path, shared by all nodes on a cluster),
+or the ``storage`` Param (``sqlite:///...``, ``postgresql://...``).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+import uuid
+from typing import Any
+
+import pandas as pd
+from pyspark import keyword_only
+from pyspark.ml.param import Param, Params
+
+from deepflash.params import _one_of, add_accessors
+from deepflash.tuning.base import (COMMON_PARAMS, BaseSearch, BaseSearchModel, Progress, SearchOutcome, SearchSetup,
+                                   _CommonSearchParams, job_group, table_row, tpe_startup_trials)
+from deepflash.tuning.optuna_engine import (PRUNERS, RESULT_ATTR, SAMPLERS, EngineSettings, check_sampler,
+                                            create_study, load_study, make_storage, run_worker, spark_worker)
+from deepflash.tuning.space import check_optuna_space, optuna_grid
+
+log = logging.getLogger("deepflash")
+POLL_SECONDS = 2.0
+__all__ = ["OptunaSearch", "OptunaSearchModel"]
+
+
+def _storage(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not ("://" in value or value.startswith("journal:")):
+        raise ValueError(f"`storage` == {value!r}, must be an RDB URL (sqlite:///path, postgresql://...) or "
+                         "journal:<POSIX path> reachable from the driver and every executor")
+    return value
+
+
+class _OptunaParams(_CommonSearchParams):
+    sampler = Param(Params._dummy(), "sampler", "tpe, random, gp (needs PyTorch), cmaes or grid",
+                    _one_of("sampler", SAMPLERS))
+    pruner = Param(Params._dummy(), "pruner", "none, median, asha or hyperband: stops weak trials after an epoch",
+                   _one_of("pruner", PRUNERS))
+    storage = Param(Params._dummy(), "storage", "Optuna storage shared by parallel trials: an RDB URL or "
+                    "journal:<path>; None = a journal file in the estimator's file: store", _storage)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._setDefault(sampler="tpe", pruner="none")
+
+
+OPTUNA_PARAMS = COMMON_PARAMS + ["sampler", "pruner", "storage"]
+
+
+class OptunaSearch(BaseSearch, _OptunaParams):
+    """Searches KerasEstimator Params with Optuna, trials spread over the cluster as Spark tasks.
+
+    Args:
+        estimator: the KerasEstimator whose Params are searched; its other Params stay fixed.
+        space: the dict space HyperoptSearch takes (``deepflash.tuning.space``).
+        sampler: tpe, random, gp (Gaussian process; needs PyTorch), cmaes, or grid (``choice``
+            dimensions only).
+        pruner: none, median, asha (successive halving) or hyperband; a trial reports ``metric``
+            after every epoch, and a pruned one is stopped and marked ``pruned`` in ``trials``.
+        storage: where parallel workers share the study (see the module docstring).
+
+    Example:
+        >>> search = OptunaSearch(estimator=est, space={"learningRate": {"loguniform": [1e-4, 1e-1]}},
+        ...                       sampler="tpe", pruner="median", maxEvals=30, parallelism=4,
+        ...                       metric="val_accuracy", mode="max")
+        >>> found = search.fit(train_df)
+        >>> found.bestParams, found.trials, found.transform(test_df)
+    """
+
+    _engine = "optuna"
+
+    @keyword_only
+    def __init__(self, *, estimator=None, space: dict | None = None, sampler: str = "tpe", pruner: str = "none",
+                 maxEvals: int = 20, parallelism: int = 1, metric: str = "val_loss", mode: str = "min",
+                 metricEpoch: str = "best", timeout: float | None = None, refit: bool = True,
+                 storage: str | None = None, seed: int = 0, track: bool = True) -> None:
+        super().__init__()
+        self.estimator = None
+        kwargs = dict(self._input_kwargs)
+        self.setEstimator(kwargs.pop("estimator", None))
+        self._set(**{k: v for k, v in kwargs.items() if v is not None})
+
+    def _check_engine(self) -> None:
+        from deepflash import fs
+
+        space = check_optuna_space(self.getOrDefault(self.space))
+        check_sampler(self.getSampler())
+        if self.getSampler() == "grid":
+            optuna_grid(space)
+        store = self.estimator.getOrDefault("storePath") if self.estimator.isDefined("storePath") else None
+        if self.getParallelism() > 1 and self._user_storage() is None and store and not fs.is_local(fs.qualify(store)):
+            raise ValueError(f"`parallelism` == {self.getParallelism()} shares one Optuna study between Spark tasks; "
+                             f"the store {store!r} is not a file: path that a journal file can lock, so set "
+                             "`storage` to an RDB URL, e.g. postgresql://user@host/db")
+
+    def _user_storage(self) -> str | None:
+        return self.getOrDefault(self.storage) if self.isDefined(self.storage) else None
+
+    def _strategy(self) -> str:
+        return f"optuna-{self.getSampler()}"
+
+    def _tracked_params(self) -> dict:
+        return {"sampler": self.getSampler(), "pruner": self.getPruner()}
+
+    def _new_model(self) -> "OptunaSearchModel":
+        return OptunaSearchModel()
+
+    def _storage_for(self, setup: SearchSetup, study_name: str) -> str | None:
+        """The user's storage, else in-memory for one worker, else a journal file in the store."""
+        from deepflash import fs
+
+        if self._user_storage() is not None or setup.parallelism == 1:
+            return self._user_storage()
+        store = setup.plan.store_url
+        if not fs.is_local(store):
+            raise ValueError(f"`parallelism` == {setup.parallelism} needs an Optuna storage that every executor "
+                             f"reaches; the store {store!r} is not a file: path, so set `storage` to an RDB URL")
+        directory = fs.local_path(fs.join(store, "optuna"))
+        os.makedirs(directory, exist_ok=True)
+        return f"journal:{os.path.join(directory, study_name + '.log')}"
+
+    def _run_search(self, spark, setup: SearchSetup, progress: Progress) -> SearchOutcome:
+        max_evals = setup.max_evals
+        if self.getSampler() == "grid":
+            max_evals = min(max_evals, math.prod(len(v) for v in optuna_grid(setup.space).values()))
+        progress.total = max_evals
+        study_name = f"deepflash-{uuid.uuid4().hex[:12]}"
+        settings = EngineSettings(
+            study_name=study_name, storage=self._storage_for(setup, study_name), sampler=self.getSampler(),
+            pruner=self.getPruner(), seed=setup.seed, space=setup.space, base_values=setup.base_values,
+            plan=setup.plan, metric=setup.metric, mode=setup.mode, metric_epoch=setup.metric_epoch,
+            deadline=None if setup.timeout is None else time.time() + setup.timeout,
+            startup_trials=tpe_startup_trials(max_evals), max_epochs=int(setup.base_values["epochs"]))
+        if setup.parallelism == 1:
+            study = create_study(settings, make_storage(settings.storage))
+            run_worker(settings, 0, max_evals, study=study,
+                       callbacks=[lambda _, trial: _report(progress, trial)])
+        else:
+            create_study(settings)
+            self._run_workers(spark, settings, max_evals, progress)
+            study = load_study(settings)
+            _close_unfinished(study)
+        trials = study.get_trials(deepcopy=False)
+        for trial in trials:
+            _report(progress, trial)
+        return _outcome(trials)
+
+    def _run_workers(self, spark, settings: EngineSettings, max_evals: int, progress: Progress) -> None:
+        """One Spark task per worker, each running its share of the trials against the shared study.
+        Reports trials as they finish; at the deadline, cancels the tasks still running."""
+        from pyspark import InheritableThread
+
+        parallelism = self.getParallelism()
+        shares = [max_evals // parallelism + (1 if i < max_evals % parallelism else 0) for i in range(parallelism)]
+        sc = spark.sparkContext
+        errors: list[BaseException] = []
+
+        def collect() -> None:
+            try:
+                sc.parallelize(range(parallelism), parallelism).mapPartitionsWithIndex(
+                    spark_worker(settings, shares)).collect()
+            except BaseException as e:  # a lost task or the cancellation at the deadline
+                errors.append(e)
+
+        with job_group(sc, f"deepflash optuna-{self.getSampler()} search trials", cancel=True):
+            thread = InheritableThread(target=collect, daemon=True)
+            thread.start()
+            study = load_study(settings)
+            while thread.is_alive():
+                thread.join(POLL_SECONDS)
+                for trial in study.get_trials(deepcopy=False):
+                    _report(progress, trial)
+                if settings.deadline is not None and time.time() > settings.deadline:
+                    log.info("search: timeout reached, cancelling the trials still running")
+                    break
+        thread.join()
+        if errors and (settings.deadline is None or time.time() <= settings.deadline):
+            log.warning("search: a trial task failed (%s); its unfinished trials are recorded as failed", errors[0])
+
+
+def _report(progress: Progress, trial) -> None:
+    result = _result(trial)
+    if result is not None and trial.state.is_finished():
+        progress.report(trial.number, result)
+
+
+def _result(trial) -> dict | None:
+    """The trial function's result, with the status the study gave the trial; None while it runs."""
+    from optuna.trial import TrialState
+
+    result = dict(trial.user_attrs.get(RESULT_ATTR) or {})
+    if trial.state == TrialState.COMPLETE:
+        return {**result, "status": "ok"}
+    if trial.state == TrialState.PRUNED:
+        return {**result, "status": "pruned"}
+    if trial.state == TrialState.FAIL:
+        return {**result, "status": "fail",
+                "error": result.get("error") or "cancelled or not finished (timeout, or its Spark task was lost)"}
+    return None
+
+
+def _close_unfinished(study) -> None:
+    """Marks the trials that a cancelled or lost task left running as failed, in the storage too."""
+    from optuna.trial import TrialState
+
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+        try:
+            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+        except Exception as e:  # the table still says failed
+            log.warning("could not close trial %d in the Optuna storage: %s", trial.number, e)
+
+
+def _outcome(trials) -> SearchOutcome:
+    rows, results, first_error = [], {}, None
+    for trial in sorted(trials, key=lambda t: t.number):
+        result = _result(trial) or {"status": "fail", "error": "cancelled or not finished (timeout)"}
+        status = {"ok": "ok", "pruned": "pruned"}.get(result["status"], "failed")
+        error = None if status != "failed" else (result.get("traceback") or result.get("error"))
+        if status == "ok":
+            results[trial.number] = result
+        elif status == "failed" and first_error is None:
+            first_error = (f"{result['error']}\n{error}" if result.get("error") and result["error"] != error
+                           else error)
+        rows.append(table_row(trial.number, status, result, error))
+    return SearchOutcome(pd.DataFrame(rows), results, first_error or "none recorded (timeout?)")
+
+
+class OptunaSearchModel(BaseSearchModel, _OptunaParams):
+    """The search's result: ``bestModel`` (a KerasModel), ``bestParams`` and ``trials`` (pandas, with
+    ``status`` ok, failed or pruned)."""
+
+
+add_accessors(OptunaSearch, OPTUNA_PARAMS)
+add_accessors(OptunaSearchModel, OPTUNA_PARAMS)
