@@ -89,13 +89,23 @@ class _Horovod(_SingleProcess):
         self._barriers = 0
 
     def wrap_optimizer(self, optimizer):
-        return self.hvd.DistributedOptimizer(optimizer)
+        # Horovod caches the tf.function that allreduces gradients by the optimizer's name, and
+        # bakes "size > 1" into it when it is traced. Spark reuses its Python workers, so a worker
+        # that ran a 1-process fit would skip the allreduce in a later 2-process fit (and the
+        # other rank would wait forever). The job size in the name gives one trace per size.
+        return self.hvd.DistributedOptimizer(optimizer, name=f"Distributed{type(optimizer).__name__}Size{self.size}")
 
     def callbacks(self) -> list:
         # Order matters: weights are synchronised first, metrics averaged before the early
         # stopping and LR callbacks read them, so every rank takes the same decisions.
-        return [self.hvd.callbacks.BroadcastGlobalVariablesCallback(0),
-                self.hvd.callbacks.MetricAverageCallback()]
+        # Horovod's BroadcastGlobalVariablesCallback is not used: its broadcast is one tf.function
+        # per process, traced once and keyed by the first fit's variable names, which do not match
+        # a fresh rank's in a reused worker. Every rank starts from the same model bytes and the
+        # same checkpoint (optimizer slots start at zero), so an eager broadcast of the weights at
+        # the start keeps the guarantee without the cache.
+        from deepflash.training import BroadcastInitialWeights
+
+        return [BroadcastInitialWeights(self.hvd), self.hvd.callbacks.MetricAverageCallback()]
 
     def sum(self, values):
         return np.asarray(self.hvd.allreduce(np.asarray(values, np.float64), op=self.hvd.Sum,

@@ -211,6 +211,19 @@ class CrashHook(tf.keras.callbacks.Callback):
         os._exit(1)
 
 
+class BroadcastInitialWeights(tf.keras.callbacks.Callback):
+    """Sets every rank's weights to rank 0's when training begins, with eager Horovod broadcasts
+    named by position (nothing is traced or cached between fits)."""
+
+    def __init__(self, hvd, root_rank: int = 0):
+        super().__init__()
+        self.hvd, self.root_rank = hvd, root_rank
+
+    def on_train_begin(self, logs=None):
+        for i, weight in enumerate(self.model.weights):
+            weight.assign(self.hvd.broadcast(weight.value(), self.root_rank, name=f"deepflash_weight_{i}"))
+
+
 class ShardedValidation(tf.keras.callbacks.Callback):
     """Validation on each process's own share of the validation rows, combined exactly.
 

@@ -63,3 +63,29 @@ def test_a_successful_run_returns_every_rank_in_order(spark):
     second = get_backend("horovod", 2).run(rank_and_env, ())
     # the ranks ran in Spark's reused Python workers, not in fresh interpreters
     assert {r[3] for r in second} == {r[3] for r in first}
+
+
+def test_workers_reused_by_jobs_of_another_size_still_allreduce(spark, digits, tmp_path):
+    """Spark reuses the Python workers of a 1-process fit for the next 2-process fit: Horovod's
+    cached gradient allreduce, traced with size 1, must not be reused there (it would skip the
+    allreduce and the other rank would wait forever)."""
+    import signal
+
+    from deepflash import KerasEstimator
+
+    train, _ = digits
+
+    def give_up(*_):
+        spark.sparkContext.cancelAllJobs()
+        raise TimeoutError("the 2-process fit hung after a 1-process fit in the same workers")
+
+    previous = signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(300)
+    try:
+        for num_proc in (1, 2, 1, 2):
+            model = KerasEstimator(layers="simple", epochs=1, backend="horovod", numProc=num_proc, seed=1,
+                                   storePath=str(tmp_path / "store")).fit(train)
+            assert len(model.fitInfo["rows_read_per_rank"]) == num_proc
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
