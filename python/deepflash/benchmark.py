@@ -76,7 +76,8 @@ def inference(spark, keras_model, all_df, x_all, args) -> dict:
     started = time.time()
     keras_net.predict(x_all, batch_size=4096, verbose=0)
     predict_s = time.time() - started
-    keras_model.transform(all_df.limit(1000)).write.format("noop").mode("overwrite").save()  # warm the workers
+    # Warm every Python worker (model loaded, functions traced), as predict was warmed above.
+    keras_model.transform(all_df).write.format("noop").mode("overwrite").save()
     started = time.time()
     keras_model.transform(all_df).write.format("noop").mode("overwrite").save()
     transform_s = time.time() - started
