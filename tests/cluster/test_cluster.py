@@ -76,3 +76,13 @@ def test_hyperopt_search_with_spark_trials_on_the_cluster(cluster):
     assert out["trials"] == 4, out
     assert out["ok"] == 4, out
     assert out["accuracy"] >= 0.9, out
+
+
+def test_optuna_search_and_ran_on_the_cluster(cluster):
+    proc = cluster.submit("optuna_ran.py", cluster.shared_dir, timeout=600)
+    out = cluster.result(proc)
+    assert out["trials"] == 6 and set(out["statuses"]) <= {"ok", "pruned"}, out
+    assert "ok" in out["statuses"], out
+    assert out["accuracy"] >= 0.9, out
+    assert out["ran_units"] >= 3 and out["ran_mae"] < 0.1, out
+    assert _workers_used(cluster, proc) == {"worker-1", "worker-2"}, "the trials did not run on both workers"
