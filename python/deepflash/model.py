@@ -76,18 +76,19 @@ def _predictor(broadcast, digest: str, output_kind: str, input_dim: int, width: 
         model = cached_model(broadcast.value, digest)
         rows_per_call = predict_batch_rows(model)
         for features in batches:
-            n = len(features)
             x = _as_matrix(features, input_dim, features_col)
-            out = np.concatenate([np.asarray(model.predict_on_batch(x[i:i + rows_per_call]), np.float64)
-                                  for i in range(0, n, rows_per_call)]) if n else np.zeros((0, 1))
+            out = np.zeros((0, max(width, 1)))  # an empty batch: empty columns below
+            if len(x):
+                out = np.concatenate([np.asarray(model.predict_on_batch(x[i:i + rows_per_call]), np.float64)
+                                      for i in range(0, len(x), rows_per_call)])
             if output_kind == "multiclass":
-                cols = {"prediction": out.argmax(axis=1).astype(np.float64) if n else np.zeros(0)}
-                cols.update({f"p{k}": out[:, k] if n else np.zeros(0) for k in range(width)})
+                cols = {"prediction": out.argmax(axis=1).astype(np.float64)}
+                cols.update({f"p{k}": out[:, k] for k in range(width)})
             elif output_kind == "binary":
-                p1 = out[:, 0] if n else np.zeros(0)
+                p1 = out[:, 0]
                 cols = {"prediction": (p1 >= 0.5).astype(np.float64), "p0": 1.0 - p1, "p1": p1}
             else:
-                cols = {"prediction": out[:, 0] if n else np.zeros(0)}
+                cols = {"prediction": out[:, 0]}
             yield pd.DataFrame(cols)
 
     return predict

@@ -3,13 +3,14 @@ slice of Fashion-MNIST, and the errors (before any write; before any job where n
 from __future__ import annotations
 
 import os
-import uuid
 
 import numpy as np
 import pytest
 
 from deepflash import KerasEstimator, KerasModel
 from deepflash.datasets import FASHION_MNIST_DIR, from_numpy, load_idx_numpy
+
+from helpers import fails_cleanly
 
 pytestmark = pytest.mark.slow
 
@@ -78,20 +79,6 @@ def test_fashion_cnn_trains_one_epoch_on_a_slice_of_fashion_mnist(spark, tmp_pat
     assert len(scored) == 40 and {r.prediction for r in scored} <= set(range(10))
 
 
-def _fails_cleanly(spark, store_dir, df, est, match, *, no_job: bool):
-    sc = spark.sparkContext
-    group = f"images-{uuid.uuid4().hex[:8]}"
-    sc.setJobGroup(group, "image validation test")
-    try:
-        with pytest.raises(ValueError, match=match):
-            est.setStorePath(store_dir).fit(df)
-    finally:
-        sc.setLocalProperty("spark.jobGroup.id", None)
-    assert not os.path.exists(store_dir), "something was written to the store"
-    if no_job:
-        assert sc.statusTracker().getJobIdsForGroup(group) == []
-
-
 @pytest.mark.parametrize("kwargs, match, no_job", [
     # The feature length is known only after the one validation pass: a job, but no write.
     ({"inputShape": [28, 28, 1], "layers": CONV},
@@ -104,4 +91,4 @@ def _fails_cleanly(spark, store_dir, df, est, match, *, no_job: bool):
 ])
 def test_image_errors(spark, small_digits, tmp_path, kwargs, match, no_job):
     est = KerasEstimator(backend="local", epochs=1, **kwargs)
-    _fails_cleanly(spark, str(tmp_path / "store"), small_digits[0], est, match, no_job=no_job)
+    fails_cleanly(spark, str(tmp_path / "store"), small_digits[0], est, ValueError, match, no_job=no_job)

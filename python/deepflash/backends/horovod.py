@@ -124,7 +124,8 @@ class _RankTask:
 
         ctx = BarrierTaskContext.get()
         hosts = [info.address.rsplit(":", 1)[0] for info in ctx.getTaskInfos()]
-        slot = assign_slots(hosts)[index]
+        slots = assign_slots(hosts)
+        slot = slots[index]
         server = None
         if index == 0:
             from horovod.runner.common.util.hosts import SlotInfo
@@ -134,7 +135,7 @@ class _RankTask:
             port = server.start()
             server.init([SlotInfo(hostname=s.host, rank=s.rank, local_rank=s.local_rank, cross_rank=s.cross_rank,
                                   size=s.size, local_size=s.local_size, cross_size=s.cross_size)
-                         for s in assign_slots(hosts)])
+                         for s in slots])
             message = str(port)
         else:
             message = ""

@@ -203,6 +203,12 @@ class BaseSearch(Estimator, MLReadable, MLWritable):
 
     _engine = "?"
 
+    def _set_from_kwargs(self, kwargs: dict) -> None:
+        """The keyword-only constructors' body: the estimator apart, every other given value as a Param."""
+        kwargs = dict(kwargs)
+        self.setEstimator(kwargs.pop("estimator", None))
+        self._set(**{k: v for k, v in kwargs.items() if v is not None})
+
     def setEstimator(self, estimator) -> "BaseSearch":
         self.estimator = estimator
         return self

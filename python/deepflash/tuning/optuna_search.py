@@ -85,10 +85,7 @@ class OptunaSearch(BaseSearch, _OptunaParams):
                  metricEpoch: str = "best", timeout: float | None = None, refit: bool = True,
                  storage: str | None = None, seed: int = 0, track: bool = True) -> None:
         super().__init__()
-        self.estimator = None
-        kwargs = dict(self._input_kwargs)
-        self.setEstimator(kwargs.pop("estimator", None))
-        self._set(**{k: v for k, v in kwargs.items() if v is not None})
+        self._set_from_kwargs(self._input_kwargs)
 
     def _check_engine(self) -> None:
         from deepflash import fs

@@ -101,10 +101,7 @@ class HyperoptSearch(BaseSearch, _SearchParams):
                  timeout: float | None = None, refit: bool = True, gridSample: float = 1.0, seed: int = 0,
                  track: bool = True) -> None:
         super().__init__()
-        self.estimator = None
-        kwargs = dict(self._input_kwargs)
-        self.setEstimator(kwargs.pop("estimator", None))
-        self._set(**{k: v for k, v in kwargs.items() if v is not None})
+        self._set_from_kwargs(self._input_kwargs)
 
     def _check_engine(self) -> None:
         if self.getAlgo() == "grid":
