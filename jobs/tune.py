@@ -1,7 +1,7 @@
-"""spark-submit entry point: `deepflash tune` (the logic lives in deepflash.cli)."""
+"""spark-submit entry point: `deepflash tune` (the logic lives in deepflash.jobs.tune)."""
 import sys
 
-from deepflash.cli import main
+from deepflash.jobs.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["tune"] + sys.argv[1:]))

@@ -1,4 +1,4 @@
-"""Job configs: YAML sections, ``--set key.path=value`` overrides, and a schema checked before Spark starts.
+"""Job configs: YAML or JSON sections, ``--set key.path=value`` overrides, and a schema checked before Spark starts.
 
 Every error names the key path, what was expected and what was found, e.g.
 ``model.optimizer: `optimizer` == 'adamm', must be one of: sgd, ...``.
@@ -17,6 +17,7 @@ Sections:
 from __future__ import annotations
 
 import copy
+import json
 import re
 from typing import Any, Callable
 
@@ -27,6 +28,20 @@ DATA_SOURCES = ("digits", "fashion_mnist", "idx", "parquet", "table")
 
 class ConfigError(ValueError):
     """A config key is unknown or holds a value of the wrong type or range."""
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader (YAML 1.1), except that ``1e-3`` is a float, as in YAML 1.2 and JSON;
+    YAML 1.1 reads it as a string unless written ``1.0e-3``."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                              re.compile(r"^[-+]?(?:[0-9][0-9_]*\.?[0-9_]*|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+                              list("-+0123456789."))
+
+
+def _yaml(text):
+    return yaml.load(text, Loader=_Loader)
 
 
 def _type(path: str, value: Any, types: tuple, what: str) -> Any:
@@ -275,17 +290,30 @@ def apply_overrides(config: dict, overrides: list[str]) -> dict:
             if not isinstance(child, dict):
                 raise ConfigError(f"--set {key}: {'.'.join(parts[:depth + 1])} is not a section")
             node = child
-        node[parts[-1]] = yaml.safe_load(text)
+        node[parts[-1]] = _yaml(text)
     return config
 
 
 def load_config(path: str, overrides: list[str] = ()) -> dict:
-    """Reads a YAML config, applies overrides and validates it (before any Spark work)."""
+    """Reads a YAML config (JSON when ``path`` ends in ``.json``), applies overrides and validates it
+    (before any Spark work).
+
+    Args:
+        path: the config file, e.g. ``conf/default.yaml`` or ``conf/sine_evolution.json``.
+        overrides: ``key.path=value`` items; values parse as YAML, in a JSON config too.
+
+    Example:
+        config = load_config("conf/default.yaml", ["model.epochs=5", "model.learningRate=1e-3"])
+    """
+    is_json = path.lower().endswith(".json")
     try:
         with open(path) as f:
-            config = yaml.safe_load(f) or {}
+            # A JSON file is read as JSON: PyYAML (YAML 1.1) rejects tab indentation that JSON allows.
+            config = (json.load(f) if is_json else _yaml(f)) or {}
     except FileNotFoundError:
         raise ConfigError(f"--config {path}: no such file") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not valid JSON: {e}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(config, dict):

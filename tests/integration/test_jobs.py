@@ -1,5 +1,6 @@
 """The jobs end to end: spark-submit train, predict, tune and a tiny study; their plots, reports
-and MLflow runs; the report rendered in headless Chromium; the Databricks notebook."""
+and MLflow runs; the report rendered in headless Chromium; the Databricks notebook. The train job
+reads a JSON version of conf/default.yaml, so JSON configs are run end to end."""
 from __future__ import annotations
 
 import json
@@ -12,7 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from deepflash import cli
+import yaml
+
+from deepflash.jobs import predict as predict_job
+from deepflash.jobs import study as study_job
+from deepflash.jobs import train as train_job
+from deepflash.jobs import tune as tune_job
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,12 +34,15 @@ def png_size(path) -> tuple[int, int]:
 
 @pytest.fixture(scope="module")
 def train_output(tmp_path_factory):
-    """`spark-submit jobs/train.py --config conf/default.yaml` (Horovod, 2 processes), 4 epochs."""
+    """`spark-submit jobs/train.py --config default.json` (conf/default.yaml as tab-indented JSON:
+    Horovod, 2 processes), 4 epochs."""
     out = tmp_path_factory.mktemp("jobs") / "train"
+    config = out.parent / "default.json"
+    config.write_text(json.dumps(yaml.safe_load((ROOT / "conf" / "default.yaml").read_text()), indent="\t"))
     submit = Path(sys.executable).parent / "spark-submit"
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     done = subprocess.run([str(submit), "--master", "local[2]", "--driver-memory", "2g", "jobs/train.py",
-                           "--config", "conf/default.yaml", "--output", str(out), "--set", "model.epochs=4",
+                           "--config", str(config), "--output", str(out), "--set", "model.epochs=4",
                            "--set", "tracking.registered_model=deepflash-test-digits"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
@@ -81,7 +90,7 @@ def test_existing_output_is_kept_without_overwrite(train_output):
     out, _ = train_output
     before = (out / "metrics.json").read_text()
     with pytest.raises(FileExistsError, match="pass --overwrite"):
-        cli.train({"model": {"backend": "local"}}, str(out))
+        train_job.run({"model": {"backend": "local"}}, str(out))
     assert (out / "metrics.json").read_text() == before
 
 
@@ -117,7 +126,7 @@ def test_predict_scores_parquet_with_the_saved_model(spark, train_output, digits
     source = str(tmp_path / "in.parquet")
     test.write.parquet(source)
     target = tmp_path / "scored"
-    rows = cli.predict({}, str(train_output[0] / "model"), source, None, str(target))
+    rows = predict_job.run({}, str(train_output[0] / "model"), source, None, str(target))
     scored = spark.read.parquet(str(target))
     assert rows == test.count() == scored.count()
     assert {"prediction", "probability", "label"} <= set(scored.columns)
@@ -125,9 +134,9 @@ def test_predict_scores_parquet_with_the_saved_model(spark, train_output, digits
 
     assert accuracy(scored) >= 0.85
     with pytest.raises(FileExistsError):
-        cli.predict({}, str(train_output[0] / "model"), source, None, str(target))
+        predict_job.run({}, str(train_output[0] / "model"), source, None, str(target))
     with pytest.raises(FileNotFoundError, match="no saved model at file:"):
-        cli.predict({}, str(tmp_path / "nope"), source, None, str(tmp_path / "o2"))
+        predict_job.run({}, str(tmp_path / "nope"), source, None, str(tmp_path / "o2"))
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +153,7 @@ def tune_output(tmp_path_factory):
                              "batchSize": {"choice": [16, 64]}}},
         "tracking": {"experiment": "deepflash-test-tune"},
     })
-    metrics = cli.tune(config, str(out))
+    metrics = tune_job.run(config, str(out))
     return out, metrics
 
 
@@ -201,7 +210,7 @@ def test_study_job_runs_one_task_per_run_and_draws_its_figures(tmp_path):
         "study.learning_rates=[0.1]", "study.losses=[mse, categorical_crossentropy]", "study.batch_sizes=[64]",
         "tracking.experiment=deepflash-test-study"])
     out = tmp_path / "study"
-    results = cli.study(config, str(out))
+    results = study_job.run(config, str(out))
     assert len(results) == 2 + 2 + 1
     assert all(r["status"] == "ok" for r in results), [r.get("error") for r in results]
     assert all(0 <= r["test_accuracy"] <= 1 and r["train_seconds"] > 0 for r in results)
@@ -266,14 +275,14 @@ def test_train_and_predict_on_raw_parquet_columns(spark, digits_columns, tmp_pat
                                 "test_fraction": 0.2, "seed": 3},
                        "model": {"backend": "local", "epochs": 8, "batchSize": 32, "seed": 2},
                        "tracking": {"enabled": False}})
-    metrics = cli.train(config, str(tmp_path / "out"))
+    metrics = train_job.run(config, str(tmp_path / "out"))
     assert metrics["test"]["accuracy"] >= 0.9
     assert not (tmp_path / "run.json").exists() and not (tmp_path / "mlruns.db").exists()
     raw = str(tmp_path / "raw.parquet")
     test.select(*columns, "label").write.parquet(raw)
-    cli.predict({}, str(tmp_path / "out" / "model"), raw, None, str(tmp_path / "scored"))
+    predict_job.run({}, str(tmp_path / "out" / "model"), raw, None, str(tmp_path / "scored"))
     assert accuracy(spark.read.parquet(str(tmp_path / "scored"))) >= 0.9
     with pytest.raises(Exception, match="px99"):
-        cli.train(validate({**config, "data": {**config["data"], "features": columns + ["px99"]}}),
+        train_job.run(validate({**config, "data": {**config["data"], "features": columns + ["px99"]}}),
                   str(tmp_path / "out2"))
     assert not (tmp_path / "out2").exists() and not list(tmp_path.glob("out2.tmp-*"))

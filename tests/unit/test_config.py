@@ -19,7 +19,7 @@ def write(tmp_path):
 def test_every_shipped_config_validates():
     import glob
 
-    names = {p.split("/")[-1] for p in glob.glob("conf/*.yaml")}
+    names = {p.split("/")[-1] for p in glob.glob("conf/*.yaml") + glob.glob("conf/*.json")}
     assert {"default.yaml", "fashion_mnist_mlp.yaml", "fashion_mnist_search.yaml", "study_optimizers.yaml",
             "cluster.yaml"} <= names
     for name in names:
@@ -183,3 +183,46 @@ def test_cnn_search_config_parses_and_its_space_samples():
     draw = stochastic.sample(to_hyperopt(space))
     params = to_params(draw, config["model"]["layers"])
     assert isinstance(params["augmentation"], list) and isinstance(params["layers"], list)
+
+
+def test_json_configs_load_as_their_yaml_twins(tmp_path):
+    """Tab-indented JSON (which PyYAML alone rejects) and exponent floats (`1e-05`, a string to YAML 1.1)."""
+    import glob
+    import json
+
+    import yaml
+
+    for path in glob.glob("conf/*.yaml"):
+        raw = yaml.safe_load(open(path))
+        twin = tmp_path / (path.split("/")[-1][:-5] + ".json")
+        twin.write_text(json.dumps(raw, indent="\t"))
+        assert load_config(str(twin)) == load_config(path), path
+    raw["model"]["learningRate"] = 2e-05
+    (tmp_path / "exp.json").write_text(json.dumps(raw))
+    assert '"learningRate": 2e-05' in (tmp_path / "exp.json").read_text()
+    assert load_config(str(tmp_path / "exp.json"))["model"]["learningRate"] == 2e-05
+
+
+def test_json_config_errors_name_the_key_or_the_line(tmp_path):
+    path = tmp_path / "job.json"
+    path.write_text('{"model": {"optimizer": "adamm"}}')
+    with pytest.raises(ConfigError, match=r"^model\.optimizer: `optimizer` == 'adamm', must be one of"):
+        load_config(str(path))
+    with pytest.raises(ConfigError, match=r"^model\.epochs: "):
+        load_config(str(path), ["model.optimizer=adam", "model.epochs=0"])
+    path.write_text('{"model": {"epochs": 3,}}')
+    with pytest.raises(ConfigError, match=r"job\.json: not valid JSON: .*line 1 column 24"):
+        load_config(str(path))
+    path.write_text('[{"model": {}}]')
+    with pytest.raises(ConfigError, match="expected a mapping of sections, found list"):
+        load_config(str(path))
+
+
+def test_overrides_on_a_json_config_parse_as_yaml_with_exponent_floats(tmp_path):
+    path = tmp_path / "job.json"
+    path.write_text('{"model": {"epochs": 3, "learningRate": 0.1}}')
+    config = load_config(str(path), ["model.learningRate=1e-3", "model.epochs=7",
+                                     "model.layers=[{type: dense, units: 4}]", "tracking.enabled=false"])
+    assert config["model"]["learningRate"] == 0.001 and config["model"]["epochs"] == 7
+    assert config["model"]["layers"] == [{"type": "dense", "units": 4}] and config["tracking"] == {"enabled": False}
+    assert apply_overrides({}, ["a.b=-2.5E+2", "a.c=1_000", "a.d=v1e3"]) == {"a": {"b": -250.0, "c": 1000, "d": "v1e3"}}

@@ -1,0 +1,69 @@
+"""The contract between a job module and ``deepflash.jobs.main``: a :class:`Job` says how the
+subcommand is called, an :class:`Invocation` is what it is called with.
+
+Example:
+    JOB = Job("train", "fit the configured model", lambda call: run(call.config, call.output, call.overwrite))
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One parsed command line: the validated config, the resolved output and the job's own arguments.
+
+    Args:
+        command: the subcommand, e.g. ``train``.
+        config: the validated config (``{}`` when ``--config`` was not given and is optional).
+        output: ``--output``, else the config's ``output.dir``, else ``output/<command>``.
+        overwrite: ``--overwrite``.
+        args: every parsed argument, for a job's own options (``args.model`` for ``predict``).
+    """
+
+    command: str
+    config: dict
+    output: str
+    overwrite: bool
+    args: argparse.Namespace
+
+
+@dataclass(frozen=True)
+class Job:
+    """A subcommand of ``deepflash`` (and ``jobs/<name>.py``).
+
+    Args:
+        name: the subcommand.
+        help: one line for ``deepflash --help``.
+        run: called with the :class:`Invocation` after the config is validated.
+        arguments: adds the job's own options to its parser (beyond ``--config``, ``--output``,
+            ``--set`` and ``--overwrite``, which every job has).
+        config_required: ``--config`` must be given.
+        output_required: ``--output`` must be given (no default from the config).
+        passthrough: instead of ``run``, takes the raw arguments after the subcommand and returns
+            the exit status (for a job with its own argument parser, such as ``bench``).
+    """
+
+    name: str
+    help: str
+    run: Callable[[Invocation], Any] | None = None
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    config_required: bool = True
+    output_required: bool = False
+    passthrough: Callable[[list[str]], int] | None = None
+
+    def __post_init__(self):
+        if (self.run is None) == (self.passthrough is None):
+            raise ValueError(f"job {self.name!r}: give exactly one of `run` or `passthrough`")
+
+
+def common_arguments(parser: argparse.ArgumentParser, config_required: bool = True) -> None:
+    """``--config``, ``--output``, ``--set KEY=VALUE`` (repeatable) and ``--overwrite``."""
+    parser.add_argument("--config", required=config_required,
+                        help="YAML or JSON config, e.g. conf/default.yaml")
+    parser.add_argument("--output", help="output directory (default: output.dir of the config)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. model.epochs=5 (repeatable)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")

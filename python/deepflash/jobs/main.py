@@ -1,0 +1,80 @@
+"""``deepflash <job>``: the argument parser over the registered jobs, and the ``main`` that the console
+script and the ``jobs/*.py`` spark-submit scripts call.
+
+Example:
+    main(["train", "--config", "conf/default.yaml", "--set", "model.epochs=5"])
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from deepflash.config import ConfigError, load_config
+from deepflash.jobs import bench, predict, study, train, tune
+from deepflash.jobs.base import Invocation, Job, common_arguments
+
+log = logging.getLogger("deepflash")
+
+#: Every subcommand, in ``--help`` order. A new job is one module with a ``JOB`` and one entry here.
+JOBS: tuple[Job, ...] = (
+    train.JOB,
+    tune.JOB,
+    predict.JOB,
+    study.JOB,
+    bench.JOB,
+)
+
+
+def _setup_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s deepflash %(message)s", "%H:%M:%S"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+def build_parser(jobs: tuple[Job, ...] = JOBS) -> argparse.ArgumentParser:
+    """The ``deepflash`` parser: one subparser per job, each with the common options and its own."""
+    parser = argparse.ArgumentParser(prog="deepflash", description="Keras on Spark: configured jobs")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for job in jobs:
+        if job.passthrough is not None:  # its own parser reads the rest of the command line
+            sub.add_parser(job.name, help=job.help, add_help=False)
+            continue
+        p = sub.add_parser(job.name, help=job.help)
+        common_arguments(p, config_required=job.config_required)
+        if job.arguments is not None:
+            job.arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parses ``argv`` (default: ``sys.argv[1:]``), validates the config and runs the job.
+
+    A config error exits with status 2 and a message naming the key, before Spark starts.
+
+    Args:
+        argv: the subcommand and its arguments, e.g. ``["train", "--config", "conf/default.yaml"]``.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    jobs = {job.name: job for job in JOBS}
+    if argv and argv[0] in jobs and jobs[argv[0]].passthrough is not None:
+        return jobs[argv[0]].passthrough(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    job = jobs[args.command]
+    _setup_logging()
+    try:
+        config = load_config(args.config, args.set) if args.config else {}
+    except ConfigError as e:
+        parser.exit(2, f"deepflash {args.command}: config error: {e}\n")
+    if job.output_required and not args.output:
+        parser.exit(2, f"deepflash {args.command}: --output is required\n")
+    output = args.output or (config.get("output") or {}).get("dir") or f"output/{args.command}"
+    job.run(Invocation(args.command, config, output, args.overwrite, args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""``deepflash tune``: the config's ``search`` section (HyperoptSearch, or OptunaSearch for
+``search.engine: optuna``); writes model/ (the search model), trials.csv, metrics.json, plots and a
+report; the search is an MLflow parent run with a nested run per trial.
+
+Example:
+    deepflash tune --config conf/fashion_mnist_search.yaml --set search.maxEvals=8
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any
+
+from deepflash.config import ConfigError
+from deepflash.jobs.base import Job
+from deepflash.jobs.outputs import (evaluate, evaluation_outputs, open_output, report_tables, start_tracking,
+                                    write_json)
+from deepflash.jobs.sources import load_data, pipeline_stages
+
+log = logging.getLogger("deepflash")
+
+
+def run(config: dict, output: str, overwrite: bool = False) -> dict:
+    """Runs the configured search and writes its outputs atomically; returns the search metrics.
+
+    Args:
+        config: a validated config with a ``search.space``.
+        output: the output directory.
+        overwrite: replace an existing output.
+    """
+    from pyspark.ml import Pipeline
+
+    from deepflash import KerasEstimator, plots
+    from deepflash.config import search_class
+    from deepflash.report import write_report
+
+    if not (config.get("search") or {}).get("space"):
+        raise ConfigError("search.space: required for `tune`, e.g. {learningRate: {loguniform: [1e-4, 1e-1]}}")
+    estimator = KerasEstimator(**(config.get("model") or {}))
+    settings = dict(config["search"])
+    search = search_class(settings.pop("engine", "hyperopt"))(estimator=estimator, **settings)
+    search._check()
+    spark, output, staging = open_output(config, output, overwrite)
+    with staging as out:
+        tracking = start_tracking(config, output, "deepflash-tune")
+        search.setTrack(tracking.enabled)
+        train_df, test_df = load_data(spark, config.get("data") or {})
+        started = time.time()
+        model = Pipeline(stages=pipeline_stages(estimator, config.get("data") or {})[:-1] + [search]).fit(train_df)
+        found = model.stages[-1]
+        search_seconds = time.time() - started
+        found.trials.to_csv(os.path.join(out.local, "trials.csv"), index=False)
+        metric, mode = search.getMetric(), search.getMode()
+        plot_dir = os.path.join(out.local, "plots")
+        paths = [plots.search_progress(found.trials, os.path.join(plot_dir, "search_progress.png"), mode=mode,
+                                       title=f"Search progress ({metric})")]
+        searched = [p for p in config["search"]["space"] if p in found.trials.columns]
+        if (found.trials["status"] == "ok").sum() >= 2 and searched:
+            paths.append(plots.parallel_coordinates(found.trials, searched, os.path.join(plot_dir, "parallel_coordinates.png")))
+        metrics: dict[str, Any] = {"search_seconds": search_seconds, "best_params": found.bestParams,
+                                   "trials": int(len(found.trials)),
+                                   "trials_ok": int((found.trials["status"] == "ok").sum()),
+                                   "best_metric": float(found.trials["metric"].max() if mode == "max"
+                                                        else found.trials["metric"].min())}
+        test_report = diagnosis = None
+        if found.bestModel is not None:
+            ev = config.get("evaluation") or {}
+            test_report = evaluate(model, test_df, estimator, ev.get("beta", 1.0))
+            train_report = evaluate(model, train_df, estimator, ev.get("beta", 1.0))
+            best_metrics, best_paths, diagnosis = evaluation_outputs(out.local, found.bestModel, train_report,
+                                                                     test_report, "best model", ev.get("human_error"))
+            metrics.update(best_metrics)
+            paths += best_paths
+        model.save(out.join("model"))
+        write_json(os.path.join(out.local, "metrics.json"), {"metrics": metrics, "test_report": test_report,
+                                                             "diagnosis": diagnosis, "config": config})
+        tables: dict[str, Any] = {"Search": {k: v for k, v in metrics.items() if k in (
+            "search_seconds", "trials", "trials_ok", "best_metric")}, "Best params": found.bestParams}
+        if test_report is not None:
+            tables.update(report_tables(metrics, test_report, diagnosis))
+        tables["Trials"] = found.trials.drop(columns=["error"], errors="ignore")
+        write_report(os.path.join(out.local, "report.html"), "deepflash tune", config=config, tables=tables, plots=paths)
+        if tracking.enabled and found.mlflowRunId:
+            from deepflash.tracking import RunTracker
+
+            with RunTracker.resume(found.mlflowRunId) as tracker:
+                if test_report is not None:
+                    tracker.log_metrics({"train": metrics["train"], "test": metrics["test"]})
+                tracker.log_files(paths, "plots")
+                tracker.log_files([os.path.join(out.local, "trials.csv"), os.path.join(out.local, "report.html")])
+                if found.bestModel is not None:
+                    from pyspark.ml import PipelineModel
+
+                    metrics["model_uri"] = tracker.log_pipeline_model(
+                        PipelineModel(model.stages[:-1] + [found.bestModel]), tracking.registered_model,
+                        estimator.getFeaturesCol())
+    log.info("search done: best %s %.4f with %s", metric, metrics["best_metric"], json.dumps(found.bestParams))
+    print(json.dumps({"output": output, "best_metric": metrics["best_metric"], "test": metrics.get("test")}, indent=2))
+    return metrics
+
+
+JOB = Job("tune", "hyperparameter search with the config's `search` section",
+          lambda call: run(call.config, call.output, overwrite=call.overwrite))

@@ -1,0 +1,94 @@
+"""``deepflash.jobs.main``: the job registry, its parser, and every job reading a JSON config
+(without Spark: the jobs' ``run`` is replaced by a recorder)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import yaml
+
+from deepflash.config import load_config
+from deepflash.jobs import main as jobs_main
+from deepflash.jobs.base import Job
+
+CONFIGURED = [job.name for job in jobs_main.JOBS if job.run is not None]
+
+
+@pytest.fixture()
+def recorded(monkeypatch):
+    """Every job's ``run`` replaced by one that records its Invocation."""
+    calls = []
+    monkeypatch.setattr(jobs_main, "JOBS", tuple(
+        dataclasses.replace(job, run=calls.append) if job.run is not None else job for job in jobs_main.JOBS))
+    return calls
+
+
+@pytest.fixture()
+def json_config(tmp_path):
+    path = tmp_path / "default.json"
+    path.write_text(json.dumps(yaml.safe_load(open("conf/default.yaml")), indent="\t"))
+    return str(path)
+
+
+def test_the_parser_has_one_subcommand_per_registered_job(capsys):
+    names = [job.name for job in jobs_main.JOBS]
+    assert {"train", "tune", "predict", "study", "bench"} <= set(names) and len(set(names)) == len(names)
+    with pytest.raises(SystemExit) as done:
+        jobs_main.build_parser().parse_args(["--help"])
+    assert done.value.code == 0
+    listed = " ".join(capsys.readouterr().out.split())  # argparse wraps the help lines
+    assert all(job.name in listed and job.help in listed for job in jobs_main.JOBS)
+
+
+@pytest.mark.parametrize("name", CONFIGURED)
+def test_every_job_runs_from_a_json_config_with_overrides(recorded, json_config, tmp_path, name):
+    extra = ["--model", str(tmp_path / "model"), "--input", str(tmp_path / "in.parquet")] if name == "predict" else []
+    argv = [name, "--config", json_config, "--set", "model.learningRate=1e-3", "--set", "model.epochs=3",
+            "--output", str(tmp_path / "out"), *extra]
+    assert jobs_main.main(argv) == 0
+    [call] = recorded
+    assert call.command == name and call.output == str(tmp_path / "out") and not call.overwrite
+    assert call.config == load_config("conf/default.yaml", ["model.learningRate=1e-3", "model.epochs=3"])
+    assert call.config["model"]["learningRate"] == 0.001
+    if name == "predict":
+        assert call.args.model == str(tmp_path / "model")
+
+
+@pytest.mark.parametrize("name", CONFIGURED)
+def test_json_config_errors_exit_2_naming_the_key_before_the_job(recorded, json_config, tmp_path, capsys, name):
+    extra = ["--model", str(tmp_path / "model")] if name == "predict" else []
+    with pytest.raises(SystemExit) as done:
+        jobs_main.main([name, "--config", json_config, "--set", "model.optimizer=adamm",
+                        "--output", str(tmp_path / "out"), *extra])
+    assert done.value.code == 2 and recorded == []
+    assert f"deepflash {name}: config error: model.optimizer: `optimizer` == 'adamm', must be one of" \
+        in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_output_defaults_to_the_config_then_the_command(recorded, json_config):
+    jobs_main.main(["train", "--config", json_config])
+    jobs_main.main(["study", "--config", json_config, "--set", "output={}"])
+    assert [c.output for c in recorded] == ["output/default", "output/study"]
+
+
+def test_predict_needs_an_output(recorded, capsys):
+    with pytest.raises(SystemExit) as done:
+        jobs_main.main(["predict", "--model", "m", "--input", "x"])
+    assert done.value.code == 2 and "--output is required" in capsys.readouterr().err and recorded == []
+
+
+def test_bench_passes_its_arguments_through(monkeypatch):
+    seen = []
+    bench = Job("bench", "the benchmark", passthrough=lambda argv: seen.append(argv) or 3)
+    monkeypatch.setattr(jobs_main, "JOBS", (bench,))
+    assert jobs_main.main(["bench", "--", "--rows", "10", "--help"]) == 3
+    assert seen == [["--", "--rows", "10", "--help"]]
+
+
+def test_a_job_has_exactly_one_of_run_or_passthrough():
+    with pytest.raises(ValueError, match="job 'x': give exactly one of `run` or `passthrough`"):
+        Job("x", "help")
+    with pytest.raises(ValueError, match="exactly one"):
+        Job("x", "help", run=print, passthrough=lambda argv: 0)
