@@ -95,7 +95,7 @@ SEARCH_SPACE = {
 
 
 def search_parallelism(train_df, args, store: str) -> dict:
-    """The same 8 random-search trials with parallelism=2 (SparkTrials) and parallelism=1 (Trials)."""
+    """The same 8 random-search trials with parallelism=2 (one Spark job per trial) and parallelism=1 (in the driver)."""
     from deepflash import HyperoptSearch, KerasEstimator
 
     est = KerasEstimator(backend="local", epochs=args.search_epochs, validationSplit=0.1, seed=args.seed,

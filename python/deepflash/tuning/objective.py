@@ -1,6 +1,6 @@
 """One search trial: train a single-process model on the materialized data and score it.
 
-Worker code: it runs inside a SparkTrials task on an executor (or in the driver with plain
+Worker code: it runs inside a search trial's Spark task on an executor (or in the driver with plain
 ``Trials``), receives Param values and a :class:`~deepflash.plan.FitPlan`, and never imports the
 estimator or touches a DataFrame.
 """

@@ -1,9 +1,10 @@
 """HyperoptSearch: distributed Bayesian (TPE), random, annealing and grid search over KerasEstimator Params.
 
-``parallelism > 1`` runs one trial per Spark task with hyperopt's ``SparkTrials``; each trial trains
+``parallelism > 1`` runs one trial per Spark job (:mod:`deepflash.tuning.hyperopt_dispatch`, which
+replaces hyperopt's polling ``SparkTrials``); each trial trains
 a single-process model on its executor from the Parquet that was materialized once in the store.
 ``parallelism == 1`` runs the trials one after another in the driver with ``Trials``; then a trial
-can itself use ``backend="horovod"`` with ``numProc > 1``. SparkTrials cannot run distributed
+can itself use ``backend="horovod"`` with ``numProc > 1``. A Spark task cannot run distributed
 training inside a trial, so the choice is many small trials at once, or one large trial at a time.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from deepflash.params import _number, _one_of, add_accessors
 from deepflash.tuning.base import (COMMON_PARAMS, BaseSearch, BaseSearchModel, Progress, SearchOutcome, SearchSetup,
                                    _CommonSearchParams, job_group, table_row, tpe_startup_trials,
                                    trial_threads)
+from deepflash.tuning.hyperopt_dispatch import run_spark_trials
 from deepflash.tuning.objective import make_objective
 from deepflash.tuning.space import grid_points, to_hyperopt
 
@@ -76,7 +78,7 @@ def _grid_suggest(count: int):
 
 
 class HyperoptSearch(BaseSearch, _SearchParams):
-    """Searches KerasEstimator Params with hyperopt, spread over the cluster with SparkTrials.
+    """Searches KerasEstimator Params with hyperopt, spread over the cluster (one Spark job per trial).
 
     Args:
         estimator: the KerasEstimator whose Params are searched; its other Params stay fixed.
@@ -140,27 +142,32 @@ class HyperoptSearch(BaseSearch, _SearchParams):
         return SearchOutcome(trials_table(trials), results, _first_error(trials))
 
     def _run_trials(self, spark, fn, hyperopt_space, algo, max_evals: int, timeout: float | None, progress):
-        """Runs fmin in a job group of its own; returns the hyperopt Trials, failed trials included."""
-        from hyperopt import SparkTrials, Trials, fmin
+        """Runs the trials in a job group of their own; returns the hyperopt Trials, failed trials included.
+
+        ``parallelism > 1``: one Spark job per trial (:func:`run_spark_trials`); otherwise ``fmin``
+        in the driver.
+        """
+        from hyperopt import Trials, fmin
         from hyperopt.exceptions import AllTrialsFailed
 
         parallelism = self.getParallelism()
-        if parallelism > 1:
-            trials = SparkTrials(parallelism=parallelism, timeout=timeout, spark_session=spark)
-        else:
-            trials = Trials()
-        # SparkTrials launches its trial jobs in the caller's job group. Our own group lets us cancel
-        # (and interrupt) whatever is still running when fmin returns: a timeout, an error, Ctrl-C.
-        with job_group(spark.sparkContext, f"deepflash {self.getAlgo()} search trials",
-                       cancel=parallelism > 1):
-            try:
-                # return_argmin=False: with it, a timeout before any trial finished raises a bare
-                # Exception; without it, the caller reports the unfinished trials.
-                fmin(fn, hyperopt_space, algo=algo, max_evals=max_evals, trials=trials, timeout=timeout,
-                     rstate=np.random.default_rng(self.getSeed()), early_stop_fn=progress, show_progressbar=False,
-                     return_argmin=False)
-            except AllTrialsFailed:
-                pass  # reported by the caller with the first trial's error, which hyperopt does not show
+        sc = spark.sparkContext
+        # Our own group lets us cancel (and interrupt) whatever is still running when the trials
+        # return: a timeout, an error, Ctrl-C.
+        with job_group(sc, f"deepflash {self.getAlgo()} search trials", cancel=parallelism > 1):
+            if parallelism > 1:
+                trials = run_spark_trials(sc, fn, hyperopt_space, algo, max_evals, parallelism, timeout,
+                                          self.getSeed(), progress)
+            else:
+                trials = Trials()
+                try:
+                    # return_argmin=False: with it, a timeout before any trial finished raises a bare
+                    # Exception; without it, the caller reports the unfinished trials.
+                    fmin(fn, hyperopt_space, algo=algo, max_evals=max_evals, trials=trials, timeout=timeout,
+                         rstate=np.random.default_rng(self.getSeed()), early_stop_fn=progress,
+                         show_progressbar=False, return_argmin=False)
+                except AllTrialsFailed:
+                    pass  # reported by the caller with the first trial's error, which hyperopt does not show
             progress(trials)  # trials that finished after hyperopt's last call
         return trials
 
@@ -173,7 +180,7 @@ def _unwrap_grid(objective):
 
 
 def _all_trials(trials) -> list[dict]:
-    """Every trial doc by tid, including those SparkTrials cancelled at a timeout or lost to a failed
+    """Every trial doc by tid, including those cancelled at a timeout or lost to a failed
     Spark task (hyperopt's ``trials.trials`` leaves cancelled and errored docs out)."""
     return sorted(getattr(trials, "_dynamic_trials", trials.trials), key=lambda t: t["tid"])
 
