@@ -4,11 +4,14 @@ Every error names the key path, what was expected and what was found, e.g.
 ``model.optimizer: `optimizer` == 'adamm', must be one of: sgd, ...``.
 
 Sections:
-    data      where the rows come from (digits | fashion_mnist | idx | parquet | table) and how they split
+    data      where the rows come from (digits | fashion_mnist | idx | parquet | table | sine) and how they
+              split; ``sine`` is a generated series (``steps``, ``period``, ``noise``, ``seed``)
     model     KerasEstimator Params by name (``layers`` may be a preset name; ``preset`` is an alias)
     search    ``engine`` (hyperopt | optuna), then HyperoptSearch Params (space, algo, maxEvals, parallelism,
               metric, mode, ...) or OptunaSearch Params (space, sampler, pruner, storage, ...)
     study     the optimizer study's grid (presets, optimizers, learning rates, losses, batch sizes)
+    sampling  MAE random sampling of one architecture: ``look_back``, ``architecture`` (units per layer,
+              input to output) and :func:`deepflash.evolution.mae_random_sampling`'s settings
     tracking  MLflow: uri, experiment, registered_model, enabled
     spark     master and conf
     evaluation  human_error (or Bayes error, for the bias/variance diagnosis), beta (F-beta)
@@ -23,7 +26,11 @@ from typing import Any, Callable
 
 import yaml
 
-DATA_SOURCES = ("digits", "fashion_mnist", "idx", "parquet", "table")
+from deepflash.evolution.sampling import ACTIVATIONS as SAMPLING_ACTIVATIONS
+from deepflash.evolution.sampling import INITS as SAMPLING_INITS
+from deepflash.evolution.sampling import LAYER_TYPES as SAMPLING_LAYER_TYPES
+
+DATA_SOURCES = ("digits", "fashion_mnist", "idx", "parquet", "table", "sine")
 
 
 class ConfigError(ValueError):
@@ -121,6 +128,22 @@ def _features(path, value):
     return _type(path, value, (str,), "a column name or a list of column names")
 
 
+def _non_negative(path, value):
+    _type(path, value, (int, float), "a number")
+    if value < 0:
+        raise ConfigError(f"{path}: expected a number >= 0, found {value}")
+    return value
+
+
+def _architecture(path, value):
+    """Units per layer, input to output: at least an input, one hidden layer and one output unit."""
+    units = _list_of(_integer(1))(path, value)
+    if len(units) < 3 or units[-1] != 1:
+        raise ConfigError(f"{path}: expected units per layer from input to output, with at least one hidden "
+                          f"layer and 1 output unit (e.g. [1, 2, 2, 1]), found {units}")
+    return units
+
+
 def _mapping(path, value):
     return _type(path, value, (dict,), "a mapping")
 
@@ -155,7 +178,8 @@ def _preset(path, value):
 
 SCHEMA: dict[str, dict[str, Callable]] = {
     "data": {"source": _one_of(DATA_SOURCES), "path": _string, "table": _string, "test_fraction": _fraction,
-             "seed": _integer(), "limit": _integer(1), "features": _features, "label": _string},
+             "seed": _integer(), "limit": _integer(1), "features": _features, "label": _string,
+             "steps": _integer(2), "period": _positive, "noise": _non_negative},
     "tracking": {"enabled": _boolean, "uri": _optional_string, "experiment": _string,
                  "registered_model": _optional_string},
     "spark": {"master": _string, "conf": _mapping},
@@ -165,8 +189,13 @@ SCHEMA: dict[str, dict[str, Callable]] = {
               "learning_rates": _list_of(_number, non_empty=False), "losses": _list_of(_study_loss, non_empty=False),
               "batch_sizes": _list_of(_integer(1), non_empty=False), "batch_size": _integer(1),
               "learning_rate_preset": _preset, "parallelism": _integer(0), "epochs": _integer(1)},
+    "sampling": {"look_back": _integer(1), "architecture": _architecture, "samples": _integer(1),
+                 "init": _one_of(SAMPLING_INITS), "init_scale": _positive, "threshold": _positive,
+                 "threshold_fraction": _positive, "layer_type": _one_of(SAMPLING_LAYER_TYPES),
+                 "activation": _one_of(SAMPLING_ACTIVATIONS), "output_activation": _one_of(SAMPLING_ACTIVATIONS),
+                 "batch": _integer(1), "seed": _integer(0)},
 }
-SECTIONS = ("data", "model", "search", "study", "evaluation", "tracking", "spark", "output")
+SECTIONS = ("data", "model", "search", "study", "sampling", "evaluation", "tracking", "spark", "output")
 
 
 def _param_names(cls) -> list[str]:
@@ -271,6 +300,10 @@ def validate(config: Any, source: str = "config") -> dict:
         raise ConfigError(f"data.path: required when data.source is {data['source']!r}")
     if data.get("source") == "table" and "table" not in data:
         raise ConfigError("data.table: required when data.source is 'table'")
+    architecture = out.get("sampling", {}).get("architecture")
+    if architecture and data.get("source") == "sine" and architecture[0] != 1:
+        raise ConfigError(f"sampling.architecture: starts with the input's units, 1 for the sine series, "
+                          f"found {architecture}")
     return out
 
 

@@ -11,7 +11,7 @@ import logging
 import sys
 
 from deepflash.config import ConfigError, load_config
-from deepflash.jobs import bench, predict, study, train, tune
+from deepflash.jobs import bench, predict, sample, study, train, tune
 from deepflash.jobs.base import Invocation, Job, common_arguments
 
 log = logging.getLogger("deepflash")
@@ -22,6 +22,7 @@ JOBS: tuple[Job, ...] = (
     tune.JOB,
     predict.JOB,
     study.JOB,
+    sample.JOB,
     bench.JOB,
 )
 
@@ -72,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     if job.output_required and not args.output:
         parser.exit(2, f"deepflash {args.command}: --output is required\n")
     output = args.output or (config.get("output") or {}).get("dir") or f"output/{args.command}"
-    job.run(Invocation(args.command, config, output, args.overwrite, args))
+    try:  # a job's own config checks (keys that only it requires) run before its Spark work
+        job.run(Invocation(args.command, config, output, args.overwrite, args))
+    except ConfigError as e:
+        parser.exit(2, f"deepflash {args.command}: config error: {e}\n")
     return 0
 
 

@@ -1,5 +1,6 @@
 """Where a job's rows come from: the Spark session from the ``spark`` section, the ``data`` section's
-train/test DataFrames, and the Pipeline stages that turn raw columns into the estimator's input.
+train/test DataFrames (or, for the time-series jobs, its ordered series), and the Pipeline stages
+that turn raw columns into the estimator's input.
 
 Example:
     spark = spark_session(config)
@@ -8,6 +9,10 @@ Example:
 from __future__ import annotations
 
 import os
+
+import numpy as np
+
+SINE_DEFAULTS = {"steps": 1000, "period": 100.0, "noise": 0.0, "seed": 0}
 
 
 def spark_session(config: dict):
@@ -85,3 +90,24 @@ def pipeline_stages(estimator, data: dict) -> list:
     if features:
         estimator.setFeaturesCol(features)
     return [estimator]
+
+
+def load_series(data: dict) -> np.ndarray:
+    """The ordered series of a time-series ``data`` section, as a ``(steps,)`` array.
+
+    ``source: sine`` is ``sin(2 pi t / period) + noise * N(0, 1)`` for ``t = 0 .. steps - 1``,
+    the noise drawn with NumPy from ``seed`` (defaults: 1,000 steps, period 100, no noise).
+    The series is generated on the driver, where the sampling tasks' broadcast starts from.
+
+    Args:
+        data: the config's ``data`` section.
+    """
+    source = data.get("source")
+    if source != "sine":
+        raise ValueError(f"data.source: a time-series job needs a series; expected 'sine', found {source!r}")
+    settings = {**SINE_DEFAULTS, **{k: data[k] for k in SINE_DEFAULTS if k in data}}
+    t = np.arange(settings["steps"], dtype=np.float64)
+    values = np.sin(2 * np.pi * t / settings["period"])
+    if settings["noise"] > 0:
+        values = values + settings["noise"] * np.random.default_rng(settings["seed"]).standard_normal(len(t))
+    return values
