@@ -52,5 +52,5 @@ def run(config: dict, output: str, overwrite: bool = False) -> dict:
     return listing
 
 
-JOB = Job("sample", "MAE random sampling of one architecture (a training-free score)",
+JOB = Job("sample", "MAE random sampling of one architecture, without training",
           lambda call: run(call.config, call.output, overwrite=call.overwrite))
