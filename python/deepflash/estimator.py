@@ -19,6 +19,7 @@ from deepflash import fs
 from deepflash.backends import Backend, get_backend
 from deepflash.data.materialize import materialize
 from deepflash.data.schema import prepare, summarize
+from deepflash.keras_compat import output_shape
 from deepflash.keras_io import model_from_bytes, model_to_bytes
 from deepflash.model import KerasModel
 from deepflash.plan import FitInfo, FitPlan
@@ -190,7 +191,7 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
                                kernel_initializer=self.getKernelInitializer())
         model = model_from_bytes(self._model_bytes)
         in_dim = model.input_shape[-1]
-        out_units = model.output_shape[-1]
+        out_units = output_shape(model)[-1]
         want = num_classes if output_kind == "multiclass" else 1
         if in_dim != input_dim:
             raise ValueError(f"the model given to setModel takes {in_dim} features, but `featuresCol` "

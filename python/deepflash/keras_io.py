@@ -9,11 +9,13 @@ import hashlib
 import os
 import tempfile
 
+from deepflash.keras_compat import save_keras
+
 
 def model_to_bytes(model) -> bytes:
     with tempfile.TemporaryDirectory(prefix="deepflash-") as d:
         path = os.path.join(d, "model.keras")
-        model.save(path, save_format="keras")
+        save_keras(model, path)
         with open(path, "rb") as f:
             return f.read()
 

@@ -13,6 +13,7 @@ from pyspark.sql import types as T
 
 from deepflash.data.schema import features_as_array
 from deepflash.devices import configure_tensorflow
+from deepflash.keras_compat import output_shape
 from deepflash.keras_io import cached_model, model_digest, model_from_bytes
 from deepflash.params import (
     MODEL_PARAM_NAMES,
@@ -38,7 +39,8 @@ def predict_batch_rows(model, budget_bytes: int = PREDICT_MEMORY_BYTES) -> int:
     """
     floats = 0
     for layer in model.layers:
-        shapes = layer.output_shape if isinstance(layer.output_shape, list) else [layer.output_shape]
+        shape = output_shape(layer)
+        shapes = shape if isinstance(shape, list) else [shape]
         for shape in shapes:
             floats += int(np.prod([d for d in shape[1:] if d is not None] or [1]))
     floats += int(np.prod([d for d in model.input_shape[1:] if d is not None] or [1]))
@@ -190,7 +192,7 @@ class KerasModel(Model, _KerasModelParams, MLReadable, MLWritable):
         """Classes of a multiclass model: ``numClasses`` when recorded, else the network's output width."""
         if self.getNumClasses() > 0:
             return self.getNumClasses()
-        return int(self.getKerasModel().output_shape[-1])
+        return int(output_shape(self.getKerasModel())[-1])
 
 
 add_accessors(KerasModel, SHARED_PARAM_NAMES + MODEL_PARAM_NAMES, setters=TRANSFORM_PARAM_NAMES)

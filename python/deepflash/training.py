@@ -15,6 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
+from deepflash.keras_compat import is_legacy_optimizer, to_float
 from deepflash.schedules import LrSchedule
 
 log = logging.getLogger("deepflash")
@@ -23,11 +24,13 @@ log = logging.getLogger("deepflash")
 def _scalar_state(value) -> dict:
     """A number with its NumPy type, so that a restored value compares and rounds as the original did
     (under Horovod the averaged metrics are float32, a local run's are Python floats)."""
+    if value is None:  # Keras 3 callbacks start with no best value
+        return {"value": None, "dtype": None}
     return {"value": float(value), "dtype": np.asarray(value).dtype.name}
 
 
 def _scalar_value(state: dict):
-    return np.dtype(state["dtype"]).type(state["value"])
+    return None if state["value"] is None else np.dtype(state["dtype"]).type(state["value"])
 
 
 class _PendingState:
@@ -101,7 +104,7 @@ class ScheduledLearningRate(_PendingState, tf.keras.callbacks.ReduceLROnPlateau)
             if self.in_cooldown():
                 self.cooldown_counter -= 1
                 self.wait = 0
-            if self.monitor_op(current, self.best):
+            if self._improves(current):
                 self.best, self.wait = current, 0
             elif not self.in_cooldown():
                 self.wait += 1
@@ -112,6 +115,15 @@ class ScheduledLearningRate(_PendingState, tf.keras.callbacks.ReduceLROnPlateau)
             log.warning("the learning-rate plateau rule watches %r, which epoch %d did not report; it has: %s",
                         self.monitor, epoch + 1, ", ".join(sorted(logs or {})))
         set_learning_rate(self.model.optimizer, self.rate(epoch + 1))
+
+    def _improves(self, current) -> bool:
+        """Keras's own rule (``min_delta``, the mode from the metric's name) in Keras 2 and 3, whose
+        ReduceLROnPlateau keep it in different places."""
+        if hasattr(self, "_is_improvement"):  # Keras 3: the rule is set up lazily, best starts as None
+            if self.monitor_op is None:
+                self._set_monitor_op()
+            return bool(self._is_improvement(current, self.best))
+        return bool(self.monitor_op(current, self.best))
 
     def get_state(self) -> dict:
         return {"multiplier": float(self.multiplier), "wait": int(self.wait),
@@ -290,7 +302,7 @@ def build_optimizer(optimizer, var_list: list) -> None:
     step of zero gradients, without cross-process aggregation, creates them; the values it leaves
     behind are overwritten by the caller from the checkpoint.
     """
-    if hasattr(optimizer, "build") and not isinstance(optimizer, tf.keras.optimizers.legacy.Optimizer):
+    if hasattr(optimizer, "build") and not is_legacy_optimizer(optimizer):
         optimizer.build(var_list)
         return
     zeros = [tf.zeros_like(v) for v in var_list]
@@ -302,7 +314,7 @@ def get_learning_rate(optimizer) -> float | None:
     lr = optimizer.learning_rate
     if isinstance(lr, tf.keras.optimizers.schedules.LearningRateSchedule):
         return None
-    return float(tf.keras.backend.get_value(lr))
+    return to_float(lr)
 
 
 def set_learning_rate(optimizer, value: float) -> None:

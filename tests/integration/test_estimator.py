@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from deepflash.keras_compat import output_shape
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.feature import StandardScaler, VectorAssembler
 from pyspark.ml.linalg import VectorUDT
@@ -192,7 +194,7 @@ def test_binary_task(spark, tmp_path):
     model = Pipeline(stages=[assembler, StandardScaler(inputCol="raw", outputCol="scaled"), est]).fit(train)
     keras_model = model.stages[-1]
     assert keras_model.getOutputKind() == "binary" and keras_model.getNumClasses() == 2
-    assert keras_model.getKerasModel().output_shape == (None, 1)
+    assert output_shape(keras_model.getKerasModel()) == (None, 1)
     out = model.transform(test)
     assert accuracy(out) >= 0.92
     probs = np.array([r.probability.toArray() for r in out.select("probability").collect()])

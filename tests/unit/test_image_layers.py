@@ -7,6 +7,8 @@ import re
 import numpy as np
 import pytest
 
+from deepflash.keras_compat import optimizer_module, output_shape
+
 from deepflash.keras_io import model_from_bytes, model_to_bytes
 from deepflash.networks import INITIALIZERS, build_model, check_augmentation, count_params, validate_layers
 
@@ -31,7 +33,7 @@ def test_input_shape_reshapes_inside_the_model():
     assert model.input_shape == (None, 64)   # the model still takes flat vectors
     image = model.layers[1]
     assert type(image) is L.Reshape and image.name == "image"
-    assert image.output_shape == (None, 8, 8, 1)
+    assert output_shape(image) == (None, 8, 8, 1)
     assert type(model.layers[2]) is L.Conv2D
 
 
@@ -215,7 +217,7 @@ def test_fit_augments_and_evaluate_does_not():
     x, y = images(32), np.arange(32) % 3
     model = build_model([{"type": "flatten"}], 64, "multiclass", 3, seed=0, input_shape=[8, 8, 1],
                         augmentation=[{"type": "cutout", "size": 8}])
-    model.compile(optimizer=tf.keras.optimizers.legacy.SGD(learning_rate=0.0), loss="sparse_categorical_crossentropy")
+    model.compile(optimizer=optimizer_module().SGD(learning_rate=0.0), loss="sparse_categorical_crossentropy")
     fit_loss = model.fit(x, y, batch_size=32, epochs=1, verbose=0).history["loss"][0]
     assert fit_loss == pytest.approx(model.evaluate(np.zeros_like(x), y, verbose=0), rel=1e-5)
     assert model.evaluate(x, y, verbose=0) != pytest.approx(fit_loss, rel=1e-3)

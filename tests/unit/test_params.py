@@ -5,6 +5,8 @@ import re
 
 import pytest
 
+from deepflash.keras_compat import output_shape
+
 from deepflash import KerasEstimator, KerasModel
 from deepflash.params import BACKENDS, SHARED_PARAM_NAMES, TASKS, TRANSFORM_PARAM_NAMES
 
@@ -424,7 +426,7 @@ def test_set_model_rejects_non_models_and_skips_layer_validation():
         with pytest.raises(ValueError, match=re.escape(f"`{name}` == {value!r} shapes networks built from "
                                                        "`layers`; the model given to setModel")):
             est.copy({getattr(est, name): value}).setModel(model).validateParams()
-    assert est.getModel().output_shape == (None, 2)
+    assert output_shape(est.getModel()) == (None, 2)
     assert est.setModel(None).getModel() is None
     with pytest.raises(ValueError, match="unknown preset"):
         est.validateParams()

@@ -1,7 +1,8 @@
 """Optimizer names -> Keras optimizers.
 
-The legacy (Keras 2) optimizer classes are used on purpose: Horovod 0.28's
-``DistributedOptimizer`` wraps them, and their state can be saved and restored for resuming.
+Under Keras 2 the legacy optimizer classes are used on purpose: Horovod 0.28's
+``DistributedOptimizer`` wraps them, and their state can be saved and restored for resuming. Under
+Keras 3 (the modern profile) the current classes are (see :mod:`deepflash.keras_compat`).
 """
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ def check_optimizer(name: str) -> str:
 
 def make_optimizer(name: str, learning_rate: float, momentum: float = 0.0, nesterov: bool = False):
     """A fresh optimizer. ``momentum`` applies to sgd and rmsprop, ``nesterov`` to sgd."""
-    import tensorflow as tf
+    from deepflash.keras_compat import optimizer_module
 
-    legacy = tf.keras.optimizers.legacy
+    legacy = optimizer_module()
     name = check_optimizer(name)
     if learning_rate <= 0:
         raise ValueError(f"`learningRate` == {learning_rate!r}, must be > 0")
