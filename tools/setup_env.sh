@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
-# Creates .venv at the repo root with the verified stack (shared/DESIGN.md), Horovod included.
+# Creates the virtual environment of a profile at the repo root:
+#   classic (default): .venv, the verified stack (shared/DESIGN.md), Horovod 0.28.1 compiled;
+#   modern (--profile modern): .venv-modern, python/requirements-modern.txt (Spark 4.3, Keras 3,
+#   numpy 2), no Horovod and no Petastorm.
 # Idempotent: a stamp holding the hash of the inputs makes a second run a no-op.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-VENV="$ROOT/.venv"
+PROFILE=classic
+if [ "${1:-}" = "--profile" ]; then PROFILE="${2:?--profile needs classic or modern}"; fi
+case "$PROFILE" in
+  classic) VENV="$ROOT/.venv"; REQS="$ROOT/python/requirements.txt" ;;
+  modern) VENV="$ROOT/.venv-modern"; REQS="$ROOT/python/requirements-modern.txt" ;;
+  *) echo "--profile == $PROFILE, must be classic or modern" >&2; exit 2 ;;
+esac
 PY="${DEEPFLASH_PYTHON:-python3.11}"
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 STAMP="$VENV/.deepflash-setup"
-HASH="$(cat "$ROOT/python/requirements.txt" "$ROOT/python/pyproject.toml" "$ROOT/tools/setup_env.sh" | sha256sum | cut -c1-32)"
+HASH="$(cat "$REQS" "$ROOT/python/pyproject.toml" "$ROOT/tools/setup_env.sh" | sha256sum | cut -c1-32)"
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$HASH" ]; then
-  echo "deepflash setup: .venv is up to date"
+  echo "deepflash setup: $(basename "$VENV") is up to date"
   exit 0
 fi
 
@@ -18,8 +27,15 @@ fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 PIP="$VENV/bin/python -m pip"
 $PIP install --quiet --upgrade "pip<25"
-echo "deepflash setup: installing the pinned stack (python/requirements.txt)"
-$PIP install --quiet -r "$ROOT/python/requirements.txt"
+echo "deepflash setup: installing the pinned $PROFILE stack ($(basename "$REQS"))"
+$PIP install --quiet -r "$REQS"
+
+if [ "$PROFILE" = modern ]; then
+  $PIP install --quiet --no-deps --no-build-isolation -e "$ROOT/python"
+  "$VENV/bin/python" -c "import deepflash, keras, pyspark, hyperopt, optuna, mlflow; print('deepflash setup: ok (modern), pyspark', pyspark.__version__, 'keras', keras.__version__)"
+  echo "$HASH" > "$STAMP"
+  exit 0
+fi
 
 if ! "$VENV/bin/python" -c "import horovod.tensorflow.keras, horovod.spark" >/dev/null 2>&1; then
   # The system cmake (3.25) is required: pip's cmake 4.x rejects gloo's cmake_minimum_required.
