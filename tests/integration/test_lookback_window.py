@@ -11,7 +11,7 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
 
 from helpers import raises_before_any_job
-from deepflash import KerasEstimator
+from deepflash import HyperoptSearch, KerasEstimator
 from deepflash.datasets import sine_wave
 from deepflash.timeseries import LookBackWindow, window_arrays
 
@@ -199,3 +199,13 @@ def test_lstm_stack_beats_persistence_on_a_held_out_stretch(spark, tmp_path):
     logging.getLogger("deepflash").info("held-out MAE: LSTM %.4f, persistence %.4f (%d rows)", *mae)
     assert mae["rows"] == n - cut - 1
     assert mae["model"] < 0.8 * mae["persistence"], mae
+
+
+@pytest.mark.slow
+def test_search_trials_take_the_window_shape_too(spark, tmp_path):
+    rows = LookBackWindow(inputCol="value", lookBack=6, orderBy="t").transform(sine_wave(spark, 120, 20))
+    est = KerasEstimator(task="regression", backend="local", epochs=1, seed=2, storePath=str(tmp_path / "store"))
+    stacks = [[{"type": "lstm", "units": 4}], [{"type": "lstm", "units": 4}, {"type": "lstm", "units": 2}]]
+    found = HyperoptSearch(estimator=est, space={"layers": {"choice": stacks}}, algo="grid", maxEvals=10,
+                           parallelism=1, metric="val_loss", mode="min", refit=False).fit(rows)
+    assert list(found.trials["status"]) == ["ok", "ok"], list(found.trials["error"])
