@@ -83,7 +83,8 @@ class LookBackWindow(Transformer, HasInputCol, HasInputCols, HasOutputCol, HasLa
         partitionBy: columns whose values key separate series (default: one series).
 
     Example:
-        >>> rows = LookBackWindow(inputCol="value", lookBack=10, orderBy="t").transform(datasets.sine_wave(spark, 500, 50))
+        >>> window = LookBackWindow(inputCol="value", lookBack=10, orderBy="t")
+        >>> rows = window.transform(datasets.sine_wave(spark, 500, period=50))
         >>> KerasEstimator(task="regression", layers=[{"type": "lstm", "units": 16}]).fit(rows)
     """
 
@@ -156,7 +157,8 @@ class LookBackWindow(Transformer, HasInputCol, HasInputCols, HasOutputCol, HasLa
         # lag(value, j) over the series: the window's step t - j; a lag or lead of a constant is
         # null exactly where the series has no such row, whatever the values hold.
         steps = [F.lag(values[c], j).over(window) for j in range(look_back - 1, -1, -1) for c in cols]
-        full = F.lag(F.lit(1), look_back - 1).over(window).isNotNull() & F.lead(F.lit(1), horizon).over(window).isNotNull()
+        full = (F.lag(F.lit(1), look_back - 1).over(window).isNotNull()
+                & F.lead(F.lit(1), horizon).over(window).isNotNull())
         out, label, keep = self.getOutputCol(), self.getLabelCol(), "__deepflash_keep"
         features = array_to_vector(F.array(*steps)).alias(
             out, metadata=window_shape_metadata([look_back, len(cols)]))
