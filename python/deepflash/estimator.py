@@ -18,7 +18,7 @@ from deepflash import remote
 from deepflash import fs
 from deepflash.backends import Backend, get_backend
 from deepflash.data.materialize import materialize
-from deepflash.data.schema import prepare, summarize
+from deepflash.data.schema import prepare, summarize, window_shape
 from deepflash.keras_io import model_from_bytes, model_to_bytes
 from deepflash.model import KerasModel
 from deepflash.plan import FitInfo, FitPlan
@@ -51,6 +51,8 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
             ``fashion_cnn``); the output layer is added from ``task`` and the number of classes.
         inputShape: e.g. ``[28, 28, 1]``: the model's first layer reshapes the flat feature vector to
             it (its product must be the feature length), so the fitted model still scores flat vectors.
+            Unset, the window shape ``[lookBack, k]`` that a LookBackWindow recorded in the features
+            column's metadata is used, so an ``lstm`` takes its windows directly.
         augmentation: train-time image augmentation steps (``rotate``, ``zoom``, ``shift``, ``flip``,
             ``cutout``; see :mod:`deepflash.networks.augmentation`); needs a rank-3 ``inputShape``.
             ``transform`` never augments.
@@ -182,11 +184,13 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
             return list(metrics)
         return ["accuracy"] if self.getTask() == "classification" else ["mae"]
 
-    def _initial_model(self, input_dim: int, output_kind: str, num_classes: int):
-        """The untrained model: the one from setModel, or one built from ``layers``."""
+    def _initial_model(self, input_dim: int, output_kind: str, num_classes: int,
+                       input_shape: tuple[int, ...] | None = None):
+        """The untrained model: the one from setModel, or one built from ``layers`` (reshaping the
+        feature vector to ``input_shape``, see :meth:`_input_shape`)."""
         if self._model_bytes is None:
             return build_model(self.getLayers(), input_dim, output_kind, num_classes, seed=self._seed(),
-                               input_shape=self.getInputShape(), augmentation=self.getAugmentation(),
+                               input_shape=list(input_shape) if input_shape else None, augmentation=self.getAugmentation(),
                                kernel_initializer=self.getKernelInitializer())
         model = model_from_bytes(self._model_bytes)
         in_dim = model.input_shape[-1]
@@ -199,6 +203,20 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
             raise ValueError(f"the model given to setModel has {out_units} output units; a "
                              f"{output_kind} task on this data needs {want}")
         return model
+
+    def _input_shape(self, dataset: DataFrame) -> tuple[int, ...] | None:
+        """``inputShape`` if set; else, for a network built from ``layers``, the window shape that
+        :class:`~deepflash.timeseries.LookBackWindow` recorded in the features column's metadata."""
+        if self.getInputShape() is not None:
+            return tuple(self.getInputShape())
+        if self._model_bytes is not None:
+            return None
+        shape = window_shape(dataset, self.getFeaturesCol())
+        if shape is not None:
+            log.info("`featuresCol` %r holds windows of shape %s (its metadata): the network takes them so",
+                     self.getFeaturesCol(), shape)
+            return tuple(shape)
+        return None
 
     def paramValues(self) -> dict:
         """Every shared Param's value by name (the seed folded into [0, 2**31)): the plain,
@@ -249,13 +267,14 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
                              "rows; every process needs at least one")
         # Built once here so that a layer list or a setModel model that cannot fit the data fails
         # before anything is written.
-        self._initial_model(summary.input_dim, summary.output_kind, summary.num_classes)
+        input_shape = self._input_shape(dataset)
+        self._initial_model(summary.input_dim, summary.output_kind, summary.num_classes, input_shape)
         data = materialize(prepared, summary, store, num_proc)
         return FitPlan(train_url=data.train_url, val_url=data.val_url, train_rows=data.train_rows,
                        val_rows=data.val_rows, output_kind=summary.output_kind, num_classes=summary.num_classes,
                        input_dim=summary.input_dim, data_fingerprint=summary.fingerprint, store_url=store.url(),
                        reused=data.reused, write_seconds=data.seconds, bytes=data.bytes, reader=self.getReader(),
-                       weighted=summary.weighted)
+                       weighted=summary.weighted, input_shape=input_shape)
 
     def _fit(self, dataset: DataFrame) -> KerasModel:
         started = time.time()
@@ -273,7 +292,7 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
         """
         started = time.time()
         backend = backend or get_backend(self.getBackend(), self.getNumProc())
-        model = self._initial_model(plan.input_dim, plan.output_kind, plan.num_classes)
+        model = self._initial_model(plan.input_dim, plan.output_kind, plan.num_classes, plan.input_shape)
         store = Store(plan.store_url)
         values = self.paramValues()
         user_run_id = values.get("runId")

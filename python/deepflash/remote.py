@@ -499,7 +499,8 @@ def train_network(values: dict, plan: FitPlan, log_prefix: str = "",
     from deepflash.networks import build_model
 
     model = build_model(values["layers"], plan.input_dim, plan.output_kind, plan.num_classes, seed=values["seed"],
-                        input_shape=values.get("inputShape"), augmentation=values.get("augmentation"),
+                        input_shape=values.get("inputShape") or plan.input_shape,
+                        augmentation=values.get("augmentation"),
                         kernel_initializer=values.get("kernelInitializer", "glorot_uniform"))
     settings = make_settings(values, plan, model_to_bytes(model), run_fingerprint="", run_id=uuid.uuid4().hex,
                              checkpoint_path=None, distributed=False, log_prefix=log_prefix)
