@@ -106,6 +106,15 @@ def test_set_model_is_refused_in_cascade_mode():
         est.validateParams()
 
 
+def test_search_space_can_choose_cascade():
+    from deepflash.tuning.space import check_space
+
+    check_space({"trainingMode": {"choice": ["standard", "cascade"]}, "cascadeGrowth": {"uniform": [1.0, 2.0]},
+                 "cascadeFineTuneRate": {"choice": [0.0, 0.1]}})
+    with pytest.raises(ValueError, match=r"`trainingMode` == 'cascades'"):
+        check_space({"trainingMode": {"choice": ["standard", "cascades"]}})
+
+
 # --- stage networks -----------------------------------------------------------------------------
 
 def test_stage_networks_share_layers_and_freeze_the_earlier_ones():
