@@ -19,6 +19,10 @@ Checkpoints and exact resume
     and a resumed run starts the stream at batch ``initial_epoch * steps_per_epoch``, so on the
     same hardware a run of 4 epochs and a run of 2 epochs resumed for 2 more end with identical
     weights and history.
+    In cascade mode (format 4) the checkpoint also records the stage whose network it holds: a
+    resumed run continues that stage (its network, optimizer and plateau state) or, when the
+    stage had finished, carries its layers into the next one. Each stage reads the batch stream
+    from its first epoch's position, so stage boundaries resume exactly as well.
 
 Test-only fault injection
     ``DEEPFLASH_TEST_CRASH="rank=1,epoch=3,marker=/path/to/marker"`` in the environment (the

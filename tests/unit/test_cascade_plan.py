@@ -200,8 +200,9 @@ def _write_state(tmp_path, **state) -> tuple:
     base = {"format": 3, "epoch": 2, "history": {}, "fingerprint": "fp", "run_id": "r", "num_weights": 0,
             "num_optimizer": 0, "callbacks": {}}
     np.savez(buf, state=np.array(json.dumps({**base, **state})))
-    store.write_bytes("runs/r/checkpoint.npz", buf.getvalue())
-    return store, "runs/r/checkpoint.npz"
+    path = Store.join_path(store.run_dir("r"), "checkpoint.npz")
+    store.write_bytes(path, buf.getvalue())
+    return store, path
 
 
 def test_older_checkpoints_load_and_newer_ones_fail_clearly(tmp_path):
