@@ -236,3 +236,16 @@ def test_learning_curves_mark_where_each_stage_starts(tmp_path, monkeypatch):
         marks = [line.get_xdata()[0] for line in ax.get_lines() if line.get_linestyle() == ":"]
         assert marks == [2.5, 5.5]
         assert [t.get_text() for t in ax.texts] == ["stage 2", "stage 3"]
+
+
+def test_config_checks_cascade_keys_with_their_path():
+    from deepflash.config import ConfigError, validate
+
+    ok = validate({"model": {"trainingMode": "cascade", "layers": "deep", "epochs": 8, "reduceLrPatience": 1,
+                             "cascadeGrowth": 2}})
+    assert ok["model"]["trainingMode"] == "cascade"
+    with pytest.raises(ConfigError, match=r"model: `reduceLrPatience` == 0, must be >= 1"):
+        validate({"model": {"trainingMode": "cascade", "layers": "deep", "epochs": 8}})
+    with pytest.raises(ConfigError, match=r"model.cascadeEpochs: `cascadeEpochs` == \[1, 2\] has 2 stage"):
+        validate({"model": {"trainingMode": "cascade", "layers": "deep", "epochs": 3, "reduceLrPatience": 1,
+                            "cascadeEpochs": [1, 2]}})
