@@ -48,7 +48,7 @@ def cascade_benchmark(train_df, test_df, args, store: str) -> dict:
                      "test_accuracy": _accuracy(model.transform(test_df)),
                      "best_val_accuracy": max(history.get("val_accuracy") or [float("nan")]),
                      "final_lr": history["lr"][-1]})
-    plan = resolve_cascade({**KerasEstimator(**base, trainingMode="cascade").paramValues()})
+    plan = resolve_cascade(KerasEstimator(**base, trainingMode="cascade").paramValues())
     return {"rows": runs, "epochs": args.cascade_epochs, "stage_epochs": list(plan.epochs), "histories": histories}
 
 
