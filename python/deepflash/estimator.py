@@ -17,6 +17,7 @@ from pyspark.sql import DataFrame
 from deepflash import remote
 from deepflash import fs
 from deepflash.backends import Backend, get_backend
+from deepflash.cascade import resolve_cascade
 from deepflash.data.materialize import materialize
 from deepflash.data.schema import prepare, summarize, window_shape
 from deepflash.keras_io import model_from_bytes, model_to_bytes
@@ -63,6 +64,12 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
             ``exponential``, ``inverse_sqrt``, ``step`` or ``cosine``, with ``lrDecay``, ``lrStepEpochs``,
             ``lrStepFactor``, ``lrWarmupEpochs`` and ``lrMinRate`` (formulas in :mod:`deepflash.schedules`);
             a ReduceLROnPlateau reduction (``reduceLrPatience``) multiplies the scheduled rate.
+        trainingMode: ``standard``, or ``cascade``: one layer with weights (with the dropout and
+            batchnorm after it) trained at a time, each stage under a fresh output layer, for
+            ``cascadeEpochs`` (or ``epochs`` split by ``cascadeGrowth``); earlier layers are frozen
+            (``cascadeFineTuneRate`` 0) or train at ``learningRate × cascadeFineTuneRate``; within a
+            stage the rate is multiplied by ``reduceLrFactor`` when ``earlyStoppingMonitor`` plateaus
+            (``reduceLrPatience`` >= 1). The history's ``stage`` gives each epoch's stage (1-based).
         runId: checkpoints go to ``<storePath>/runs/<runId>``; fitting again with the same id resumes.
 
     Example:
@@ -81,7 +88,9 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
                  validationCol: str | None = None, earlyStoppingPatience: int = 0,
                  earlyStoppingMonitor: str = "val_loss", reduceLrPatience: int = 0, reduceLrFactor: float = 0.1,
                  lrSchedule: str = "none", lrDecay: float = 0.1, lrStepEpochs: int = 10, lrStepFactor: float = 0.5,
-                 lrWarmupEpochs: int = 0, lrMinRate: float = 0.0, scaleLearningRate: bool = False, numProc: int = 1,
+                 lrWarmupEpochs: int = 0, lrMinRate: float = 0.0, scaleLearningRate: bool = False,
+                 trainingMode: str = "standard", cascadeEpochs: list | None = None, cascadeGrowth: float = 1.5,
+                 cascadeFineTuneRate: float = 0.0, numProc: int = 1,
                  backend: str = "horovod", storePath: str | None = None, runId: str | None = None,
                  seed: int | None = None, verbose: int = 0, reader: str = "arrow", readMode: str = "auto",
                  shuffleBufferRows: int = 10_000, memoryBudgetMB: float = 1024.0,
@@ -101,7 +110,9 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
                   validationCol: str | None = None, earlyStoppingPatience: int = 0,
                   earlyStoppingMonitor: str = "val_loss", reduceLrPatience: int = 0, reduceLrFactor: float = 0.1,
                   lrSchedule: str = "none", lrDecay: float = 0.1, lrStepEpochs: int = 10, lrStepFactor: float = 0.5,
-                  lrWarmupEpochs: int = 0, lrMinRate: float = 0.0, scaleLearningRate: bool = False, numProc: int = 1,
+                  lrWarmupEpochs: int = 0, lrMinRate: float = 0.0, scaleLearningRate: bool = False,
+                  trainingMode: str = "standard", cascadeEpochs: list | None = None, cascadeGrowth: float = 1.5,
+                  cascadeFineTuneRate: float = 0.0, numProc: int = 1,
                   backend: str = "horovod", storePath: str | None = None, runId: str | None = None,
                   seed: int | None = None, verbose: int = 0, reader: str = "arrow", readMode: str = "auto",
                   shuffleBufferRows: int = 10_000, memoryBudgetMB: float = 1024.0,
@@ -170,6 +181,10 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
             raise ValueError(f"`earlyStoppingMonitor` == {monitor!r} needs validation data, found validationSplit "
                              "== 0 and no validationCol; set one, or monitor a training metric such as 'loss'")
         check_schedule(LrSchedule.from_values(self.paramValues()), self.getLearningRate())
+        if self.getTrainingMode() == "cascade" and self._model_bytes is not None:
+            raise ValueError("`trainingMode` == 'cascade' builds one network per stage from `layers`; the model "
+                             "given to setModel cannot be split into stages: use layers, or trainingMode='standard'")
+        resolve_cascade(self.paramValues())
         if self.getBackend() == "local" and self.getNumProc() != 1:
             raise ValueError(f"`numProc` == {self.getNumProc()}, must be 1 with backend='local'; "
                              "use backend='horovod' for more processes")
@@ -300,9 +315,13 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
         # Checkpoints only where they can be used: a run resumes through the runId its user gave.
         checkpoint_path = fs.join(store.run_dir(run_id), remote.CHECKPOINT_FILE) if user_run_id else None
         # Resuming is only safe onto the same architecture, data and training setup.
-        fingerprint = hashlib.sha256(json.dumps(
-            {"model": _architecture(model), "data": plan.data_fingerprint, "loss": values["loss"],
-             "optimizer": values["optimizer"], "batch": values["batchSize"]}, sort_keys=True).encode()).hexdigest()
+        identity = {"model": _architecture(model), "data": plan.data_fingerprint, "loss": values["loss"],
+                    "optimizer": values["optimizer"], "batch": values["batchSize"]}
+        cascade = resolve_cascade(values)
+        if cascade is not None:
+            # A cascade checkpoint holds one stage's network: only the same stages can continue it.
+            identity["cascade"] = cascade.as_dict()
+        fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
         settings = remote.make_settings(values, plan, model_to_bytes(model), run_fingerprint=fingerprint,
                                         run_id=run_id, checkpoint_path=checkpoint_path,
                                         distributed=backend.distributed)

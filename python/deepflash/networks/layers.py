@@ -258,7 +258,7 @@ def build_model(layers: list[dict] | str, input_dim: int, output: str, num_class
             raise ValueError(f"{_where(i, spec)} does not fit its input of shape {tuple(x.shape[1:])}: "
                              f"{str(e).splitlines()[0]}") from None
     if len(x.shape) > 2:
-        x = tf.keras.layers.Flatten()(x)
+        x = tf.keras.layers.Flatten(name="output_flatten")(x)
     units, activation = {"multiclass": (num_classes, "softmax"), "binary": (1, "sigmoid"),
                          "regression": (1, "linear")}[output]
     outputs = tf.keras.layers.Dense(units, activation=activation, kernel_initializer=kernel_initializer,
