@@ -1,6 +1,7 @@
 """Small helpers shared by the tests."""
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 
@@ -36,3 +37,17 @@ def fails_cleanly(spark, store_dir, df, est, error, match, *, no_job: bool):
     assert not os.path.exists(store_dir), f"something was written to the store: {os.listdir(store_dir)}"
     if no_job:
         assert sc.statusTracker().getJobIdsForGroup(group) == []
+
+
+@contextlib.contextmanager
+def raises_before_any_job(spark, error, match):
+    """Expects the block to raise ``error`` matching ``match`` without running a Spark job."""
+    sc = spark.sparkContext
+    group = f"no-job-{uuid.uuid4().hex[:8]}"
+    sc.setJobGroup(group, "no-job test")
+    try:
+        with pytest.raises(error, match=match):
+            yield
+    finally:
+        sc.setLocalProperty("spark.jobGroup.id", None)
+    assert sc.statusTracker().getJobIdsForGroup(group) == []

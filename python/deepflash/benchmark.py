@@ -236,7 +236,8 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip", default="",
-                        help="comma list of runs to skip: local,hvd1,hvd2,inference,search,algos,best,stream")
+                        help="comma list of runs to skip: local,hvd1,hvd2,inference,search,algos,best,stream,"
+                             "cascade")
     parser.add_argument("--search-epochs", type=int, default=2, help="epochs per trial in the search comparison")
     parser.add_argument("--algo-rows", type=int, default=10000, help="TPE against random: training rows (0 = all)")
     parser.add_argument("--algo-epochs", type=int, default=2, help="TPE against random: epochs per trial")
@@ -250,6 +251,10 @@ def main(argv=None) -> int:
                         help="memory bound: GB of generated float32 features to train on")
     parser.add_argument("--stream-epochs", type=int, default=1, help="memory bound: epochs")
     parser.add_argument("--stream-modes", default="stream,memory", help="memory bound: read modes to run")
+    parser.add_argument("--cascade-rows", type=int, default=0,
+                        help="cascade against standard: training rows (0 = all 60k)")
+    parser.add_argument("--cascade-epochs", type=int, default=12, help="cascade against standard: total epochs")
+    parser.add_argument("--cascade-lr", type=float, default=1e-3, help="cascade against standard: Adam's rate")
     parser.add_argument("--output", default="output/bench")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -288,7 +293,14 @@ def main(argv=None) -> int:
             all_df = train_df.union(test_df).cache()
             all_df.count()
             infer = inference(spark, fitted, all_df, all_x, args)
-        search = algos = best = streaming = None
+        search = algos = best = streaming = cascade = None
+        if "cascade" not in skip:
+            from deepflash.bench_cascade import cascade_benchmark
+
+            cascade_df = datasets.from_numpy(spark, x_full[:args.cascade_rows] if args.cascade_rows else x_full,
+                                             y_full[:args.cascade_rows] if args.cascade_rows else y_full,
+                                             num_partitions=parts)
+            cascade = cascade_benchmark(cascade_df, test_df, args, os.path.join(store, "cascade"))
         if "stream" not in skip:
             from deepflash.bench_streaming import streaming_benchmark
 
@@ -352,6 +364,10 @@ def main(argv=None) -> int:
         if "stream_vs_memory_throughput" in streaming:
             lines.append(f"\nstreaming throughput / in-memory: {streaming['stream_vs_memory_throughput']:.2f} "
                          "(goal >= 0.9)")
+    if cascade:
+        from deepflash.bench_cascade import report_lines
+
+        lines += [""] + report_lines(cascade, args.cascade_rows or len(x_full))
     goals = goals_table(rows, baseline, infer, search, streaming) if rows else []
     if goals:
         lines += ["", "| goal | measured | bound | met |", "|---|---|---|---|"]
@@ -378,7 +394,12 @@ def main(argv=None) -> int:
                        for algo, curves in algos["curves"].items()}
         plots.overlay(mean_curves, "best val_accuracy", os.path.join(args.output, "tpe_vs_random.png"),
                       title=f"Best validation accuracy so far, mean of {algos['seeds']} seeds", xlabel="trial")
+    if cascade:
+        from deepflash.bench_cascade import write_plots
+
+        write_plots(cascade, args.output)
     result = {"rows": [{k: v for k, v in r.items() if k != "model"} for r in rows], "inference": infer, "goals": goals,
+              "cascade": cascade,
               "search": search,
               "algos": algos, "best": best, "streaming": streaming, "args": vars(args), "report": report}
     fs.write_bytes(fs.qualify(os.path.join(args.output, "benchmark.json")),

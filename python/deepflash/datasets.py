@@ -1,4 +1,5 @@
-"""Datasets as Spark DataFrames with a ``features`` Vector (scaled to [0, 1]) and a double ``label``.
+"""Datasets as Spark DataFrames: images with a ``features`` Vector (scaled to [0, 1]) and a double ``label``,
+and a generated series (:func:`sine_wave`).
 
 Nothing here downloads: digits ship inside scikit-learn, Fashion-MNIST comes from Debian's
 ``dataset-fashion-mnist`` package, and MNIST-format IDX files are read from wherever you have them.
@@ -101,3 +102,36 @@ def load_fashion_mnist(spark: SparkSession, split: str = "train", directory: str
         raise FileNotFoundError(f"Fashion-MNIST not found in {directory}; install the Debian package "
                                 "`dataset-fashion-mnist` (apt-get install dataset-fashion-mnist) or pass directory=")
     return load_idx(spark, directory, split)
+
+
+def sine_wave(spark: SparkSession, n: int, period: float, noise: float = 0.0, seed: int | None = None) -> DataFrame:
+    """A sine wave of ``n`` steps, generated in Spark: ``t`` (long, 0..n-1) and ``value`` (double).
+
+    ``value = sin(2 pi t / period) + noise * N(0, 1)``. The noise is Spark's ``randn(seed)`` over a
+    partitioning fixed by ``n`` (one partition per million steps), so a seed gives the same series
+    on any cluster; ``seed=None`` draws a fresh one.
+
+    Args:
+        n: steps, >= 1.
+        period: steps per cycle, > 0.
+        noise: standard deviation of the added Gaussian noise, >= 0.
+        seed: seeds the noise.
+
+    Example:
+        >>> rows = LookBackWindow(inputCol="value", lookBack=10, orderBy="t").transform(sine_wave(spark, 1000, 50))
+    """
+    from pyspark.sql import functions as F
+
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"`n` == {n!r}, must be an integer >= 1")
+    if isinstance(period, bool) or not isinstance(period, (int, float)) or not period > 0:
+        raise ValueError(f"`period` == {period!r}, must be a number > 0")
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not noise >= 0:
+        raise ValueError(f"`noise` == {noise!r}, must be a number >= 0")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ValueError(f"`seed` == {seed!r}, must be an integer or None")
+    steps = spark.range(0, n, 1, numPartitions=max(1, -(-n // 1_000_000)))
+    value = F.sin(F.col("id") * F.lit(2 * np.pi / float(period)))
+    if noise > 0:
+        value = value + F.lit(float(noise)) * F.randn(seed)
+    return steps.select(F.col("id").alias("t"), value.alias("value"))

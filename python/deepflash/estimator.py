@@ -17,8 +17,9 @@ from pyspark.sql import DataFrame
 from deepflash import remote
 from deepflash import fs
 from deepflash.backends import Backend, get_backend
+from deepflash.cascade import resolve_cascade
 from deepflash.data.materialize import materialize
-from deepflash.data.schema import prepare, summarize
+from deepflash.data.schema import prepare, summarize, window_shape
 from deepflash.keras_compat import output_shape
 from deepflash.keras_io import model_from_bytes, model_to_bytes
 from deepflash.model import KerasModel
@@ -52,6 +53,8 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
             ``fashion_cnn``); the output layer is added from ``task`` and the number of classes.
         inputShape: e.g. ``[28, 28, 1]``: the model's first layer reshapes the flat feature vector to
             it (its product must be the feature length), so the fitted model still scores flat vectors.
+            Unset, the window shape ``[lookBack, k]`` that a LookBackWindow recorded in the features
+            column's metadata is used, so an ``lstm`` takes its windows directly.
         augmentation: train-time image augmentation steps (``rotate``, ``zoom``, ``shift``, ``flip``,
             ``cutout``; see :mod:`deepflash.networks.augmentation`); needs a rank-3 ``inputShape``.
             ``transform`` never augments.
@@ -62,6 +65,12 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
             ``exponential``, ``inverse_sqrt``, ``step`` or ``cosine``, with ``lrDecay``, ``lrStepEpochs``,
             ``lrStepFactor``, ``lrWarmupEpochs`` and ``lrMinRate`` (formulas in :mod:`deepflash.schedules`);
             a ReduceLROnPlateau reduction (``reduceLrPatience``) multiplies the scheduled rate.
+        trainingMode: ``standard``, or ``cascade``: one layer with weights (with the dropout and
+            batchnorm after it) trained at a time, each stage under a fresh output layer, for
+            ``cascadeEpochs`` (or ``epochs`` split by ``cascadeGrowth``); earlier layers are frozen
+            (``cascadeFineTuneRate`` 0) or train at ``learningRate × cascadeFineTuneRate``; within a
+            stage the rate is multiplied by ``reduceLrFactor`` when ``earlyStoppingMonitor`` plateaus
+            (``reduceLrPatience`` >= 1). The history's ``stage`` gives each epoch's stage (1-based).
         runId: checkpoints go to ``<storePath>/runs/<runId>``; fitting again with the same id resumes.
 
     Example:
@@ -80,7 +89,9 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
                  validationCol: str | None = None, earlyStoppingPatience: int = 0,
                  earlyStoppingMonitor: str = "val_loss", reduceLrPatience: int = 0, reduceLrFactor: float = 0.1,
                  lrSchedule: str = "none", lrDecay: float = 0.1, lrStepEpochs: int = 10, lrStepFactor: float = 0.5,
-                 lrWarmupEpochs: int = 0, lrMinRate: float = 0.0, scaleLearningRate: bool = False, numProc: int = 1,
+                 lrWarmupEpochs: int = 0, lrMinRate: float = 0.0, scaleLearningRate: bool = False,
+                 trainingMode: str = "standard", cascadeEpochs: list | None = None, cascadeGrowth: float = 1.5,
+                 cascadeFineTuneRate: float = 0.0, numProc: int = 1,
                  backend: str = "horovod", storePath: str | None = None, runId: str | None = None,
                  seed: int | None = None, verbose: int = 0, reader: str = "arrow", readMode: str = "auto",
                  shuffleBufferRows: int = 10_000, memoryBudgetMB: float = 1024.0,
@@ -100,7 +111,9 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
                   validationCol: str | None = None, earlyStoppingPatience: int = 0,
                   earlyStoppingMonitor: str = "val_loss", reduceLrPatience: int = 0, reduceLrFactor: float = 0.1,
                   lrSchedule: str = "none", lrDecay: float = 0.1, lrStepEpochs: int = 10, lrStepFactor: float = 0.5,
-                  lrWarmupEpochs: int = 0, lrMinRate: float = 0.0, scaleLearningRate: bool = False, numProc: int = 1,
+                  lrWarmupEpochs: int = 0, lrMinRate: float = 0.0, scaleLearningRate: bool = False,
+                  trainingMode: str = "standard", cascadeEpochs: list | None = None, cascadeGrowth: float = 1.5,
+                  cascadeFineTuneRate: float = 0.0, numProc: int = 1,
                   backend: str = "horovod", storePath: str | None = None, runId: str | None = None,
                   seed: int | None = None, verbose: int = 0, reader: str = "arrow", readMode: str = "auto",
                   shuffleBufferRows: int = 10_000, memoryBudgetMB: float = 1024.0,
@@ -169,6 +182,10 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
             raise ValueError(f"`earlyStoppingMonitor` == {monitor!r} needs validation data, found validationSplit "
                              "== 0 and no validationCol; set one, or monitor a training metric such as 'loss'")
         check_schedule(LrSchedule.from_values(self.paramValues()), self.getLearningRate())
+        if self.getTrainingMode() == "cascade" and self._model_bytes is not None:
+            raise ValueError("`trainingMode` == 'cascade' builds one network per stage from `layers`; the model "
+                             "given to setModel cannot be split into stages: use layers, or trainingMode='standard'")
+        resolve_cascade(self.paramValues())
         if self.getBackend() == "local" and self.getNumProc() != 1:
             raise ValueError(f"`numProc` == {self.getNumProc()}, must be 1 with backend='local'; "
                              "use backend='horovod' for more processes")
@@ -183,11 +200,13 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
             return list(metrics)
         return ["accuracy"] if self.getTask() == "classification" else ["mae"]
 
-    def _initial_model(self, input_dim: int, output_kind: str, num_classes: int):
-        """The untrained model: the one from setModel, or one built from ``layers``."""
+    def _initial_model(self, input_dim: int, output_kind: str, num_classes: int,
+                       input_shape: tuple[int, ...] | None = None):
+        """The untrained model: the one from setModel, or one built from ``layers`` (reshaping the
+        feature vector to ``input_shape``, see :meth:`_input_shape`)."""
         if self._model_bytes is None:
             return build_model(self.getLayers(), input_dim, output_kind, num_classes, seed=self._seed(),
-                               input_shape=self.getInputShape(), augmentation=self.getAugmentation(),
+                               input_shape=list(input_shape) if input_shape else None, augmentation=self.getAugmentation(),
                                kernel_initializer=self.getKernelInitializer())
         model = model_from_bytes(self._model_bytes)
         in_dim = model.input_shape[-1]
@@ -200,6 +219,20 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
             raise ValueError(f"the model given to setModel has {out_units} output units; a "
                              f"{output_kind} task on this data needs {want}")
         return model
+
+    def _input_shape(self, dataset: DataFrame) -> tuple[int, ...] | None:
+        """``inputShape`` if set; else, for a network built from ``layers``, the window shape that
+        :class:`~deepflash.timeseries.LookBackWindow` recorded in the features column's metadata."""
+        if self.getInputShape() is not None:
+            return tuple(self.getInputShape())
+        if self._model_bytes is not None:
+            return None
+        shape = window_shape(dataset, self.getFeaturesCol())
+        if shape is not None:
+            log.info("`featuresCol` %r holds windows of shape %s (its metadata): the network takes them so",
+                     self.getFeaturesCol(), shape)
+            return tuple(shape)
+        return None
 
     def paramValues(self) -> dict:
         """Every shared Param's value by name (the seed folded into [0, 2**31)): the plain,
@@ -250,13 +283,14 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
                              "rows; every process needs at least one")
         # Built once here so that a layer list or a setModel model that cannot fit the data fails
         # before anything is written.
-        self._initial_model(summary.input_dim, summary.output_kind, summary.num_classes)
+        input_shape = self._input_shape(dataset)
+        self._initial_model(summary.input_dim, summary.output_kind, summary.num_classes, input_shape)
         data = materialize(prepared, summary, store, num_proc)
         return FitPlan(train_url=data.train_url, val_url=data.val_url, train_rows=data.train_rows,
                        val_rows=data.val_rows, output_kind=summary.output_kind, num_classes=summary.num_classes,
                        input_dim=summary.input_dim, data_fingerprint=summary.fingerprint, store_url=store.url(),
                        reused=data.reused, write_seconds=data.seconds, bytes=data.bytes, reader=self.getReader(),
-                       weighted=summary.weighted)
+                       weighted=summary.weighted, input_shape=input_shape)
 
     def _fit(self, dataset: DataFrame) -> KerasModel:
         started = time.time()
@@ -274,7 +308,7 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
         """
         started = time.time()
         backend = backend or get_backend(self.getBackend(), self.getNumProc())
-        model = self._initial_model(plan.input_dim, plan.output_kind, plan.num_classes)
+        model = self._initial_model(plan.input_dim, plan.output_kind, plan.num_classes, plan.input_shape)
         store = Store(plan.store_url)
         values = self.paramValues()
         user_run_id = values.get("runId")
@@ -282,9 +316,13 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
         # Checkpoints only where they can be used: a run resumes through the runId its user gave.
         checkpoint_path = fs.join(store.run_dir(run_id), remote.CHECKPOINT_FILE) if user_run_id else None
         # Resuming is only safe onto the same architecture, data and training setup.
-        fingerprint = hashlib.sha256(json.dumps(
-            {"model": _architecture(model), "data": plan.data_fingerprint, "loss": values["loss"],
-             "optimizer": values["optimizer"], "batch": values["batchSize"]}, sort_keys=True).encode()).hexdigest()
+        identity = {"model": _architecture(model), "data": plan.data_fingerprint, "loss": values["loss"],
+                    "optimizer": values["optimizer"], "batch": values["batchSize"]}
+        cascade = resolve_cascade(values)
+        if cascade is not None:
+            # A cascade checkpoint holds one stage's network: only the same stages can continue it.
+            identity["cascade"] = cascade.as_dict()
+        fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
         settings = remote.make_settings(values, plan, model_to_bytes(model), run_fingerprint=fingerprint,
                                         run_id=run_id, checkpoint_path=checkpoint_path,
                                         distributed=backend.distributed)

@@ -20,6 +20,7 @@ from pyspark.ml.param.shared import (
     HasWeightCol,
 )
 
+from deepflash.cascade import TRAINING_MODES
 from deepflash.networks.augmentation import check_augmentation
 from deepflash.networks.layers import INITIALIZERS
 from deepflash.schedules import SCHEDULES
@@ -122,6 +123,19 @@ def _input_shape(value: Any) -> list[int]:
     raise ValueError(f"`inputShape` == {_fmt(value)}, must be a list of 1 to 4 integers >= 1, e.g. [28, 28, 1]")
 
 
+def _epoch_list(name: str) -> Callable[[Any], list[int]]:
+    """A list of integers >= 1 (integral floats accepted); empty means unset."""
+
+    def convert(value: Any) -> list[int]:
+        if isinstance(value, (list, tuple)):
+            items = [int(v) if isinstance(v, float) and v.is_integer() else v for v in value]
+            if all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in items):
+                return items
+        raise ValueError(f"`{name}` == {_fmt(value)}, must be a list of integers >= 1 (epochs per stage), or []")
+
+    return convert
+
+
 def _augmentation(value: Any) -> list[dict]:
     """Each step checked on its own (type, keys, ranges: every value ends up a JSON number or
     string); that the steps fit ``inputShape`` is checked by ``KerasEstimator.validateParams``."""
@@ -195,6 +209,16 @@ class _KerasParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProbability
                             _number("lrWarmupEpochs", integer=True, low=0))
     lrMinRate = _param("lrMinRate", "the rate the cosine schedule decays towards, >= 0 and < learningRate",
                        _number("lrMinRate", low=0))
+    trainingMode = _param("trainingMode", "standard (every layer trains every epoch) or cascade (one layer with "
+                          "weights at a time, each under a fresh output layer; see deepflash.cascade)",
+                          _one_of("trainingMode", TRAINING_MODES))
+    cascadeEpochs = _param("cascadeEpochs", "cascade: epochs per stage (one stage per layer with weights), summing "
+                           "to epochs; [] splits epochs by cascadeGrowth", _epoch_list("cascadeEpochs"))
+    cascadeGrowth = _param("cascadeGrowth", "cascade without cascadeEpochs: stage k gets epochs in proportion to "
+                           "cascadeGrowth**k (each at least 1), >= 1", _number("cascadeGrowth", low=1))
+    cascadeFineTuneRate = _param("cascadeFineTuneRate", "cascade: the layers of earlier stages train at "
+                                 "learningRate times this, in [0, 1]; 0 freezes them",
+                                 _number("cascadeFineTuneRate", low=0, high=1))
     scaleLearningRate = _param("scaleLearningRate", "multiply the learning rate by the number of processes",
                                TypeConverters.toBoolean)
     numProc = _param("numProc", "number of training processes (horovod backend), >= 1",
@@ -223,6 +247,7 @@ class _KerasParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProbability
             batchSize=128, epochs=10, validationSplit=0.1, earlyStoppingPatience=0,
             earlyStoppingMonitor="val_loss", reduceLrPatience=0, reduceLrFactor=0.1, lrSchedule="none", lrDecay=0.1,
             lrStepEpochs=10, lrStepFactor=0.5, lrWarmupEpochs=0, lrMinRate=0.0, scaleLearningRate=False,
+            trainingMode="standard", cascadeEpochs=[], cascadeGrowth=1.5, cascadeFineTuneRate=0.0,
             numProc=1, backend="horovod", verbose=0, reader="arrow", readMode="auto", shuffleBufferRows=10_000,
             memoryBudgetMB=1024.0,
         )
@@ -293,6 +318,7 @@ SHARED_PARAM_NAMES = [
     "learningRate", "momentum", "nesterov", "loss", "metrics", "batchSize", "epochs", "validationSplit",
     "validationCol", "earlyStoppingPatience", "earlyStoppingMonitor", "reduceLrPatience", "reduceLrFactor",
     "lrSchedule", "lrDecay", "lrStepEpochs", "lrStepFactor", "lrWarmupEpochs", "lrMinRate", "scaleLearningRate",
+    "trainingMode", "cascadeEpochs", "cascadeGrowth", "cascadeFineTuneRate",
     "numProc", "backend", "storePath", "runId", "verbose", "reader", "readMode", "shuffleBufferRows",
     "memoryBudgetMB", "weightCol",
 ]

@@ -32,6 +32,8 @@ class FitPlan:
         reader: the registered reader that training processes use.
         threads: TensorFlow CPU threads per process (0: TensorFlow's default).
         weighted: the data has a ``weight`` column (the fit's ``weightCol``), multiplied into the loss.
+        input_shape: what the network reshapes the feature vector to: the ``inputShape`` Param, or
+            else the window shape in the features column's metadata; None keeps it flat.
     """
 
     train_url: str
@@ -49,6 +51,7 @@ class FitPlan:
     reader: str = DEFAULT_READER
     threads: int = 0
     weighted: bool = False
+    input_shape: tuple[int, ...] | None = None
 
     def replace(self, **changes: Any) -> "FitPlan":
         return dataclasses.replace(self, **changes)

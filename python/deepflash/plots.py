@@ -38,14 +38,27 @@ def _save(fig, path: str) -> str:
 def curve_panels(history: Mapping[str, Sequence[float]]) -> list[str]:
     """The panels :func:`learning_curves` draws for ``history``: ``loss``, then accuracy or the first
     other metric, then ``lr`` when the history records the learning rate."""
-    others = [k for k in history if not k.startswith("val_") and k not in ("loss", "lr", "learning_rate")]
+    others = [k for k in history if not k.startswith("val_") and k not in ("loss", "lr", "learning_rate", "stage")]
     metric = "accuracy" if "accuracy" in history else (others[0] if others else None)
     return ["loss"] + ([metric] if metric else []) + (["lr"] if len(history.get("lr") or []) else [])
 
 
+def stage_starts(history: Mapping[str, Sequence[float]]) -> list[tuple[int, int]]:
+    """``(epoch, stage)`` for each cascade stage after the first: the 1-based epoch it starts at,
+    from the history's ``stage`` series (empty without one).
+
+    Example:
+        >>> stage_starts({"stage": [1, 1, 2, 2, 2, 3]})
+        [(3, 2), (6, 3)]
+    """
+    stages = list(history.get("stage") or [])
+    return [(i + 1, int(s)) for i, s in enumerate(stages) if i and s != stages[i - 1]]
+
+
 def learning_curves(history: Mapping[str, Sequence[float]], path: str, title: str = "Learning curves") -> str:
     """Train and validation loss, accuracy or the first other metric, and the learning rate per
-    epoch (on a log scale, when the history has ``lr``), side by side."""
+    epoch (on a log scale, when the history has ``lr``), side by side. A cascade fit's history
+    (with ``stage``) gets a dotted vertical line, labelled, where each stage after the first starts."""
     plt = _plt()
     if not history or "loss" not in history:
         raise ValueError(f"`history` needs at least a 'loss' series; it has: {', '.join(history) or 'nothing'}")
@@ -64,6 +77,10 @@ def learning_curves(history: Mapping[str, Sequence[float]], path: str, title: st
                     ax.plot(range(1, len(history[name]) + 1), history[name], style, marker="o", markersize=3,
                             label="validation" if name.startswith("val_") else "train")
             ax.set_ylabel(key)
+        for epoch, stage in stage_starts(history):
+            ax.axvline(epoch - 0.5, color="grey", linestyle=":", linewidth=1)
+            ax.annotate(f"stage {stage}", (epoch - 0.5, 1.0), xycoords=("data", "axes fraction"), fontsize=7,
+                        xytext=(2, -10), textcoords="offset points", color="grey")
         ax.set_xlabel("epoch")
         ax.set_title("learning rate" if key == "lr" else key)
         ax.legend()

@@ -19,6 +19,10 @@ Checkpoints and exact resume
     and a resumed run starts the stream at batch ``initial_epoch * steps_per_epoch``, so on the
     same hardware a run of 4 epochs and a run of 2 epochs resumed for 2 more end with identical
     weights and history.
+    In cascade mode (format 4) the checkpoint also records the stage whose network it holds: a
+    resumed run continues that stage (its network, optimizer and plateau state) or, when the
+    stage had finished, carries its layers into the next one. Each stage reads the batch stream
+    from its first epoch's position, so stage boundaries resume exactly as well.
 
 Test-only fault injection
     ``DEEPFLASH_TEST_CRASH="rank=1,epoch=3,marker=/path/to/marker"`` in the environment (the
@@ -29,6 +33,7 @@ Test-only fault injection
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -41,6 +46,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from deepflash.cascade import CascadePlan, resolve_cascade
 from deepflash.data.readers import Shard, get_reader, stream_dataset, to_dataset
 from deepflash.devices import configure_tensorflow
 from deepflash.keras_io import model_from_bytes
@@ -50,7 +56,7 @@ from deepflash.store import Store
 
 log = logging.getLogger("deepflash")
 CHECKPOINT_FILE = "checkpoint.npz"
-CHECKPOINT_FORMAT = 3
+CHECKPOINT_FORMAT = 4
 CRASH_ENV = "DEEPFLASH_TEST_CRASH"
 
 
@@ -155,7 +161,8 @@ def crash_hook(rank: int):
 # --- checkpoints ----------------------------------------------------------------------------
 
 def save_checkpoint(store: Store, path: str, *, epoch: int, history: dict, fingerprint: str, run_id: str,
-                    training: dict, callbacks: dict, stopped: bool, num_proc: int) -> None:
+                    training: dict, callbacks: dict, stopped: bool, num_proc: int,
+                    cascade_stage: int | None = None) -> None:
     """Writes one checkpoint file, atomically.
 
     Args:
@@ -163,6 +170,7 @@ def save_checkpoint(store: Store, path: str, *, epoch: int, history: dict, finge
         callbacks: ``get_state()`` of the stateful callbacks by name (``learning_rate``,
             ``early_stopping``); an early-stopping ``best_weights`` list is stored as arrays.
         stopped: whether early stopping ended the run at this epoch.
+        cascade_stage: in cascade mode, the 0-based stage whose network ``training`` holds.
     """
     arrays = {f"w{i}": np.asarray(w) for i, w in enumerate(training["weights"])}
     arrays.update({f"o{i}": np.asarray(v) for i, v in enumerate(training["optimizer"])})
@@ -177,7 +185,7 @@ def save_checkpoint(store: Store, path: str, *, epoch: int, history: dict, finge
     meta = {"format": CHECKPOINT_FORMAT, "epoch": epoch, "history": history, "fingerprint": fingerprint,
             "run_id": run_id, "num_weights": len(training["weights"]), "num_optimizer": len(training["optimizer"]),
             "learning_rate": training.get("learning_rate"), "callbacks": callback_json, "stopped": bool(stopped),
-            "num_proc": num_proc}
+            "num_proc": num_proc, "cascade_stage": cascade_stage}
     buf = io.BytesIO()
     np.savez(buf, state=np.array(json.dumps(meta)), **arrays)
     store.write_bytes(path, buf.getvalue())
@@ -188,12 +196,17 @@ def load_checkpoint(store: Store, path: str, fingerprint: str) -> dict | None:
 
     Returns a dict with ``epoch``, ``history``, ``weights``, ``optimizer`` (variable values),
     ``learning_rate`` (None when unknown), ``callbacks`` (states by name, early stopping's with
-    its ``best_weights``), ``stopped`` and ``num_proc``.
+    its ``best_weights``), ``stopped``, ``num_proc`` and ``cascade_stage`` (None in standard mode and
+    in formats before 4, which had no cascade).
     """
     if not store.exists(path):
         return None
     with np.load(io.BytesIO(store.read_bytes(path)), allow_pickle=False) as z:
         state = json.loads(str(z["state"]))
+        if int(state.get("format", 0)) > CHECKPOINT_FORMAT:
+            raise ValueError(f"the checkpoint of `runId` {state.get('run_id')!r} has format {state['format']}, "
+                             f"newer than this deepflash reads ({CHECKPOINT_FORMAT}); resume it with that version, "
+                             "or use a new runId")
         if state["fingerprint"] != fingerprint:
             raise ValueError(
                 f"`runId` {state['run_id']!r} holds a checkpoint of a different model or dataset; "
@@ -208,7 +221,8 @@ def load_checkpoint(store: Store, path: str, fingerprint: str) -> dict | None:
             callbacks[name] = cb
     return {"epoch": state["epoch"], "history": state["history"], "weights": weights, "optimizer": optimizer,
             "learning_rate": state.get("learning_rate"), "callbacks": callbacks,
-            "stopped": bool(state.get("stopped", False)), "num_proc": state.get("num_proc")}
+            "stopped": bool(state.get("stopped", False)), "num_proc": state.get("num_proc"),
+            "cascade_stage": state.get("cascade_stage")}
 
 
 @dataclass(frozen=True)
@@ -251,6 +265,7 @@ class TrainSettings:
     memory_budget_mb: float = 1024.0
     input_dim: int = 0
     weighted: bool = False
+    cascade: CascadePlan | None = None
 
 
 def choose_read_mode(settings: TrainSettings, num_proc: int) -> str:
@@ -297,6 +312,7 @@ def make_settings(values: dict, plan: FitPlan, model_bytes: bytes, *, run_finger
     # Search trials reach here without the estimator's validation: a schedule that cannot run fails the trial.
     lr_schedule = LrSchedule.from_values(values)
     check_schedule(lr_schedule, values["learningRate"])
+    cascade = resolve_cascade(values)
     return TrainSettings(
         model_bytes=model_bytes, optimizer=values["optimizer"], learning_rate=values["learningRate"],
         momentum=values["momentum"], nesterov=values["nesterov"], scale_lr=values["scaleLearningRate"],
@@ -312,7 +328,7 @@ def make_settings(values: dict, plan: FitPlan, model_bytes: bytes, *, run_finger
         log_prefix=log_prefix, threads=int(plan.threads or 0), read_mode=values.get("readMode", "auto"),
         shuffle_buffer_rows=int(values.get("shuffleBufferRows", 10_000)),
         memory_budget_mb=float(values.get("memoryBudgetMB", 1024.0)), input_dim=plan.input_dim,
-        weighted=plan.weighted)
+        weighted=plan.weighted, cascade=cascade)
 
 
 def _shard_weights(shard: Shard | None, weighted: bool, url: str) -> Shard | None:
@@ -345,8 +361,17 @@ def _learning_rate_state(ckpt: dict, settings: TrainSettings, num_proc: int) -> 
     return {**old, "multiplier": ckpt["learning_rate"] / (settings.learning_rate * scale)}
 
 
+def _merge_history(before: dict, new: dict) -> dict:
+    return {k: list(before.get(k, [])) + list(new.get(k, [])) for k in sorted(set(before) | set(new))}
+
+
 def train(settings: TrainSettings, callbacks: Sequence[Any] = ()) -> TrainResult:
     """Trains one process's share and returns its history (and, on rank 0, the weights).
+
+    In cascade mode (``settings.cascade``) it trains one stage network after the other (see
+    :mod:`deepflash.cascade`), each with a fresh optimizer (wrapped for Horovod like the first) and
+    learning-rate state, over the same batch stream; a checkpoint records the stage whose network
+    it holds, and a resumed run continues within that stage or starts the next.
 
     Args:
         callbacks: extra Keras callbacks (e.g. a search's pruning callback); they run after the
@@ -359,7 +384,7 @@ def train(settings: TrainSettings, callbacks: Sequence[Any] = ()) -> TrainResult
 
     from deepflash.networks import make_optimizer
     from deepflash.training import (CheckpointCallback, EpochLogger, RestoreBestEarlyStopping,
-                                    ScheduledLearningRate, ShardedValidation, restore_training_state,
+                                    ScheduledLearningRate, ShardedValidation, StageLog, restore_training_state,
                                     training_state)
 
     if settings.distributed:
@@ -371,11 +396,15 @@ def train(settings: TrainSettings, callbacks: Sequence[Any] = ()) -> TrainResult
     if seed is not None:
         tf.keras.utils.set_random_seed(seed)
     prefix = settings.log_prefix
+    cascade = settings.cascade
 
     store = Store(settings.store_url)
     checkpoint_path = settings.checkpoint_path
     # Read first: a runId that holds another model's checkpoint fails before any data is read.
     ckpt = load_checkpoint(store, checkpoint_path, settings.run_fingerprint) if checkpoint_path else None
+    if ckpt is not None and cascade is not None and ckpt["cascade_stage"] is None:
+        raise ValueError(f"`runId` {settings.run_id!r} holds a checkpoint of standard training; a cascade fit "
+                         "cannot continue it: use a new runId")
 
     reader = get_reader(settings.reader)
     read_mode = choose_read_mode(settings, comm.size)
@@ -390,27 +419,11 @@ def train(settings: TrainSettings, callbacks: Sequence[Any] = ()) -> TrainResult
     model = model_from_bytes(settings.model_bytes)
     # scaleLearningRate scales α0: every scheduled rate, and so the plateau-reduced ones, scale with it.
     lr = settings.learning_rate * (comm.size if settings.scale_lr else 1)
-    optimizer = comm.wrap_optimizer(make_optimizer(settings.optimizer, lr, settings.momentum,
-                                                   settings.nesterov))
-    # With weights the batches carry a sample_weight: it scales the loss, training's and
-    # validation's; the metrics stay unweighted (an empty weighted_metrics says so to Keras).
-    model.compile(optimizer=optimizer, loss=settings.loss, metrics=settings.metrics, weighted_metrics=[])
-
     monitor = settings.monitor
-    early_stopping = None
-    # Always present: it sets every epoch's rate and records it as `lr` in the history.
-    learning_rate = ScheduledLearningRate(settings.lr_schedule, lr, monitor=monitor,
-                                          patience=settings.reduce_lr_patience, factor=settings.reduce_lr_factor)
-    if settings.early_stopping_patience > 0:
-        early_stopping = RestoreBestEarlyStopping(monitor=monitor, patience=settings.early_stopping_patience)
 
-    initial_epoch, history_before, stopped = 0, {}, False
+    initial_epoch, history, stopped = 0, {}, False
     if ckpt is not None:
-        restore_training_state(model, optimizer, ckpt)
-        learning_rate.set_state(_learning_rate_state(ckpt, settings, comm.size))
-        if early_stopping is not None and "early_stopping" in ckpt["callbacks"]:
-            early_stopping.set_state(ckpt["callbacks"]["early_stopping"])
-        initial_epoch, history_before, stopped = ckpt["epoch"], ckpt["history"], ckpt["stopped"]
+        initial_epoch, history, stopped = ckpt["epoch"], ckpt["history"], ckpt["stopped"]
         if comm.rank == 0:
             log.info("%sresuming run %s from its checkpoint after epoch %d%s", prefix, settings.run_id,
                      initial_epoch, " (it had stopped early: nothing left to train)" if stopped else "")
@@ -418,58 +431,113 @@ def train(settings: TrainSettings, callbacks: Sequence[Any] = ()) -> TrainResult
     # Every rank takes the same number of steps, or the allreduce of the slower one would wait forever.
     steps = max(1, math.ceil(settings.train_rows / (settings.batch_size * comm.size)))
     stream_seed = None if seed is None else (seed, comm.rank)
-    if read_mode == "memory":
-        train_ds = to_dataset(train_shard, batch_size=settings.batch_size, target_encoding=settings.target_encoding,
-                              num_classes=settings.num_classes, shuffle=True, seed=stream_seed, repeat=True,
-                              start_batch=initial_epoch * steps, canonical_order=not reader.ordered)
-    else:
-        train_ds = stream_dataset(reader, settings.train_url, shard=comm.rank, num_shards=comm.size,
-                                  batch_size=settings.batch_size, buffer_rows=settings.shuffle_buffer_rows,
-                                  target_encoding=settings.target_encoding, num_classes=settings.num_classes,
-                                  seed=stream_seed, start_batch=initial_epoch * steps)
-    callbacks = comm.callbacks()
+    val_ds = None
     if val_shard is not None:
         # In content order where the reader's order varies, so that the metrics do not depend on it.
         val_ds = to_dataset(val_shard, batch_size=max(settings.batch_size, 1024),
                             target_encoding=settings.target_encoding, num_classes=settings.num_classes,
                             shuffle=False, seed=None, repeat=False, canonical_order=not reader.ordered)
-        # First: the LR and early-stopping callbacks read the val_ metrics it puts in the epoch's logs.
-        callbacks.insert(0, ShardedValidation(val_ds, len(val_shard.labels), comm.sum))
 
-    # The checkpoint callback comes after the LR and early-stopping callbacks: it records the state they leave.
-    callbacks += [cb for cb in (learning_rate, early_stopping) if cb is not None] + extra_callbacks
-    if checkpoint_path:
-        save = None
+    def fit_span(net, first: int, start: int, end: int, restore: dict | None, stage=None):
+        """Trains ``net`` from epoch ``start`` to ``end`` (0-based, end exclusive) with a fresh
+        optimizer whose schedule began at epoch ``first``, continuing ``restore`` (a checkpoint)
+        when given. Returns the new epochs' history and the early-stopping callback (or None)."""
+        optimizer = comm.wrap_optimizer(make_optimizer(settings.optimizer, lr, settings.momentum,
+                                                       settings.nesterov))
+        # With weights the batches carry a sample_weight: it scales the loss, training's and
+        # validation's; the metrics stay unweighted (an empty weighted_metrics says so to Keras).
+        net.compile(optimizer=optimizer, loss=settings.loss, metrics=settings.metrics, weighted_metrics=[])
+        schedule = settings.lr_schedule
+        if stage is not None:
+            # The schedule restarts in every stage and runs over that stage's epochs.
+            schedule = dataclasses.replace(schedule, epochs=stage.epochs)
+        # Always present: it sets every epoch's rate and records it as `lr` in the history.
+        learning_rate = ScheduledLearningRate(schedule, lr, monitor=monitor, patience=settings.reduce_lr_patience,
+                                              factor=settings.reduce_lr_factor, first_epoch=first)
+        early_stopping = None
+        if settings.early_stopping_patience > 0:
+            early_stopping = RestoreBestEarlyStopping(monitor=monitor, patience=settings.early_stopping_patience)
+        if restore is not None:
+            restore_training_state(net, optimizer, restore)
+            learning_rate.set_state(_learning_rate_state(restore, settings, comm.size))
+            if early_stopping is not None and "early_stopping" in restore["callbacks"]:
+                early_stopping.set_state(restore["callbacks"]["early_stopping"])
+        if read_mode == "memory":
+            train_ds = to_dataset(train_shard, batch_size=settings.batch_size,
+                                  target_encoding=settings.target_encoding, num_classes=settings.num_classes,
+                                  shuffle=True, seed=stream_seed, repeat=True, start_batch=start * steps,
+                                  canonical_order=not reader.ordered)
+        else:
+            train_ds = stream_dataset(reader, settings.train_url, shard=comm.rank, num_shards=comm.size,
+                                      batch_size=settings.batch_size, buffer_rows=settings.shuffle_buffer_rows,
+                                      target_encoding=settings.target_encoding, num_classes=settings.num_classes,
+                                      seed=stream_seed, start_batch=start * steps)
+        fit_callbacks = comm.callbacks()
+        if val_ds is not None:
+            # First: the LR and early-stopping callbacks read the val_ metrics it puts in the epoch's logs.
+            fit_callbacks.insert(0, ShardedValidation(val_ds, len(val_shard.labels), comm.sum))
+        fit_callbacks += [cb for cb in (learning_rate, early_stopping) if cb is not None] + extra_callbacks
+        if stage is not None:
+            fit_callbacks.append(StageLog(stage.index + 1))
+        # The checkpoint callback comes after the LR and early-stopping callbacks: it records the state they leave.
+        if checkpoint_path:
+            save = None
+            if comm.rank == 0:
+                def save(epoch: int, so_far: dict) -> None:
+                    states = {name: cb.get_state() for name, cb in
+                              (("learning_rate", learning_rate), ("early_stopping", early_stopping))
+                              if cb is not None}
+                    save_checkpoint(store, checkpoint_path, epoch=epoch, history=so_far,
+                                    fingerprint=settings.run_fingerprint, run_id=settings.run_id,
+                                    training=training_state(net, optimizer), callbacks=states,
+                                    stopped=early_stopping is not None and early_stopping.stopped,
+                                    num_proc=comm.size, cascade_stage=None if stage is None else stage.index)
+            fit_callbacks.append(CheckpointCallback(save, history,
+                                                    barrier=comm.barrier if comm.size > 1 else None))
+        hook = crash_hook(comm.rank)
+        if hook is not None:
+            fit_callbacks.append(hook)
         if comm.rank == 0:
-            def save(epoch: int, history: dict) -> None:
-                states = {name: cb.get_state() for name, cb in
-                          (("learning_rate", learning_rate), ("early_stopping", early_stopping)) if cb is not None}
-                save_checkpoint(store, checkpoint_path, epoch=epoch, history=history,
-                                fingerprint=settings.run_fingerprint, run_id=settings.run_id,
-                                training=training_state(model, optimizer), callbacks=states,
-                                stopped=early_stopping is not None and early_stopping.stopped,
-                                num_proc=comm.size)
-        callbacks.append(CheckpointCallback(save, history_before, barrier=comm.barrier if comm.size > 1 else None))
-    hook = crash_hook(comm.rank)
-    if hook is not None:
-        callbacks.append(hook)
-    if comm.rank == 0:
-        callbacks.append(EpochLogger(settings.epochs, prefix))
+            where = "" if stage is None else f"stage {stage.index + 1}/{len(cascade.blocks)} "
+            fit_callbacks.append(EpochLogger(settings.epochs, prefix + where))
+        result = net.fit(train_ds, steps_per_epoch=steps, epochs=end, initial_epoch=start, callbacks=fit_callbacks,
+                         verbose=2 if settings.verbose >= 2 and comm.rank == 0 else 0)
+        return {k: [float(v) for v in vs] for k, vs in result.history.items()}, early_stopping
 
     fit_started = time.time()
-    new_history: dict = {}
-    if initial_epoch < settings.epochs and not stopped:
-        result = model.fit(train_ds, steps_per_epoch=steps, epochs=settings.epochs, initial_epoch=initial_epoch,
-                           callbacks=callbacks,
-                           verbose=2 if settings.verbose >= 2 and comm.rank == 0 else 0)
-        new_history = {k: [float(v) for v in vs] for k, vs in result.history.items()}
-    elif ckpt is not None:
-        # Nothing left to train: end as the finished run did, on its best weights under early stopping.
-        best = (ckpt["callbacks"].get("early_stopping") or {}).get("best_weights")
-        if early_stopping is not None and best is not None:
-            model.set_weights(best)
-    history = {k: list(history_before.get(k, [])) + new_history.get(k, [])
-               for k in sorted(set(history_before) | set(new_history))}
+    if cascade is None:
+        if initial_epoch < settings.epochs and not stopped:
+            new, _ = fit_span(model, 0, initial_epoch, settings.epochs, ckpt)
+            history = _merge_history(history, new)
+        elif ckpt is not None:
+            # Nothing left to train: end as the finished run did, on its best weights under early stopping.
+            model.set_weights(ckpt["weights"])
+            best = (ckpt["callbacks"].get("early_stopping") or {}).get("best_weights")
+            if settings.early_stopping_patience > 0 and best is not None:
+                model.set_weights(best)
+    else:
+        from deepflash.networks.cascade import reset_trainable, stage_model
+
+        if ckpt is not None:
+            done = cascade.stages[ckpt["cascade_stage"]]
+            if initial_epoch >= done.end:
+                # The checkpoint's stage had finished: its layers carry over into the next stage.
+                stage_model(model, cascade, done, seed).set_weights(ckpt["weights"])
+        for stage in cascade.stages:
+            if stage.end <= initial_epoch:
+                continue
+            net = stage_model(model, cascade, stage, seed)
+            start = max(stage.start, initial_epoch)
+            # Resuming within a stage: its network, optimizer and learning-rate state come back.
+            restore = ckpt if ckpt is not None and start > stage.start else None
+            if comm.rank == 0:
+                log.info("%scascade stage %d/%d: hidden layers 1-%d, epochs %d-%d%s", prefix, stage.index + 1,
+                         len(cascade.blocks), stage.layers, start + 1, stage.end,
+                         "" if not stage.index else " (earlier layers frozen)" if cascade.fine_tune_rate == 0
+                         else f" (earlier layers at {cascade.fine_tune_rate:g} x the rate)")
+            new, _ = fit_span(net, stage.start, start, stage.end, restore, stage)
+            history = _merge_history(history, new)
+        reset_trainable(model)
     return TrainResult(rank=comm.rank, history=history, initial_epoch=initial_epoch, read_seconds=read_seconds,
                        fit_seconds=time.time() - fit_started, read_mode=read_mode,
                        train_rows_read=int(len(train_shard.labels)) if train_shard is not None else -1,
@@ -499,7 +567,8 @@ def train_network(values: dict, plan: FitPlan, log_prefix: str = "",
     from deepflash.networks import build_model
 
     model = build_model(values["layers"], plan.input_dim, plan.output_kind, plan.num_classes, seed=values["seed"],
-                        input_shape=values.get("inputShape"), augmentation=values.get("augmentation"),
+                        input_shape=values.get("inputShape") or plan.input_shape,
+                        augmentation=values.get("augmentation"),
                         kernel_initializer=values.get("kernelInitializer", "glorot_uniform"))
     settings = make_settings(values, plan, model_to_bytes(model), run_fingerprint="", run_id=uuid.uuid4().hex,
                              checkpoint_path=None, distributed=False, log_prefix=log_prefix)

@@ -1,11 +1,27 @@
 """Time series as supervised rows: look-back windows and the value ``horizon`` steps ahead.
 
-:func:`window_arrays` is the in-memory form, used where one task holds a sample of the series
-(MAE random sampling, evolutionary search).
+:class:`LookBackWindow` is the Spark form (window functions over the DataFrame, nothing
+collected); :func:`window_arrays` is the in-memory form, used where one task holds a sample of
+the series (MAE random sampling, evolutionary search). Both give the same windows.
 """
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import numpy as np
+from pyspark import keyword_only
+from pyspark.ml import Transformer
+from pyspark.ml.param.shared import HasInputCol, HasInputCols, HasLabelCol, HasOutputCol
+from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import NumericType
+
+from deepflash.data.schema import check_column, window_shape_metadata
+from deepflash.params import _number, _param, _string, _string_list, add_accessors
+
+log = logging.getLogger("deepflash.timeseries")
 
 
 def window_arrays(values: np.ndarray, look_back: int, horizon: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -39,3 +55,141 @@ def window_arrays(values: np.ndarray, look_back: int, horizon: int = 1) -> tuple
     x = series[idx] if rows else np.zeros((0, look_back, series.shape[1]))
     y = series[look_back + horizon - 1: look_back + horizon - 1 + rows, 0]
     return x, y
+
+
+class LookBackWindow(Transformer, HasInputCol, HasInputCols, HasOutputCol, HasLabelCol,
+                     DefaultParamsReadable, DefaultParamsWritable):
+    """Turns an ordered series into supervised rows: the previous ``lookBack`` values and the value
+    ``horizon`` steps ahead.
+
+    For the row at time ``t`` (in ``orderBy`` order, per ``partitionBy`` key) ``outputCol`` is a
+    Vector of the values at ``t - lookBack + 1 .. t``, time-major (with k value columns: ``k``
+    values per step, in ``inputCols`` order), and ``labelCol`` is the first value column at
+    ``t + horizon``. It matches :func:`window_arrays` row for row. The first ``lookBack - 1`` rows
+    of each series (no full window) and the last ``horizon`` (no label) are dropped:
+    ``lookBack + horizon - 1`` per series, all of a shorter one; :meth:`droppedRows` counts them.
+    ``outputCol``'s metadata records the window shape ``[lookBack, k]``, from which
+    :class:`~deepflash.KerasEstimator` reshapes the vector for an ``lstm`` without an ``inputShape``.
+    Null values become NaN (which the estimator's validation reports); ``orderBy`` ties leave the
+    order among the tied rows to Spark.
+
+    Args:
+        inputCol: the value column (k = 1); or ``inputCols``: several (k = len), the first is the target.
+        outputCol: the window Vector column (default ``features``).
+        labelCol: the target ``horizon`` steps ahead, double (default ``label``).
+        lookBack: window length, >= 1.
+        horizon: steps from the window's last value to the label, >= 1 (default 1).
+        orderBy: the column that orders the series (required: a DataFrame has no order).
+        partitionBy: columns whose values key separate series (default: one series).
+
+    Example:
+        >>> window = LookBackWindow(inputCol="value", lookBack=10, orderBy="t")
+        >>> rows = window.transform(datasets.sine_wave(spark, 500, period=50))
+        >>> KerasEstimator(task="regression", layers=[{"type": "lstm", "units": 16}]).fit(rows)
+    """
+
+    lookBack = _param("lookBack", "window length: values before and at each row, >= 1",
+                      _number("lookBack", integer=True, low=1))
+    horizon = _param("horizon", "steps from the window's last value to the label, >= 1",
+                     _number("horizon", integer=True, low=1))
+    orderBy = _param("orderBy", "the column that orders the series (required)", _string("orderBy"))
+    partitionBy = _param("partitionBy", "columns whose values key separate series; empty: one series",
+                         _string_list("partitionBy"))
+
+    @keyword_only
+    def __init__(self, *, inputCol: str | None = None, inputCols: list[str] | None = None,
+                 outputCol: str = "features", labelCol: str = "label", lookBack: int | None = None,
+                 horizon: int = 1, orderBy: str | None = None, partitionBy: list[str] | None = None) -> None:
+        super().__init__()
+        self._setDefault(outputCol="features", labelCol="label", horizon=1, partitionBy=[])
+        self.setParams(**self._input_kwargs)
+
+    @keyword_only
+    def setParams(self, *, inputCol: str | None = None, inputCols: list[str] | None = None,
+                  outputCol: str = "features", labelCol: str = "label", lookBack: int | None = None,
+                  horizon: int = 1, orderBy: str | None = None,
+                  partitionBy: list[str] | None = None) -> "LookBackWindow":
+        """Sets Params by keyword; returns self."""
+        return self._set(**{k: v for k, v in self._input_kwargs.items() if v is not None})
+
+    def valueCols(self) -> list[str]:
+        """The value columns: ``[inputCol]`` or ``inputCols``; raises if neither or both are set."""
+        has_one, has_many = self.isSet(self.inputCol), self.isSet(self.inputCols)
+        if has_one == has_many:
+            found = "both" if has_one else "neither"
+            raise ValueError(f"set exactly one of `inputCol` (one value column) and `inputCols` (several), found "
+                             f"{found}")
+        cols = [self.getInputCol()] if has_one else list(self.getInputCols())
+        if not cols:
+            raise ValueError("`inputCols` == [], must name at least one value column")
+        return cols
+
+    def _check(self, dataset: DataFrame) -> tuple[list[str], Window]:
+        """Every check on the Params and the schema (no Spark job); the value columns and the window."""
+        if not self.isDefined(self.lookBack):
+            raise ValueError("`lookBack` is not set: set the window length, an integer >= 1")
+        if not self.isDefined(self.orderBy):
+            raise ValueError("`orderBy` is not set: a DataFrame has no order, so name the column that orders "
+                             "the series, e.g. orderBy='t'")
+        cols = self.valueCols()
+        for name in cols:
+            param = "inputCol" if self.isSet(self.inputCol) else "inputCols"
+            check_column(dataset, param, name)
+            dtype = dataset.schema[name].dataType
+            if not isinstance(dtype, NumericType):
+                raise TypeError(f"`{param}` column {name!r} must be numeric, found {dtype.simpleString()}")
+        check_column(dataset, "orderBy", self.getOrderBy())
+        for name in self.getPartitionBy():
+            check_column(dataset, "partitionBy", name)
+        for param, name in (("outputCol", self.getOutputCol()), ("labelCol", self.getLabelCol())):
+            if name in dataset.columns:
+                raise ValueError(f"`{param}` == {name!r}: the DataFrame already has that column; pick another name")
+        if self.getOutputCol() == self.getLabelCol():
+            raise ValueError(f"`outputCol` and `labelCol` are both {self.getOutputCol()!r}; they must differ")
+        return cols, Window.partitionBy(*self.getPartitionBy()).orderBy(self.getOrderBy())
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        from pyspark.ml.functions import array_to_vector
+
+        cols, window = self._check(dataset)
+        look_back, horizon = self.getLookBack(), self.getHorizon()
+        values = {c: F.coalesce(F.col(c).cast("double"), F.lit(float("nan"))) for c in cols}
+        # lag(value, j) over the series: the window's step t - j; a lag or lead of a constant is
+        # null exactly where the series has no such row, whatever the values hold.
+        steps = [F.lag(values[c], j).over(window) for j in range(look_back - 1, -1, -1) for c in cols]
+        full = (F.lag(F.lit(1), look_back - 1).over(window).isNotNull()
+                & F.lead(F.lit(1), horizon).over(window).isNotNull())
+        out, label, keep = self.getOutputCol(), self.getLabelCol(), "__deepflash_keep"
+        features = array_to_vector(F.array(*steps)).alias(
+            out, metadata=window_shape_metadata([look_back, len(cols)]))
+        windowed = dataset.select("*", features, F.lead(values[cols[0]], horizon).over(window).alias(label),
+                                  full.alias(keep))
+        log.info("LookBackWindow drops the first %d and the last %d row(s) of each series%s (droppedRows counts "
+                 "them)", look_back - 1, horizon,
+                 f" (per {', '.join(self.getPartitionBy())})" if self.getPartitionBy() else "")
+        return windowed.where(F.col(keep)).drop(keep)
+
+    def windowShape(self) -> list[int]:
+        """``[lookBack, k]``: the shape of one window, as recorded in ``outputCol``'s metadata."""
+        if not self.isDefined(self.lookBack):
+            raise ValueError("`lookBack` is not set: set the window length, an integer >= 1")
+        return [self.getLookBack(), len(self.valueCols())]
+
+    def droppedRows(self, dataset: DataFrame) -> int:
+        """How many rows of ``dataset`` :meth:`transform` drops (one aggregation job), logged.
+
+        Per series (``partitionBy`` key) of ``n`` rows it drops ``min(n, lookBack + horizon - 1)``.
+        """
+        self._check(dataset)
+        per_series = self.getLookBack() + self.getHorizon() - 1
+        counts = dataset.groupBy(*self.getPartitionBy()).count()
+        row = counts.agg(F.sum(F.least(F.col("count"), F.lit(per_series))).alias("dropped"),
+                         F.count(F.lit(1)).alias("series")).first()
+        dropped = int(row["dropped"] or 0)
+        log.info("LookBackWindow drops %d row(s) of %d series (lookBack %d, horizon %d)", dropped, row["series"],
+                 self.getLookBack(), self.getHorizon())
+        return dropped
+
+
+add_accessors(LookBackWindow, ["lookBack", "horizon", "orderBy", "partitionBy", "inputCol", "inputCols", "outputCol",
+                               "labelCol"])

@@ -73,20 +73,23 @@ class ScheduledLearningRate(_PendingState, tf.keras.callbacks.ReduceLROnPlateau)
         monitor: the metric the plateau rule watches.
         patience: epochs without improvement before the multiplier shrinks; 0 = never.
         factor: what the multiplier is multiplied by on a plateau, in (0, 1).
+        first_epoch: the epoch the schedule starts at (its epoch 0): a cascade stage's first epoch.
 
     Example:
         >>> ScheduledLearningRate(LrSchedule("cosine", warmup_epochs=2, epochs=20), 1e-3, patience=3, factor=0.5)
     """
 
     def __init__(self, schedule: LrSchedule, base_rate: float, monitor: str = "val_loss", patience: int = 0,
-                 factor: float = 0.1):
+                 factor: float = 0.1, first_epoch: int = 0):
         super().__init__(monitor=monitor, factor=factor, patience=patience, verbose=0)
         self.schedule, self.base_rate = schedule, float(base_rate)
+        self.first_epoch = int(first_epoch)
         self.multiplier = 1.0
 
     def rate(self, epoch: int) -> float:
-        """The rate epoch ``epoch`` (0-based) trains at, given the plateau reductions so far."""
-        return self.schedule.rate(epoch, self.base_rate) * self.multiplier
+        """The rate epoch ``epoch`` (0-based, counted over the run) trains at, given the plateau
+        reductions so far."""
+        return self.schedule.rate(epoch - self.first_epoch, self.base_rate) * self.multiplier
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
@@ -202,6 +205,19 @@ class CheckpointCallback(tf.keras.callbacks.Callback):
             self.barrier()
 
 
+class StageLog(tf.keras.callbacks.Callback):
+    """Writes the cascade stage (1-based) into every epoch's logs as ``stage``, so the history
+    (and MLflow, and the learning-curve plot) show which stage trained each epoch."""
+
+    def __init__(self, stage: int):
+        super().__init__()
+        self.stage = int(stage)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["stage"] = float(self.stage)
+
+
 class CrashHook(tf.keras.callbacks.Callback):
     """Test-only fault injection (see ``deepflash.remote``): ends this process with
     ``os._exit(1)`` at the start of ``epoch`` (1-based), once: the marker file is created first
@@ -282,7 +298,7 @@ class EpochLogger(tf.keras.callbacks.Callback):
         self._started = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
-        metrics = " ".join(f"{k}={v:.4f}" for k, v in sorted((logs or {}).items()) if k != "lr")
+        metrics = " ".join(f"{k}={v:.4f}" for k, v in sorted((logs or {}).items()) if k not in ("lr", "stage"))
         log.info("%sepoch %d/%d %s (%.1fs)", self.prefix, epoch + 1, self.epochs, metrics,
                  time.time() - self._started)
 

@@ -262,6 +262,45 @@ def test_lstm_dropout_checked():
         validate_layers([{"type": "lstm", "units": 2, "dropout": 1.5}])
 
 
+def _lstm_layers(model) -> list:
+    return [layer for layer in model.layers if isinstance(layer, L.LSTM)]
+
+
+def test_stacked_lstms_return_sequences_except_the_last():
+    stack = [{"type": "lstm", "units": 4}, {"type": "lstm", "units": 3}, {"type": "lstm", "units": 2}]
+    model = build_model(stack, 12, "regression", input_shape=[6, 2])
+    lstms = _lstm_layers(model)
+    assert [layer.return_sequences for layer in lstms] == [True, True, False]
+    assert [tuple(layer.output.shape[1:]) for layer in lstms] == [(6, 4), (6, 3), (2,)]
+    assert [s["return_sequences"] for s in validate_layers(stack)] == [True, True, False]
+
+
+def test_lstm_followed_by_dense_only_returns_its_final_state():
+    specs = validate_layers([{"type": "lstm", "units": 4}, {"type": "dense", "units": 3}])
+    assert specs[0]["return_sequences"] is False
+
+
+def test_explicit_return_sequences_is_kept():
+    specs = validate_layers([{"type": "lstm", "units": 4, "return_sequences": False}, {"type": "lstm", "units": 3},
+                             {"type": "lstm", "units": 2, "return_sequences": True}])
+    assert [s["return_sequences"] for s in specs] == [False, True, True]
+    # Told not to return sequences, the first lstm hands the next a rank-1 input, which Keras refuses.
+    with pytest.raises(ValueError, match=r"`layers`\[1\] \(lstm\) does not fit its input of shape \(4,\)"):
+        build_model(specs[:2], 12, "regression", input_shape=[6, 2])
+    last = _lstm_layers(build_model(specs[2:], 12, "regression", input_shape=[6, 2]))[0]
+    assert last.return_sequences is True and tuple(last.output.shape[1:]) == (6, 2)
+
+
+def test_validated_lstm_stack_validates_to_itself():
+    specs = validate_layers([{"type": "lstm", "units": 4}, {"type": "lstm", "units": 3}])
+    assert validate_layers(specs) == specs
+
+
+def test_return_sequences_must_be_a_bool():
+    with pytest.raises(ValueError, match=r"`layers`\[0\] \(lstm\): `return_sequences` == 'yes', must be true"):
+        validate_layers([{"type": "lstm", "units": 2, "return_sequences": "yes"}])
+
+
 @pytest.mark.parametrize("spec, key", [
     ({"type": "dense", "units": 0}, "units"),
     ({"type": "dense", "units": 2.0}, "units"),

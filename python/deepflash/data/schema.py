@@ -26,6 +26,9 @@ _HASH_SUM = "decimal(38,0)"
 _SECOND_HASH_SALT = "deepflash-fingerprint-2"
 # Weights are materialized as float32: a larger one would become infinite.
 _FLOAT32_MAX = float(3.4028234663852886e38)
+# Column metadata: {"deepflash": {"window_shape": [lookBack, k]}} on a LookBackWindow's output.
+METADATA_KEY = "deepflash"
+WINDOW_SHAPE_KEY = "window_shape"
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,22 @@ def features_as_array(df: DataFrame, param: str, name: str) -> Column:
     raise TypeError(
         f"`{param}` column {name!r} must be a Vector or an array of numbers, found {dtype.simpleString()}; "
         "assemble numeric columns with pyspark.ml.feature.VectorAssembler first")
+
+
+def window_shape_metadata(shape: list[int]) -> dict:
+    """The column metadata that records the shape a flat feature vector comes from."""
+    return {METADATA_KEY: {WINDOW_SHAPE_KEY: [int(d) for d in shape]}}
+
+
+def window_shape(df: DataFrame, name: str) -> list[int] | None:
+    """The shape recorded in column ``name``'s metadata (see :func:`window_shape_metadata`), or
+    None. Reads the schema only: no Spark job."""
+    if name not in df.columns:
+        return None
+    shape = df.schema[name].metadata.get(METADATA_KEY, {}).get(WINDOW_SHAPE_KEY)
+    if isinstance(shape, list) and shape and all(isinstance(d, int) and d >= 1 for d in shape):
+        return shape
+    return None
 
 
 def check_label(df: DataFrame, param: str, name: str) -> None:

@@ -36,11 +36,12 @@ LAYER_TYPES: dict[str, dict[str, Any]] = {
     "zeropadding": {"padding": 1},
     "flatten": {},
     "reshape": {"target_shape": None},
-    "lstm": {"units": None, "activation": "tanh", "return_sequences": False, "dropout": 0.0},
+    "lstm": {"units": None, "activation": "tanh", "return_sequences": None, "dropout": 0.0},
 }
 
-# Optional keys for which None means "unset" rather than "required".
-_OPTIONAL_NONE = {"strides"}
+# Optional keys for which None means "unset" rather than "required". An lstm's unset
+# `return_sequences` is resolved from the stack by `_resolve_return_sequences`.
+_OPTIONAL_NONE = {"strides", "return_sequences"}
 
 
 def _where(i: int, spec: dict) -> str:
@@ -67,6 +68,9 @@ def check_initializer(value: Any, name: str = "kernelInitializer") -> str:
 
 def validate_layers(layers: Any, kernel_initializer: str = DEFAULT_INITIALIZER) -> list[dict]:
     """Checks a layer list and returns a copy with every default filled in.
+
+    An lstm's ``return_sequences`` defaults to true when another lstm follows it and to false
+    otherwise, so ``[{"type": "lstm", "units": 8}, {"type": "lstm", "units": 4}]`` is a stack.
 
     Args:
         layers: the layer dicts.
@@ -123,12 +127,28 @@ def validate_layers(layers: Any, kernel_initializer: str = DEFAULT_INITIALIZER) 
             _check_rate(where, "rate", full["rate"])
         if kind == "lstm":
             _check_rate(where, "dropout", full["dropout"])
+            if full["return_sequences"] is not None and not isinstance(full["return_sequences"], bool):
+                raise ValueError(f"{where}: `return_sequences` == {full['return_sequences']!r}, must be true or false")
         for key in ("l1", "l2"):
             if key in full and (isinstance(full[key], bool) or not isinstance(full[key], (int, float))
                                 or full[key] < 0):
                 raise ValueError(f"{where}: `{key}` == {full[key]!r}, must be a number >= 0")
         out.append(full)
-    return out
+    return _resolve_return_sequences(out)
+
+
+def _resolve_return_sequences(specs: list[dict]) -> list[dict]:
+    """An lstm without ``return_sequences`` returns sequences when another lstm follows it, so a
+    stack of lstm layers needs no flags; the last one returns its final state. A value the user
+    gave is kept."""
+    later_lstm = False
+    for spec in reversed(specs):
+        if spec["type"] != "lstm":
+            continue
+        if spec["return_sequences"] is None:
+            spec["return_sequences"] = later_lstm
+        later_lstm = True
+    return specs
 
 
 def _keras_layer(spec: dict, rank: int, seed: int | None) -> Any:
@@ -238,7 +258,7 @@ def build_model(layers: list[dict] | str, input_dim: int, output: str, num_class
             raise ValueError(f"{_where(i, spec)} does not fit its input of shape {tuple(x.shape[1:])}: "
                              f"{str(e).splitlines()[0]}") from None
     if len(x.shape) > 2:
-        x = tf.keras.layers.Flatten()(x)
+        x = tf.keras.layers.Flatten(name="output_flatten")(x)
     units, activation = {"multiclass": (num_classes, "softmax"), "binary": (1, "sigmoid"),
                          "regression": (1, "linear")}[output]
     outputs = tf.keras.layers.Dense(units, activation=activation, kernel_initializer=kernel_initializer,
