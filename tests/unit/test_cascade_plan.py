@@ -10,6 +10,7 @@ import pytest
 
 from deepflash import KerasEstimator
 from deepflash.cascade import CascadePlan, cascade_blocks, resolve_cascade, stage_epochs
+from deepflash.keras_compat import optimizer_module, output_shape
 from deepflash.networks import build_model, validate_layers
 
 MLP = [{"type": "dense", "units": 8, "activation": "relu"}, {"type": "dropout", "rate": 0.1},
@@ -126,7 +127,7 @@ def test_stage_networks_share_layers_and_freeze_the_earlier_ones():
     assert [layer.__class__.__name__ for layer in hidden] == ["Dense", "Dropout", "Dense", "BatchNormalization",
                                                                "Dense"]
     first = stage_model(model, plan, plan.stages[0], seed=5)
-    assert first.layers[-1].name == "cascade_output_1" and first.output_shape == (None, 3)
+    assert first.layers[-1].name == "cascade_output_1" and output_shape(first) == (None, 3)
     assert first.layers[1] is hidden[0]                       # the same layer, so the same variables
     second = stage_model(model, plan, plan.stages[1], seed=5)
     assert not hidden[0].trainable and hidden[2].trainable     # block 1 frozen in stage 2
@@ -147,7 +148,7 @@ def _two_optimizer_reference(model, earlier, x, y, lr, rate, steps):
     """What an optimizer at lr for the new layers and one at lr*rate for the earlier ones do."""
     import tensorflow as tf
 
-    legacy = tf.keras.optimizers.legacy
+    legacy = optimizer_module()
     old_vars = [v for layer in earlier for v in layer.trainable_variables]
     new_vars = [v for v in model.trainable_variables if all(v is not o for o in old_vars)]
     fast, slow = legacy.Adam(lr), legacy.Adam(lr * rate)
@@ -175,7 +176,7 @@ def test_earlier_layers_train_at_exactly_lr_times_the_rate(rate):
     model = build_model(layers, 4, "multiclass", 3, seed=1)
     before = [w.copy() for w in hidden_layers(model)[0].get_weights()]
     net = stage_model(model, plan, plan.stages[1], seed=5)
-    net.compile(optimizer=tf.keras.optimizers.legacy.Adam(0.01), loss="sparse_categorical_crossentropy")
+    net.compile(optimizer=optimizer_module().Adam(0.01), loss="sparse_categorical_crossentropy")
     for _ in range(3):
         net.train_on_batch(x, y)
     after = hidden_layers(model)[0].get_weights()
