@@ -23,9 +23,10 @@ from deepflash.evolution.problems import (ArchitectureProblem, MAERandomSampling
                                           TrainingSettings)
 from deepflash.evolution.sampling import (DEFAULT_THRESHOLD_FRACTION, SamplingResult, mae_random_sampling,
                                           mean_predictor_mae, sample_architectures)
+from deepflash.evolution.search import EvolutionarySearch, EvolutionarySearchModel
 
 __all__ = ["Architecture", "ArchitectureProblem", "ArchitectureSpace", "DEFAULT_THRESHOLD_FRACTION", "Evaluation",
-           "Evaluator", "EvolutionResult", "GenerationStats", "GeneticAlgorithm", "LocalEvaluator",
-           "MAERandomSamplingProblem", "Problem", "SamplingResult", "Solution", "SparkEvaluator",
-           "TrainedErrorProblem", "TrainingSettings", "mae_random_sampling", "mean_predictor_mae",
+           "Evaluator", "EvolutionResult", "EvolutionarySearch", "EvolutionarySearchModel", "GenerationStats",
+           "GeneticAlgorithm", "LocalEvaluator", "MAERandomSamplingProblem", "Problem", "SamplingResult", "Solution",
+           "SparkEvaluator", "TrainedErrorProblem", "TrainingSettings", "mae_random_sampling", "mean_predictor_mae",
            "sample_architectures"]

@@ -101,6 +101,6 @@ class SparkEvaluator(Evaluator):
 
         with job_group(sc, f"deepflash evolutionary search: {len(encodings)} evaluations", cancel=True):
             # Wrapped here, inside the group: each thread's jobs inherit the group's properties.
-            target = inheritable_thread_target(run)
+            target = inheritable_thread_target(self.spark)(run)
             with ThreadPoolExecutor(max_workers=self.parallelism) as pool:
                 return list(pool.map(target, encodings))
