@@ -156,7 +156,7 @@ class GeneticAlgorithm:
     """
 
     def __init__(self, population_size: int = 10, generations: int = 5, crossover_rate: float = 0.7,
-                 mutation_rate: float = 0.3, elitism: int = 1, tournament_size: int = 3, seed: int = 0):
+                 mutation_rate: float = 0.5, elitism: int = 1, tournament_size: int = 2, seed: int = 0):
         self.population_size = _check_int("populationSize", population_size, 2)
         self.generations = _check_int("generations", generations, 0)
         self.crossover_rate = _check_rate("crossoverRate", crossover_rate)

@@ -88,7 +88,7 @@ class _EvolutionParams(HasSeed):
     def __init__(self) -> None:
         super().__init__()
         self._setDefault(problem="trained", valueCols=["value"], populationSize=8, generations=4, crossoverRate=0.7,
-                         mutationRate=0.3, elitism=1, tournamentSize=3, parallelism=1, minLookBack=1,
+                         mutationRate=0.5, elitism=1, tournamentSize=2, parallelism=1, minLookBack=1,
                          maxLookBack=8, minLayers=1, maxLayers=2, minUnits=1, maxUnits=16, layerTypes=["lstm"],
                          activations=["tanh"], searchEpochs=None, samples=100, samplingInit="glorot_uniform",
                          threshold=None, refit=True, track=True, seed=0)
@@ -128,7 +128,7 @@ class EvolutionarySearch(BaseSearch, _EvolutionParams):
     @keyword_only
     def __init__(self, *, estimator=None, problem: str = "trained", valueCols: list | None = None,
                  orderBy: str | None = None, populationSize: int = 8, generations: int = 4,
-                 crossoverRate: float = 0.7, mutationRate: float = 0.3, elitism: int = 1, tournamentSize: int = 3,
+                 crossoverRate: float = 0.7, mutationRate: float = 0.5, elitism: int = 1, tournamentSize: int = 2,
                  parallelism: int = 1, minLookBack: int = 1, maxLookBack: int = 8, minLayers: int = 1,
                  maxLayers: int = 2, minUnits: int = 1, maxUnits: int = 16, layerTypes: list | None = None,
                  activations: list | None = None, searchEpochs: int | None = None, samples: int = 100,
