@@ -164,6 +164,11 @@ class EvolutionarySearch(BaseSearch, _EvolutionParams):
         if not self.getValueCols():
             raise ValueError("`valueCols` is empty: give the series' value column(s)")
 
+    def validateParams(self) -> None:
+        """Every check that needs no data: the estimator, the space's bounds, the GA settings, the
+        training settings; raises ValueError naming the Param. No Spark job."""
+        self._check()
+
     def _check(self) -> None:
         from deepflash.estimator import KerasEstimator
 
