@@ -22,6 +22,8 @@ from deepflash.evolution.evaluation import Evaluation, Evaluator, LocalEvaluator
 from deepflash.evolution.problem import Problem, Solution
 
 log = logging.getLogger("deepflash")
+#: How often an offspring that repeats an evaluated individual is mutated again.
+RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -118,12 +120,22 @@ class _Toolbox:
     def population(self, size: int) -> list[_Individual]:
         return [self.individual(random.randint(lo, hi) for lo, hi in zip(self.low, self.high)) for _ in range(size)]
 
-    def next_generation(self, population: list[_Individual]) -> list[_Individual]:
-        """Tournament-selected offspring, crossed and mutated (DEAP's ``varAnd``), plus the elite."""
+    def next_generation(self, population: list[_Individual], seen: set) -> list[_Individual]:
+        """Tournament-selected offspring, crossed and mutated (DEAP's ``varAnd``), plus the elite.
+
+        An offspring that repeats an individual already evaluated (``seen`` holds their canonical
+        encodings) is mutated again, up to :data:`RETRIES` times: in a small population crossing two
+        copies of one parent gives that parent back, and such generations would explore nothing.
+        """
         ga = self.ga
         chosen = self.box.select(population, len(population) - ga.elitism)
         offspring = algorithms.varAnd([self.box.clone(i) for i in chosen], self.box, ga.crossover_rate,
                                       ga.mutation_rate)
+        for child in offspring:
+            for _ in range(RETRIES):
+                if self.problem.canonical(child) not in seen:
+                    break
+                self.box.mutate(child)
         elite = [self.box.clone(i) for i in self.hall_of_fame[:ga.elitism]]
         return elite + list(offspring)
 
@@ -136,7 +148,8 @@ class _Toolbox:
 
 class GeneticAlgorithm:
     """Evolves a population of encodings: tournament selection, uniform crossover, uniform integer
-    mutation and elitism. Each generation's new, distinct individuals are evaluated in one batch
+    mutation (repeated until an offspring differs from every individual evaluated so far, at most
+    :data:`RETRIES` times) and elitism. Each generation's new, distinct individuals are evaluated in one batch
     (in parallel with a :class:`~deepflash.evolution.evaluation.SparkEvaluator`); an individual seen
     before takes its fitness from the cache instead.
 
@@ -186,7 +199,7 @@ class GeneticAlgorithm:
             for generation in range(self.generations + 1):
                 gen_started = time.time()
                 if generation > 0:
-                    population = box.next_generation(population)
+                    population = box.next_generation(population, set(cache))
                 evaluated, cached = self._evaluate(problem, evaluator, population, cache)
                 box.hall_of_fame.update(population)
                 solutions = [box.solution(ind) for ind in population]

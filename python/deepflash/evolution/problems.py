@@ -4,7 +4,7 @@ training) and :class:`TrainedErrorProblem` (a short training run).
 Both hold the series itself (a NumPy array; a problem is pickled into each Spark task that
 evaluates it) and an :class:`~deepflash.evolution.architecture.ArchitectureSpace`; an individual's
 windows are cut in the task with :func:`deepflash.timeseries.window_arrays` at its own look-back.
-Worker-safe: they import TensorFlow and the sampling lazily, never the estimator.
+Worker-safe: they import TensorFlow lazily, and never the estimator.
 """
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ import numpy as np
 
 from deepflash.evolution.architecture import Architecture, ArchitectureSpace
 from deepflash.evolution.problem import Problem
+from deepflash.evolution.sampling import ACTIVATIONS as SAMPLING_ACTIVATIONS
+from deepflash.evolution.sampling import mae_random_sampling
 from deepflash.timeseries import window_arrays
 
 
@@ -64,7 +66,7 @@ class MAERandomSamplingProblem(ArchitectureProblem):
         series: the ordered values, ``(steps,)`` or ``(steps, k)``; the first column is the target.
         space: the architecture bounds.
         samples: weight draws per architecture.
-        init: ``glorot_uniform`` or ``normal``.
+        init: ``normal`` (N(0, 1), DLOPT's choice and the sampling's default) or ``glorot_uniform``.
         threshold: the MAE a draw should reach; None for the sampling's default (a fraction of
             the MAE of always predicting the mean).
         seed: seeds the draws (every architecture gets the same seed).
@@ -77,20 +79,20 @@ class MAERandomSamplingProblem(ArchitectureProblem):
 
     maximize = (True,)
 
-    def __init__(self, series, space: ArchitectureSpace, *, samples: int = 100, init: str = "glorot_uniform",
+    def __init__(self, series, space: ArchitectureSpace, *, samples: int = 100, init: str = "normal",
                  threshold: float | None = None, seed: int = 0):
         super().__init__(series, space)
+        unsupported = [a for a in space.activations if a not in SAMPLING_ACTIVATIONS]
+        if unsupported:
+            raise ValueError(f"`activations` == {list(space.activations)}: MAE random sampling draws "
+                             f"{', '.join(SAMPLING_ACTIVATIONS)} only, found {unsupported}")
         self.samples, self.init, self.threshold, self.seed = int(samples), init, threshold, int(seed)
 
     def evaluate_decoded(self, decoded: Architecture) -> tuple[float, ...]:
-        from deepflash.evolution.sampling import mae_random_sampling
-
         x, y = window_arrays(self.series, decoded.look_back)
-        # The sampling's activation defaults to tanh; it is passed only when the search chose another.
-        extra = {} if decoded.activation == "tanh" else {"activation": decoded.activation}
         result = mae_random_sampling(x, y, decoded.hidden, samples=self.samples, init=self.init,
-                                     threshold=self.threshold, layer_type=decoded.layer_type, seed=self.seed,
-                                     **extra)
+                                     threshold=self.threshold, layer_type=decoded.layer_type,
+                                     activation=decoded.activation, seed=self.seed)
         return (float(result.log_p),)
 
 

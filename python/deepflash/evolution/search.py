@@ -22,6 +22,7 @@ from deepflash.evolution.evaluation import SparkEvaluator
 from deepflash.evolution.genetic import GenerationStats, GeneticAlgorithm
 from deepflash.evolution.problems import (ArchitectureProblem, MAERandomSamplingProblem, TrainedErrorProblem,
                                           TrainingSettings)
+from deepflash.evolution.sampling import INITS as SAMPLING_INITS
 from deepflash.networks.layers import ACTIVATIONS
 from deepflash.params import _number, _one_of, _string, _string_list, add_accessors
 from deepflash.tracking import SearchTracker
@@ -29,7 +30,6 @@ from deepflash.tuning.base import BaseSearch, BaseSearchModel
 
 log = logging.getLogger("deepflash")
 PROBLEMS = ("trained", "mae_sampling")
-SAMPLING_INITS = ("glorot_uniform", "normal")
 
 
 def _int(name: str, low: int):
@@ -78,7 +78,7 @@ class _EvolutionParams(HasSeed):
     searchEpochs = _p("searchEpochs", "problem=trained: epochs of each evaluation's training; None = the "
                       "estimator's epochs", _optional_epochs)
     samples = _p("samples", "problem=mae_sampling: weight draws per architecture, >= 1", _int("samples", 1))
-    samplingInit = _p("samplingInit", "problem=mae_sampling: glorot_uniform or normal",
+    samplingInit = _p("samplingInit", f"problem=mae_sampling: {' or '.join(SAMPLING_INITS)}",
                       _one_of("samplingInit", SAMPLING_INITS))
     threshold = _p("threshold", "problem=mae_sampling: the MAE a draw should reach; None = the sampling's default",
                    _optional_threshold)
@@ -90,7 +90,7 @@ class _EvolutionParams(HasSeed):
         self._setDefault(problem="trained", valueCols=["value"], populationSize=8, generations=4, crossoverRate=0.7,
                          mutationRate=0.5, elitism=1, tournamentSize=2, parallelism=1, minLookBack=1,
                          maxLookBack=8, minLayers=1, maxLayers=2, minUnits=1, maxUnits=16, layerTypes=["lstm"],
-                         activations=["tanh"], searchEpochs=None, samples=100, samplingInit="glorot_uniform",
+                         activations=["tanh"], searchEpochs=None, samples=100, samplingInit="normal",
                          threshold=None, refit=True, track=True, seed=0)
 
 
@@ -132,7 +132,7 @@ class EvolutionarySearch(BaseSearch, _EvolutionParams):
                  parallelism: int = 1, minLookBack: int = 1, maxLookBack: int = 8, minLayers: int = 1,
                  maxLayers: int = 2, minUnits: int = 1, maxUnits: int = 16, layerTypes: list | None = None,
                  activations: list | None = None, searchEpochs: int | None = None, samples: int = 100,
-                 samplingInit: str = "glorot_uniform", threshold: float | None = None, refit: bool = True,
+                 samplingInit: str = "normal", threshold: float | None = None, refit: bool = True,
                  track: bool = True, seed: int = 0) -> None:
         super().__init__()
         self._set_from_kwargs(self._input_kwargs)
