@@ -86,3 +86,12 @@ def test_evolve_job_refuses_an_existing_output_and_bad_config(evolved, capsys):
         main(["evolve", "--config", str(ROOT / "conf" / "sine_evolution.json"), "--set", "evolution.minLayers=3"])
     assert exit_info.value.code == 2
     assert "evolution.minLayers: `minLayers` == 3, must be <= `maxLayers` == 2" in capsys.readouterr().err
+
+
+def test_evolve_job_needs_a_series_source_and_says_so_before_spark(tmp_path):
+    from deepflash.config import ConfigError
+
+    config = load_config(str(ROOT / "conf" / "sine_evolution.json"), ["data.source=digits"])
+    with pytest.raises(ConfigError, match=r"data.source: `evolve` searches a generated series, expected 'sine'"):
+        evolve_job.run(config, str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()

@@ -56,6 +56,9 @@ def run(config: dict, output: str, overwrite: bool = False) -> dict:
     if not settings:
         raise ConfigError("evolution: required for `evolve`, e.g. {problem: trained, populationSize: 6}")
     data = config.get("data") or {}
+    if data.get("source") != "sine":
+        raise ConfigError(f"data.source: `evolve` searches a generated series, expected 'sine', found "
+                          f"{data.get('source')!r}")
     estimator = KerasEstimator(**{"task": "regression", **(config.get("model") or {})})
     search = EvolutionarySearch(estimator=estimator, **{"orderBy": "t", "valueCols": ["value"], **settings})
     search.validateParams()
