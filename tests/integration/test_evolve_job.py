@@ -34,8 +34,6 @@ def test_evolve_job_writes_best_model_generations_plot_and_report(spark, evolved
     import tensorflow as tf
     from pyspark.ml import PipelineModel
 
-    from deepflash.datasets import from_numpy
-
     out, best = evolved
     saved = json.loads((out / "best.json").read_text())
     assert saved == json.loads(json.dumps(best))
@@ -51,12 +49,12 @@ def test_evolve_job_writes_best_model_generations_plot_and_report(spark, evolved
     assert "Generations" in (out / "report.html").read_text()
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]
     assert metrics["test_rows"] == 60 and metrics["test_mae"] < metrics["persistence_mae"]
-    # The saved PipelineModel scores windows of look_back steps.
+    # The saved PipelineModel scores the raw series: windows first, then the network.
     model = PipelineModel.load(str(out / "model"))
-    look_back = saved["look_back"]
-    x = np.sin(2 * np.pi * (np.arange(look_back)[None, :] + np.arange(5)[:, None]) / 25)
-    y = np.sin(2 * np.pi * (np.arange(5) + look_back) / 25)
-    scored = model.transform(from_numpy(spark, x, y)).toPandas()
+    t = np.arange(400, 460)
+    raw = spark.createDataFrame(pd.DataFrame({"t": t, "value": np.sin(2 * np.pi * t / 25)}))
+    scored = model.transform(raw).toPandas()
+    assert len(scored) == 60 - saved["look_back"]
     assert np.mean(np.abs(scored["prediction"] - scored["label"])) < 0.3
 
 

@@ -250,7 +250,12 @@ class EvolutionarySearch(BaseSearch, _EvolutionParams):
         return found
 
     def _refit(self, spark, series: np.ndarray, arch: Architecture, best_params: dict):
-        """The best architecture trained with the estimator on every window of the series."""
+        """The best architecture trained with the estimator on every window of the series.
+
+        The windows come from :func:`~deepflash.timeseries.window_arrays` (the same rows as
+        LookBackWindow), without LookBackWindow's shape metadata: that metadata would make the
+        estimator reshape a dense stack's input to ``(look_back, k)``, a network other than the one
+        the search scored."""
         from deepflash.datasets import from_numpy
         from deepflash.timeseries import window_arrays
 

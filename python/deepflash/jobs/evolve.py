@@ -1,7 +1,7 @@
 """``deepflash evolve``: evolutionary architecture search on a series (the config's ``evolution``
 section: EvolutionarySearch Params; ``model``: the KerasEstimator that trains the evaluations' and
-the final network). Writes best.json, model.json (Keras config), model/ (the trained
-PipelineModel), generations.csv, generations.png, metrics.json and report.html, atomically; the
+the final network). Writes best.json, model.json (Keras config), model/ (a PipelineModel:
+LookBackWindow, then the trained network, so it scores the raw series), generations.csv, generations.png, metrics.json and report.html, atomically; the
 search is an MLflow parent run with a nested run per generation.
 
 Example:
@@ -24,18 +24,18 @@ from deepflash.jobs.outputs import open_output, start_tracking, write_json
 log = logging.getLogger("deepflash")
 
 
-def _persistence_and_model_mae(spark, found, series: np.ndarray, first_test: int) -> dict:
-    """Test MAE of the evolved network and of persistence (the window's last value) on the windows
-    whose targets lie at or after ``first_test``."""
-    from deepflash.datasets import from_numpy
-    from deepflash.timeseries import window_arrays
-
-    look_back = found.getBestLookBack()
-    x, y = window_arrays(series[first_test - look_back:], look_back)
-    scored = found.transform(from_numpy(spark, x.reshape(len(x), -1), y)).toPandas()
-    return {"test_rows": int(len(y)),
-            "test_mae": float(np.mean(np.abs(scored["prediction"].to_numpy() - scored["label"].to_numpy()))),
-            "persistence_mae": float(np.mean(np.abs(x[:, -1, 0] - y)))}
+def _test_errors(model, rows: pd.DataFrame, spark, first_test: int, look_back: int) -> dict:
+    """Test MAE of the saved PipelineModel and of persistence (the window's last value) on the
+    windows whose targets lie at or after step ``first_test``."""
+    frame = spark.createDataFrame(rows.iloc[first_test - look_back:])
+    stages = model.stages
+    features, label = stages[0].getOutputCol(), stages[0].getLabelCol()
+    scored = model.transform(frame).select(features, label, "prediction").toPandas()
+    last = np.array([v.toArray()[-1] for v in scored[features]])
+    truth = scored[label].to_numpy()
+    return {"test_rows": int(len(scored)),
+            "test_mae": float(np.mean(np.abs(scored["prediction"].to_numpy() - truth))),
+            "persistence_mae": float(np.mean(np.abs(last - truth)))}
 
 
 def run(config: dict, output: str, overwrite: bool = False) -> dict:
@@ -51,6 +51,7 @@ def run(config: dict, output: str, overwrite: bool = False) -> dict:
     from deepflash import EvolutionarySearch, KerasEstimator, plots
     from deepflash.jobs.sources import load_series
     from deepflash.report import write_report
+    from deepflash.timeseries import LookBackWindow
 
     settings = dict(config.get("evolution") or {})
     if not settings:
@@ -81,15 +82,19 @@ def run(config: dict, output: str, overwrite: bool = False) -> dict:
         seconds = time.time() - started
         arch = found.architecture()
         model_json = found.modelJson()
-        series = rows[search.getValueCols()].to_numpy(np.float64)
-        test = _persistence_and_model_mae(spark, found, series, first_test) if first_test < steps else {}
+        # The saved model scores the raw series: LookBackWindow cuts the windows it was trained on.
+        window = LookBackWindow(inputCols=search.getValueCols(), outputCol=estimator.getFeaturesCol(),
+                                labelCol=estimator.getLabelCol(), lookBack=arch.look_back,
+                                orderBy=search.getOrderBy())
+        pipeline = PipelineModel(stages=[window, found.bestModel])
+        test = _test_errors(pipeline, rows, spark, first_test, arch.look_back) if first_test < steps else {}
         best = {"fitness": found.getBestFitness(), "fitness_name": found.getFitnessName(),
                 "layers": list(arch.layers), "look_back": arch.look_back, "layer_type": arch.layer_type,
                 "activation": arch.activation, "config": json.loads(model_json)}
         write_json(os.path.join(out.local, "best.json"), best)
         with open(os.path.join(out.local, "model.json"), "w") as f:
             f.write(model_json)
-        PipelineModel(stages=[found.bestModel]).save(out.join("model"))
+        pipeline.save(out.join("model"))
         found.trials.to_csv(os.path.join(out.local, "generations.csv"), index=False)
         plot = plots.generations(found.trials.to_dict(orient="records"), os.path.join(out.local, "generations.png"),
                                  fitness=found.getFitnessName(), title=f"Evolutionary search ({search.getProblem()})")
