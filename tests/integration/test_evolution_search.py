@@ -133,3 +133,21 @@ def test_unordered_series_and_bad_params_are_refused(spark, tmp_path):
         EvolutionarySearch(minLookBack=0)
     with pytest.raises(ValueError, match=r"`problem` == 'random', must be one of: trained, mae_sampling"):
         EvolutionarySearch(problem="random")
+
+
+@pytest.mark.slow
+def test_mae_sampling_search_scores_without_training(spark, tmp_path):
+    from deepflash.evolution.sampling import mae_random_sampling
+    from deepflash.timeseries import window_arrays
+
+    found = _search(str(tmp_path / "store"), problem="mae_sampling", samples=20, generations=1, refit=False,
+                    layerTypes=["lstm"]).fit(_frame(spark, _series(300)))
+    assert found.getFitnessName() == "log_p" and found.bestModel is None
+    assert list(found.trials["generation"]) == [0, 1]
+    arch = found.architecture()
+    x, y = window_arrays(_series(300), arch.look_back)
+    expected = mae_random_sampling(x, y, arch.hidden, samples=20, seed=1).log_p
+    assert found.getBestFitness() == pytest.approx(expected)
+    assert found.trials["best_so_far"].iloc[-1] >= found.trials["best"].iloc[0]
+    with pytest.raises(ValueError, match="has no best model"):
+        found.transform(_frame(spark, _series(50)))
