@@ -7,11 +7,12 @@ Example:
 from __future__ import annotations
 
 from deepflash.estimator import KerasEstimator
+from deepflash.evolution import EvolutionarySearch, EvolutionarySearchModel
 from deepflash.model import KerasModel
 from deepflash.ran import RANEstimator, RANModel
 from deepflash.tuning.optuna_search import OptunaSearch, OptunaSearchModel
 from deepflash.tuning.search import HyperoptSearch, HyperoptSearchModel
 
 __version__ = "0.1.0"
-__all__ = ["HyperoptSearch", "HyperoptSearchModel", "KerasEstimator", "KerasModel", "OptunaSearch", "OptunaSearchModel",
+__all__ = ["EvolutionarySearch", "EvolutionarySearchModel", "HyperoptSearch", "HyperoptSearchModel", "KerasEstimator", "KerasModel", "OptunaSearch", "OptunaSearchModel",
            "RANEstimator", "RANModel", "__version__"]

@@ -15,6 +15,7 @@ Sections:
     tracking  MLflow: uri, experiment, registered_model, enabled
     spark     master and conf
     evaluation  human_error (or Bayes error, for the bias/variance diagnosis), beta (F-beta)
+    evolution EvolutionarySearch Params (problem, populationSize, generations, bounds, ...) for ``evolve``
     output    dir
 """
 from __future__ import annotations
@@ -195,7 +196,7 @@ SCHEMA: dict[str, dict[str, Callable]] = {
                  "activation": _one_of(SAMPLING_ACTIVATIONS), "output_activation": _one_of(SAMPLING_ACTIVATIONS),
                  "batch": _integer(1), "seed": _integer(0)},
 }
-SECTIONS = ("data", "model", "search", "study", "sampling", "evaluation", "tracking", "spark", "output")
+SECTIONS = ("data", "model", "search", "study", "sampling", "evolution", "evaluation", "tracking", "spark", "output")
 
 
 def _param_names(cls) -> list[str]:
@@ -274,6 +275,20 @@ def _check_search(values: Any) -> dict:
     return _check_params("search", values, search_class(engine), skip=("engine",))
 
 
+def _check_evolution(values: Any) -> dict:
+    """EvolutionarySearch Params, each through its converter, then the bounds and GA settings together."""
+    from deepflash.evolution import EvolutionarySearch
+
+    checked = _check_params("evolution", values, EvolutionarySearch)
+    search = EvolutionarySearch(**{k: v for k, v in checked.items() if v is not None})
+    try:
+        search.space()
+        search.algorithm()
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{_key_path('evolution', str(e), checked, 'evolution')}: {e}") from None
+    return checked
+
+
 def validate(config: Any, source: str = "config") -> dict:
     """Checks every section and key; returns the config with Param values converted."""
     if not isinstance(config, dict):
@@ -288,6 +303,8 @@ def validate(config: Any, source: str = "config") -> dict:
             out[section] = _check_model(values)
         elif section == "search":
             out[section] = _check_search(values)
+        elif section == "evolution":
+            out[section] = _check_evolution(values)
         else:
             _mapping(section, values)
             schema = SCHEMA[section]

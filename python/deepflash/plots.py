@@ -1,5 +1,6 @@
 """Figures as PNG files (matplotlib, Agg backend): learning curves (with the learning rate), run
-overlays, time against accuracy, the confusion matrix, search progress and parallel coordinates.
+overlays, time against accuracy, the confusion matrix, search progress, evolutionary generations
+and parallel coordinates.
 
 Every function takes plain data (histories, tables, matrices), writes one PNG atomically and
 returns its path. Every plot has a title, axis labels and a legend (or a colour bar).
@@ -176,6 +177,36 @@ def search_progress(trials, path: str, metric: str = "metric", mode: str = "max"
         ax.scatter(failed["trial"], [y] * len(failed), marker="x", color="C3", label="failed")
     ax.set_xlabel("trial")
     ax.set_ylabel(metric)
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def generations(history: Sequence[Mapping[str, Any]], path: str, fitness: str = "fitness",
+                title: str = "Evolutionary search") -> str:
+    """Best, mean and worst fitness of each generation, and the best so far.
+
+    Args:
+        history: one row per generation with ``generation``, ``best``, ``mean``, ``worst`` and
+            ``best_so_far`` (:meth:`deepflash.evolution.EvolutionResult.history_rows`).
+        fitness: the y-axis label, e.g. ``validation MAE`` or ``log_p``.
+    """
+    plt = _plt()
+    if not history:
+        raise ValueError("no generations to plot")
+    gens = [row["generation"] for row in history]
+    fig, ax = plt.subplots(figsize=SIZE)
+    ax.fill_between(gens, [row["worst"] for row in history], [row["best"] for row in history], color="C0",
+                    alpha=0.15, label="worst to best")
+    for key, style, color in (("best", "-o", "C0"), ("mean", "--", "C2"), ("worst", ":", "C3")):
+        ax.plot(gens, [row[key] for row in history], style, color=color, markersize=4, label=key)
+    ax.step(gens, [row["best_so_far"] for row in history], where="post", color="C1", linewidth=2,
+            label="best so far")
+    ax.set_xlabel("generation")
+    ax.set_ylabel(fitness)
+    ax.set_xticks(gens)
     ax.set_title(title)
     ax.legend()
     ax.grid(alpha=0.3)

@@ -71,8 +71,8 @@ class SearchTracker:
             self.end(None, e)
             raise
 
-    def trial(self, tid: int, result: dict) -> None:
-        """One nested run: the trial's params, its per-epoch history as metric steps, status (``ok``,
+    def trial(self, tid: int, result: dict, name: str | None = None) -> None:
+        """One nested run (named ``name``, ``trial-<tid>`` by default): the trial's params, its per-epoch history as metric steps, status (``ok``,
         ``fail`` or ``pruned``), and
         for a failed trial its error (tag ``deepflash.error``) and traceback (``deepflash.traceback``)."""
         if self.mlflow is None or self.parent_id is None:
@@ -82,7 +82,7 @@ class SearchTracker:
 
         client = self.mlflow.tracking.MlflowClient()
         experiment_id = client.get_run(self.parent_id).info.experiment_id
-        run = client.create_run(experiment_id, run_name=f"trial-{tid}",
+        run = client.create_run(experiment_id, run_name=name or f"trial-{tid}",
                                 tags={"mlflow.parentRunId": self.parent_id, "deepflash.trial": str(tid),
                                       "deepflash.status": result.get("status", "?")})
         now = int(time.time() * 1000)

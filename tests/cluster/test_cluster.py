@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
@@ -86,3 +87,14 @@ def test_optuna_search_and_ran_on_the_cluster(cluster):
     assert out["accuracy"] >= 0.9, out
     assert out["ran_units"] >= 3 and out["ran_mae"] < 0.1, out
     assert _workers_used(cluster, proc) == {"worker-1", "worker-2"}, "the trials did not run on both workers"
+
+
+def test_mae_sampling_and_evolutionary_search_on_the_cluster(cluster):
+    proc = cluster.submit("evolution_sampling.py", cluster.shared_dir, timeout=600)
+    out = cluster.result(proc)
+    assert [s["architecture"] for s in out["sampled"]] == [[1, 2, 2, 1], [1, 8, 1]], out
+    for s in out["sampled"]:
+        assert s["metrics"]["samples"] == 50 and np.isfinite(s["metrics"]["log_p"]), s
+    assert out["layers"][0] == 1 and out["layers"][-1] == 1 and 1 <= out["look_back"] <= 6, out
+    assert out["model_mae"] < 0.8 * out["persistence_mae"], out
+    assert _workers_used(cluster, proc) == {"worker-1", "worker-2"}, "the evaluations did not run on both workers"

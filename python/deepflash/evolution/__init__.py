@@ -1,5 +1,6 @@
-"""Architecture search without and with training (issue 11): MAE random sampling, and the
-evolutionary search built on it.
+"""Architecture search without and with training (issue 11): MAE random sampling, a problem /
+solution / optimizer split with a genetic algorithm on DEAP, and architecture problems on time
+series.
 
 Example:
     >>> from deepflash.evolution import mae_random_sampling
@@ -7,11 +8,25 @@ Example:
     >>> x, y = window_arrays(np.sin(2 * np.pi * np.arange(1000) / 100), look_back=2)
     >>> mae_random_sampling(x, y, [2, 2]).to_dict()["architecture"]
     [1, 2, 2, 1]
+    >>> from deepflash.evolution import ArchitectureSpace, GeneticAlgorithm, TrainedErrorProblem
+    >>> problem = TrainedErrorProblem(np.sin(np.arange(600) / 8), ArchitectureSpace(look_back=(1, 6)))
+    >>> result = GeneticAlgorithm(population_size=6, generations=3).run(problem)
+    >>> result.decoded.layers, result.best.fitness
 """
 from __future__ import annotations
 
+from deepflash.evolution.architecture import Architecture, ArchitectureSpace
+from deepflash.evolution.evaluation import Evaluation, Evaluator, LocalEvaluator, SparkEvaluator
+from deepflash.evolution.genetic import EvolutionResult, GenerationStats, GeneticAlgorithm
+from deepflash.evolution.problem import Problem, Solution
+from deepflash.evolution.problems import (ArchitectureProblem, MAERandomSamplingProblem, TrainedErrorProblem,
+                                          TrainingSettings)
 from deepflash.evolution.sampling import (DEFAULT_THRESHOLD_FRACTION, SamplingResult, mae_random_sampling,
                                           mean_predictor_mae, sample_architectures)
+from deepflash.evolution.search import EvolutionarySearch, EvolutionarySearchModel
 
-__all__ = ["DEFAULT_THRESHOLD_FRACTION", "SamplingResult", "mae_random_sampling", "mean_predictor_mae",
+__all__ = ["Architecture", "ArchitectureProblem", "ArchitectureSpace", "DEFAULT_THRESHOLD_FRACTION", "Evaluation",
+           "Evaluator", "EvolutionResult", "EvolutionarySearch", "EvolutionarySearchModel", "GenerationStats",
+           "GeneticAlgorithm", "LocalEvaluator", "MAERandomSamplingProblem", "Problem", "SamplingResult", "Solution",
+           "SparkEvaluator", "TrainedErrorProblem", "TrainingSettings", "mae_random_sampling", "mean_predictor_mae",
            "sample_architectures"]

@@ -5,7 +5,7 @@ Modules:
     base      ``Job`` (how a subcommand is called), ``Invocation`` (what it is called with)
     sources   the Spark session from the ``spark`` section, the ``data`` section's DataFrames or series
     outputs   the atomic output directory, JSON files, MLflow set-up, evaluation metrics and plots
-    train, tune, predict, study, sample, bench   one job each; ``run(...)`` is its Python API
+    train, tune, predict, study, sample, bench, evolve   one job each; ``run(...)`` is its Python API
 
 Every job validates its whole config before Spark starts, writes its output into a temporary
 sibling directory that is renamed into place at the end, and refuses to replace an existing

@@ -11,7 +11,7 @@ import logging
 import sys
 
 from deepflash.config import ConfigError, load_config
-from deepflash.jobs import bench, predict, sample, study, train, tune
+from deepflash.jobs import bench, evolve, predict, sample, study, train, tune
 from deepflash.jobs.base import Invocation, Job, common_arguments
 
 log = logging.getLogger("deepflash")
@@ -24,6 +24,7 @@ JOBS: tuple[Job, ...] = (
     study.JOB,
     sample.JOB,
     bench.JOB,
+    evolve.JOB,
 )
 
 
