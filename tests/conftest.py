@@ -1,6 +1,7 @@
 """One SparkSession (local[2]) for the whole test session; Python workers use this interpreter."""
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import sys
@@ -45,3 +46,18 @@ def digits(spark):
     train, test = load_digits(spark).randomSplit([0.8, 0.2], seed=7)
     return train.cache(), test.cache()
 
+
+
+# Stacks a profile may lack: the modern profile (Keras 3, numpy 2) installs neither.
+OPTIONAL_STACKS = {"horovod": "horovod", "petastorm": "petastorm"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skips tests marked ``horovod`` or ``petastorm`` where that package is not installed."""
+    for marker, module in OPTIONAL_STACKS.items():
+        if importlib.util.find_spec(module) is not None:
+            continue
+        skip = pytest.mark.skip(reason=f"needs {module}, which this profile does not install")
+        for item in items:
+            if item.get_closest_marker(marker) is not None:
+                item.add_marker(skip)

@@ -42,13 +42,16 @@ def is_legacy_optimizer(optimizer: Any) -> bool:
 
 def output_shape(layer_or_model: Any) -> tuple:
     """The output shape with the batch axis (a list of shapes for a layer with several outputs)."""
-    shape = getattr(layer_or_model, "output_shape", None) if keras_major() == 2 else None
-    if shape is None:
-        output = layer_or_model.output
-        if isinstance(output, (list, tuple)):
-            return [tuple(o.shape) for o in output]
-        return tuple(output.shape)
-    return shape
+    if keras_major() == 2:
+        return layer_or_model.output_shape
+    # Keras 3: a Sequential model built from an Input has ``outputs`` but raises on ``output``.
+    outputs = getattr(layer_or_model, "outputs", None)
+    if outputs is None:
+        outputs = layer_or_model.output
+    if isinstance(outputs, (list, tuple)):
+        shapes = [tuple(o.shape) for o in outputs]
+        return shapes[0] if len(shapes) == 1 else shapes
+    return tuple(outputs.shape)
 
 
 def save_keras(model: Any, path: str) -> None:

@@ -188,6 +188,7 @@ def test_local_resume_within_and_between_stages_is_exact(digits, store, stop_at,
 
 # Horovod's Spark thread raises too when the job of a crashed rank is cancelled: expected here.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+@pytest.mark.horovod
 def test_horovod_two_process_cascade_fit_and_crash_resume(digits, store, tmp_path, monkeypatch):
     train, test = digits
     # Fine-tuned earlier layers: the scaled updates run in each rank's train step after Horovod's allreduce.

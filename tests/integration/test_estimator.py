@@ -32,6 +32,7 @@ def local_fit(digits_columns, tmp_path_factory):
     return digits_pipeline(train, backend="local", storePath=store).fit(train), store
 
 
+@pytest.mark.horovod
 def test_pipeline_horovod_two_processes_reaches_095(digits_columns, tmp_path):
     train, test = digits_columns
     model = digits_pipeline(train, backend="horovod", numProc=2, storePath=str(tmp_path)).fit(train)

@@ -153,6 +153,7 @@ def test_resume_refuses_another_network_under_the_same_run_id(digits, store):
 
 # --- horovod backend --------------------------------------------------------------------------
 
+@pytest.mark.horovod
 def test_horovod_resume_is_exact(digits, store, horovod_reference):
     train, _ = digits
     assert_lr_lowered(horovod_reference.getHistory())
@@ -167,6 +168,7 @@ def test_horovod_resume_is_exact(digits, store, horovod_reference):
 
 # Horovod's Spark thread raises too when the job of a crashed rank is cancelled: expected here.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+@pytest.mark.horovod
 def test_horovod_rank_crash_resumes_from_last_checkpoint(digits, store, horovod_reference, tmp_path, monkeypatch):
     train, _ = digits
     marker = tmp_path / "crashed"

@@ -79,6 +79,7 @@ def _petastorm_in_a_fresh_process(url: str, shard: int, num_shards: int, out) ->
 
 
 @pytest.mark.parametrize("num_shards", [1, 2, 3])
+@pytest.mark.petastorm
 def test_same_rows_same_order_as_petastorm(dataset, num_shards, tmp_path):
     """Petastorm 0.13.1 sometimes ends a read early (seen: 162 of 357 rows, the first four files, with
     no sharding and one worker, in about one run of ten). What it returns is always the start of the

@@ -8,6 +8,7 @@ def test_one_host_gets_consecutive_local_ranks():
     assert assign_slots(["h", "h"]) == [Slot("h", 0, 2, 0, 2, 0, 1), Slot("h", 1, 2, 1, 2, 0, 1)]
 
 
+@pytest.mark.horovod
 def test_interleaved_tasks_get_host_contiguous_ranks_as_horovod_assigns_them():
     from horovod.runner.common.util.hosts import HostInfo, get_host_assignments
 

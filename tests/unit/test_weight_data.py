@@ -100,6 +100,7 @@ np.savez(sys.argv[4], **{f"{k}_{i}": v for k, arrays in got.items() for i, v in 
 """
 
 
+@pytest.mark.petastorm
 def test_petastorm_reader_weights_follow_their_rows(weighted_parquet, tmp_path):
     """In a fresh process, as in test_arrow_reader (Petastorm sometimes ends a read early: its rows
     are then a prefix; one of three reads must be complete)."""
