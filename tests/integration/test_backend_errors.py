@@ -5,7 +5,7 @@ import pytest
 
 from deepflash.backends import WorkerError, get_backend
 
-pytestmark = [pytest.mark.horovod, pytest.mark.slow
+pytestmark = [pytest.mark.horovod, pytest.mark.slow]
 
 
 def test_worker_exception_type_message_and_frames_reach_the_driver(spark, tmp_path):

@@ -9,7 +9,7 @@ from helpers import accuracy
 from deepflash import KerasEstimator
 from deepflash.data.readers import get_reader, encode_targets
 
-pytestmark = [pytest.mark.horovod, pytest.mark.slow
+pytestmark = [pytest.mark.horovod, pytest.mark.slow]
 
 SETTINGS = dict(featuresCol="scaled", backend="horovod", numProc=2, epochs=8, batchSize=32, learningRate=0.003,
                 seed=3, shuffleBufferRows=200, layers=[{"type": "dense", "units": 64, "activation": "relu"}])

@@ -1,6 +1,8 @@
 """The Horovod backend's pure parts: slot assignment from barrier task hosts, which error to report."""
 from __future__ import annotations
 
+import pytest
+
 from deepflash.backends.horovod import RankOutcome, Slot, assign_slots, first_failure
 
 
