@@ -356,3 +356,23 @@ def pareto_front(trials, metrics: Sequence[str], modes: Sequence[str], path: str
     fig.tight_layout()
     return _save(fig, path)
 
+
+
+def budget_curves(runs: Mapping[str, Sequence[tuple[Sequence[float], Sequence[float]]]], path: str,
+                  xlabel: str = "budget spent", ylabel: str = "best so far", title: str = "Best so far") -> str:
+    """One colour per name, one step line per (x, y) run of it (e.g. per seed): the best so far
+    against the budget spent."""
+    plt = _plt()
+    if not runs:
+        raise ValueError("no runs to plot")
+    fig, ax = plt.subplots(figsize=SIZE)
+    for i, (name, lines) in enumerate(runs.items()):
+        for j, (x, y) in enumerate(lines):
+            ax.step(x, y, where="post", color=f"C{i}", alpha=0.8, label=name if j == 0 else None)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
