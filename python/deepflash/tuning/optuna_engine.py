@@ -157,6 +157,8 @@ def objective(settings: EngineSettings):
         except Exception as e:
             result = failure(e, 0.0, {})
         else:
+            # A trial cancelled at a timeout never returns: its params must be in the storage beforehand.
+            trial.set_user_attr(RESULT_ATTR, {"params": values_for_table(values), "sample": plain(sample)})
             # Optuna prunes single-objective studies only; a multi-objective one trains every trial fully.
             callback = pruning_callback(trial, settings.metric) if len(settings.directions) == 1 else None
             result = run_trial(values, settings.plan, settings.metric, settings.mode, settings.metric_epoch,
@@ -178,11 +180,14 @@ def objective(settings: EngineSettings):
     return fn
 
 
-def load_study(settings: EngineSettings, storage=None, worker: int = 0):
+def load_study(settings: EngineSettings, storage=None, worker: int = 0, neutral: bool = False):
+    """The shared study; ``neutral`` gives it a random sampler, for closing trials from the driver
+    (a GridSampler's ``after_trial`` stops the study, which Optuna allows only inside ``optimize``)."""
     import optuna
 
+    sampler = optuna.samplers.RandomSampler() if neutral else make_sampler(settings, worker)
     return optuna.load_study(study_name=settings.study_name, storage=storage or make_storage(settings.storage),
-                             sampler=make_sampler(settings, worker), pruner=make_pruner(settings))
+                             sampler=sampler, pruner=make_pruner(settings))
 
 
 def create_study(settings: EngineSettings, storage=None):

@@ -161,8 +161,8 @@ class OptunaSearch(BaseSearch, _OptunaParams):
         else:
             create_study(settings)
             self._run_workers(spark, settings, max_evals, progress)
+            _close_unfinished(load_study(settings, neutral=True))
             study = load_study(settings)
-            _close_unfinished(study)
         trials = study.get_trials(deepcopy=False)
         for trial in trials:
             _report(progress, trial)
