@@ -2,7 +2,6 @@
 name builds, the table and the plot."""
 from __future__ import annotations
 
-
 import pandas as pd
 
 from deepflash import HyperoptSearch, KerasEstimator, OptunaSearch
