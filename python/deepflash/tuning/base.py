@@ -324,7 +324,8 @@ class BaseSearch(Estimator, MLReadable, MLWritable):
         recorded = self.estimator.historyMetrics()
         known = list(recorded) + list(MEASURED)
         for metric in metrics:
-            if metric not in known:
+            # Keras names a metric given as a class name in lower case in the history ("AUC" -> "auc").
+            if metric.lower() not in {k.lower() for k in known}:
                 raise ValueError(f"`metric` {metric!r} is not recorded by the trials; they record: {', '.join(known)}")
         columns = set(known) | {f"final_{m}" for m in recorded} | {"metric", "seconds", "epochs_run"}
         for column in self.getSatisficing():
