@@ -3,6 +3,8 @@
     gradle bench                      # or: .venv/bin/spark-submit --master local[2] jobs/benchmark.py
     deepflash bench --rows 6000       # the console script
     gradle bench -Pargs="--rows 6000 --epochs 1"   # a quick smoke run
+    gradle bench -Pargs="--engines --skip local,hvd1,hvd2,inference,search,algos,best,stream"
+                                      # only the search engines (deepflash.bench_engines)
 
 Prints a Markdown table and writes ``<output>/benchmark.json``. All timings come from one process
 in one run, so the ratios are measured side by side on the same (possibly busy) machine.
@@ -255,6 +257,14 @@ def main(argv=None) -> int:
                         help="cascade against standard: training rows (0 = all 60k)")
     parser.add_argument("--cascade-epochs", type=int, default=12, help="cascade against standard: total epochs")
     parser.add_argument("--cascade-lr", type=float, default=1e-3, help="cascade against standard: Adam's rate")
+    parser.add_argument("--engines", action="store_true",
+                        help="add the search-engine comparison (deepflash.bench_engines; about an hour at its defaults)")
+    parser.add_argument("--engines-list", default="hyperopt-tpe,optuna-tpe,optuna-tpe-asha,optuna-gp",
+                        help="search engines: engines to compare")
+    parser.add_argument("--engines-rows", type=int, default=10000, help="search engines: training rows (0 = all)")
+    parser.add_argument("--engines-epochs", type=int, default=6, help="search engines: epochs per trial")
+    parser.add_argument("--engines-trials", type=int, default=24, help="search engines: trials per search")
+    parser.add_argument("--engines-seeds", type=int, default=3, help="search engines: seeds")
     parser.add_argument("--output", default="output/bench")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -293,7 +303,7 @@ def main(argv=None) -> int:
             all_df = train_df.union(test_df).cache()
             all_df.count()
             infer = inference(spark, fitted, all_df, all_x, args)
-        search = algos = best = streaming = cascade = None
+        search = algos = best = streaming = cascade = engines = None
         if "cascade" not in skip:
             from deepflash.bench_cascade import cascade_benchmark
 
@@ -301,6 +311,10 @@ def main(argv=None) -> int:
                                              y_full[:args.cascade_rows] if args.cascade_rows else y_full,
                                              num_partitions=parts)
             cascade = cascade_benchmark(cascade_df, test_df, args, os.path.join(store, "cascade"))
+        if args.engines:
+            from deepflash.bench_engines import engines_benchmark
+
+            engines = engines_benchmark(train_df, args, os.path.join(store, "engines"), ALGO_SPACE)
         if "stream" not in skip:
             from deepflash.bench_streaming import streaming_benchmark
 
@@ -368,6 +382,10 @@ def main(argv=None) -> int:
         from deepflash.bench_cascade import report_lines
 
         lines += [""] + report_lines(cascade, args.cascade_rows or len(x_full))
+    if engines:
+        from deepflash.bench_engines import engines_lines
+
+        lines += engines_lines(engines)
     goals = goals_table(rows, baseline, infer, search, streaming) if rows else []
     if goals:
         lines += ["", "| goal | measured | bound | met |", "|---|---|---|---|"]
@@ -398,8 +416,12 @@ def main(argv=None) -> int:
         from deepflash.bench_cascade import write_plots
 
         write_plots(cascade, args.output)
+    if engines:
+        from deepflash.bench_engines import engines_plot
+
+        engines_plot(engines, os.path.join(args.output, "search_engines.png"))
     result = {"rows": [{k: v for k, v in r.items() if k != "model"} for r in rows], "inference": infer, "goals": goals,
-              "cascade": cascade,
+              "cascade": cascade, "engines": engines,
               "search": search,
               "algos": algos, "best": best, "streaming": streaming, "args": vars(args), "report": report}
     fs.write_bytes(fs.qualify(os.path.join(args.output, "benchmark.json")),

@@ -194,6 +194,14 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
         """The seed, folded into [0, 2**31): Spark's default seed is a hash that can be negative."""
         return int(self.getOrDefault(self.seed)) % (2 ** 31)
 
+    def historyMetrics(self) -> list[str]:
+        """The names a fit's history records: ``loss``, each metric, and their ``val_`` copies when
+        there is validation data. A search ranks trials by one of them."""
+        names = ["loss"] + self._metrics()
+        has_validation = self.isDefined(self.validationCol) and self.getOrDefault(self.validationCol) \
+            or self.getValidationSplit() > 0
+        return names + ([f"val_{n}" for n in names] if has_validation else [])
+
     def _metrics(self) -> list[str]:
         metrics = self.getMetrics()
         if metrics:

@@ -199,3 +199,25 @@ def satisficing(trials, metric: str = "metric", mode: str = "max", constraints: 
         raise ValueError("no successful trial to select from")
     values = pd.to_numeric(rows[metric])
     return rows.loc[values.idxmax() if mode == "max" else values.idxmin()]
+
+
+def pareto_mask(trials, objectives) -> Any:
+    """True for the ok trials that no other ok trial dominates: at least as good on every
+    ``(column, mode)`` objective and better on one (``moocore.is_nondominated``); False for the others.
+
+    Example: ``trials["pareto"] = pareto_mask(trials, [("val_accuracy", "max"), ("latency_ms", "min")])``.
+    """
+    import moocore
+    import pandas as pd
+
+    objectives = list(objectives)
+    values = trials[[c for c, _ in objectives]].apply(pd.to_numeric, errors="coerce")
+    candidates = values.notna().all(axis=1)
+    if "status" in trials.columns:
+        candidates &= trials["status"] == "ok"
+    mask = pd.Series(False, index=trials.index)
+    if candidates.any():
+        front = moocore.is_nondominated(values[candidates].to_numpy(dtype=float),
+                                        maximise=[mode == "max" for _, mode in objectives], keep_weakly=True)
+        mask[candidates[candidates].index] = front
+    return mask

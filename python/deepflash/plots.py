@@ -321,3 +321,58 @@ def goal_bars(goals: Sequence[Mapping[str, Any]], path: str, title: str = "Bench
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def pareto_front(trials, metrics: Sequence[str], modes: Sequence[str], path: str, chosen: int | None = None,
+                 constraints: Mapping[str, str] | None = None, title: str = "Pareto front") -> str:
+    """A two-metric search: every ok trial, the Pareto front (column ``pareto``) as a staircase, the
+    satisficing bounds on the two axes as dashed lines, and the chosen trial circled."""
+    from deepflash.evaluation import parse_constraint
+
+    plt = _plt()
+    x, y = metrics
+    ok = trials[trials["status"] == "ok"] if "status" in trials.columns else trials
+    if ok.empty or "pareto" not in ok.columns:
+        raise ValueError("a Pareto plot needs ok trials and their `pareto` column (a multi-objective search)")
+    front = ok[ok["pareto"].astype(bool)].sort_values(x)
+    fig, ax = plt.subplots(figsize=SIZE)
+    ax.scatter(ok[x], ok[y], s=25, color="C0", alpha=0.5, label="trial")
+    ax.step(front[x], front[y], where="post" if modes[0] != modes[1] else "pre", color="C1", alpha=0.6)
+    ax.scatter(front[x], front[y], s=40, color="C1", label=f"Pareto front ({len(front)})")
+    for column, text in (constraints or {}).items():
+        if column in (x, y):
+            _, bound = parse_constraint(column, text)
+            (ax.axvline if column == x else ax.axhline)(bound, color="C3", linestyle="--",
+                                                          label=f"{column} {text}")
+    if chosen is not None and (ok["trial"] == chosen).any():
+        row = ok[ok["trial"] == chosen].iloc[0]
+        ax.scatter([row[x]], [row[y]], s=160, facecolors="none", edgecolors="C2", linewidths=2,
+                   label=f"chosen (trial {chosen})")
+    ax.set_xlabel(f"{x} ({modes[0]})")
+    ax.set_ylabel(f"{y} ({modes[1]})")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+
+def budget_curves(runs: Mapping[str, Sequence[tuple[Sequence[float], Sequence[float]]]], path: str,
+                  xlabel: str = "budget spent", ylabel: str = "best so far", title: str = "Best so far") -> str:
+    """One colour per name, one step line per (x, y) run of it (e.g. per seed): the best so far
+    against the budget spent."""
+    plt = _plt()
+    if not runs:
+        raise ValueError("no runs to plot")
+    fig, ax = plt.subplots(figsize=SIZE)
+    for i, (name, lines) in enumerate(runs.items()):
+        for j, (x, y) in enumerate(lines):
+            ax.step(x, y, where="post", color=f"C{i}", alpha=0.8, label=name if j == 0 else None)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)

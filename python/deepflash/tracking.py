@@ -90,6 +90,7 @@ class SearchTracker:
                    for step, v in enumerate(values)]
         if result.get("status") in ("ok", "pruned") and result.get("metric") is not None:
             metrics.append(Metric("search_metric", float(result["metric"]), now, 0))
+        metrics += [Metric(f"objective_{k}", float(v), now, 0) for k, v in (result.get("objectives") or {}).items()]
         params = [Param(k, _short(v)) for k, v in (result.get("params") or {}).items()]
         tags = []
         if result.get("error"):
@@ -99,6 +100,15 @@ class SearchTracker:
         client.log_batch(run.info.run_id, metrics=metrics, params=params, tags=tags)
         # A pruned trial ran as asked until the pruner stopped it: FINISHED, tagged deepflash.status=pruned.
         client.set_terminated(run.info.run_id, "FINISHED" if result.get("status") in ("ok", "pruned") else "FAILED")
+
+    def note(self, key: str, value) -> None:
+        """One more param on the parent run (e.g. the refine stage's space); never stops a search."""
+        if self.mlflow is None or self.parent_id is None:
+            return
+        try:
+            self.mlflow.tracking.MlflowClient().log_param(self.parent_id, key, _short(value))
+        except Exception as e:
+            log.warning("could not log %s to MLflow: %s", key, e)
 
     def end(self, best: dict | None, error: BaseException | None = None) -> None:
         """Closes the parent run: FINISHED with the best trial's metric and params, or, given the

@@ -182,6 +182,35 @@ def test_tune_job_writes_trials_plots_report_and_logs_to_the_search_run(tune_out
     assert "report.html" in {a.path for a in MlflowClient().list_artifacts(runs[0].info.run_id)}
 
 
+def test_tune_job_with_optuna_over_two_metrics(tmp_path):
+    """search.engine: optuna end to end: NSGA-II over accuracy and latency, the Pareto plot, the
+    satisficing choice as the saved search model's best model."""
+    import pandas as pd
+
+    from deepflash.config import validate
+    from deepflash.tuning.optuna_search import OptunaSearchModel
+
+    config = validate({
+        "data": {"source": "digits", "seed": 7},
+        "model": {"backend": "local", "epochs": 2, "batchSize": 32, "seed": 1},
+        "search": {"engine": "optuna", "sampler": "nsga2", "maxEvals": 4, "metric": ["val_accuracy", "latency_ms"],
+                   "mode": ["max", "min"], "satisficing": {"num_params": "<= 5000"},
+                   "space": {"learningRate": {"loguniform": [1e-3, 3e-2]},
+                             "layers": {"architecture": {"depth": [1, 1], "units": [16, 256]}}}},
+        "tracking": {"enabled": False},
+    })
+    metrics = tune_job.run(config, str(tmp_path / "tune"))
+    trials = pd.read_csv(tmp_path / "tune" / "trials.csv")
+    assert len(trials) == 4 and {"val_accuracy", "latency_ms", "pareto"} <= set(trials.columns)
+    assert metrics["pareto_front"] == int(trials["pareto"].sum()) >= 1
+    assert png_size(tmp_path / "tune" / "plots" / "pareto_front.png") == (800, 500)
+    found = OptunaSearchModel.load(str(tmp_path / "tune" / "model" / "stages" /
+                                       sorted(os.listdir(tmp_path / "tune" / "model" / "stages"))[-1]))
+    chosen = trials[trials["num_params"] <= 5000].sort_values("val_accuracy").iloc[-1]
+    assert found.bestParams["learningRate"] == pytest.approx(chosen["learningRate"])
+    assert found.bestModel is not None and metrics["test"]["accuracy"] > 0.5
+
+
 def test_every_plot_renders_from_real_run_data(train_output, tune_output, tmp_path):
     import pandas as pd
 

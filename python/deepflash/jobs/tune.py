@@ -52,18 +52,22 @@ def run(config: dict, output: str, overwrite: bool = False) -> dict:
         found = model.stages[-1]
         search_seconds = time.time() - started
         found.trials.to_csv(os.path.join(out.local, "trials.csv"), index=False)
-        metric, mode = search.getMetric(), search.getMode()
+        metric, mode = search.metricList()[0], search.modeList()[0]
         plot_dir = os.path.join(out.local, "plots")
         paths = [plots.search_progress(found.trials, os.path.join(plot_dir, "search_progress.png"), mode=mode,
                                        title=f"Search progress ({metric})")]
         searched = [p for p in config["search"]["space"] if p in found.trials.columns]
         if (found.trials["status"] == "ok").sum() >= 2 and searched:
             paths.append(plots.parallel_coordinates(found.trials, searched, os.path.join(plot_dir, "parallel_coordinates.png")))
+        if len(search.metricList()) == 2:
+            paths.append(found.plotParetoFront(os.path.join(plot_dir, "pareto_front.png")))
         metrics: dict[str, Any] = {"search_seconds": search_seconds, "best_params": found.bestParams,
                                    "trials": int(len(found.trials)),
                                    "trials_ok": int((found.trials["status"] == "ok").sum()),
                                    "best_metric": float(found.trials["metric"].max() if mode == "max"
                                                         else found.trials["metric"].min())}
+        if len(search.metricList()) > 1:
+            metrics["pareto_front"] = int(len(found.paretoFront))
         test_report = diagnosis = None
         if found.bestModel is not None:
             ev = config.get("evaluation") or {}

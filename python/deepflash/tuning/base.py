@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -22,11 +22,12 @@ from pyspark.ml.param.shared import HasSeed
 from pyspark.ml.util import DefaultParamsWriter, MLReadable, MLReader, MLWritable, MLWriter
 from pyspark.sql import DataFrame
 
+from deepflash.evaluation import pareto_mask, satisficing
 from deepflash.params import _number, _one_of
 from deepflash.plan import FitPlan
 from deepflash.tracking import SearchTracker
 from deepflash.tuning.objective import METRIC_EPOCHS
-from deepflash.tuning.space import check_space
+from deepflash.tuning.space import check_refinable, check_space, narrow
 
 log = logging.getLogger("deepflash")
 # A trial ends ok (scored), failed (error, cancelled) or pruned (stopped early by the pruner).
@@ -39,13 +40,55 @@ def _space(value: Any) -> dict:
     return check_space(value)
 
 
+def _metrics(value: Any) -> str | list[str]:
+    """One metric name, or a non-empty list of them (a multi-objective search)."""
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) and v for v in value):
+        if len(set(value)) != len(value):
+            raise ValueError(f"`metric` == {list(value)!r} names a metric twice")
+        return value[0] if len(value) == 1 else list(value)
+    raise TypeError(f"`metric` == {value!r}, must be a metric name or a non-empty list of them")
+
+
+def _modes(value: Any) -> str | list[str]:
+    """``max``/``min``, or a list of them, one per metric."""
+    one = _one_of("mode", ("max", "min"))
+    if isinstance(value, (list, tuple)) and value:
+        modes = [one(v) for v in value]
+        return modes[0] if len(modes) == 1 else modes
+    return one(value)
+
+
+def _constraints(value: Any) -> dict:
+    """``{column: "<= 100"}``: each constraint as evaluation.satisficing takes it, checked now."""
+    from deepflash.evaluation import parse_constraint
+
+    if not isinstance(value, dict):
+        raise TypeError(f"`satisficing` == {value!r}, must be a dict such as {{'latency_ms': '<= 100'}}")
+    out = {}
+    for column, text in value.items():
+        if isinstance(text, (list, tuple)) and len(text) == 2:
+            text = f"{text[0]} {text[1]}"
+        try:
+            parse_constraint(column, text)
+        except ValueError as e:
+            raise ValueError(f"`satisficing`: {e}") from None
+        out[str(column)] = text if isinstance(text, str) else f"<= {text}"
+    return out
+
+
+def _optional(convert):
+    """``convert``, letting None through (the Param's "no limit" or "as the default")."""
+
+    def optional(value):
+        return None if value is None else convert(value)
+
+    return optional
+
+
 def _optional_positive(name: str):
-    positive = _number(name, low=0, low_open=True)
-
-    def convert(value):
-        return None if value is None else positive(value)
-
-    return convert
+    return _optional(_number(name, low=0, low_open=True))
 
 
 class _CommonSearchParams(HasSeed):
@@ -53,9 +96,9 @@ class _CommonSearchParams(HasSeed):
     maxEvals = Param(Params._dummy(), "maxEvals", "number of trials, >= 1", _number("maxEvals", integer=True, low=1))
     parallelism = Param(Params._dummy(), "parallelism", "trials run at once (one Spark task each when > 1), >= 1",
                         _number("parallelism", integer=True, low=1))
-    metric = Param(Params._dummy(), "metric", "history metric that ranks trials, e.g. val_accuracy",
-                   TypeConverters.toString)
-    mode = Param(Params._dummy(), "mode", "max or min", _one_of("mode", ("max", "min")))
+    metric = Param(Params._dummy(), "metric", "history metric that ranks trials, e.g. val_accuracy, or latency_ms "
+                   "or num_params; a list of them is a multi-objective search (OptunaSearch)", _metrics)
+    mode = Param(Params._dummy(), "mode", "max or min; a list, one per metric, with a metric list", _modes)
     metricEpoch = Param(Params._dummy(), "metricEpoch", "score a trial by its best or its last epoch",
                         _one_of("metricEpoch", METRIC_EPOCHS))
     timeout = Param(Params._dummy(), "timeout", "seconds after which the search stops; None = no limit",
@@ -63,15 +106,34 @@ class _CommonSearchParams(HasSeed):
     refit = Param(Params._dummy(), "refit", "refit the best params on all the training data", TypeConverters.toBoolean)
     track = Param(Params._dummy(), "track", "log the search and its trials to MLflow (when installed)",
                   TypeConverters.toBoolean)
+    satisficing = Param(Params._dummy(), "satisficing", "constraints on trials-table columns that the chosen "
+                        "trial must meet, e.g. {'latency_ms': '<= 100'}; the best by the first metric among them",
+                        _constraints)
+    refine = Param(Params._dummy(), "refine", "k > 0: a second search in the space narrowed around the top k "
+                   "trials of the first; 0 = off", _number("refine", integer=True, low=0))
+    refineEvals = Param(Params._dummy(), "refineEvals", "trials of the second (refine) stage; None = maxEvals",
+                        _optional(_number("refineEvals", integer=True, low=1)))
 
     def __init__(self) -> None:
         super().__init__()
         self._setDefault(maxEvals=20, parallelism=1, metric="val_loss", mode="min", metricEpoch="best",
-                         refit=True, seed=0, track=True)
+                         refit=True, seed=0, track=True, satisficing={}, refine=0)
+
+    def metricList(self) -> list[str]:
+        """``metric`` as a list (one name for a single-objective search)."""
+        metric = self.getOrDefault(self.metric)
+        return [metric] if isinstance(metric, str) else list(metric)
+
+    def modeList(self) -> list[str]:
+        """``mode`` as a list, one per metric (a single mode applies to a single metric)."""
+        mode = self.getOrDefault(self.mode)
+        return [mode] if isinstance(mode, str) else list(mode)
 
 
 COMMON_PARAMS = ["space", "maxEvals", "parallelism", "metric", "mode", "metricEpoch", "timeout", "refit", "seed",
-                 "track"]
+                 "track", "satisficing", "refine", "refineEvals"]
+# Trial measurements a search can rank or constrain by besides the history metrics.
+MEASURED = ("latency_ms", "num_params")
 
 
 @dataclass(frozen=True)
@@ -94,6 +156,11 @@ class SearchSetup:
     parallelism: int
     timeout: float | None
     seed: int
+    objectives: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
 
 
 @dataclass
@@ -115,9 +182,11 @@ class Progress:
         self.started = time.time()
         self.seen: set[int] = set()
         self.best: float | None = None
+        self.offset = 0   # added to an engine's trial numbers: the refine stage numbers on from the first
 
     def report(self, number: int, result: dict) -> None:
         """Logs and tracks trial ``number`` once; ``result`` is the trial function's result dict."""
+        number += self.offset
         if number in self.seen:
             return
         self.seen.add(number)
@@ -156,6 +225,8 @@ def table_row(number: int, status: str, result: dict, error: str | None) -> dict
         row[k] = v if not isinstance(v, (list, dict)) else str(v)
     for k, v in (result.get("final") or {}).items():
         row[f"final_{k}"] = v
+    for k, v in (result.get("objectives") or {}).items():
+        row.setdefault(k, v)
     return row
 
 
@@ -235,8 +306,32 @@ class BaseSearch(Estimator, MLReadable, MLWritable):
             raise ValueError(f"`parallelism` == {self.getParallelism()} runs each trial as one Spark task, which "
                              f"cannot host numProc == {self.estimator.getNumProc()} Horovod processes; use "
                              "parallelism=1 for distributed trials, or numProc=1")
+        self._check_objectives()
+        if self.getRefine() > 0:
+            if len(self.metricList()) > 1:
+                raise ValueError(f"`refine` == {self.getRefine()} ranks trials by one metric; `metric` == "
+                                 f"{self.metricList()!r} is a multi-objective search: use refine=0")
+            check_refinable(self.getOrDefault(self.space))
         self._check_engine()
         self.estimator.validateParams()
+
+    def _check_objectives(self) -> None:
+        """Each metric is one the trials record, with one mode each; satisficing names known columns."""
+        metrics, modes = self.metricList(), self.modeList()
+        if len(modes) != len(metrics):
+            raise ValueError(f"`mode` == {self.getOrDefault(self.mode)!r} does not match `metric` == "
+                             f"{self.getOrDefault(self.metric)!r}: give one mode (max or min) per metric")
+        recorded = self.estimator.historyMetrics()
+        known = list(recorded) + list(MEASURED)
+        for metric in metrics:
+            # Keras names a metric given as a class name in lower case in the history ("AUC" -> "auc").
+            if metric.lower() not in {k.lower() for k in known}:
+                raise ValueError(f"`metric` {metric!r} is not recorded by the trials; they record: {', '.join(known)}")
+        columns = set(known) | {f"final_{m}" for m in recorded} | {"metric", "seconds", "epochs_run"}
+        for column in self.getSatisficing():
+            if column not in columns:
+                raise ValueError(f"`satisficing` column {column!r} is not in the trials table; constrain one of: "
+                                 f"{', '.join(sorted(columns))}")
 
     def _check_engine(self) -> None:
         """The engine's own checks (e.g. a grid needs choice dimensions)."""
@@ -266,29 +361,43 @@ class BaseSearch(Estimator, MLReadable, MLWritable):
         plan = est.plan(dataset) if parallelism == 1 else est.plan(dataset, numProc=1)
         if parallelism > 1:
             plan = plan.replace(threads=trial_threads(spark, parallelism))
+        objectives = tuple(zip(self.metricList(), self.modeList()))
+        metric, mode = objectives[0]
         setup = SearchSetup(base_values=est.paramValues(), plan=plan, space=self.getOrDefault(self.space),
-                            metric=self.getMetric(), mode=self.getMode(), metric_epoch=self.getMetricEpoch(),
+                            metric=metric, mode=mode, metric_epoch=self.getMetricEpoch(),
                             max_evals=self.getMaxEvals(), parallelism=parallelism,
                             timeout=self.getOrDefault(self.timeout) if self.isDefined(self.timeout) else None,
-                            seed=self.getSeed())
+                            seed=self.getSeed(), objectives=objectives)
         strategy = self._strategy()
         log.info("search: %s %s over %s, %d trials, parallelism %d, metric %s (%s)", self._engine, strategy,
-                 ", ".join(setup.space), setup.max_evals, parallelism, setup.metric, setup.mode)
+                 ", ".join(setup.space), setup.max_evals, parallelism, self.getOrDefault(self.metric),
+                 self.getOrDefault(self.mode))
         tracker = SearchTracker(self.getTrack())
         tracker.start(f"search-{strategy}", {"engine": self._engine, **self._tracked_params(),
                                              "maxEvals": setup.max_evals, "parallelism": parallelism,
-                                             "metric": setup.metric, "mode": setup.mode, "space": setup.space})
+                                             "metric": self.getOrDefault(self.metric),
+                                             "mode": self.getOrDefault(self.mode), "space": setup.space,
+                                             "refine": self.getRefine(), "satisficing": self.getSatisficing()})
         # The parent run ends FAILED (KILLED on Ctrl-C) when anything below raises, refit included.
         try:
-            outcome = self._run_search(spark, setup, Progress(setup.max_evals, setup.mode, setup.metric, tracker))
-            table = outcome.table
+            progress = Progress(setup.max_evals, setup.mode, setup.metric, tracker)
+            outcome = self._run_search(spark, setup, progress)
+            table = outcome.table.assign(stage=1)
+            results, refined = dict(outcome.results), None
+            if self.getRefine() > 0:
+                table, results, refined = self._refine(spark, setup, progress, table, results, outcome,
+                                                       started, tracker)
             ok = table[table["status"] == "ok"] if len(table) else table
             if ok.empty:
                 raise RuntimeError(f"all {len(table)} trials failed; the first error: {outcome.first_error}")
-            best_row = ok.loc[ok["metric"].idxmax() if setup.mode == "max" else ok["metric"].idxmin()]
-            best_result = outcome.results[int(best_row["trial"])]
-            log.info("search done in %.0fs: best %s %.4f (trial %d), %d of %d trials ok", time.time() - started,
-                     setup.metric, best_row["metric"], best_row["trial"], len(ok), len(table))
+            if setup.multi_objective:
+                table = table.assign(pareto=pareto_mask(table, objectives))
+            best_row = satisficing(table, "metric", mode, self.getSatisficing())
+            best_result = results[int(best_row["trial"])]
+            log.info("search done in %.0fs: chose trial %d (%s %.4f%s), %d of %d trials ok%s",
+                     time.time() - started, best_row["trial"], metric, best_row["metric"],
+                     "".join(f", {m} {best_row[m]:.4g}" for m, _ in objectives[1:]), len(ok), len(table),
+                     f", {int(table['pareto'].sum())} on the Pareto front" if setup.multi_objective else "")
             best_model = None
             if self.getRefit():
                 best_est = est.copy()
@@ -303,8 +412,37 @@ class BaseSearch(Estimator, MLReadable, MLWritable):
         found = self._new_model()
         self._copyValues(found)
         found._set_results(best_model, best_result["params"], table)
+        found.refinedSpace = refined
         found.mlflowRunId = run_id
         return found
+
+    def _refine(self, spark, setup: SearchSetup, progress: Progress, table: pd.DataFrame, results: dict,
+                outcome: SearchOutcome, started: float, tracker: SearchTracker):
+        """The second stage: the same engine over the space narrowed around the first stage's top
+        ``refine`` trials; its trials number on after the first's, with ``stage`` 2."""
+        k = self.getRefine()
+        ok = table[table["status"] == "ok"]
+        if ok.empty:
+            log.warning("refine: no trial of the first stage succeeded; no second stage")
+            return table, results, None
+        top = ok.sort_values("metric", ascending=setup.mode == "min").head(k)
+        refined = narrow(setup.space, [results[int(t)]["sample"] for t in top["trial"]])
+        remaining = None if setup.timeout is None else setup.timeout - (time.time() - started)
+        if remaining is not None and remaining <= 0:
+            log.info("refine: the timeout is spent; no second stage")
+            return table, results, refined
+        evals = int(self.getOrDefault(self.refineEvals)) if self.isDefined(self.refineEvals) else setup.max_evals
+        log.info("refine: stage 2, %d trials in the space around the top %d: %s", evals, len(top), refined)
+        tracker.note("refined_space", refined)
+        offset = int(table["trial"].max()) + 1
+        progress.offset, progress.total = offset, progress.total + evals
+        second = self._run_search(spark, replace(setup, space=refined, max_evals=evals, seed=setup.seed + 1,
+                                                 timeout=remaining), progress)
+        progress.offset = 0
+        stage2 = second.table.assign(stage=2)
+        stage2["trial"] = stage2["trial"] + offset
+        results.update({number + offset: result for number, result in second.results.items()})
+        return pd.concat([table, stage2], ignore_index=True), results, refined
 
     @classmethod
     def read(cls):
@@ -323,9 +461,39 @@ class BaseSearchModel(Model, MLReadable, MLWritable):
         self.bestParams: dict = {}
         self.trials: pd.DataFrame = pd.DataFrame()
         self.mlflowRunId: str | None = None  # the search's MLflow parent run, when it was tracked
+        self.refinedSpace: dict | None = None  # the second stage's space, when the search ran with refine
 
     def _set_results(self, best_model, best_params: dict, trials: pd.DataFrame) -> None:
         self.bestModel, self.bestParams, self.trials = best_model, dict(best_params), trials
+
+    @property
+    def paretoFront(self) -> pd.DataFrame:
+        """The trials no other ok trial dominates on every metric (a multi-objective search; empty otherwise)."""
+        if "pareto" not in self.trials.columns:
+            return self.trials.iloc[0:0]
+        return self.trials[self.trials["pareto"].astype(bool)]
+
+    def plotParetoFront(self, path: str) -> str:
+        """Writes the front of a two-metric search as a PNG (see :func:`deepflash.plots.pareto_front`).
+
+        Example:
+            >>> found.plotParetoFront("output/pareto.png")
+        """
+        from deepflash import plots
+
+        metrics, modes = self.metricList(), self.modeList()
+        if len(metrics) != 2:
+            raise ValueError(f"a Pareto plot needs a search over two metrics; `metric` == {self.getOrDefault(self.metric)!r}")
+        return plots.pareto_front(self.trials, metrics, modes, path, chosen=self._chosen_trial(),
+                                  constraints=self.getSatisficing())
+
+    def _chosen_trial(self) -> int | None:
+        from deepflash.evaluation import satisficing
+
+        try:
+            return int(satisficing(self.trials, "metric", self.modeList()[0], self.getSatisficing())["trial"])
+        except ValueError:
+            return None
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         if self.bestModel is None:
@@ -366,6 +534,8 @@ class _SearchWriter(MLWriter):
             inst.bestModel.write().save(store.join("bestModel"))
         store.write_json(store.join("bestParams.json"), inst.bestParams)
         store.write_bytes(store.join("trials.json"), inst.trials.to_json(orient="records").encode())
+        if inst.refinedSpace is not None:
+            store.write_json(store.join("refinedSpace.json"), inst.refinedSpace)
 
 
 class _SearchReader(MLReader):
@@ -390,4 +560,6 @@ class _SearchReader(MLReader):
         best = KerasModel.load(store.join("bestModel")) if store.exists(store.join("bestModel")) else None
         trials = pd.read_json(StringIO(store.read_bytes(store.join("trials.json")).decode()), orient="records")
         instance._set_results(best, store.read_json(store.join("bestParams.json")), trials)
+        if store.exists(store.join("refinedSpace.json")):
+            instance.refinedSpace = store.read_json(store.join("refinedSpace.json"))
         return instance

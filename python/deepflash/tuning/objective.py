@@ -31,11 +31,20 @@ def score(history: dict, metric: str, mode: str, epoch: str) -> float:
     return max(finite) if mode == "max" else min(finite)
 
 
+# latency_ms: median milliseconds to predict one batch of this many rows, the same for every trial
+# whatever its batchSize, so that trials compare on the network's cost alone.
+LATENCY_ROWS = 256
+
+
 def run_trial(values: dict, plan: FitPlan, metric: str, mode: str, metric_epoch: str,
-              callbacks: Sequence[Any] = ()) -> dict:
+              callbacks: Sequence[Any] = (), objectives: Sequence[tuple[str, str]] = ()) -> dict:
     """Trains one configuration; returns a hyperopt result dict, ``fail`` status on any error.
 
-    ``callbacks`` are extra Keras callbacks for the training (a pruner's, for Optuna).
+    Args:
+        callbacks: extra Keras callbacks for the training (a pruner's, for Optuna).
+        objectives: ``(metric, mode)`` pairs of a multi-objective search; their values go to the
+            result's ``objectives`` (history metrics as ``metric_epoch`` says, or ``latency_ms``,
+            ``num_params``). ``metric`` is the first.
     """
     started = time.time()
     try:
@@ -43,16 +52,20 @@ def run_trial(values: dict, plan: FitPlan, metric: str, mode: str, metric_epoch:
 
         trained = train_network(values, plan, callbacks=callbacks)
         model, history = trained.model, trained.history
-        num_params, latency_ms = int(model.count_params()), batch_latency_ms(model, values["batchSize"],
-                                                                              plan.input_dim)
-        value = score(history, metric, mode, metric_epoch)
+        measured = {"num_params": int(model.count_params()),
+                    "latency_ms": batch_latency_ms(model, LATENCY_ROWS, plan.input_dim)}
+        value = measured[metric] if metric in measured else score(history, metric, mode, metric_epoch)
         losses = history.get("loss", [])
         if not math.isfinite(value) or (losses and not math.isfinite(losses[-1])):
             raise FloatingPointError(f"the loss diverged (loss {losses[-1] if losses else 'n/a'}, {metric} {value})")
-        return {"status": "ok", "loss": -value if mode == "max" else value, "metric": value,
-                "final": {k: v[-1] for k, v in history.items() if v}, "history": history,
-                "epochs": len(losses), "seconds": time.time() - started, "params": values_for_table(values),
-                "num_params": num_params, "latency_ms": latency_ms}
+        result = {"status": "ok", "loss": -value if mode == "max" else value, "metric": value,
+                  "final": {k: v[-1] for k, v in history.items() if v}, "history": history,
+                  "epochs": len(losses), "seconds": time.time() - started, "params": values_for_table(values),
+                  **measured}
+        if len(objectives) > 1:
+            result["objectives"] = {m: float(measured[m]) if m in measured else score(history, m, d, metric_epoch)
+                                    for m, d in objectives}
+        return result
     except Exception as e:  # a failed trial is a result, not the end of the search
         return failure(e, time.time() - started, values_for_table(values))
 
@@ -89,13 +102,13 @@ def values_for_table(values: dict) -> dict:
 
 def make_objective(base_values: dict, plan: FitPlan, metric: str, mode: str, metric_epoch: str):
     """The hyperopt objective: a sample of the space -> a trial result. Pickles to plain data."""
-    from deepflash.tuning.space import to_params
+    from deepflash.tuning.space import plain, to_params
 
     def objective(sample: dict) -> dict:
         try:
             values = {**base_values, **to_params(sample, base_values["layers"])}
         except Exception as e:
             return failure(e, 0.0, dict(sample))
-        return run_trial(values, plan, metric, mode, metric_epoch)
+        return {**run_trial(values, plan, metric, mode, metric_epoch), "sample": plain(sample)}
 
     return objective

@@ -15,10 +15,12 @@ from typing import Any
 
 from deepflash.plan import FitPlan
 from deepflash.tuning.objective import failure, run_trial, values_for_table
-from deepflash.tuning.space import optuna_grid, suggest, to_params
+from deepflash.tuning.space import optuna_grid, plain, suggest, to_params
 
 log = logging.getLogger("deepflash")
-SAMPLERS = ("tpe", "random", "gp", "cmaes", "grid")
+SAMPLERS = ("tpe", "random", "gp", "cmaes", "grid", "nsga2")
+# Samplers that model several objectives at once (a metric list).
+MULTI_OBJECTIVE_SAMPLERS = ("tpe", "random", "gp", "grid", "nsga2")
 PRUNERS = ("none", "median", "asha", "hyperband")
 RESULT_ATTR = "deepflash.result"   # the trial function's result dict, kept on the Optuna trial
 
@@ -45,6 +47,7 @@ class EngineSettings:
         deadline: wall-clock time (``time.time()``) after which no trial starts; None = no limit.
         startup_trials: trials before the sampler models and the pruner prunes.
         max_epochs: the trials' epoch budget (Hyperband's max resource).
+        objectives: ``(metric, mode)`` pairs; more than one is a multi-objective study (no pruning).
     """
 
     study_name: str
@@ -61,6 +64,12 @@ class EngineSettings:
     deadline: float | None
     startup_trials: int
     max_epochs: int
+    objectives: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def directions(self) -> list[str]:
+        pairs = self.objectives or ((self.metric, self.mode),)
+        return ["maximize" if mode == "max" else "minimize" for _, mode in pairs]
 
 
 def make_storage(storage: str | None):
@@ -94,6 +103,8 @@ def make_sampler(settings: EngineSettings, worker: int = 0):
     if name == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=settings.startup_trials,
                                             independent_sampler=optuna.samplers.RandomSampler(seed=seed))
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, settings.startup_trials * 2)))
     return optuna.samplers.GridSampler(optuna_grid(settings.space), seed=settings.seed)
 
 
@@ -146,11 +157,15 @@ def objective(settings: EngineSettings):
         except Exception as e:
             result = failure(e, 0.0, {})
         else:
-            callback = pruning_callback(trial, settings.metric)
+            # A trial cancelled at a timeout never returns: its params must be in the storage beforehand.
+            trial.set_user_attr(RESULT_ATTR, {"params": values_for_table(values), "sample": plain(sample)})
+            # Optuna prunes single-objective studies only; a multi-objective one trains every trial fully.
+            callback = pruning_callback(trial, settings.metric) if len(settings.directions) == 1 else None
             result = run_trial(values, settings.plan, settings.metric, settings.mode, settings.metric_epoch,
-                               callbacks=[callback])
+                               callbacks=[callback] if callback else [], objectives=settings.objectives)
             result["params"] = values_for_table(values)
-            if result["status"] == "ok" and callback.pruned_after:
+            result["sample"] = plain(sample)
+            if result["status"] == "ok" and callback is not None and callback.pruned_after:
                 result["status"] = "pruned"
         result = {k: v for k, v in result.items() if k != "loss"}
         trial.set_user_attr(RESULT_ATTR, result)
@@ -158,16 +173,21 @@ def objective(settings: EngineSettings):
             raise optuna.TrialPruned(f"pruned after epoch {result['epochs']}")
         if result["status"] != "ok":
             raise TrialFailed(result["error"])
+        if "objectives" in result:
+            return tuple(result["objectives"][m] for m, _ in settings.objectives)
         return result["metric"]
 
     return fn
 
 
-def load_study(settings: EngineSettings, storage=None, worker: int = 0):
+def load_study(settings: EngineSettings, storage=None, worker: int = 0, neutral: bool = False):
+    """The shared study; ``neutral`` gives it a random sampler, for closing trials from the driver
+    (a GridSampler's ``after_trial`` stops the study, which Optuna allows only inside ``optimize``)."""
     import optuna
 
+    sampler = optuna.samplers.RandomSampler() if neutral else make_sampler(settings, worker)
     return optuna.load_study(study_name=settings.study_name, storage=storage or make_storage(settings.storage),
-                             sampler=make_sampler(settings, worker), pruner=make_pruner(settings))
+                             sampler=sampler, pruner=make_pruner(settings))
 
 
 def create_study(settings: EngineSettings, storage=None):
@@ -175,7 +195,7 @@ def create_study(settings: EngineSettings, storage=None):
 
     return optuna.create_study(study_name=settings.study_name, storage=storage or make_storage(settings.storage),
                                sampler=make_sampler(settings), pruner=make_pruner(settings),
-                               direction="maximize" if settings.mode == "max" else "minimize")
+                               directions=settings.directions)
 
 
 def run_worker(settings: EngineSettings, worker: int, n_trials: int, study=None, callbacks=()) -> int:

@@ -23,7 +23,8 @@ from pyspark.ml.param import Param, Params
 from deepflash.params import _one_of, add_accessors
 from deepflash.tuning.base import (COMMON_PARAMS, BaseSearch, BaseSearchModel, Progress, SearchOutcome, SearchSetup,
                                    _CommonSearchParams, job_group, table_row, tpe_startup_trials)
-from deepflash.tuning.optuna_engine import (PRUNERS, RESULT_ATTR, SAMPLERS, EngineSettings, check_sampler,
+from deepflash.tuning.optuna_engine import (MULTI_OBJECTIVE_SAMPLERS, PRUNERS, RESULT_ATTR, SAMPLERS,
+                                            EngineSettings, check_sampler,
                                             create_study, load_study, make_storage, run_worker, spark_worker)
 from deepflash.tuning.space import check_optuna_space, optuna_grid
 
@@ -42,7 +43,7 @@ def _storage(value: Any) -> str | None:
 
 
 class _OptunaParams(_CommonSearchParams):
-    sampler = Param(Params._dummy(), "sampler", "tpe, random, gp (needs PyTorch), cmaes or grid",
+    sampler = Param(Params._dummy(), "sampler", "tpe, random, gp (needs PyTorch), cmaes, grid or nsga2",
                     _one_of("sampler", SAMPLERS))
     pruner = Param(Params._dummy(), "pruner", "none, median, asha or hyperband: stops weak trials after an epoch",
                    _one_of("pruner", PRUNERS))
@@ -63,11 +64,17 @@ class OptunaSearch(BaseSearch, _OptunaParams):
     Args:
         estimator: the KerasEstimator whose Params are searched; its other Params stay fixed.
         space: the dict space HyperoptSearch takes (``deepflash.tuning.space``).
-        sampler: tpe, random, gp (Gaussian process; needs PyTorch), cmaes, or grid (``choice``
-            dimensions only).
+        sampler: tpe, random, gp (Gaussian process; needs PyTorch), cmaes, grid (``choice``
+            dimensions only), or nsga2 (NSGA-II, for a metric list).
+        metric, mode: one metric, or a list of them with a list of modes: a multi-objective search
+            (samplers tpe, random, gp, grid, nsga2; no pruning). Its ``trials`` flag the Pareto front
+            (``pareto``), and ``satisficing`` picks the best model among them, e.g.
+            ``metric=["val_accuracy", "latency_ms"], mode=["max", "min"], satisficing={"latency_ms": "<= 5"}``.
         pruner: none, median, asha (successive halving) or hyperband; a trial reports ``metric``
             after every epoch, and a pruned one is stopped and marked ``pruned`` in ``trials``.
         storage: where parallel workers share the study (see the module docstring).
+        refine: k > 0 runs a second stage in the space narrowed around the top k trials (as
+            HyperoptSearch does).
 
     Example:
         >>> search = OptunaSearch(estimator=est, space={"learningRate": {"loguniform": [1e-4, 1e-1]}},
@@ -81,9 +88,10 @@ class OptunaSearch(BaseSearch, _OptunaParams):
 
     @keyword_only
     def __init__(self, *, estimator=None, space: dict | None = None, sampler: str = "tpe", pruner: str = "none",
-                 maxEvals: int = 20, parallelism: int = 1, metric: str = "val_loss", mode: str = "min",
-                 metricEpoch: str = "best", timeout: float | None = None, refit: bool = True,
-                 storage: str | None = None, seed: int = 0, track: bool = True) -> None:
+                 maxEvals: int = 20, parallelism: int = 1, metric: str | list[str] = "val_loss",
+                 mode: str | list[str] = "min", metricEpoch: str = "best", timeout: float | None = None,
+                 refit: bool = True, storage: str | None = None, seed: int = 0, track: bool = True,
+                 satisficing: dict | None = None, refine: int = 0, refineEvals: int | None = None) -> None:
         super().__init__()
         self._set_from_kwargs(self._input_kwargs)
 
@@ -92,6 +100,13 @@ class OptunaSearch(BaseSearch, _OptunaParams):
 
         space = check_optuna_space(self.getOrDefault(self.space))
         check_sampler(self.getSampler())
+        if len(self.metricList()) > 1:
+            if self.getSampler() not in MULTI_OBJECTIVE_SAMPLERS:
+                raise ValueError(f"`sampler` == {self.getSampler()!r} optimizes one metric; `metric` == "
+                                 f"{self.metricList()!r} needs one of: {', '.join(MULTI_OBJECTIVE_SAMPLERS)}")
+            if self.getPruner() != "none":
+                raise ValueError(f"`pruner` == {self.getPruner()!r}: Optuna prunes single-objective searches only; "
+                                 f"use pruner='none' with `metric` == {self.metricList()!r}")
         if self.getSampler() == "grid":
             optuna_grid(space)
         store = self.estimator.getOrDefault("storePath") if self.estimator.isDefined("storePath") else None
@@ -137,7 +152,8 @@ class OptunaSearch(BaseSearch, _OptunaParams):
             pruner=self.getPruner(), seed=setup.seed, space=setup.space, base_values=setup.base_values,
             plan=setup.plan, metric=setup.metric, mode=setup.mode, metric_epoch=setup.metric_epoch,
             deadline=None if setup.timeout is None else time.time() + setup.timeout,
-            startup_trials=tpe_startup_trials(max_evals), max_epochs=int(setup.base_values["epochs"]))
+            startup_trials=tpe_startup_trials(max_evals), max_epochs=int(setup.base_values["epochs"]),
+            objectives=setup.objectives if setup.multi_objective else ())
         if setup.parallelism == 1:
             study = create_study(settings, make_storage(settings.storage))
             run_worker(settings, 0, max_evals, study=study,
@@ -145,8 +161,8 @@ class OptunaSearch(BaseSearch, _OptunaParams):
         else:
             create_study(settings)
             self._run_workers(spark, settings, max_evals, progress)
+            _close_unfinished(load_study(settings, neutral=True))
             study = load_study(settings)
-            _close_unfinished(study)
         trials = study.get_trials(deepcopy=False)
         for trial in trials:
             _report(progress, trial)

@@ -87,6 +87,9 @@ class HyperoptSearch(BaseSearch, _SearchParams):
             ``gridSample`` evaluates a random fraction of it).
         metric, mode: what ranks trials, read from each trial's validation history at its best or
             last epoch (``metricEpoch``).
+        refine: k > 0 runs a second stage of ``refineEvals`` trials in the space narrowed around the
+            top k trials (``space.narrow``); ``trials`` has a ``stage`` column, ``refinedSpace`` the space.
+        satisficing: constraints the chosen trial meets, e.g. ``{"latency_ms": "<= 5"}``.
 
     Example:
         >>> search = HyperoptSearch(estimator=est, space={"learningRate": {"loguniform": [1e-4, 1e-1]}},
@@ -101,11 +104,15 @@ class HyperoptSearch(BaseSearch, _SearchParams):
     def __init__(self, *, estimator=None, space: dict | None = None, algo: str = "tpe", maxEvals: int = 20,
                  parallelism: int = 1, metric: str = "val_loss", mode: str = "min", metricEpoch: str = "best",
                  timeout: float | None = None, refit: bool = True, gridSample: float = 1.0, seed: int = 0,
-                 track: bool = True) -> None:
+                 track: bool = True, satisficing: dict | None = None, refine: int = 0,
+                 refineEvals: int | None = None) -> None:
         super().__init__()
         self._set_from_kwargs(self._input_kwargs)
 
     def _check_engine(self) -> None:
+        if len(self.metricList()) > 1:
+            raise ValueError(f"`metric` == {self.metricList()!r}: HyperoptSearch optimizes one metric; use "
+                             "OptunaSearch (sampler='nsga2' or 'tpe') for a multi-objective search")
         if self.getAlgo() == "grid":
             grid_points(self.getOrDefault(self.space))
 

@@ -213,7 +213,7 @@ def to_params(sample: dict, base_layers: Any) -> dict:
             params[name] = int(round(float(params[name])))
     for name in CHECKED_CHOICES:
         if name in params:
-            params[name] = _converter(name)(_plain(params[name]))
+            params[name] = _converter(name)(plain(params[name]))
     for name, value in list(params.items()):
         if hasattr(value, "item"):   # numpy scalars from hyperopt
             params[name] = value.item()
@@ -221,8 +221,8 @@ def to_params(sample: dict, base_layers: Any) -> dict:
     return json.loads(json.dumps(params))
 
 
-def _plain(value: Any) -> Any:
-    """hyperopt's tuples and numpy scalars as JSON lists and numbers."""
+def plain(value: Any) -> Any:
+    """hyperopt's tuples and numpy scalars as JSON lists and numbers (a sample as it is stored)."""
     return json.loads(json.dumps(value, default=lambda v: v.item()))
 
 
@@ -333,3 +333,106 @@ def optuna_grid(space: dict) -> dict[str, list]:
         options = dim["choice"]
         grid[name] = list(options) if _primitive(options) else list(range(len(options)))
     return grid
+
+
+# refine: a narrowed numeric dimension spans the top trials' values plus this fraction of the
+# original width on each side (on the log scale for log dimensions), within the original bounds.
+REFINE_MARGIN = 0.1
+
+
+def check_refinable(space: dict) -> dict:
+    """Checks that ``refine`` can narrow a space: the dict form only."""
+    for name, dim in check_space(space).items():
+        if _is_hyperopt_expression(dim):
+            raise ValueError(f"`refine` narrows dict dimensions; `space`[{name!r}] is a raw hyperopt expression, "
+                             "e.g. use {'loguniform': [1e-4, 1e-1]}")
+    return space
+
+
+def narrow(space: dict, samples: list[dict], margin: float = REFINE_MARGIN) -> dict:
+    """The space around ``samples`` (the raw samples of the top trials, as :func:`suggest` and
+    hyperopt draw them), for a second, finer search.
+
+    - ``uniform`` and ``loguniform`` (and their ``q`` forms, bounds on the step): from the smallest to
+      the largest sampled value, widened by ``margin`` of the dimension's width (its log width for
+      log scales), within the original bounds; ``randint`` likewise on integers;
+    - ``choice``: only the options that the samples picked, in their original order;
+    - ``architecture``: the sampled depths, units, activations and batchnorm flags; the dropout
+      range narrowed as a uniform dimension.
+
+    Example:
+        >>> narrow({"learningRate": {"loguniform": [1e-4, 1e-1]}, "optimizer": {"choice": ["adam", "sgd"]}},
+        ...        [{"learningRate": 2e-3, "optimizer": "adam"}, {"learningRate": 5e-3, "optimizer": "adam"}])
+        {'learningRate': {'loguniform': [0.0010..., 0.0099...]}, 'optimizer': {'choice': ['adam']}}
+    """
+    check_refinable(space)
+    if not samples:
+        raise ValueError("`refine` needs at least one successful trial to narrow the space around")
+    out: dict[str, Any] = {}
+    for name, dim in space.items():
+        (kind, args), = dim.items()
+        values = [s[name] for s in samples if name in s]
+        if not values:
+            out[name] = copy.deepcopy(dim)
+        elif kind == "choice":
+            picked = {_key(v) for v in values}
+            out[name] = {"choice": [o for o in args if _key(o) in picked] or list(args)}
+        elif kind == "architecture":
+            out[name] = {"architecture": _narrow_architecture(args, [v["architecture"] for v in values], margin)}
+        elif kind == "randint":
+            low, high = _span([float(v) for v in values], args[0], args[1] - 1, margin, log=False)
+            out[name] = {"randint": [math.floor(low), max(math.ceil(high), math.floor(low)) + 1]}
+        else:
+            log = "log" in kind
+            low, high = _span([float(v) for v in values], args[0], args[1], margin, log)
+            if kind.startswith("q"):
+                low, high = _on_steps(low, high, args, log)
+                out[name] = {kind: [low, high, args[2]]}
+            else:
+                out[name] = {kind: [low, high]}
+    return check_space(out)
+
+
+def _key(value: Any) -> str:
+    return json.dumps(plain(value), sort_keys=True)
+
+
+def _span(values: list[float], low: float, high: float, margin: float, log: bool) -> tuple[float, float]:
+    """[min - margin * width, max + margin * width] of ``values`` within [low, high], on a log scale if ``log``."""
+    f, inverse = (math.log, math.exp) if log else ((lambda v: v), (lambda v: v))
+    lo, hi = f(low), f(high)
+    width = hi - lo
+    vs = [f(min(max(v, low), high)) for v in values]
+    new_lo, new_hi = max(lo, min(vs) - margin * width), min(hi, max(vs) + margin * width)
+    return (low if new_lo == lo else inverse(new_lo)), (high if new_hi == hi else inverse(new_hi))
+
+
+def _on_steps(low: float, high: float, args: list, log: bool) -> tuple[float, float]:
+    """Bounds of a ``q`` dimension moved out onto its steps (from ``low`` for quniform, from 0 for
+    qloguniform, as the draws round), at least one step apart, within the original bounds."""
+    lo0, hi0, q = args
+    origin = 0.0 if log else lo0
+    new_lo = max(lo0, origin + math.floor((low - origin) / q + 1e-9) * q)
+    new_hi = min(hi0, origin + math.ceil((high - origin) / q - 1e-9) * q)
+    if log:
+        new_lo = max(new_lo, q) if q < hi0 else new_lo
+    if new_hi - new_lo < q:
+        new_hi = min(hi0, new_lo + q)
+        new_lo = max(lo0, new_hi - q)
+    return new_lo, new_hi
+
+
+def _narrow_architecture(args: dict, layer_lists: list[list[dict]], margin: float) -> dict:
+    a = {**ARCHITECTURE_KEYS, **args}
+    layers = [layer for spec in layer_lists for layer in spec]
+    depths = [len(spec) for spec in layer_lists]
+    out = {"depth": [min(depths), max(depths)]}
+    for key in ("units", "activation", "batchnorm"):
+        picked = {_key(layer[key]) for layer in layers}
+        out[key] = [o for o in a[key] if _key(o) in picked] or list(a[key])
+    low, high = a["dropout"]
+    if high > low:
+        out["dropout"] = list(_span([float(layer["dropout"]) for layer in layers], low, high, margin, log=False))
+    else:
+        out["dropout"] = [low, high]
+    return out
