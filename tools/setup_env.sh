@@ -16,7 +16,7 @@ esac
 PY="${DEEPFLASH_PYTHON:-python3.11}"
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 STAMP="$VENV/.deepflash-setup"
-HASH="$(cat "$REQS" "$ROOT/python/pyproject.toml" "$ROOT/tools/setup_env.sh" | sha256sum | cut -c1-32)"
+HASH="$(cat "$REQS" "$ROOT/python/requirements-gp.txt" "$ROOT/python/pyproject.toml" "$ROOT/tools/setup_env.sh" | sha256sum | cut -c1-32)"
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$HASH" ]; then
   echo "deepflash setup: $(basename "$VENV") is up to date"
@@ -29,6 +29,11 @@ PIP="$VENV/bin/python -m pip"
 $PIP install --quiet --upgrade "pip<25"
 echo "deepflash setup: installing the pinned $PROFILE stack ($(basename "$REQS"))"
 $PIP install --quiet -r "$REQS"
+if [ "$PROFILE" = classic ]; then
+  # PyTorch for Optuna's GP sampler, without its setuptools>=77 pin that petastorm's <70 excludes
+  # (see python/requirements-gp.txt).
+  $PIP install --quiet --no-deps -r "$ROOT/python/requirements-gp.txt"
+fi
 
 if [ "$PROFILE" = modern ]; then
   $PIP install --quiet --no-deps --no-build-isolation -e "$ROOT/python"
