@@ -61,3 +61,13 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if item.get_closest_marker(marker) is not None:
                 item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _deepflash_logger_kept():
+    """A job run in-process (``jobs.main``) sets the ``deepflash`` logger up for a console: its own
+    handler, no propagation, so later tests' ``caplog`` would see nothing. Put that back."""
+    log = logging.getLogger("deepflash")
+    handlers, propagate = log.handlers[:], log.propagate
+    yield
+    log.handlers[:], log.propagate = handlers, propagate
