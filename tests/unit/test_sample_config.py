@@ -50,11 +50,19 @@ def test_bad_sampling_config_names_the_key(override, match):
 def _exits_2_before_spark(args, capsys, message, out):
     from pyspark import SparkContext
 
+    # Run alone, no SparkContext may appear; after the integration tests (one session for the whole
+    # run) the job must not run a Spark job on it.
+    active = SparkContext._active_spark_context
+    jobs_before = None if active is None else set(active.statusTracker().getJobIdsForGroup())
     with pytest.raises(SystemExit) as exit_info:
         main(args)
     assert exit_info.value.code == 2
     assert f"deepflash sample: config error: {message}" in capsys.readouterr().err
-    assert not out.exists() and SparkContext._active_spark_context is None
+    assert not out.exists()
+    if active is None:
+        assert SparkContext._active_spark_context is None
+    else:
+        assert set(active.statusTracker().getJobIdsForGroup()) == jobs_before
 
 
 @pytest.mark.parametrize("override, message", [
