@@ -83,13 +83,14 @@ def _petastorm_in_a_fresh_process(url: str, shard: int, num_shards: int, out) ->
 def test_same_rows_same_order_as_petastorm(dataset, num_shards, tmp_path):
     """Petastorm 0.13.1 sometimes ends a read early (seen: 162 of 357 rows, the first four files, with
     no sharding and one worker, in about one run of ten). What it returns is always the start of the
-    Arrow reader's rows, in the same order; and within three reads it returns the whole shard."""
+    Arrow reader's rows, in the same order; and within eight reads it returns the whole shard (three were not
+    always enough on a loaded machine)."""
     url, _, y = dataset
     seen = []
     for k in range(num_shards):
         arrow = ArrowReader().load(url, k, num_shards)
         complete = False
-        for attempt in range(3):
+        for attempt in range(8):
             peta = _petastorm_in_a_fresh_process(url, k, num_shards, tmp_path / f"p{k}-{attempt}.npz")
             n = len(peta.labels)
             assert n > 0
