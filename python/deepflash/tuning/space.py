@@ -255,12 +255,17 @@ def _primitive(values: list) -> bool:
     return all(v is None or isinstance(v, (bool, int, float, str)) for v in values)
 
 
+def _raw_hyperopt_dimension(space: dict) -> str | None:
+    """The first dimension of a checked space given as a raw hyperopt expression, or None."""
+    return next((name for name, dim in check_space(space).items() if _is_hyperopt_expression(dim)), None)
+
+
 def check_optuna_space(space: dict) -> dict:
     """Checks a space for Optuna: the dict form only (a raw hyperopt expression cannot be translated)."""
-    for name, dim in check_space(space).items():
-        if _is_hyperopt_expression(dim):
-            raise ValueError(f"`space`[{name!r}] is a raw hyperopt expression; the Optuna engine needs the dict "
-                             "form, e.g. {'loguniform': [1e-4, 1e-1]}")
+    name = _raw_hyperopt_dimension(space)
+    if name is not None:
+        raise ValueError(f"`space`[{name!r}] is a raw hyperopt expression; the Optuna engine needs the dict "
+                         "form, e.g. {'loguniform': [1e-4, 1e-1]}")
     return space
 
 
@@ -342,10 +347,10 @@ REFINE_MARGIN = 0.1
 
 def check_refinable(space: dict) -> dict:
     """Checks that ``refine`` can narrow a space: the dict form only."""
-    for name, dim in check_space(space).items():
-        if _is_hyperopt_expression(dim):
-            raise ValueError(f"`refine` narrows dict dimensions; `space`[{name!r}] is a raw hyperopt expression, "
-                             "e.g. use {'loguniform': [1e-4, 1e-1]}")
+    name = _raw_hyperopt_dimension(space)
+    if name is not None:
+        raise ValueError(f"`refine` narrows dict dimensions; `space`[{name!r}] is a raw hyperopt expression, "
+                         "e.g. use {'loguniform': [1e-4, 1e-1]}")
     return space
 
 
