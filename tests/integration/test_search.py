@@ -183,3 +183,30 @@ def test_timeout_cancels_running_spark_trials_and_leaves_no_jobs(spark, digits, 
         time.sleep(0.5)
     assert tracker.getActiveJobsIds() == [], "the cancelled trial's Spark job is still running"
     assert tracker.getActiveStageIds() == []
+
+
+def test_trials_train_on_a_fraction_and_the_refit_on_all_rows_with_its_own_params(digits, tmp_path):
+    train, test = digits
+    est = KerasEstimator(backend="local", epochs=1, seed=3, storePath=str(tmp_path))
+    found = HyperoptSearch(estimator=est, space={"learningRate": {"choice": [0.003, 0.01]}}, algo="random",
+                           maxEvals=2, parallelism=1, metric="val_accuracy", mode="max", track=False,
+                           trialFraction=0.4, refitParams={"epochs": 6}).fit(train)
+    trial_rows = set(found.trials["train_rows"])
+    refit_rows = found.bestModel.fitInfo.rows_read_per_rank[0]
+    assert len(trial_rows) == 1
+    assert 0.3 * refit_rows < trial_rows.pop() < 0.5 * refit_rows
+    assert set(found.trials["epochs_run"]) == {1}
+    assert len(found.bestModel.getHistory()["loss"]) == 6
+    assert found.bestParams["learningRate"] in (0.003, 0.01)
+    assert accuracy(found.transform(test)) >= 0.9
+
+
+def test_refit_params_must_be_estimator_params_that_validate(digits, tmp_path):
+    est = KerasEstimator(backend="local", epochs=1, storePath=str(tmp_path))
+    space = {"learningRate": {"choice": [0.003, 0.01]}}
+    with pytest.raises(ValueError, match="`refitParams` key\\(s\\) 'epoch' are not KerasEstimator Params"):
+        HyperoptSearch(estimator=est, space=space, refitParams={"epoch": 6}).fit(digits[0])
+    with pytest.raises(ValueError, match="`refitParams` == .*batchSize"):
+        HyperoptSearch(estimator=est, space=space, refitParams={"batchSize": 0}).fit(digits[0])
+    with pytest.raises(ValueError, match="`trialFraction` == 1.5, must be <= 1"):
+        HyperoptSearch(estimator=est, space=space, trialFraction=1.5)

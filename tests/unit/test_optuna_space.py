@@ -79,7 +79,8 @@ def test_builds_with_no_arguments_and_setters_return_self(cls):
     values = {"space": {"epochs": {"choice": [1, 2]}}, "sampler": "cmaes", "pruner": "hyperband", "maxEvals": 3,
               "parallelism": 2, "metric": "val_accuracy", "mode": "max", "metricEpoch": "last", "timeout": 60.0,
               "refit": False, "storage": "sqlite:///x.db", "seed": 4, "track": False,
-              "satisficing": {"latency_ms": "<= 5"}, "refine": 3, "refineEvals": 6}
+              "satisficing": {"latency_ms": "<= 5"}, "refine": 3, "refineEvals": 6,
+              "trialFraction": 0.5, "refitParams": {"epochs": 3}}
     stage = cls()
     assert stage.getSampler() == "tpe" and stage.getPruner() == "none" and stage.getMaxEvals() == 20
     assert set(OPTUNA_PARAMS) == set(values)

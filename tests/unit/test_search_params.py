@@ -9,7 +9,7 @@ from deepflash.tuning.search import SEARCH_PARAMS
 VALID = {"space": {"epochs": {"choice": [1, 2]}}, "algo": "random", "maxEvals": 3, "parallelism": 2,
          "metric": "val_accuracy", "mode": "max", "metricEpoch": "last", "timeout": 60.0, "refit": False,
          "gridSample": 0.5, "seed": 4, "track": False, "satisficing": {"num_params": "<= 10000"}, "refine": 2,
-         "refineEvals": 4}
+         "refineEvals": 4, "trialFraction": 0.25, "refitParams": {"epochs": 30}}
 
 
 @pytest.mark.parametrize("cls", [HyperoptSearch, HyperoptSearchModel])

@@ -60,6 +60,13 @@ def _modes(value: Any) -> str | list[str]:
     return one(value)
 
 
+def _refit_params(value: Any) -> dict:
+    """``{param: value}``: names are checked against the estimator when the search is checked."""
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise TypeError(f"`refitParams` == {value!r}, must be a dict of estimator Params such as {{'epochs': 30}}")
+    return dict(value)
+
+
 def _constraints(value: Any) -> dict:
     """``{column: "<= 100"}``: each constraint as evaluation.satisficing takes it, checked now."""
     from deepflash.evaluation import parse_constraint
@@ -113,11 +120,17 @@ class _CommonSearchParams(HasSeed):
                    "trials of the first; 0 = off", _number("refine", integer=True, low=0))
     refineEvals = Param(Params._dummy(), "refineEvals", "trials of the second (refine) stage; None = maxEvals",
                         _optional(_number("refineEvals", integer=True, low=1)))
+    trialFraction = Param(Params._dummy(), "trialFraction", "the fraction of the training rows the trials train "
+                          "and validate on (a seeded sample, materialized once); the refit uses all rows; in (0, 1]",
+                          _number("trialFraction", low=0, low_open=True, high=1))
+    refitParams = Param(Params._dummy(), "refitParams", "estimator Params the refit uses over the best trial's, "
+                        "e.g. {'epochs': 30} after short trials; {} = the best trial's as they are", _refit_params)
 
     def __init__(self) -> None:
         super().__init__()
         self._setDefault(maxEvals=20, parallelism=1, metric="val_loss", mode="min", metricEpoch="best",
-                         refit=True, seed=0, track=True, satisficing={}, refine=0)
+                         refit=True, seed=0, track=True, satisficing={}, refine=0, trialFraction=1.0,
+                         refitParams={})
 
     def metricList(self) -> list[str]:
         """``metric`` as a list (one name for a single-objective search)."""
@@ -131,7 +144,7 @@ class _CommonSearchParams(HasSeed):
 
 
 COMMON_PARAMS = ["space", "maxEvals", "parallelism", "metric", "mode", "metricEpoch", "timeout", "refit", "seed",
-                 "track", "satisficing", "refine", "refineEvals"]
+                 "track", "satisficing", "refine", "refineEvals", "trialFraction", "refitParams"]
 # Trial measurements a search can rank or constrain by besides the history metrics.
 MEASURED = ("latency_ms", "num_params")
 
@@ -314,6 +327,25 @@ class BaseSearch(Estimator, MLReadable, MLWritable):
             check_refinable(self.getOrDefault(self.space))
         self._check_engine()
         self.estimator.validateParams()
+        self._check_refit_params()
+
+    def _check_refit_params(self) -> None:
+        """Every ``refitParams`` key is an estimator Param, and the refit estimator validates."""
+        overrides = self.getOrDefault(self.refitParams)
+        if not overrides:
+            return
+        unknown = [k for k in overrides if not self.estimator.hasParam(k)]
+        if unknown:
+            raise ValueError(f"`refitParams` key(s) {', '.join(map(repr, unknown))} are not KerasEstimator Params; "
+                             "give Params such as epochs, learningRate, earlyStoppingPatience")
+        try:
+            self.estimator.copy().setParams(**overrides).validateParams()
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"`refitParams` == {overrides!r}: {e}") from None
+
+    def _refit_estimator(self, best_params: dict):
+        """The estimator the refit trains: the best trial's Params, then ``refitParams`` over them."""
+        return self.estimator.copy().setParams(**best_params).setParams(**self.getOrDefault(self.refitParams))
 
     def _check_objectives(self) -> None:
         """Each metric is one the trials record, with one mode each; satisficing names known columns."""
@@ -358,7 +390,10 @@ class BaseSearch(Estimator, MLReadable, MLWritable):
         parallelism = self.getParallelism()
         # Trials train single-process; with parallelism 1 they run in the driver, where the
         # backend's own check (slots, Horovod installed) still applies.
-        plan = est.plan(dataset) if parallelism == 1 else est.plan(dataset, numProc=1)
+        fraction = self.getOrDefault(self.trialFraction)
+        # A sample seeded by the search's seed: every trial sees the same rows.
+        trial_data = dataset if fraction >= 1 else dataset.sample(fraction=fraction, seed=self.getSeed())
+        plan = est.plan(trial_data) if parallelism == 1 else est.plan(trial_data, numProc=1)
         if parallelism > 1:
             plan = plan.replace(threads=trial_threads(spark, parallelism))
         objectives = tuple(zip(self.metricList(), self.modeList()))
@@ -369,6 +404,9 @@ class BaseSearch(Estimator, MLReadable, MLWritable):
                             timeout=self.getOrDefault(self.timeout) if self.isDefined(self.timeout) else None,
                             seed=self.getSeed(), objectives=objectives)
         strategy = self._strategy()
+        if fraction < 1:
+            log.info("search: trials train on %d rows (trialFraction %g); the refit on all of them",
+                     plan.train_rows, fraction)
         log.info("search: %s %s over %s, %d trials, parallelism %d, metric %s (%s)", self._engine, strategy,
                  ", ".join(setup.space), setup.max_evals, parallelism, self.getOrDefault(self.metric),
                  self.getOrDefault(self.mode))
@@ -382,7 +420,8 @@ class BaseSearch(Estimator, MLReadable, MLWritable):
         try:
             progress = Progress(setup.max_evals, setup.mode, setup.metric, tracker)
             outcome = self._run_search(spark, setup, progress)
-            table = outcome.table.assign(stage=1)
+            # train_rows: what the trials trained on (fewer than the refit's under trialFraction < 1).
+            table = outcome.table.assign(stage=1, train_rows=plan.train_rows)
             results, refined = dict(outcome.results), None
             if self.getRefine() > 0:
                 table, results, refined = self._refine(spark, setup, progress, table, results, outcome,
@@ -400,9 +439,7 @@ class BaseSearch(Estimator, MLReadable, MLWritable):
                      f", {int(table['pareto'].sum())} on the Pareto front" if setup.multi_objective else "")
             best_model = None
             if self.getRefit():
-                best_est = est.copy()
-                best_est._set(**best_result["params"])
-                best_model = best_est.fit(dataset)
+                best_model = self._refit_estimator(best_result["params"]).fit(dataset)
         except BaseException as e:
             tracker.end(None, e)
             raise
@@ -439,7 +476,7 @@ class BaseSearch(Estimator, MLReadable, MLWritable):
         second = self._run_search(spark, replace(setup, space=refined, max_evals=evals, seed=setup.seed + 1,
                                                  timeout=remaining), progress)
         progress.offset = 0
-        stage2 = second.table.assign(stage=2)
+        stage2 = second.table.assign(stage=2, train_rows=setup.plan.train_rows)
         stage2["trial"] = stage2["trial"] + offset
         results.update({number + offset: result for number, result in second.results.items()})
         return pd.concat([table, stage2], ignore_index=True), results, refined

@@ -75,6 +75,10 @@ class OptunaSearch(BaseSearch, _OptunaParams):
         storage: where parallel workers share the study (see the module docstring).
         refine: k > 0 runs a second stage in the space narrowed around the top k trials (as
             HyperoptSearch does).
+        trialFraction: trials train and validate on this seeded fraction of the training rows
+            (e.g. 0.25 for cheap trials); the refit uses all of them.
+        refitParams: estimator Params the refit sets over the best trial's, e.g. ``{"epochs": 30}``
+            after short trials.
 
     Example:
         >>> search = OptunaSearch(estimator=est, space={"learningRate": {"loguniform": [1e-4, 1e-1]}},
@@ -91,7 +95,8 @@ class OptunaSearch(BaseSearch, _OptunaParams):
                  maxEvals: int = 20, parallelism: int = 1, metric: str | list[str] = "val_loss",
                  mode: str | list[str] = "min", metricEpoch: str = "best", timeout: float | None = None,
                  refit: bool = True, storage: str | None = None, seed: int = 0, track: bool = True,
-                 satisficing: dict | None = None, refine: int = 0, refineEvals: int | None = None) -> None:
+                 satisficing: dict | None = None, refine: int = 0, refineEvals: int | None = None,
+                 trialFraction: float = 1.0, refitParams: dict | None = None) -> None:
         super().__init__()
         self._set_from_kwargs(self._input_kwargs)
 

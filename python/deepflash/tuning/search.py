@@ -90,6 +90,10 @@ class HyperoptSearch(BaseSearch, _SearchParams):
         refine: k > 0 runs a second stage of ``refineEvals`` trials in the space narrowed around the
             top k trials (``space.narrow``); ``trials`` has a ``stage`` column, ``refinedSpace`` the space.
         satisficing: constraints the chosen trial meets, e.g. ``{"latency_ms": "<= 5"}``.
+        trialFraction: trials train and validate on this seeded fraction of the training rows
+            (e.g. 0.25 for cheap trials); the refit uses all of them.
+        refitParams: estimator Params the refit sets over the best trial's, e.g. ``{"epochs": 30}``
+            after short trials.
 
     Example:
         >>> search = HyperoptSearch(estimator=est, space={"learningRate": {"loguniform": [1e-4, 1e-1]}},
@@ -105,7 +109,8 @@ class HyperoptSearch(BaseSearch, _SearchParams):
                  parallelism: int = 1, metric: str = "val_loss", mode: str = "min", metricEpoch: str = "best",
                  timeout: float | None = None, refit: bool = True, gridSample: float = 1.0, seed: int = 0,
                  track: bool = True, satisficing: dict | None = None, refine: int = 0,
-                 refineEvals: int | None = None) -> None:
+                 refineEvals: int | None = None,
+                 trialFraction: float = 1.0, refitParams: dict | None = None) -> None:
         super().__init__()
         self._set_from_kwargs(self._input_kwargs)
 
