@@ -333,7 +333,7 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
         fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
         settings = remote.make_settings(values, plan, model_to_bytes(model), run_fingerprint=fingerprint,
                                         run_id=run_id, checkpoint_path=checkpoint_path,
-                                        distributed=backend.distributed)
+                                        distributed=backend.distributed, collective=backend.collective)
         log.info("fitting %s: %d train / %d val rows, %d features, %s, %d process(es) on backend %s, run %s",
                  model.name, plan.train_rows, plan.val_rows, plan.input_dim, plan.output_kind,
                  backend.num_processes(), backend.name, run_id)

@@ -26,7 +26,7 @@ from deepflash.networks.layers import INITIALIZERS
 from deepflash.schedules import SCHEDULES
 
 TASKS = ("classification", "regression")
-BACKENDS = ("horovod", "local")
+BACKENDS = ("horovod", "barrier", "local")
 READ_MODES = ("auto", "memory", "stream")
 READERS = ("arrow", "petastorm")
 
@@ -221,9 +221,10 @@ class _KerasParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProbability
                                  _number("cascadeFineTuneRate", low=0, high=1))
     scaleLearningRate = _param("scaleLearningRate", "multiply the learning rate by the number of processes",
                                TypeConverters.toBoolean)
-    numProc = _param("numProc", "number of training processes (horovod backend), >= 1",
+    numProc = _param("numProc", "number of training processes (horovod or barrier backend), >= 1",
                      _number("numProc", integer=True, low=1))
-    backend = _param("backend", "horovod (Spark executors) or local (in the driver)", _one_of("backend", BACKENDS))
+    backend = _param("backend", "horovod (Horovod on Spark executors), barrier (TensorFlow's "
+                     "MultiWorkerMirroredStrategy on Spark executors, no Horovod) or local (in the driver)", _one_of("backend", BACKENDS))
     storePath = _param("storePath", "store root: a local path or a filesystem URI; default under spark.local.dir",
                        TypeConverters.toString)
     runId = _param("runId", "checkpoints go under this id; a fit with the same id resumes", TypeConverters.toString)

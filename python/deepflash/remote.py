@@ -33,6 +33,7 @@ Test-only fault injection
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -74,12 +75,24 @@ class _SingleProcess:
     def callbacks(self) -> list:
         return []
 
+    # True when the compiled model's own evaluate() already combines every process's rows.
+    global_evaluate = False
+
     def barrier(self) -> None:
         """Returns when every process got here (and rank 0 first)."""
 
     def sum(self, values):
         """The element-wise sum of ``values`` (a float64 array) over all processes."""
         return values
+
+    def scope(self):
+        """The context that models, optimizers and their variables are created and compiled in."""
+        return contextlib.nullcontext()
+
+    def dataset(self, build):
+        """What ``model.fit``/``evaluate`` take: this process's batches, from ``build()`` (a
+        ``tf.data.Dataset`` of per-process batches)."""
+        return build()
 
 
 class _Horovod(_SingleProcess):
@@ -121,6 +134,64 @@ class _Horovod(_SingleProcess):
         # A broadcast from rank 0: no rank returns before rank 0 reached this point.
         self._barriers += 1
         self.hvd.broadcast(self._barriers, root_rank=0, name=f"deepflash_barrier_{self._barriers}")
+
+
+class _MultiWorkerMirrored(_SingleProcess):
+    """TensorFlow's ``MultiWorkerMirroredStrategy`` (``backend="barrier"``): every process is one
+    worker of ``TF_CONFIG``; gradients and metric states are all-reduced by the strategy.
+
+    Must be created before TensorFlow runs its first op in the process (a fresh process per rank,
+    see :mod:`deepflash.backends.barrier`). Each process feeds its own shard: datasets go through
+    ``distribute_datasets_from_function`` (no auto-sharding, no re-batching: ``batchSize`` stays per
+    process, as with Horovod), and Keras divides the loss by the global batch, so the summed
+    gradients are the average over all processes' batches.
+    """
+
+    global_evaluate = True
+
+    def __init__(self) -> None:
+        import tensorflow as tf
+
+        self.tf = tf
+        self.rank = int(os.environ.get("DEEPFLASH_RANK", "0"))
+        self.local_rank = int(os.environ.get("DEEPFLASH_LOCAL_RANK", "0"))
+        self.local_size = int(os.environ.get("DEEPFLASH_LOCAL_SIZE", "1"))
+        # Devices (GPU pinning, CPU threads) are fixed before the strategy starts TensorFlow's runtime.
+        _configure_devices(self)
+        options = tf.distribute.experimental.CommunicationOptions(
+            implementation=tf.distribute.experimental.CommunicationImplementation.RING)
+        self.strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        resolver = self.strategy.cluster_resolver
+        self.size = self.strategy.num_replicas_in_sync
+        if resolver.task_id != self.rank:
+            raise RuntimeError(f"TF_CONFIG names this process worker {resolver.task_id}, "
+                               f"but DEEPFLASH_RANK is {self.rank}")
+
+    def scope(self):
+        return self.strategy.scope()
+
+    def dataset(self, build):
+        # Called once in this process (one worker, one replica): the process's own batches.
+        return self.strategy.distribute_datasets_from_function(lambda _context: build())
+
+    def sum(self, values):
+        tf = self.tf
+        x = tf.constant(np.asarray(values, np.float64))
+        # This process's one replica holds x; the strategy's reduce sums it over every worker.
+        per_replica = self.strategy.experimental_distribute_values_from_function(lambda _context: x)
+        return np.asarray(self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None).numpy(), np.float64)
+
+    def barrier(self) -> None:
+        self.sum(np.zeros(1))
+
+
+def make_communicator(collective: str) -> _SingleProcess:
+    """The communicator of a training process: ``none``, ``horovod`` or ``tf``."""
+    if collective == "horovod":
+        return _Horovod()
+    if collective == "tf":
+        return _MultiWorkerMirrored()
+    return _SingleProcess()
 
 
 def _configure_devices(comm: _SingleProcess, threads: int = 0) -> None:
@@ -258,6 +329,7 @@ class TrainSettings:
     reader: str
     verbose: int
     distributed: bool
+    collective: str = "horovod"   # with distributed: "horovod" or "tf" (see make_communicator)
     log_prefix: str = ""
     threads: int = 0
     read_mode: str = "auto"
@@ -296,7 +368,8 @@ class TrainResult:
 
 
 def make_settings(values: dict, plan: FitPlan, model_bytes: bytes, *, run_fingerprint: str, run_id: str,
-                  checkpoint_path: str | None, distributed: bool, log_prefix: str = "") -> TrainSettings:
+                  checkpoint_path: str | None, distributed: bool, log_prefix: str = "",
+                  collective: str = "horovod") -> TrainSettings:
     """The :class:`TrainSettings` for :func:`train`.
 
     Args:
@@ -325,6 +398,7 @@ def make_settings(values: dict, plan: FitPlan, model_bytes: bytes, *, run_finger
         checkpoint_path=checkpoint_path,
         run_fingerprint=run_fingerprint, run_id=run_id, store_url=plan.store_url,
         reader=plan.reader, verbose=values["verbose"], distributed=distributed,
+        collective=collective if distributed else "none",
         log_prefix=log_prefix, threads=int(plan.threads or 0), read_mode=values.get("readMode", "auto"),
         shuffle_buffer_rows=int(values.get("shuffleBufferRows", 10_000)),
         memory_budget_mb=float(values.get("memoryBudgetMB", 1024.0)), input_dim=plan.input_dim,
@@ -382,16 +456,26 @@ def train(settings: TrainSettings, callbacks: Sequence[Any] = ()) -> TrainResult
     _ensure_logging()
     import tensorflow as tf
 
+    collective = settings.collective if settings.distributed else "none"
+    if collective == "horovod":
+        # Spark reuses its Python workers: drop the graphs and layer names of earlier fits.
+        tf.keras.backend.clear_session()
+    comm = make_communicator(collective)
+    if collective != "tf":  # the strategy configured its process's devices before it started
+        _configure_devices(comm, int(settings.threads or 0))
+    with comm.scope():
+        return _train(settings, comm, extra_callbacks)
+
+
+def _train(settings: TrainSettings, comm: _SingleProcess, extra_callbacks: list) -> TrainResult:
+    """The body of :func:`train`, inside the communicator's scope."""
+    import tensorflow as tf
+
     from deepflash.networks import make_optimizer
     from deepflash.training import (CheckpointCallback, EpochLogger, RestoreBestEarlyStopping,
                                     ScheduledLearningRate, ShardedValidation, StageLog, restore_training_state,
                                     training_state)
 
-    if settings.distributed:
-        # Spark reuses its Python workers: drop the graphs and layer names of earlier fits.
-        tf.keras.backend.clear_session()
-    comm = _Horovod() if settings.distributed else _SingleProcess()
-    _configure_devices(comm, int(settings.threads or 0))
     seed = settings.seed
     if seed is not None:
         tf.keras.utils.set_random_seed(seed)
@@ -434,9 +518,17 @@ def train(settings: TrainSettings, callbacks: Sequence[Any] = ()) -> TrainResult
     val_ds = None
     if val_shard is not None:
         # In content order where the reader's order varies, so that the metrics do not depend on it.
-        val_ds = to_dataset(val_shard, batch_size=max(settings.batch_size, 1024),
-                            target_encoding=settings.target_encoding, num_classes=settings.num_classes,
-                            shuffle=False, seed=None, repeat=False, canonical_order=not reader.ordered)
+        val_ds = comm.dataset(lambda: to_dataset(
+            val_shard, batch_size=max(settings.batch_size, 1024), target_encoding=settings.target_encoding,
+            num_classes=settings.num_classes, shuffle=False, seed=None, repeat=False,
+            canonical_order=not reader.ordered))
+
+    val_steps = None
+    if val_ds is not None and comm.global_evaluate:
+        # A distributed evaluate takes the same number of steps in every process: enough for the largest shard.
+        own = np.zeros(comm.size)
+        own[comm.rank] = len(val_shard.labels)
+        val_steps = max(1, math.ceil(float(comm.sum(own).max()) / max(settings.batch_size, 1024)))
 
     def fit_span(net, first: int, start: int, end: int, restore: dict | None, stage=None):
         """Trains ``net`` from epoch ``start`` to ``end`` (0-based, end exclusive) with a fresh
@@ -463,19 +555,20 @@ def train(settings: TrainSettings, callbacks: Sequence[Any] = ()) -> TrainResult
             if early_stopping is not None and "early_stopping" in restore["callbacks"]:
                 early_stopping.set_state(restore["callbacks"]["early_stopping"])
         if read_mode == "memory":
-            train_ds = to_dataset(train_shard, batch_size=settings.batch_size,
-                                  target_encoding=settings.target_encoding, num_classes=settings.num_classes,
-                                  shuffle=True, seed=stream_seed, repeat=True, start_batch=start * steps,
-                                  canonical_order=not reader.ordered)
+            train_ds = comm.dataset(lambda: to_dataset(
+                train_shard, batch_size=settings.batch_size, target_encoding=settings.target_encoding,
+                num_classes=settings.num_classes, shuffle=True, seed=stream_seed, repeat=True,
+                start_batch=start * steps, canonical_order=not reader.ordered))
         else:
-            train_ds = stream_dataset(reader, settings.train_url, shard=comm.rank, num_shards=comm.size,
-                                      batch_size=settings.batch_size, buffer_rows=settings.shuffle_buffer_rows,
-                                      target_encoding=settings.target_encoding, num_classes=settings.num_classes,
-                                      seed=stream_seed, start_batch=start * steps)
+            train_ds = comm.dataset(lambda: stream_dataset(
+                reader, settings.train_url, shard=comm.rank, num_shards=comm.size, batch_size=settings.batch_size,
+                buffer_rows=settings.shuffle_buffer_rows, target_encoding=settings.target_encoding,
+                num_classes=settings.num_classes, seed=stream_seed, start_batch=start * steps))
         fit_callbacks = comm.callbacks()
         if val_ds is not None:
             # First: the LR and early-stopping callbacks read the val_ metrics it puts in the epoch's logs.
-            fit_callbacks.insert(0, ShardedValidation(val_ds, len(val_shard.labels), comm.sum))
+            fit_callbacks.insert(0, ShardedValidation(val_ds, len(val_shard.labels), comm.sum,
+                                                      global_steps=val_steps))
         fit_callbacks += [cb for cb in (learning_rate, early_stopping) if cb is not None] + extra_callbacks
         if stage is not None:
             fit_callbacks.append(StageLog(stage.index + 1))

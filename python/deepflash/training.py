@@ -267,13 +267,23 @@ class ShardedValidation(tf.keras.callbacks.Callback):
         dataset: this process's validation batches (finite).
         rows: the rows in ``dataset`` (0 is fine: the process contributes nothing).
         all_sum: sums a float64 array over all processes.
+        global_steps: under a multi-worker ``tf.distribute`` strategy the model's ``evaluate``
+            already combines every process's rows (its metric states are all-reduced): every process
+            evaluates this many steps (the strategy needs all of them in every step) and the
+            results are used as they are. None otherwise.
     """
 
-    def __init__(self, dataset, rows: int, all_sum):
+    def __init__(self, dataset, rows: int, all_sum, global_steps: int | None = None):
         super().__init__()
         self.dataset, self.rows, self.all_sum = dataset, rows, all_sum
+        self.global_steps = global_steps
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.global_steps is not None:
+            result = self.model.evaluate(self.dataset, steps=self.global_steps, verbose=0, return_dict=True)
+            if logs is not None:
+                logs.update({f"val_{name}": float(value) for name, value in result.items()})
+            return
         names = list(self.model.metrics_names)
         means = np.zeros(len(names))
         if self.rows:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from deepflash.backends.horovod import RankOutcome, Slot, assign_slots, first_failure
+from deepflash.backends.horovod import FOLLOW_ON
+from deepflash.backends.stage import RankOutcome, Slot, assign_slots, first_failure
 
 
 def test_one_host_gets_consecutive_local_ranks():
@@ -29,7 +30,8 @@ def test_interleaved_tasks_get_host_contiguous_ranks_as_horovod_assigns_them():
 def test_the_reported_failure_is_the_cause_not_its_consequences():
     follow_on = RankOutcome(rank=0, error="HorovodInternalError: Horovod has been shut down.\n...", failed_at=1.0)
     cause = RankOutcome(rank=1, error="ValueError: bad shard\n...", failed_at=2.0)
-    assert first_failure([follow_on, cause]) is cause
+    assert first_failure([follow_on, cause], FOLLOW_ON) is cause
+    assert first_failure([follow_on, cause]) is follow_on  # without the markers: the earliest
     assert first_failure([RankOutcome(rank=0, value=1), RankOutcome(rank=1, value=2)]) is None
     early = RankOutcome(rank=1, error="KeyError: x", failed_at=1.0)
     late = RankOutcome(rank=0, error="KeyError: y", failed_at=3.0)

@@ -29,6 +29,9 @@ class Backend(abc.ABC):
 
     name = "abstract"
     distributed = False
+    # How the training processes share gradients and metrics: "none" (one process), "horovod", or
+    # "tf" (tf.distribute.MultiWorkerMirroredStrategy); remote.train picks its communicator by it.
+    collective = "none"
 
     def __init__(self, num_proc: int = 1):
         self._num_proc = num_proc

@@ -1,0 +1,162 @@
+"""``backend="barrier"``: data-parallel training with TensorFlow's own collectives, no Horovod.
+
+The ranks are one Spark barrier stage, as for ``horovod``. Each task learns its peers from
+``BarrierTaskContext.getTaskInfos()``, picks a free port on its host and shares ``host:port`` with
+``allGather``; from the list every task writes the ``TF_CONFIG`` of a
+``tf.distribute.MultiWorkerMirroredStrategy`` worker (``{"cluster": {"worker": [...]}, "task":
+{"type": "worker", "index": rank}}``) and starts its rank in a fresh Python process
+(:mod:`deepflash.backends.rank_process`), like Spark's TorchDistributor: TensorFlow configures its
+collectives only before its runtime starts, and a reused Spark Python worker has started it in an
+earlier fit. The strategy then all-reduces gradients (ring all-reduce over gRPC) and the metrics.
+
+GPUs: the task's ``TaskContext.resources()["gpu"]`` addresses become the child's
+``CUDA_VISIBLE_DEVICES``, so a rank sees exactly its own GPUs.
+
+The child's stderr (epoch logs, TensorFlow's messages) goes to the executor's stderr as it comes;
+the last lines travel with the error when the child dies without a result. A rank that raises
+returns its traceback; a dead peer makes the others fail in TensorFlow's health check (about a
+minute) rather than wait forever.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from typing import Any, Callable
+
+from deepflash.backends.base import Backend, register
+from deepflash.backends.stage import RankOutcome, assign_slots, check_slots, forwarded_env, run_stage, task_hosts
+
+log = logging.getLogger("deepflash")
+
+# Errors a rank raises because another rank failed first; the driver reports the first cause.
+FOLLOW_ON = ("UnavailableError", "CancelledError", "Collective ops is aborted", "Socket closed",
+             "failed to connect", "peer", "ended without a result")
+# Per-rank variables the child receives; the driver's DEEPFLASH_* ones are forwarded as they are.
+RANK_ENV = ("TF_CONFIG", "DEEPFLASH_RANK", "DEEPFLASH_SIZE", "DEEPFLASH_LOCAL_RANK", "DEEPFLASH_LOCAL_SIZE")
+STDERR_TAIL = 40
+
+
+def free_port() -> int:
+    """A TCP port that is free on this host now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+def tf_config(workers: list[str], index: int) -> str:
+    """The ``TF_CONFIG`` of worker ``index`` among ``workers`` (``host:port``), as JSON."""
+    import json
+
+    return json.dumps({"cluster": {"worker": list(workers)}, "task": {"type": "worker", "index": index}})
+
+
+def rank_env(workers: list[str], index: int, slot, gpus: list[str]) -> dict[str, str]:
+    """The variables that make the child process rank ``slot.rank`` of a multi-worker job."""
+    env = {"TF_CONFIG": tf_config(workers, index), "DEEPFLASH_RANK": str(slot.rank),
+           "DEEPFLASH_SIZE": str(slot.size), "DEEPFLASH_LOCAL_RANK": str(slot.local_rank),
+           "DEEPFLASH_LOCAL_SIZE": str(slot.local_size)}
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+    return env
+
+
+def run_in_process(fn: Callable[..., Any], args: tuple, env: dict[str, str], rank: int) -> RankOutcome:
+    """Runs ``fn(*args)`` in a fresh Python process with ``env`` added; returns its outcome.
+
+    The function and its result travel as pickles in a private temporary directory; the child
+    sees this process's ``sys.path``, so it imports deepflash and the user's code as this one does.
+    """
+    from pyspark import cloudpickle
+
+    with tempfile.TemporaryDirectory(prefix="deepflash-rank-") as tmp:
+        payload, result = os.path.join(tmp, "payload.pkl"), os.path.join(tmp, "result.pkl")
+        with open(payload, "wb") as f:
+            cloudpickle.dump((fn, args), f)
+        child_env = {**os.environ, **env,
+                     "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        tail: collections.deque = collections.deque(maxlen=STDERR_TAIL)
+        proc = subprocess.Popen([sys.executable, "-m", "deepflash.backends.rank_process", payload, result],
+                                env=child_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True, errors="replace")
+
+        def forward() -> None:
+            for line in proc.stderr:
+                tail.append(line)
+                sys.stderr.write(line)
+            sys.stderr.flush()
+
+        reader = threading.Thread(target=forward, daemon=True)
+        reader.start()
+        code = proc.wait()
+        reader.join(timeout=10)
+        if os.path.exists(result):
+            with open(result, "rb") as f:
+                return pickle.load(f)
+        return RankOutcome(rank=rank, failed_at=time.time(),
+                           error=f"RuntimeError: the training process of rank {rank} ended without a result "
+                                 f"(exit code {code}); its last stderr lines:\n{''.join(tail)}")
+
+
+class _RankTask:
+    """The barrier task body: peers, a port, TF_CONFIG, the rank's own process."""
+
+    def __init__(self, fn: Callable[..., Any], args: tuple, env: dict[str, str]):
+        self.fn, self.args, self.env = fn, args, env
+
+    def __call__(self, index: int, _rows) -> list[RankOutcome]:
+        from pyspark import BarrierTaskContext
+
+        from deepflash.devices import task_gpu_addresses
+
+        ctx = BarrierTaskContext.get()
+        hosts = task_hosts(ctx)
+        slots = assign_slots(hosts)
+        slot = slots[index]
+        try:
+            port = free_port()
+            address = f"{hosts[index]}:{port}"
+        except OSError as e:
+            address = f"error: {e}"
+        addresses = ctx.allGather(address)
+        # TF_CONFIG's worker list is in rank order, so that its task index is the rank.
+        workers = [None] * len(slots)
+        for i, s in enumerate(slots):
+            workers[s.rank] = addresses[i]
+        bad = [w for w in workers if w.startswith("error:")]
+        if bad:
+            outcome = RankOutcome(rank=slot.rank, failed_at=time.time(),
+                                  error=f"OSError: a rank found no free port: {bad[0]}")
+        else:
+            try:
+                env = {**self.env, **rank_env(workers, slot.rank, slot, task_gpu_addresses())}
+                outcome = run_in_process(self.fn, self.args, env, slot.rank)
+            except BaseException as e:  # noqa: BLE001  (reported to the driver)
+                outcome = RankOutcome(rank=slot.rank, error=f"{type(e).__name__}: {e}\n{traceback.format_exc()}",
+                                      failed_at=time.time())
+        ctx.barrier()
+        return [outcome]
+
+
+@register("barrier")
+class BarrierBackend(Backend):
+    """``numProc`` processes as one Spark barrier stage, data-parallel with TensorFlow's
+    ``MultiWorkerMirroredStrategy``; no Horovod needed."""
+
+    distributed = True
+    collective = "tf"
+
+    def check(self, spark) -> None:
+        check_slots(spark, self._num_proc, "barrier")
+
+    def run(self, fn: Callable[..., Any], args: tuple = ()) -> list[Any]:
+        task = _RankTask(fn, args, forwarded_env(("DEEPFLASH_",), RANK_ENV))
+        return run_stage(task, self._num_proc, FOLLOW_ON)

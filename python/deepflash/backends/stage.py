@@ -1,0 +1,135 @@
+"""What the backends that run ranks as one Spark barrier stage share (``horovod``, ``barrier``).
+
+Each rank is one barrier task. The tasks learn their peers from ``BarrierTaskContext.getTaskInfos()``
+and number themselves host by host (:func:`assign_slots`); a rank that raises does not fail its task
+(a failed barrier task makes Spark retry the whole stage) but returns a :class:`RankOutcome` with its
+traceback, and :func:`run_stage` raises :class:`~deepflash.backends.base.WorkerError` on the driver
+with the first cause.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from deepflash.backends.base import WorkerError
+
+log = logging.getLogger("deepflash")
+
+# Frames of a worker's traceback carried into the driver's error (the full text is logged).
+ERROR_FRAMES = 6
+
+
+def available_slots(spark) -> int:
+    """Task slots the cluster offers right now: total cores divided by ``spark.task.cpus``."""
+    sc = spark.sparkContext
+    task_cpus = int(sc.getConf().get("spark.task.cpus", "1"))
+    return max(1, sc.defaultParallelism // max(task_cpus, 1))
+
+
+def check_slots(spark, num_proc: int, backend: str) -> None:
+    """Raises before any job when a barrier stage of ``num_proc`` tasks cannot be scheduled at once."""
+    slots = available_slots(spark)
+    if num_proc > slots:
+        raise ValueError(
+            f"`numProc` == {num_proc}, but the cluster has {slots} task slot(s) "
+            f"(spark.default.parallelism / spark.task.cpus); every process of backend={backend!r} needs its own "
+            f"slot, so lower numProc to <= {slots} or add executors")
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One rank's place in the job, as Horovod's launchers define it."""
+
+    host: str
+    rank: int
+    size: int
+    local_rank: int
+    local_size: int
+    cross_rank: int
+    cross_size: int
+
+
+def assign_slots(task_hosts: list[str]) -> list[Slot]:
+    """The slot of each barrier task (indexed by partition), from the host each task runs on.
+
+    Ranks are numbered host by host (hosts in order of their first task), so that a host's ranks
+    are contiguous as ``horovod.runner.common.util.hosts.get_host_assignments`` makes them; the
+    cross rank of a local rank is its host's position among the hosts that have that local rank.
+    """
+    hosts: list[str] = []
+    for host in task_hosts:
+        if host not in hosts:
+            hosts.append(host)
+    tasks_of = {h: [i for i, t in enumerate(task_hosts) if t == h] for h in hosts}
+    slots: dict[int, Slot] = {}
+    rank = 0
+    for host in hosts:
+        for local_rank, task in enumerate(tasks_of[host]):
+            peers = [h for h in hosts if len(tasks_of[h]) > local_rank]
+            slots[task] = Slot(host=host, rank=rank, size=len(task_hosts), local_rank=local_rank,
+                               local_size=len(tasks_of[host]), cross_rank=peers.index(host), cross_size=len(peers))
+            rank += 1
+    return [slots[i] for i in range(len(task_hosts))]
+
+
+def task_hosts(ctx) -> list[str]:
+    """The host of every task of the barrier stage, by partition."""
+    return [info.address.rsplit(":", 1)[0] for info in ctx.getTaskInfos()]
+
+
+def forwarded_env(prefixes: tuple[str, ...], exclude: Iterable[str] = ()) -> dict[str, str]:
+    """The driver's variables with these prefixes (e.g. ``DEEPFLASH_``), which every rank sees, as
+    under Horovod's own launchers; per-rank ones (``exclude``) are set per task."""
+    skip = set(exclude)
+    return {k: v for k, v in os.environ.items() if k.startswith(prefixes) and k not in skip}
+
+
+@dataclass(frozen=True)
+class RankOutcome:
+    """What one barrier task sends back: its rank's result, or its error."""
+
+    rank: int
+    value: Any = None
+    error: str | None = None
+    failed_at: float = 0.0
+
+
+def first_failure(outcomes: list[RankOutcome], follow_on: tuple[str, ...] = ()) -> RankOutcome | None:
+    """The error to report: a rank's own failure before the ones it caused in the other ranks
+    (errors whose first line holds one of the ``follow_on`` markers)."""
+    failed = [o for o in outcomes if o.error is not None]
+    if not failed:
+        return None
+    return min(failed, key=lambda o: (any(m in o.error.splitlines()[0] for m in follow_on), o.failed_at, o.rank))
+
+
+def run_stage(task: Callable[[int, Any], list[RankOutcome]], num_proc: int,
+              follow_on: tuple[str, ...] = ()) -> list[Any]:
+    """Runs ``task`` as ``num_proc`` barrier tasks; returns the ranks' values ordered by rank.
+
+    Raises:
+        WorkerError: a rank failed (the first cause, with its last frames), or a task ended
+            without reporting (its Python worker exited or was killed).
+    """
+    from pyspark.sql import SparkSession
+
+    sc = SparkSession.getActiveSession().sparkContext
+    n = num_proc
+    try:
+        outcomes = sc.parallelize(range(n), n).barrier().mapPartitionsWithIndex(task).collect()
+    except Exception as e:  # the task itself failed: a rank's Python worker exited or was killed
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WorkerError(f"a training process of {n} ended without reporting (its Python worker exited "
+                          f"or was killed; see the executor's log): {reason}") from e
+    failure = first_failure(outcomes, follow_on)
+    if failure is not None:
+        for o in outcomes:
+            if o.error is not None:
+                log.error("training process rank %d failed:\n%s", o.rank, o.error)
+        first_line = failure.error.splitlines()[0]
+        tail = "\n".join(failure.error.rstrip().splitlines()[-2 * ERROR_FRAMES:])
+        raise WorkerError(f"training process rank {failure.rank} of {n} failed: {first_line}\n"
+                          f"last frames on the worker:\n{tail}")
+    return [o.value for o in sorted(outcomes, key=lambda o: o.rank)]
