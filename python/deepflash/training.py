@@ -331,8 +331,15 @@ def build_optimizer(optimizer, var_list: list) -> None:
     if hasattr(optimizer, "build") and not is_legacy_optimizer(optimizer):
         optimizer.build(var_list)
         return
-    zeros = [tf.zeros_like(v) for v in var_list]
-    optimizer.apply_gradients(zip(zeros, var_list), experimental_aggregate_gradients=False)
+    def step():
+        zeros = [tf.zeros_like(v) for v in var_list]
+        optimizer.apply_gradients(zip(zeros, var_list), experimental_aggregate_gradients=False)
+
+    if tf.distribute.has_strategy() and tf.distribute.in_cross_replica_context():
+        # Under a tf.distribute strategy (backend "barrier") the step runs in each replica's context.
+        tf.distribute.get_strategy().run(tf.function(step))
+    else:
+        step()
 
 
 def get_learning_rate(optimizer) -> float | None:

@@ -25,6 +25,7 @@ LAYERS = [{"type": "dense", "units": 32, "activation": "relu"}]
 # stopping (min_delta 0) still sees each epoch improve and lets the run go on.
 LOCAL = dict(backend="local", learningRate=1e-7, earlyStoppingMonitor="val_loss")
 HOROVOD = dict(backend="horovod", numProc=2, learningRate=1e-7, batchSize=128, earlyStoppingMonitor="val_loss")
+BARRIER = {**HOROVOD, "backend": "barrier"}
 
 
 def estimator(store: str, **params) -> KerasEstimator:
@@ -71,6 +72,13 @@ def horovod_reference(digits, store):
     """The uninterrupted 4-epoch Horovod run both Horovod tests compare with."""
     train, _ = digits
     return estimator(store, epochs=4, runId="hvd-reference", **HOROVOD).fit(train)
+
+
+@pytest.fixture(scope="module")
+def barrier_reference(digits, store):
+    """The uninterrupted 4-epoch run of the barrier backend (TensorFlow's collectives)."""
+    train, _ = digits
+    return estimator(store, epochs=4, runId="barrier-reference", **BARRIER).fit(train)
 
 
 # --- the batch stream -------------------------------------------------------------------------
@@ -182,3 +190,44 @@ def test_horovod_rank_crash_resumes_from_last_checkpoint(digits, store, horovod_
     assert resumed.fitInfo["initial_epoch"] == 2
     assert_same_history(resumed.getHistory(), horovod_reference.getHistory())
     assert_same_weights(resumed, horovod_reference)
+
+
+# --- barrier backend (MultiWorkerMirroredStrategy) ---------------------------------------------
+
+def test_barrier_resume_is_exact(digits, store, barrier_reference):
+    train, _ = digits
+    assert_lr_lowered(barrier_reference.getHistory())
+    first = estimator(store, epochs=2, runId="barrier-resumed", **BARRIER).fit(train)
+    assert checkpoint_state(store, "barrier-resumed")["epoch"] == 2
+    resumed = estimator(store, epochs=4, runId="barrier-resumed", **BARRIER).fit(train)
+    assert resumed.fitInfo["initial_epoch"] == 2
+    assert_same_history(resumed.getHistory(), barrier_reference.getHistory())
+    assert_same_weights(resumed, barrier_reference)
+    assert resumed.getHistory()["loss"][:2] == first.getHistory()["loss"]
+
+
+def test_barrier_rank_crash_resumes_from_last_checkpoint(digits, store, barrier_reference, tmp_path, monkeypatch):
+    train, _ = digits
+    marker = tmp_path / "crashed"
+    monkeypatch.setenv(CRASH_ENV, f"rank=1,epoch=3,marker={marker}")
+    with pytest.raises(RuntimeError, match="rank 1 .*ended without a result"):
+        estimator(store, epochs=4, runId="barrier-crash", **BARRIER).fit(train)
+    assert marker.exists()
+    assert checkpoint_state(store, "barrier-crash")["epoch"] == 2
+
+    resumed = estimator(store, epochs=4, runId="barrier-crash", **BARRIER).fit(train)
+    assert resumed.fitInfo["initial_epoch"] == 2
+    assert_same_history(resumed.getHistory(), barrier_reference.getHistory())
+    assert_same_weights(resumed, barrier_reference)
+
+
+@pytest.mark.horovod
+def test_barrier_and_horovod_train_the_same_network(barrier_reference, horovod_reference):
+    """Same shards, same batches, averaged gradients: the two backends differ only in how they
+    sum (ring all-reduce orders), so the runs agree to float32 rounding."""
+    a, b = barrier_reference.getHistory(), horovod_reference.getHistory()
+    assert sorted(a) == sorted(b)
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-4, err_msg=key)
+    for x, y in zip(weights(barrier_reference), weights(horovod_reference)):
+        np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-5)
