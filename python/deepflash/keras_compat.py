@@ -6,6 +6,8 @@ Worker-safe: imported by remote code and by the model's transform.
 """
 from __future__ import annotations
 
+import contextlib
+
 import functools
 from typing import Any
 
@@ -67,3 +69,53 @@ def to_float(value: Any) -> float:
     import numpy as np
 
     return float(np.asarray(value.numpy() if hasattr(value, "numpy") else value))
+
+
+def prepare_distributed_fit(model: Any) -> None:
+    """Lets Keras 3 start ``fit`` on a model created under ``MultiWorkerMirroredStrategy``.
+
+    At the start of ``fit`` Keras 3 "symbolically builds" a model that recorded a strategy, reducing
+    the first batch ``(x, y)`` across replicas with ``strategy.reduce("MEAN", ...)``, which the
+    multi-worker strategy cannot do for a tuple ("Attempt to convert a value (PerReplica ...) to a
+    Tensor"; checked on Keras 3.15.1 with TensorFlow 2.21, the family of keras-team/keras#20585).
+    Forgetting the recorded strategy defers the build to the first traced step, as without a
+    strategy; the steps still run under the enclosing ``scope()``'s strategy, which
+    ``distribute_strategy`` falls back to, so the gradients are still all-reduced. Keras 2 needs
+    nothing.
+    """
+    if keras_major() >= 3:
+        model._distribute_strategy = None
+
+
+@contextlib.contextmanager
+def multi_worker_steps():
+    """The context ``fit``/``evaluate`` run in under ``MultiWorkerMirroredStrategy``.
+
+    Keras 3 reduces every step's metric values across workers with
+    ``strategy.reduce("MEAN", value, axis=0)``, which fails on the scalar metrics ("Invalid
+    reduction dimension 0 for input with 0 dimensions"; Keras 3.15.1, TensorFlow 2.21). Inside this
+    context Keras takes its single-worker path instead, which returns this process's own values
+    (one replica per process); the caller then averages them across processes
+    (:class:`~deepflash.training.AverageMetrics`, :class:`~deepflash.training.ShardedValidation`),
+    as it does for Horovod. It patches one private Keras function for the duration and only in the
+    training process of a ``barrier`` rank; Keras 2 reports combined metrics and is left alone
+    (see :func:`distributed_metrics_are_global`).
+    """
+    if keras_major() < 3:
+        yield
+        return
+    from keras.src.backend.tensorflow import trainer
+
+    original = trainer._collective_all_reduce_multi_worker
+    trainer._collective_all_reduce_multi_worker = lambda strategy: False
+    try:
+        yield
+    finally:
+        trainer._collective_all_reduce_multi_worker = original
+
+
+def distributed_metrics_are_global() -> bool:
+    """Whether a model trained under ``MultiWorkerMirroredStrategy`` reports metrics already combined
+    over all processes (Keras 2: its metric states are all-reduced on read), rather than each
+    process's own (Keras 3 inside :func:`multi_worker_steps`)."""
+    return keras_major() < 3

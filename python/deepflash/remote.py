@@ -50,6 +50,7 @@ import numpy as np
 from deepflash.cascade import CascadePlan, resolve_cascade
 from deepflash.data.readers import Shard, get_reader, stream_dataset, to_dataset
 from deepflash.devices import configure_tensorflow
+from deepflash.keras_compat import prepare_distributed_fit
 from deepflash.keras_io import model_from_bytes
 from deepflash.plan import FitPlan
 from deepflash.schedules import LrSchedule, check_schedule
@@ -147,12 +148,13 @@ class _MultiWorkerMirrored(_SingleProcess):
     gradients are the average over all processes' batches.
     """
 
-    global_evaluate = True
-
     def __init__(self) -> None:
         import tensorflow as tf
 
+        from deepflash.keras_compat import distributed_metrics_are_global
+
         self.tf = tf
+        self.global_evaluate = distributed_metrics_are_global()
         self.rank = int(os.environ.get("DEEPFLASH_RANK", "0"))
         self.local_rank = int(os.environ.get("DEEPFLASH_LOCAL_RANK", "0"))
         self.local_size = int(os.environ.get("DEEPFLASH_LOCAL_SIZE", "1"))
@@ -168,7 +170,19 @@ class _MultiWorkerMirrored(_SingleProcess):
                                f"but DEEPFLASH_RANK is {self.rank}")
 
     def scope(self):
-        return self.strategy.scope()
+        from deepflash.keras_compat import multi_worker_steps
+
+        stack = contextlib.ExitStack()
+        stack.enter_context(self.strategy.scope())
+        stack.enter_context(multi_worker_steps())
+        return stack
+
+    def callbacks(self) -> list:
+        if self.global_evaluate:
+            return []
+        from deepflash.training import AverageMetrics
+
+        return [AverageMetrics(self.sum, self.size)]
 
     def dataset(self, build):
         # Called once in this process (one worker, one replica): the process's own batches.
@@ -523,12 +537,16 @@ def _train(settings: TrainSettings, comm: _SingleProcess, extra_callbacks: list)
             num_classes=settings.num_classes, shuffle=False, seed=None, repeat=False,
             canonical_order=not reader.ordered))
 
-    val_steps = None
-    if val_ds is not None and comm.global_evaluate:
-        # A distributed evaluate takes the same number of steps in every process: enough for the largest shard.
+    val_steps, val_global = None, False
+    if val_ds is not None and isinstance(comm, _MultiWorkerMirrored):
+        # A distributed dataset needs its steps. Where the strategy combines the metrics, every
+        # process takes the same number of steps: enough for the largest shard.
+        val_batch = max(settings.batch_size, 1024)
         own = np.zeros(comm.size)
         own[comm.rank] = len(val_shard.labels)
-        val_steps = max(1, math.ceil(float(comm.sum(own).max()) / max(settings.batch_size, 1024)))
+        val_global = comm.global_evaluate
+        rows = float(comm.sum(own).max()) if val_global else float(len(val_shard.labels))
+        val_steps = max(1, math.ceil(rows / val_batch))
 
     def fit_span(net, first: int, start: int, end: int, restore: dict | None, stage=None):
         """Trains ``net`` from epoch ``start`` to ``end`` (0-based, end exclusive) with a fresh
@@ -539,6 +557,8 @@ def _train(settings: TrainSettings, comm: _SingleProcess, extra_callbacks: list)
         # With weights the batches carry a sample_weight: it scales the loss, training's and
         # validation's; the metrics stay unweighted (an empty weighted_metrics says so to Keras).
         net.compile(optimizer=optimizer, loss=settings.loss, metrics=settings.metrics, weighted_metrics=[])
+        if isinstance(comm, _MultiWorkerMirrored):
+            prepare_distributed_fit(net)
         schedule = settings.lr_schedule
         if stage is not None:
             # The schedule restarts in every stage and runs over that stage's epochs.
@@ -568,7 +588,7 @@ def _train(settings: TrainSettings, comm: _SingleProcess, extra_callbacks: list)
         if val_ds is not None:
             # First: the LR and early-stopping callbacks read the val_ metrics it puts in the epoch's logs.
             fit_callbacks.insert(0, ShardedValidation(val_ds, len(val_shard.labels), comm.sum,
-                                                      global_steps=val_steps))
+                                                      steps=val_steps, global_metrics=val_global))
         fit_callbacks += [cb for cb in (learning_rate, early_stopping) if cb is not None] + extra_callbacks
         if stage is not None:
             fit_callbacks.append(StageLog(stage.index + 1))

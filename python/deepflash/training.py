@@ -267,33 +267,57 @@ class ShardedValidation(tf.keras.callbacks.Callback):
         dataset: this process's validation batches (finite).
         rows: the rows in ``dataset`` (0 is fine: the process contributes nothing).
         all_sum: sums a float64 array over all processes.
-        global_steps: under a multi-worker ``tf.distribute`` strategy the model's ``evaluate``
-            already combines every process's rows (its metric states are all-reduced): every process
-            evaluates this many steps (the strategy needs all of them in every step) and the
-            results are used as they are. None otherwise.
+        steps: the evaluation's steps (a ``tf.distribute`` dataset needs them); None = to the end.
+        global_metrics: the model's ``evaluate`` already combines every process's rows (Keras 2
+            under a multi-worker ``tf.distribute`` strategy, whose metric states are all-reduced):
+            every process evaluates ``steps`` steps (the strategy needs all of them in each step)
+            and the results are used as they are.
     """
 
-    def __init__(self, dataset, rows: int, all_sum, global_steps: int | None = None):
+    def __init__(self, dataset, rows: int, all_sum, steps: int | None = None, global_metrics: bool = False):
         super().__init__()
         self.dataset, self.rows, self.all_sum = dataset, rows, all_sum
-        self.global_steps = global_steps
+        self.steps, self.global_metrics = steps, global_metrics
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.global_steps is not None:
-            result = self.model.evaluate(self.dataset, steps=self.global_steps, verbose=0, return_dict=True)
+        if self.global_metrics:
+            result = self.model.evaluate(self.dataset, steps=self.steps, verbose=0, return_dict=True)
             if logs is not None:
                 logs.update({f"val_{name}": float(value) for name, value in result.items()})
             return
         names = list(self.model.metrics_names)
         means = np.zeros(len(names))
         if self.rows:
-            result = self.model.evaluate(self.dataset, verbose=0, return_dict=True)
+            result = self.model.evaluate(self.dataset, steps=self.steps, verbose=0, return_dict=True)
             names = list(result)
             means = np.array([float(result[n]) for n in names])
         totals = self.all_sum(np.concatenate([means * self.rows, [float(self.rows)]]))
         if logs is not None and totals[-1] > 0:
             for name, total in zip(names, totals[:-1]):
                 logs[f"val_{name}"] = float(total / totals[-1])
+
+
+class AverageMetrics(tf.keras.callbacks.Callback):
+    """Averages each process's training metrics over all processes at the end of every epoch, as
+    Horovod's ``MetricAverageCallback`` does, so that every process logs and decides on the same
+    numbers. The ``val_`` metrics (combined by :class:`ShardedValidation`) and ``lr`` are left alone.
+
+    Args:
+        all_sum: sums a float64 array over all processes.
+        size: the number of processes.
+    """
+
+    def __init__(self, all_sum, size: int):
+        super().__init__()
+        self.all_sum, self.size = all_sum, size
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not logs:
+            return
+        names = sorted(k for k in logs if not k.startswith("val_") and k not in ("lr", "learning_rate", "stage"))
+        totals = self.all_sum(np.array([float(logs[k]) for k in names], np.float64))
+        for name, total in zip(names, totals):
+            logs[name] = float(total / self.size)
 
 
 class EpochLogger(tf.keras.callbacks.Callback):
