@@ -98,3 +98,16 @@ def test_mae_sampling_and_evolutionary_search_on_the_cluster(cluster):
     assert out["layers"][0] == 1 and out["layers"][-1] == 1 and 1 <= out["look_back"] <= 6, out
     assert out["model_mae"] < 0.8 * out["persistence_mae"], out
     assert _workers_used(cluster, proc) == {"worker-1", "worker-2"}, "the evaluations did not run on both workers"
+
+
+def test_barrier_backend_trains_across_both_workers_without_horovod(cluster):
+    proc = cluster.submit("barrier_fit.py", cluster.shared_dir, timeout=600)
+    out = cluster.result(proc)
+    assert _workers_used(cluster, proc) == {"worker-1", "worker-2"}, out
+    assert out["accuracy"] >= 0.95, out
+    assert out["epochs"] == 12
+    assert out["equal_predictions"] == out["rows"], out
+    assert out["max_abs_probability_diff"] < 1e-6, out
+    # Each rank ran in its own process, whose stderr went to its executor's log: rank 0 logs the epochs.
+    logs = "".join(open(f, errors="replace").read() for f in proc.executor_stderrs)
+    assert "epoch 12/12" in logs, "rank 0's epoch log did not reach an executor's stderr"

@@ -1,0 +1,47 @@
+"""Cluster scenario: fit digits with backend="barrier" (TensorFlow's MultiWorkerMirroredStrategy,
+2 processes, no Horovod), store in the shared dir, then save the Pipeline, load it back and score.
+
+Usage: spark-submit barrier_fit.py SHARED
+"""
+import json
+import os
+import sys
+import time
+
+from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml.functions import vector_to_array
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from deepflash import KerasEstimator
+from deepflash.datasets import load_digits
+
+shared = sys.argv[1]
+spark = SparkSession.builder.getOrCreate()
+spark.sparkContext.setLogLevel("WARN")
+train, test = load_digits(spark).randomSplit([0.8, 0.2], seed=7)
+est = KerasEstimator(backend="barrier", numProc=2, storePath=shared + "/barrier-store",
+                     layers=[{"type": "dense", "units": 64, "activation": "relu"}], learningRate=0.01,
+                     batchSize=32, epochs=12, seed=11)
+started = time.time()
+model = Pipeline(stages=[est]).fit(train)
+fit_seconds = time.time() - started
+path = os.path.join(shared, "barrier-model")
+model.write().overwrite().save(path)
+loaded = PipelineModel.load(path)
+
+
+def scored(m):
+    return {r["id"]: (r["prediction"], r["p"]) for r in m.transform(test.withColumn("id", F.monotonically_increasing_id()))
+            .select("id", "prediction", vector_to_array("probability").alias("p")).collect()}
+
+
+a, b = scored(model), scored(loaded)
+labels = {r["id"]: r["label"] for r in test.withColumn("id", F.monotonically_increasing_id()).collect()}
+accuracy = sum(a[i][0] == labels[i] for i in a) / len(a)
+print("RESULT " + json.dumps({
+    "accuracy": accuracy, "fit_seconds": fit_seconds, "rows": len(a),
+    "equal_predictions": sum(a[i][0] == b[i][0] for i in a),
+    "max_abs_probability_diff": max(max(abs(x - y) for x, y in zip(a[i][1], b[i][1])) for i in a),
+    "epochs": len(model.stages[-1].getHistory()["loss"])}))
+spark.stop()
