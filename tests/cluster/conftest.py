@@ -207,9 +207,8 @@ def cluster():
         pytest.skip(reason)
     import pyspark
 
-    python = str(ROOT / ".venv" / "bin" / "python")
-    if not os.path.exists(python):
-        python = sys.executable
+    # The profile's own interpreter (.venv or .venv-modern): executors must match the driver's pyspark.
+    python = sys.executable
     spark_home = os.path.dirname(os.path.abspath(pyspark.__file__))
     session = uuid.uuid4().hex[:8]
     log_dir = CLUSTER_DIR / "logs"
