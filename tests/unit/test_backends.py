@@ -36,3 +36,28 @@ def test_the_reported_failure_is_the_cause_not_its_consequences():
     early = RankOutcome(rank=1, error="KeyError: x", failed_at=1.0)
     late = RankOutcome(rank=0, error="KeyError: y", failed_at=3.0)
     assert first_failure([late, early]) is early
+
+
+def test_barrier_rank_environment_names_every_worker_in_rank_order():
+    import json
+
+    from deepflash.backends.barrier import rank_env
+
+    slot = Slot("h2", 1, 2, 0, 1, 1, 2)
+    env = rank_env(["h1:1000", "h2:2000"], slot, gpus=["3"])
+    assert json.loads(env["TF_CONFIG"]) == {"cluster": {"worker": ["h1:1000", "h2:2000"]},
+                                             "task": {"type": "worker", "index": 1}}
+    assert (env["DEEPFLASH_RANK"], env["DEEPFLASH_SIZE"], env["DEEPFLASH_LOCAL_RANK"], env["DEEPFLASH_LOCAL_SIZE"]) == \
+           ("1", "2", "0", "1")
+    assert env["CUDA_VISIBLE_DEVICES"] == "3"
+    assert "CUDA_VISIBLE_DEVICES" not in rank_env(["h1:1000"], Slot("h1", 0, 1, 0, 1, 0, 1), gpus=[])
+
+
+def test_barrier_free_port_is_bindable():
+    import socket
+
+    from deepflash.backends.barrier import free_port
+
+    port = free_port()
+    with socket.socket() as s:
+        s.bind(("", port))

@@ -59,9 +59,10 @@ def tf_config(workers: list[str], index: int) -> str:
     return json.dumps({"cluster": {"worker": list(workers)}, "task": {"type": "worker", "index": index}})
 
 
-def rank_env(workers: list[str], index: int, slot, gpus: list[str]) -> dict[str, str]:
-    """The variables that make the child process rank ``slot.rank`` of a multi-worker job."""
-    env = {"TF_CONFIG": tf_config(workers, index), "DEEPFLASH_RANK": str(slot.rank),
+def rank_env(workers: list[str], slot, gpus: list[str]) -> dict[str, str]:
+    """The variables that make the child process rank ``slot.rank`` of a multi-worker job
+    (``workers`` in rank order, so the rank is the worker's index)."""
+    env = {"TF_CONFIG": tf_config(workers, slot.rank), "DEEPFLASH_RANK": str(slot.rank),
            "DEEPFLASH_SIZE": str(slot.size), "DEEPFLASH_LOCAL_RANK": str(slot.local_rank),
            "DEEPFLASH_LOCAL_SIZE": str(slot.local_size)}
     if gpus:
@@ -137,7 +138,7 @@ class _RankTask:
                                   error=f"OSError: a rank found no free port: {bad[0]}")
         else:
             try:
-                env = {**self.env, **rank_env(workers, slot.rank, slot, task_gpu_addresses())}
+                env = {**self.env, **rank_env(workers, slot, task_gpu_addresses())}
                 outcome = run_in_process(self.fn, self.args, env, slot.rank)
             except BaseException as e:  # noqa: BLE001  (reported to the driver)
                 outcome = RankOutcome(rank=slot.rank, error=f"{type(e).__name__}: {e}\n{traceback.format_exc()}",
