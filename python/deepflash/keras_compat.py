@@ -13,8 +13,8 @@ from typing import Any
 
 
 @functools.lru_cache(maxsize=1)
-def keras_major() -> int:
-    """2 or 3: the major version of the Keras behind ``tf.keras``."""
+def keras_version() -> str:
+    """The version of the Keras behind ``tf.keras``, e.g. ``2.15.0`` or ``3.15.1``."""
     import tensorflow as tf
 
     version = getattr(tf.keras, "__version__", None)
@@ -22,7 +22,12 @@ def keras_major() -> int:
         import keras
 
         version = keras.__version__
-    return int(str(version).split(".")[0])
+    return str(version)
+
+
+def keras_major() -> int:
+    """2 or 3: the major version of the Keras behind ``tf.keras``."""
+    return int(keras_version().split(".")[0])
 
 
 def optimizer_module() -> Any:

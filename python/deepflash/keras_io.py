@@ -6,10 +6,41 @@ Worker-safe: imported by remote code and by the model's transform.
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 import tempfile
+import zipfile
 
-from deepflash.keras_compat import save_keras
+from deepflash.keras_compat import keras_major, keras_version, save_keras
+
+
+def saved_keras_version(data: bytes) -> str | None:
+    """The Keras version a ``.keras`` file was saved with (its ``metadata.json``), or None."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            return str(json.loads(z.read("metadata.json"))["keras_version"])
+    except (zipfile.BadZipFile, KeyError, ValueError):
+        return None
+
+
+def check_loadable(data: bytes) -> None:
+    """Raises when the model was saved by another major Keras version than this process runs.
+
+    Keras 2 and Keras 3 record a model's classes under different modules
+    (``keras.src.engine.functional`` against ``keras.src.models.functional``), and neither loads
+    the other's ``.keras`` files (checked both ways between the classic and the modern profile).
+    """
+    saved = saved_keras_version(data)
+    if saved is None or not saved.split(".")[0].isdigit():
+        return
+    running = keras_major()
+    if int(saved.split(".")[0]) != running:
+        profile = {2: "the classic profile (TF 2.15)", 3: "the modern profile (TF >= 2.16)"}
+        raise ValueError(
+            f"this model was saved with Keras {saved}; this process runs Keras {keras_version()}, and Keras "
+            f"{running} cannot load a Keras {saved.split('.')[0]} model. Load it under "
+            f"{profile.get(int(saved.split('.')[0]), 'that Keras version')}, or fit it again under this one")
 
 
 def model_to_bytes(model) -> bytes:
@@ -25,6 +56,7 @@ def model_from_bytes(data: bytes, compile: bool = False):
 
     import deepflash.networks.image_layers  # noqa: F401  registers deepflash's own layers before loading
 
+    check_loadable(data)
     with tempfile.TemporaryDirectory(prefix="deepflash-") as d:
         path = os.path.join(d, "model.keras")
         with open(path, "wb") as f:

@@ -140,3 +140,34 @@ def test_lambda_model_refused_in_safe_mode():
     data = model_to_bytes(model)
     with pytest.raises(ValueError, match="Lambda"):
         model_from_bytes(data)
+
+
+def _with_keras_version(data: bytes, version: str) -> bytes:
+    """The same .keras file with another keras_version in its metadata.json."""
+    import io
+    import json
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w") as dst:
+        for item in src.infolist():
+            content = src.read(item.filename)
+            if item.filename == "metadata.json":
+                meta = json.loads(content)
+                meta["keras_version"] = version
+                content = json.dumps(meta).encode()
+            dst.writestr(item, content)
+    return out.getvalue()
+
+
+def test_a_model_of_the_other_keras_major_is_refused_naming_both_versions(small_model):
+    from deepflash.keras_compat import keras_major, keras_version
+    from deepflash.keras_io import saved_keras_version
+
+    data = model_to_bytes(small_model)
+    assert saved_keras_version(data) == keras_version()
+    other = "3.15.1" if keras_major() == 2 else "2.15.0"
+    with pytest.raises(ValueError, match=rf"saved with Keras {other}; this process runs Keras {keras_version()}, "
+                                         rf"and Keras {keras_major()} cannot load a Keras {other[0]} model\. Load it "
+                                         r"under the (classic|modern) profile"):
+        model_from_bytes(_with_keras_version(data, other))
