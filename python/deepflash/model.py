@@ -1,6 +1,7 @@
 """KerasModel: scores a DataFrame on the executors with a pandas UDF, Arrow batch by batch."""
 from __future__ import annotations
 
+import logging
 from typing import Iterator
 
 import numpy as np
@@ -23,6 +24,8 @@ from deepflash.params import (
     add_accessors,
 )
 from deepflash.persistence import KerasStageReader, KerasStageWriter
+
+log = logging.getLogger("deepflash")
 
 _OUT = "__deepflash_out"
 # Activations of one predict call stay under this many bytes (see predict_batch_rows).
@@ -177,6 +180,7 @@ class KerasModel(Model, _KerasModelParams, MLReadable, MLWritable):
         width = 0 if output_kind == "regression" else 2 if output_kind == "binary" else self._num_outputs()
         out_type = T.StructType([T.StructField("prediction", T.DoubleType())] +
                                 [T.StructField(f"p{k}", T.DoubleType()) for k in range(width)])
+        _avoid_columnar_udf_input(dataset)
         bc, digest = self._model_broadcast(dataset.sparkSession.sparkContext, data)
         predict = F.pandas_udf(_predictor(bc, digest, output_kind, dim, width, features_col), out_type)
         from pyspark.ml.functions import array_to_vector
@@ -193,6 +197,29 @@ class KerasModel(Model, _KerasModelParams, MLReadable, MLWritable):
         if self.getNumClasses() > 0:
             return self.getNumClasses()
         return int(output_shape(self.getKerasModel())[-1])
+
+
+# Spark 4.3 can feed pandas UDFs columnar input (this conf, on by default), but its row-to-columnar
+# converter has no case for user-defined types: any query whose UDF input carries a Vector column
+# beside it fails at run time with UNSUPPORTED_DATATYPE (seen writing transform's output to Parquet).
+COLUMNAR_UDF_INPUT = "spark.sql.execution.arrow.pythonUDF.columnarInput.enabled"
+
+
+def _avoid_columnar_udf_input(dataset: DataFrame) -> None:
+    """Turns Spark 4.3's columnar pandas-UDF input off for this session when ``dataset`` has a
+    user-defined-type column (a Vector), logging it once; older Sparks have no such conf."""
+    spark = dataset.sparkSession
+    if not any(isinstance(f.dataType, T.UserDefinedType) for f in dataset.schema.fields):
+        return
+    try:
+        enabled = str(spark.conf.get(COLUMNAR_UDF_INPUT)).lower() == "true"  # its default, when not set
+    except Exception:  # noqa: BLE001  (Spark < 4.3 does not know the conf)
+        return
+    if not enabled:
+        return
+    spark.conf.set(COLUMNAR_UDF_INPUT, "false")
+    log.info("set %s=false for this session: Spark's columnar UDF input cannot carry the Vector column(s) beside "
+             "the features (UNSUPPORTED_DATATYPE)", COLUMNAR_UDF_INPUT)
 
 
 add_accessors(KerasModel, SHARED_PARAM_NAMES + MODEL_PARAM_NAMES, setters=TRANSFORM_PARAM_NAMES)

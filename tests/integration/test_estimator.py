@@ -255,3 +255,18 @@ def test_set_model_trains_a_hand_built_network(digits, tmp_path):
         tf.keras.Sequential([tf.keras.Input(shape=(64,)), tf.keras.layers.Dense(3, activation="softmax")]))
     with pytest.raises(ValueError, match="3 output units"):
         bad.fit(train)
+
+
+def test_scores_of_a_parquet_input_with_vector_columns_write_to_parquet(local_fit, digits_columns, spark, tmp_path):
+    """Spark 4.3's columnar pandas-UDF input could not carry a Vector column (UNSUPPORTED_DATATYPE
+    at write time); transform turns it off for the session where that conf exists."""
+    model, _ = local_fit
+    _, test = digits_columns
+    keras_model = model.stages[-1]
+    # the Parquet holds the assembled Vector column itself
+    model.transform(test).drop("probability", "prediction").write.parquet(str(tmp_path / "in"))
+    scored = keras_model.transform(spark.read.parquet(str(tmp_path / "in")))
+    scored.write.parquet(str(tmp_path / "out"))
+    back = spark.read.parquet(str(tmp_path / "out"))
+    assert back.count() == test.count()
+    assert {"probability", "prediction"} <= set(back.columns)
