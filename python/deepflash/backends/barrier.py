@@ -33,7 +33,7 @@ import traceback
 from typing import Any, Callable
 
 from deepflash.backends.base import Backend, register
-from deepflash.backends.stage import RankOutcome, assign_slots, check_slots, forwarded_env, run_stage, task_hosts
+from deepflash.backends.stage import Placement, RankOutcome, RankTask, check_slots, forwarded_env, run_stage
 
 log = logging.getLogger("deepflash")
 
@@ -107,21 +107,13 @@ def run_in_process(fn: Callable[..., Any], args: tuple, env: dict[str, str], ran
                                  f"(exit code {code}); its last stderr lines:\n{''.join(tail)}")
 
 
-class _RankTask:
-    """The barrier task body: peers, a port, TF_CONFIG, the rank's own process."""
+class _RankTask(RankTask):
+    """The barrier task body: a port, TF_CONFIG, the rank's own process."""
 
-    def __init__(self, fn: Callable[..., Any], args: tuple, env: dict[str, str]):
-        self.fn, self.args, self.env = fn, args, env
-
-    def __call__(self, index: int, _rows) -> list[RankOutcome]:
-        from pyspark import BarrierTaskContext
-
+    def run_rank(self, index: int, place: Placement) -> RankOutcome:
         from deepflash.devices import task_gpu_addresses
 
-        ctx = BarrierTaskContext.get()
-        hosts = task_hosts(ctx)
-        slots = assign_slots(hosts)
-        slot = slots[index]
+        ctx, hosts, slots, slot = place.ctx, place.hosts, place.slots, place.slot
         try:
             port = free_port()
             address = f"{hosts[index]}:{port}"
@@ -144,7 +136,7 @@ class _RankTask:
                 outcome = RankOutcome(rank=slot.rank, error=f"{type(e).__name__}: {e}\n{traceback.format_exc()}",
                                       failed_at=time.time())
         ctx.barrier()
-        return [outcome]
+        return outcome
 
 
 @register("barrier")

@@ -25,8 +25,8 @@ import traceback
 from typing import Any, Callable
 
 from deepflash.backends.base import Backend, register
-from deepflash.backends.stage import (RankOutcome, Slot, assign_slots, check_slots, first_failure,  # noqa: F401
-                                      forwarded_env, run_stage, task_hosts)
+from deepflash.backends.stage import (Placement, RankOutcome, RankTask, check_slots, forwarded_env,
+                                      run_stage)
 
 log = logging.getLogger("deepflash")
 
@@ -52,19 +52,11 @@ def _interface_of(host: str) -> str | None:
     return None
 
 
-class _RankTask:
+class _RankTask(RankTask):
     """The barrier task body: rendezvous, Horovod environment, the rank function, clean-up."""
 
-    def __init__(self, fn: Callable[..., Any], args: tuple, env: dict[str, str]):
-        self.fn, self.args, self.env = fn, args, env
-
-    def __call__(self, index: int, _rows) -> list[RankOutcome]:
-        from pyspark import BarrierTaskContext
-
-        ctx = BarrierTaskContext.get()
-        hosts = task_hosts(ctx)
-        slots = assign_slots(hosts)
-        slot = slots[index]
+    def run_rank(self, index: int, place: Placement) -> RankOutcome:
+        ctx, hosts, slots, slot = place.ctx, place.hosts, place.slots, place.slot
         server = None
         if index == 0:
             from horovod.runner.common.util.hosts import SlotInfo
@@ -105,7 +97,7 @@ class _RankTask:
         ctx.barrier()  # every rank is done with the rendezvous before it closes
         if server is not None:
             server.stop()
-        return [outcome]
+        return outcome
 
 
 def _shutdown_horovod() -> None:

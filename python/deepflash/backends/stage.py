@@ -96,6 +96,40 @@ class RankOutcome:
     failed_at: float = 0.0
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a barrier task's rank sits: its context, every task's host, every slot, its own."""
+
+    ctx: Any
+    hosts: list
+    slots: list
+    slot: Slot
+
+
+class RankTask:
+    """The body of one barrier task: places its rank, then runs ``fn(*args)`` as the backend says.
+
+    Args:
+        fn, args: what every rank runs.
+        env: variables every rank sees (the driver's ``DEEPFLASH_*``, ...).
+    """
+
+    def __init__(self, fn: Callable[..., Any], args: tuple, env: dict[str, str]):
+        self.fn, self.args, self.env = fn, args, env
+
+    def __call__(self, index: int, _rows) -> list[RankOutcome]:
+        from pyspark import BarrierTaskContext
+
+        ctx = BarrierTaskContext.get()
+        hosts = task_hosts(ctx)
+        slots = assign_slots(hosts)
+        return [self.run_rank(index, Placement(ctx=ctx, hosts=hosts, slots=slots, slot=slots[index]))]
+
+    def run_rank(self, index: int, place: Placement) -> RankOutcome:
+        """Runs this task's rank; returns its value or its error (never raises for the rank's own failure)."""
+        raise NotImplementedError
+
+
 def first_failure(outcomes: list[RankOutcome], follow_on: tuple[str, ...] = ()) -> RankOutcome | None:
     """The error to report: a rank's own failure before the ones it caused in the other ranks
     (errors whose first line holds one of the ``follow_on`` markers)."""
