@@ -118,13 +118,18 @@ def search_parallelism(train_df, args, store: str) -> dict:
         started = time.time()
         found = search.fit(train_df)
         out[parallelism] = {"seconds": time.time() - started,
+                            "trials_phase_seconds": float(found.timing["trials_seconds"]),
                             "trial_seconds": float(found.trials["seconds"].sum()),
                             "best_val_accuracy": float(found.trials["metric"].max()),
                             "ok": int((found.trials["status"] == "ok").sum())}
     out["ratio"] = out[2]["seconds"] / out[1]["seconds"]
-    # Slot-seconds not spent inside a trial's own training and scoring, per trial.
+    # The trials alone, without the search's fixed start (validation, materializing the rows) and end.
+    out["trials_ratio"] = out[2]["trials_phase_seconds"] / out[1]["trials_phase_seconds"]
+    # Slot-seconds not spent inside a trial's own training and scoring, per trial: over the whole
+    # search, and over the trials phase alone.
     for p in (1, 2):
         out[p]["overhead_per_trial"] = (p * out[p]["seconds"] - out[p]["trial_seconds"]) / 8
+        out[p]["trials_phase_overhead_per_trial"] = (p * out[p]["trials_phase_seconds"] - out[p]["trial_seconds"]) / 8
     return out
 
 
@@ -153,6 +158,13 @@ def goals_table(rows: list, baseline: float, infer: dict | None, search: dict | 
                       "better": "lower"})
         goals.append({"goal": "overhead per trial outside training (s), parallelism 2",
                       "value": search[2]["overhead_per_trial"], "bound": 1.0, "better": "lower"})
+        if "trials_ratio" in search:
+            # The same two measures over the trials phase alone: the search's fixed start and end
+            # (validation, materialization, the refit) are not charged to the trials.
+            goals.append({"goal": "8 trials, parallelism 2 / parallelism 1, trials phase only",
+                          "value": search["trials_ratio"], "bound": 1.1, "better": "lower"})
+            goals.append({"goal": "overhead per trial outside training (s), parallelism 2, trials phase only",
+                          "value": search[2]["trials_phase_overhead_per_trial"], "bound": 1.0, "better": "lower"})
     for g in goals:
         g["met"] = g["value"] <= g["bound"] if g["better"] == "lower" else g["value"] >= g["bound"]
     return goals
@@ -362,7 +374,9 @@ def main(argv=None) -> int:
         lines += ["", f"Search, 8 random trials of {args.search_epochs} epochs: parallelism=2 "
                       f"{search[2]['seconds']:.1f}s (best val_accuracy {search[2]['best_val_accuracy']:.4f}), "
                       f"parallelism=1 {search[1]['seconds']:.1f}s (best {search[1]['best_val_accuracy']:.4f}), "
-                      f"ratio {search['ratio']:.2f} (goal <= 1.1)"]
+                      f"ratio {search['ratio']:.2f} (goal <= 1.1); the trials phase alone: "
+                      f"{search[2]['trials_phase_seconds']:.1f}s against {search[1]['trials_phase_seconds']:.1f}s, "
+                      f"ratio {search['trials_ratio']:.2f}"]
     if algos:
         lines += ["", f"TPE against random: best val_accuracy after n trials, mean ± std over {algos['seeds']} seeds "
                       f"({algos['rows'] or 'all'} rows, {algos['epochs']} epochs per trial)", "",

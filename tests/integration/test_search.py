@@ -92,6 +92,10 @@ def test_search_model_save_load(tpe_search, digits, tmp_path):
     assert loaded.bestParams == tpe_search.bestParams
     assert len(loaded.trials) == 6
     assert list(loaded.trials["status"]) == list(tpe_search.trials["status"])
+    assert loaded.timing == tpe_search.timing
+    timing = tpe_search.timing  # the trials phase lies inside the whole fit, and holds every trial
+    assert 0 < timing["trials_seconds"] < timing["search_seconds"]
+    assert timing["trials_seconds"] >= tpe_search.trials["seconds"].max()
     before = [r.prediction for r in tpe_search.transform(test).select("prediction").collect()]
     after = [r.prediction for r in loaded.transform(test).select("prediction").collect()]
     assert before == after

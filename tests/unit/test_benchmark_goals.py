@@ -24,6 +24,12 @@ def test_goals_are_computed_from_the_runs_and_judged_against_their_bounds(tmp_pa
     assert goals["transform / model.predict"]["met"]
     assert not goals["streaming throughput / in-memory"]["met"]  # higher is better there
     assert not goals["8 trials, parallelism 2 / parallelism 1"]["met"]
+    assert "8 trials, parallelism 2 / parallelism 1, trials phase only" not in goals  # not measured: left out
+    search.update(trials_ratio=1.05)
+    search[2]["trials_phase_overhead_per_trial"] = 0.8
+    phase = {g["goal"]: g for g in goals_table(_rows(), 10.0, None, search, None)}
+    assert phase["8 trials, parallelism 2 / parallelism 1, trials phase only"]["met"]
+    assert phase["overhead per trial outside training (s), parallelism 2, trials phase only"]["value"] == 0.8
     path = goal_bars(list(goals.values()), str(tmp_path / "goals.png"))
     assert os.path.getsize(path) > 10_000
 

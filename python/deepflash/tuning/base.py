@@ -419,6 +419,7 @@ class BaseSearch(Estimator, MLReadable, MLWritable):
         # The parent run ends FAILED (KILLED on Ctrl-C) when anything below raises, refit included.
         try:
             progress = Progress(setup.max_evals, setup.mode, setup.metric, tracker)
+            trials_started = time.time()
             outcome = self._run_search(spark, setup, progress)
             # train_rows: what the trials trained on (fewer than the refit's under trialFraction < 1).
             table = outcome.table.assign(stage=1, train_rows=plan.train_rows)
@@ -426,6 +427,7 @@ class BaseSearch(Estimator, MLReadable, MLWritable):
             if self.getRefine() > 0:
                 table, results, refined = self._refine(spark, setup, progress, table, results, outcome,
                                                        started, tracker)
+            trials_seconds = time.time() - trials_started
             ok = table[table["status"] == "ok"] if len(table) else table
             if ok.empty:
                 raise RuntimeError(f"all {len(table)} trials failed; the first error: {outcome.first_error}")
@@ -451,6 +453,7 @@ class BaseSearch(Estimator, MLReadable, MLWritable):
         found._set_results(best_model, best_result["params"], table)
         found.refinedSpace = refined
         found.mlflowRunId = run_id
+        found.timing = {"search_seconds": time.time() - started, "trials_seconds": trials_seconds}
         return found
 
     def _refine(self, spark, setup: SearchSetup, progress: Progress, table: pd.DataFrame, results: dict,
@@ -499,6 +502,9 @@ class BaseSearchModel(Model, MLReadable, MLWritable):
         self.trials: pd.DataFrame = pd.DataFrame()
         self.mlflowRunId: str | None = None  # the search's MLflow parent run, when it was tracked
         self.refinedSpace: dict | None = None  # the second stage's space, when the search ran with refine
+        # Seconds of the whole fit (plan, trials, refit) and of the trials alone (from the first
+        # trial's start to the last one's end, both stages): {"search_seconds", "trials_seconds"}.
+        self.timing: dict = {}
 
     def _set_results(self, best_model, best_params: dict, trials: pd.DataFrame) -> None:
         self.bestModel, self.bestParams, self.trials = best_model, dict(best_params), trials
@@ -573,6 +579,8 @@ class _SearchWriter(MLWriter):
         store.write_bytes(store.join("trials.json"), inst.trials.to_json(orient="records").encode())
         if inst.refinedSpace is not None:
             store.write_json(store.join("refinedSpace.json"), inst.refinedSpace)
+        if inst.timing:
+            store.write_json(store.join("timing.json"), inst.timing)
 
 
 class _SearchReader(MLReader):
@@ -599,4 +607,6 @@ class _SearchReader(MLReader):
         instance._set_results(best, store.read_json(store.join("bestParams.json")), trials)
         if store.exists(store.join("refinedSpace.json")):
             instance.refinedSpace = store.read_json(store.join("refinedSpace.json"))
+        if store.exists(store.join("timing.json")):
+            instance.timing = store.read_json(store.join("timing.json"))
         return instance
