@@ -177,7 +177,8 @@ def test_cnn_search_config_parses_and_its_space_samples():
     from deepflash.tuning.space import to_hyperopt, to_params
 
     config = load_config("conf/fashion_mnist_cnn_search.yaml")
-    assert config["model"]["layers"] == "fashion_cnn" and config["model"]["inputShape"] == [28, 28, 1]
+    assert config["model"]["layers"] == "fashion_cnn3" and config["model"]["inputShape"] == [28, 28, 1]
+    assert config["search"]["trialFraction"] == 0.25 and config["search"]["refitParams"]["epochs"] == 25
     space = config["search"]["space"]
     assert {"augmentation", "kernelInitializer", "l2"} <= set(space)
     draw = stochastic.sample(to_hyperopt(space))

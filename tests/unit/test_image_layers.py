@@ -165,6 +165,15 @@ def test_fashion_cnn_builds_on_28x28_images():
     assert [la.filters for la in model.layers if isinstance(la, L.Conv2D)] == [32, 64]
 
 
+def test_fashion_cnn3_has_three_conv_blocks():
+    model = build_model("fashion_cnn3", 784, "multiclass", 10, input_shape=[28, 28, 1])
+    assert count_params(model) == 242_442
+    assert [la.filters for la in model.layers if isinstance(la, L.Conv2D)] == [32, 64, 128]
+    assert model.layers[-1].output.shape[-1] == 10
+    with pytest.raises(ValueError, match="`layers` == 'fashion_cnn3' needs an image `inputShape`"):
+        build_model("fashion_cnn3", 784, "multiclass", 10)
+
+
 def test_fashion_cnn_needs_an_image_input_shape():
     for shape in (None, [784]):
         with pytest.raises(ValueError, match=re.escape(f"`layers` == 'fashion_cnn' needs an image `inputShape` "

@@ -24,10 +24,21 @@ PRESETS: dict[str, list[dict]] = {
         {"type": "dropout", "rate": 0.25}, {"type": "flatten"},
         {"type": "dense", "units": 128, "activation": "relu"}, {"type": "dropout", "rate": 0.5},
     ],
+    # Three conv-BN-pool blocks (32, 64, 128 filters) and a 128-unit dense layer (242,442 params on
+    # 28x28x1): about twice fashion_cnn's compute, half its parameters. Measured in plain Keras on
+    # Fashion-MNIST (60k rows, Adam 2e-3 cosine, he_uniform, horizontal flips, 15 epochs): test
+    # accuracy 0.930, against 0.916 for fashion_cnn after 24 epochs with shifts and flips.
+    "fashion_cnn3": [
+        *[layer for filters in (32, 64, 128)
+          for layer in ({"type": "conv2d", "filters": filters, "kernel_size": 3, "padding": "same",
+                         "activation": "relu"}, {"type": "batchnorm"}, {"type": "maxpool2d"})],
+        {"type": "dropout", "rate": 0.3}, {"type": "flatten"},
+        {"type": "dense", "units": 128, "activation": "relu"}, {"type": "dropout", "rate": 0.4},
+    ],
 }
 # Presets whose first layer needs an image: they take an `inputShape` [height, width, channels]
 # rather than guessing one, so the same preset serves 28x28 and 8x8 images alike.
-IMAGE_PRESETS = ("fashion_cnn",)
+IMAGE_PRESETS = ("fashion_cnn", "fashion_cnn3")
 
 
 def resolve_layers(layers: Any) -> Any:
