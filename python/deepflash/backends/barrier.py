@@ -20,7 +20,6 @@ minute) rather than wait forever.
 from __future__ import annotations
 
 import collections
-import logging
 import os
 import pickle
 import socket
@@ -28,14 +27,10 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
-import traceback
 from typing import Any, Callable
 
 from deepflash.backends.base import Backend, register
 from deepflash.backends.stage import Placement, RankOutcome, RankTask, check_slots, forwarded_env, run_stage
-
-log = logging.getLogger("deepflash")
 
 # Errors a rank raises because another rank failed first; the driver reports the first cause.
 FOLLOW_ON = ("UnavailableError", "CancelledError", "Collective ops is aborted", "Socket closed",
@@ -102,9 +97,8 @@ def run_in_process(fn: Callable[..., Any], args: tuple, env: dict[str, str], ran
         if os.path.exists(result):
             with open(result, "rb") as f:
                 return pickle.load(f)
-        return RankOutcome(rank=rank, failed_at=time.time(),
-                           error=f"RuntimeError: the training process of rank {rank} ended without a result "
-                                 f"(exit code {code}); its last stderr lines:\n{''.join(tail)}")
+        return RankOutcome.failure(rank, f"RuntimeError: the training process of rank {rank} ended without a "
+                                         f"result (exit code {code}); its last stderr lines:\n{''.join(tail)}")
 
 
 class _RankTask(RankTask):
@@ -113,10 +107,9 @@ class _RankTask(RankTask):
     def run_rank(self, index: int, place: Placement) -> RankOutcome:
         from deepflash.devices import task_gpu_addresses
 
-        ctx, hosts, slots, slot = place.ctx, place.hosts, place.slots, place.slot
+        ctx, slots, slot = place.ctx, place.slots, place.slot
         try:
-            port = free_port()
-            address = f"{hosts[index]}:{port}"
+            address = f"{slot.host}:{free_port()}"
         except OSError as e:
             address = f"error: {e}"
         addresses = ctx.allGather(address)
@@ -126,15 +119,13 @@ class _RankTask(RankTask):
             workers[s.rank] = addresses[i]
         bad = [w for w in workers if w.startswith("error:")]
         if bad:
-            outcome = RankOutcome(rank=slot.rank, failed_at=time.time(),
-                                  error=f"OSError: a rank found no free port: {bad[0]}")
+            outcome = RankOutcome.failure(slot.rank, f"OSError: a rank found no free port: {bad[0]}")
         else:
             try:
                 env = {**self.env, **rank_env(workers, slot, task_gpu_addresses())}
                 outcome = run_in_process(self.fn, self.args, env, slot.rank)
             except BaseException as e:  # noqa: BLE001  (reported to the driver)
-                outcome = RankOutcome(rank=slot.rank, error=f"{type(e).__name__}: {e}\n{traceback.format_exc()}",
-                                      failed_at=time.time())
+                outcome = RankOutcome.failure(slot.rank, e)
         ctx.barrier()
         return outcome
 

@@ -20,8 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import time
-import traceback
 from typing import Any, Callable
 
 from deepflash.backends.base import Backend, register
@@ -85,8 +83,7 @@ class _RankTask(RankTask):
         try:
             outcome = RankOutcome(rank=slot.rank, value=self.fn(*self.args))
         except BaseException as e:  # noqa: BLE001  (reported to the driver; see the module docstring)
-            outcome = RankOutcome(rank=slot.rank, error=f"{type(e).__name__}: {e}\n{traceback.format_exc()}",
-                                  failed_at=time.time())
+            outcome = RankOutcome.failure(slot.rank, e)
         finally:
             _shutdown_horovod()
             for key, value in saved.items():

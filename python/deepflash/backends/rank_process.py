@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import pickle
 import sys
-import time
-import traceback
 
 
 def main(payload: str, result: str) -> int:
@@ -20,8 +18,7 @@ def main(payload: str, result: str) -> int:
             fn, args = pickle.load(f)
         outcome = RankOutcome(rank=rank, value=fn(*args))
     except BaseException as e:  # noqa: BLE001  (reported to the driver)
-        outcome = RankOutcome(rank=rank, error=f"{type(e).__name__}: {e}\n{traceback.format_exc()}",
-                              failed_at=time.time())
+        outcome = RankOutcome.failure(rank, e)
     partial = result + ".partial"
     with open(partial, "wb") as f:
         pickle.dump(outcome, f)

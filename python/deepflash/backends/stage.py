@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -94,6 +96,14 @@ class RankOutcome:
     value: Any = None
     error: str | None = None
     failed_at: float = 0.0
+
+    @classmethod
+    def failure(cls, rank: int, error: BaseException | str) -> "RankOutcome":
+        """Rank ``rank`` failed now: an exception (its type, message and the traceback being
+        handled), or a message that already reads ``Type: text``."""
+        if isinstance(error, BaseException):
+            error = f"{type(error).__name__}: {error}\n{traceback.format_exc()}"
+        return cls(rank=rank, error=error, failed_at=time.time())
 
 
 @dataclass(frozen=True)
