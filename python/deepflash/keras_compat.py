@@ -7,7 +7,6 @@ Worker-safe: imported by remote code and by the model's transform.
 from __future__ import annotations
 
 import contextlib
-
 import functools
 from typing import Any
 

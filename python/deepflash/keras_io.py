@@ -32,15 +32,14 @@ def check_loadable(data: bytes) -> None:
     the other's ``.keras`` files (checked both ways between the classic and the modern profile).
     """
     saved = saved_keras_version(data)
-    if saved is None or not saved.split(".")[0].isdigit():
+    major = (saved or "").split(".")[0]
+    if not major.isdigit() or int(major) == keras_major():
         return
-    running = keras_major()
-    if int(saved.split(".")[0]) != running:
-        profile = {2: "the classic profile (TF 2.15)", 3: "the modern profile (TF >= 2.16)"}
-        raise ValueError(
-            f"this model was saved with Keras {saved}; this process runs Keras {keras_version()}, and Keras "
-            f"{running} cannot load a Keras {saved.split('.')[0]} model. Load it under "
-            f"{profile.get(int(saved.split('.')[0]), 'that Keras version')}, or fit it again under this one")
+    profile = {2: "the classic profile (TF 2.15)", 3: "the modern profile (TF >= 2.16)"}
+    raise ValueError(
+        f"this model was saved with Keras {saved}; this process runs Keras {keras_version()}, and Keras "
+        f"{keras_major()} cannot load a Keras {major} model. Load it under "
+        f"{profile.get(int(major), 'that Keras version')}, or fit it again under this one")
 
 
 def model_to_bytes(model) -> bytes:

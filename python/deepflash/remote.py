@@ -95,6 +95,14 @@ class _SingleProcess:
         ``tf.data.Dataset`` of per-process batches)."""
         return build()
 
+    def prepare_model(self, model) -> None:
+        """Readies a compiled model for ``fit`` under this communicator."""
+
+    def validation_steps(self, rows: int, batch_size: int) -> int | None:
+        """The steps of this process's validation (``rows`` rows in batches of ``batch_size``);
+        None: to the end of its dataset."""
+        return None
+
 
 class _Horovod(_SingleProcess):
     """Horovod's Keras bindings: averaged gradients, rank-0 weights broadcast, averaged metrics."""
@@ -187,6 +195,18 @@ class _MultiWorkerMirrored(_SingleProcess):
     def dataset(self, build):
         # Called once in this process (one worker, one replica): the process's own batches.
         return self.strategy.distribute_datasets_from_function(lambda _context: build())
+
+    def prepare_model(self, model) -> None:
+        prepare_distributed_fit(model)
+
+    def validation_steps(self, rows: int, batch_size: int) -> int | None:
+        # A distributed dataset needs its steps. Where the strategy combines the metrics, every
+        # process takes the same number of steps: enough for the largest shard.
+        if self.global_evaluate:
+            own = np.zeros(self.size)
+            own[self.rank] = rows
+            rows = int(self.sum(own).max())
+        return max(1, math.ceil(rows / batch_size))
 
     def sum(self, values):
         tf = self.tf
@@ -529,24 +549,15 @@ def _train(settings: TrainSettings, comm: _SingleProcess, extra_callbacks: list)
     # Every rank takes the same number of steps, or the allreduce of the slower one would wait forever.
     steps = max(1, math.ceil(settings.train_rows / (settings.batch_size * comm.size)))
     stream_seed = None if seed is None else (seed, comm.rank)
-    val_ds = None
+    val_ds = val_steps = None
     if val_shard is not None:
+        val_batch = max(settings.batch_size, 1024)
         # In content order where the reader's order varies, so that the metrics do not depend on it.
         val_ds = comm.dataset(lambda: to_dataset(
-            val_shard, batch_size=max(settings.batch_size, 1024), target_encoding=settings.target_encoding,
+            val_shard, batch_size=val_batch, target_encoding=settings.target_encoding,
             num_classes=settings.num_classes, shuffle=False, seed=None, repeat=False,
             canonical_order=not reader.ordered))
-
-    val_steps, val_global = None, False
-    if val_ds is not None and isinstance(comm, _MultiWorkerMirrored):
-        # A distributed dataset needs its steps. Where the strategy combines the metrics, every
-        # process takes the same number of steps: enough for the largest shard.
-        val_batch = max(settings.batch_size, 1024)
-        own = np.zeros(comm.size)
-        own[comm.rank] = len(val_shard.labels)
-        val_global = comm.global_evaluate
-        rows = float(comm.sum(own).max()) if val_global else float(len(val_shard.labels))
-        val_steps = max(1, math.ceil(rows / val_batch))
+        val_steps = comm.validation_steps(len(val_shard.labels), val_batch)
 
     def fit_span(net, first: int, start: int, end: int, restore: dict | None, stage=None):
         """Trains ``net`` from epoch ``start`` to ``end`` (0-based, end exclusive) with a fresh
@@ -557,8 +568,7 @@ def _train(settings: TrainSettings, comm: _SingleProcess, extra_callbacks: list)
         # With weights the batches carry a sample_weight: it scales the loss, training's and
         # validation's; the metrics stay unweighted (an empty weighted_metrics says so to Keras).
         net.compile(optimizer=optimizer, loss=settings.loss, metrics=settings.metrics, weighted_metrics=[])
-        if isinstance(comm, _MultiWorkerMirrored):
-            prepare_distributed_fit(net)
+        comm.prepare_model(net)
         schedule = settings.lr_schedule
         if stage is not None:
             # The schedule restarts in every stage and runs over that stage's epochs.
@@ -588,7 +598,7 @@ def _train(settings: TrainSettings, comm: _SingleProcess, extra_callbacks: list)
         if val_ds is not None:
             # First: the LR and early-stopping callbacks read the val_ metrics it puts in the epoch's logs.
             fit_callbacks.insert(0, ShardedValidation(val_ds, len(val_shard.labels), comm.sum,
-                                                      steps=val_steps, global_metrics=val_global))
+                                                      steps=val_steps, global_metrics=comm.global_evaluate))
         fit_callbacks += [cb for cb in (learning_rate, early_stopping) if cb is not None] + extra_callbacks
         if stage is not None:
             fit_callbacks.append(StageLog(stage.index + 1))
