@@ -62,6 +62,34 @@ def assert_lr_lowered(history: dict) -> None:
     assert len(lrs) == 4 and min(lrs) < lrs[0], lrs
 
 
+def check_resume_is_exact(train, store: str, reference, run_id: str, params: dict) -> None:
+    """2 epochs, then the same runId for 4: the same history and weights as ``reference`` (4 in one go)."""
+    assert_lr_lowered(reference.getHistory())
+    first = estimator(store, epochs=2, runId=run_id, **params).fit(train)
+    assert checkpoint_state(store, run_id)["epoch"] == 2
+    resumed = estimator(store, epochs=4, runId=run_id, **params).fit(train)
+    assert resumed.fitInfo["initial_epoch"] == 2
+    assert_same_history(resumed.getHistory(), reference.getHistory())
+    assert_same_weights(resumed, reference)
+    assert resumed.getHistory()["loss"][:2] == first.getHistory()["loss"]
+
+
+def check_crash_resumes(train, store: str, reference, run_id: str, params: dict, marker, monkeypatch,
+                        error: str = "") -> None:
+    """Rank 1 dies at the start of epoch 3; the fit raises (matching ``error``), the checkpoint of
+    epoch 2 is there, and fitting again resumes from it to ``reference``'s history and weights."""
+    monkeypatch.setenv(CRASH_ENV, f"rank=1,epoch=3,marker={marker}")
+    with pytest.raises(RuntimeError, match=error):
+        estimator(store, epochs=4, runId=run_id, **params).fit(train)
+    assert marker.exists()
+    assert checkpoint_state(store, run_id)["epoch"] == 2   # written before any rank started epoch 3
+
+    resumed = estimator(store, epochs=4, runId=run_id, **params).fit(train)   # the marker disarms the hook
+    assert resumed.fitInfo["initial_epoch"] == 2
+    assert_same_history(resumed.getHistory(), reference.getHistory())
+    assert_same_weights(resumed, reference)
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> str:
     return str(tmp_path_factory.mktemp("resume-store"))
@@ -163,62 +191,25 @@ def test_resume_refuses_another_network_under_the_same_run_id(digits, store):
 
 @pytest.mark.horovod
 def test_horovod_resume_is_exact(digits, store, horovod_reference):
-    train, _ = digits
-    assert_lr_lowered(horovod_reference.getHistory())
-    first = estimator(store, epochs=2, runId="hvd-resumed", **HOROVOD).fit(train)
-    assert checkpoint_state(store, "hvd-resumed")["epoch"] == 2
-    resumed = estimator(store, epochs=4, runId="hvd-resumed", **HOROVOD).fit(train)
-    assert resumed.fitInfo["initial_epoch"] == 2
-    assert_same_history(resumed.getHistory(), horovod_reference.getHistory())
-    assert_same_weights(resumed, horovod_reference)
-    assert resumed.getHistory()["loss"][:2] == first.getHistory()["loss"]
+    check_resume_is_exact(digits[0], store, horovod_reference, "hvd-resumed", HOROVOD)
 
 
 # Horovod's Spark thread raises too when the job of a crashed rank is cancelled: expected here.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 @pytest.mark.horovod
 def test_horovod_rank_crash_resumes_from_last_checkpoint(digits, store, horovod_reference, tmp_path, monkeypatch):
-    train, _ = digits
-    marker = tmp_path / "crashed"
-    monkeypatch.setenv(CRASH_ENV, f"rank=1,epoch=3,marker={marker}")
-    with pytest.raises(RuntimeError):
-        estimator(store, epochs=4, runId="hvd-crash", **HOROVOD).fit(train)
-    assert marker.exists()
-    assert checkpoint_state(store, "hvd-crash")["epoch"] == 2   # written before any rank started epoch 3
-
-    resumed = estimator(store, epochs=4, runId="hvd-crash", **HOROVOD).fit(train)   # the marker disarms the hook
-    assert resumed.fitInfo["initial_epoch"] == 2
-    assert_same_history(resumed.getHistory(), horovod_reference.getHistory())
-    assert_same_weights(resumed, horovod_reference)
+    check_crash_resumes(digits[0], store, horovod_reference, "hvd-crash", HOROVOD, tmp_path / "crashed", monkeypatch)
 
 
 # --- barrier backend (MultiWorkerMirroredStrategy) ---------------------------------------------
 
 def test_barrier_resume_is_exact(digits, store, barrier_reference):
-    train, _ = digits
-    assert_lr_lowered(barrier_reference.getHistory())
-    first = estimator(store, epochs=2, runId="barrier-resumed", **BARRIER).fit(train)
-    assert checkpoint_state(store, "barrier-resumed")["epoch"] == 2
-    resumed = estimator(store, epochs=4, runId="barrier-resumed", **BARRIER).fit(train)
-    assert resumed.fitInfo["initial_epoch"] == 2
-    assert_same_history(resumed.getHistory(), barrier_reference.getHistory())
-    assert_same_weights(resumed, barrier_reference)
-    assert resumed.getHistory()["loss"][:2] == first.getHistory()["loss"]
+    check_resume_is_exact(digits[0], store, barrier_reference, "barrier-resumed", BARRIER)
 
 
 def test_barrier_rank_crash_resumes_from_last_checkpoint(digits, store, barrier_reference, tmp_path, monkeypatch):
-    train, _ = digits
-    marker = tmp_path / "crashed"
-    monkeypatch.setenv(CRASH_ENV, f"rank=1,epoch=3,marker={marker}")
-    with pytest.raises(RuntimeError, match="rank 1 .*ended without a result"):
-        estimator(store, epochs=4, runId="barrier-crash", **BARRIER).fit(train)
-    assert marker.exists()
-    assert checkpoint_state(store, "barrier-crash")["epoch"] == 2
-
-    resumed = estimator(store, epochs=4, runId="barrier-crash", **BARRIER).fit(train)
-    assert resumed.fitInfo["initial_epoch"] == 2
-    assert_same_history(resumed.getHistory(), barrier_reference.getHistory())
-    assert_same_weights(resumed, barrier_reference)
+    check_crash_resumes(digits[0], store, barrier_reference, "barrier-crash", BARRIER, tmp_path / "crashed",
+                        monkeypatch, error="rank 1 .*ended without a result")
 
 
 @pytest.mark.horovod
