@@ -36,6 +36,18 @@ def _save(fig, path: str) -> str:
     return path
 
 
+def _finish(fig, ax, path: str, xlabel: str, ylabel: str, title: str, legend: dict | None = None) -> str:
+    """Labels a one-axes figure's axes and title, draws its legend (``legend``: Matplotlib's
+    options for it) and a light grid, and saves it."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(**(legend or {}))
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def curve_panels(history: Mapping[str, Sequence[float]]) -> list[str]:
     """The panels :func:`learning_curves` draws for ``history``: ``loss``, then accuracy or the first
     other metric, then ``lr`` when the history records the learning rate."""
@@ -104,13 +116,8 @@ def overlay(histories: Mapping[str, Mapping[str, Sequence[float]]], metric: str,
             drawn += 1
     if not drawn:
         raise ValueError(f"no run has a {metric!r} series")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(metric)
-    ax.set_title(title or f"{metric} per epoch")
-    ax.legend(fontsize="small", ncol=2)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, ax, path, xlabel, metric, title or f"{metric} per epoch",
+                   legend={"fontsize": "small", "ncol": 2})
 
 
 def time_vs_accuracy(runs: Sequence[Mapping[str, Any]], path: str, x: str = "seconds", y: str = "test_accuracy",
@@ -126,13 +133,7 @@ def time_vs_accuracy(runs: Sequence[Mapping[str, Any]], path: str, x: str = "sec
         ax.scatter([r[x] for r in members], [r[y] for r in members], s=40, label=g)
         for r in members:
             ax.annotate(str(r.get(label, "")), (r[x], r[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel(x.replace("_", " "))
-    ax.set_ylabel(y.replace("_", " "))
-    ax.set_title(title)
-    ax.legend(title=group)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, ax, path, x.replace("_", " "), y.replace("_", " "), title, legend={"title": group})
 
 
 def confusion_heatmap(matrix: Sequence[Sequence[int]], path: str, labels: Sequence | None = None,
@@ -175,13 +176,7 @@ def search_progress(trials, path: str, metric: str = "metric", mode: str = "max"
     if len(failed):
         y = np.nanmin(values) if len(values) else 0.0
         ax.scatter(failed["trial"], [y] * len(failed), marker="x", color="C3", label="failed")
-    ax.set_xlabel("trial")
-    ax.set_ylabel(metric)
-    ax.set_title(title)
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, ax, path, "trial", metric, title)
 
 
 def generations(history: Sequence[Mapping[str, Any]], path: str, fitness: str = "fitness",
@@ -204,14 +199,8 @@ def generations(history: Sequence[Mapping[str, Any]], path: str, fitness: str = 
         ax.plot(gens, [row[key] for row in history], style, color=color, markersize=4, label=key)
     ax.step(gens, [row["best_so_far"] for row in history], where="post", color="C1", linewidth=2,
             label="best so far")
-    ax.set_xlabel("generation")
-    ax.set_ylabel(fitness)
     ax.set_xticks(gens)
-    ax.set_title(title)
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, ax, path, "generation", fitness, title)
 
 
 def parallel_coordinates(trials, params: Sequence[str], path: str, metric: str = "metric",
@@ -348,13 +337,7 @@ def pareto_front(trials, metrics: Sequence[str], modes: Sequence[str], path: str
         row = ok[ok["trial"] == chosen].iloc[0]
         ax.scatter([row[x]], [row[y]], s=160, facecolors="none", edgecolors="C2", linewidths=2,
                    label=f"chosen (trial {chosen})")
-    ax.set_xlabel(f"{x} ({modes[0]})")
-    ax.set_ylabel(f"{y} ({modes[1]})")
-    ax.set_title(title)
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, ax, path, f"{x} ({modes[0]})", f"{y} ({modes[1]})", title)
 
 
 
@@ -369,10 +352,4 @@ def budget_curves(runs: Mapping[str, Sequence[tuple[Sequence[float], Sequence[fl
     for i, (name, lines) in enumerate(runs.items()):
         for j, (x, y) in enumerate(lines):
             ax.step(x, y, where="post", color=f"C{i}", alpha=0.8, label=name if j == 0 else None)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, ax, path, xlabel, ylabel, title)
