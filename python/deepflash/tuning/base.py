@@ -421,12 +421,13 @@ class BaseSearch(Estimator, MLReadable, MLWritable):
             progress = Progress(setup.max_evals, setup.mode, setup.metric, tracker)
             trials_started = time.time()
             outcome = self._run_search(spark, setup, progress)
-            # train_rows: what the trials trained on (fewer than the refit's under trialFraction < 1).
-            table = outcome.table.assign(stage=1, train_rows=plan.train_rows)
+            table = outcome.table.assign(stage=1)
             results, refined = dict(outcome.results), None
             if self.getRefine() > 0:
                 table, results, refined = self._refine(spark, setup, progress, table, results, outcome,
                                                        started, tracker)
+            # train_rows: what the trials trained on (fewer than the refit's under trialFraction < 1).
+            table = table.assign(train_rows=plan.train_rows)
             trials_seconds = time.time() - trials_started
             ok = table[table["status"] == "ok"] if len(table) else table
             if ok.empty:
@@ -479,7 +480,7 @@ class BaseSearch(Estimator, MLReadable, MLWritable):
         second = self._run_search(spark, replace(setup, space=refined, max_evals=evals, seed=setup.seed + 1,
                                                  timeout=remaining), progress)
         progress.offset = 0
-        stage2 = second.table.assign(stage=2, train_rows=setup.plan.train_rows)
+        stage2 = second.table.assign(stage=2)
         stage2["trial"] = stage2["trial"] + offset
         results.update({number + offset: result for number, result in second.results.items()})
         return pd.concat([table, stage2], ignore_index=True), results, refined
