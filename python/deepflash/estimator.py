@@ -303,8 +303,10 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
     def _fit(self, dataset: DataFrame) -> KerasModel:
         started = time.time()
         plan = self.plan(dataset)
+        planned = time.time()
         fitted = self.fitPlanned(plan)
-        fitted.fitInfo = dataclasses.replace(fitted.fitInfo, seconds=time.time() - started)
+        fitted.fitInfo = dataclasses.replace(fitted.fitInfo, seconds=time.time() - started,
+                                             plan_seconds=planned - started)
         return fitted
 
     def fitPlanned(self, plan: FitPlan, backend: Backend | None = None) -> KerasModel:

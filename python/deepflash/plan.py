@@ -68,6 +68,8 @@ class FitInfo:
         read_seconds, fit_seconds: the slowest process's reading and training time.
         initial_epoch: epochs restored from a checkpoint (0 for a fresh run).
         seconds: the whole fit, validation and materialization included.
+        plan_seconds: of ``seconds``, the validation pass and the materialization (or finding it
+            done): :meth:`~deepflash.KerasEstimator.plan`. 0 for ``fitPlanned`` alone.
         rows_read_per_rank: training rows each process read into memory, ordered by rank (-1:
             streamed).
         read_mode: ``memory`` or ``stream``, as chosen by the training processes.
@@ -81,6 +83,7 @@ class FitInfo:
     seconds: float
     rows_read_per_rank: list = field(default_factory=list)
     read_mode: str = "memory"
+    plan_seconds: float = 0.0
 
     def __getitem__(self, key: str) -> Any:
         if key not in self.as_dict():

@@ -54,6 +54,8 @@ def test_pipeline_local_backend_reaches_095(local_fit, digits_columns):
     train, test = digits_columns
     assert accuracy(model.transform(test)) >= 0.95
     assert model.stages[-1].getHistory()["loss"][-1] < model.stages[-1].getHistory()["loss"][0]
+    info = model.stages[-1].fitInfo  # the phases of the fit lie inside it, and add up to no more
+    assert 0 < info.plan_seconds and info.plan_seconds + info.read_seconds + info.fit_seconds <= info.seconds
 
 
 def test_transform_keeps_columns_and_adds_typed_outputs(local_fit, digits_columns):
