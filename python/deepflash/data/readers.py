@@ -207,17 +207,74 @@ def _content_order(shard: Shard) -> np.ndarray:
     return by_features[np.lexsort((weights[by_features], labels, group))]
 
 
+class ShuffleBuffer:
+    """A bounded pool of rows that mixes a stream: rows come in by the row group, leave in random
+    order once more than ``capacity`` are held, and the rest leave at :meth:`drain`.
+
+    The live rows sit packed at the front of preallocated arrays, so a row group of ``R`` rows
+    costs about ``3R`` row copies (append, draw, and refilling the holes from the tail) whatever
+    the capacity; concatenating and permuting the whole pool per row group cost ``2(capacity + R)``.
+    """
+
+    def __init__(self, capacity: int, dim: int, weighted: bool, rng: np.random.Generator):
+        self.capacity, self.rng, self.fill = capacity, rng, 0
+        # Allocated as rows arrive: a small shard never costs the whole capacity.
+        self.features = np.empty((0, dim), np.float32)
+        self.labels = np.empty((0,), np.float32)
+        self.weights = np.empty((0,), np.float32) if weighted else None
+
+    def _arrays(self):
+        return [a for a in (self.features, self.labels, self.weights) if a is not None]
+
+    def add(self, part: Shard, batch_size: int) -> Shard | None:
+        """Takes ``part`` in; returns rows drawn at random from the pool, a multiple of
+        ``batch_size`` of them, when more than ``capacity`` are held (else None)."""
+        n = len(part.labels)
+        if self.fill + n > len(self.labels):  # grow: the pool holds capacity plus one row group
+            size = max(self.fill + n, 2 * len(self.labels))
+            grown = [np.empty((size,) + a.shape[1:], a.dtype) for a in self._arrays()]
+            for new, old in zip(grown, self._arrays()):
+                new[:self.fill] = old[:self.fill]
+            self.features, self.labels = grown[0], grown[1]
+            self.weights = grown[2] if self.weights is not None else None
+        incoming = [part.features, part.labels] + ([part.weights] if self.weights is not None else [])
+        for pool, rows in zip(self._arrays(), incoming):
+            pool[self.fill:self.fill + n] = rows
+        self.fill += n
+        take = (self.fill - self.capacity) // batch_size * batch_size
+        if take <= 0:
+            return None
+        drawn = self.rng.permutation(self.fill)[:take]
+        out = [a[drawn] for a in self._arrays()]
+        # Refill the holes below the new end with the live rows above it, so the pool stays packed.
+        end = self.fill - take
+        holes = drawn[drawn < end]
+        above = np.ones(take, bool)
+        above[drawn[drawn >= end] - end] = False
+        for a in self._arrays():
+            a[holes] = a[end:self.fill][above]
+        self.fill = end
+        return Shard(out[0], out[1], out[2] if self.weights is not None else None)
+
+    def drain(self) -> Shard:
+        """Every row still held, in random order; the pool is empty after."""
+        order = self.rng.permutation(self.fill)
+        out = [a[:self.fill][order] for a in self._arrays()]
+        self.fill = 0
+        return Shard(out[0], out[1], out[2] if self.weights is not None else None)
+
+
 def stream_dataset(reader: "Reader", url: str, *, shard: int, num_shards: int, batch_size: int,
                    buffer_rows: int, target_encoding: str, num_classes: int, seed, start_batch: int = 0):
     """An endless, batched ``tf.data.Dataset`` that streams a shard from the store: (features,
     target), or (features, target, weight) when the data has weights.
 
-    Memory stays bounded whatever the data size: one row group plus a shuffle buffer of
+    Memory stays bounded whatever the data size: one row group plus a :class:`ShuffleBuffer` of
     ``buffer_rows`` rows. Pass ``p`` reads the shard's row groups in an order drawn from
     ``(seed, p)`` and mixes their rows through the buffer with a generator seeded the same way,
-    so the stream is a deterministic function of the data, the seed and the position. A resumed
-    run starts at ``start_batch`` by reading and dropping the batches before it (streaming has
-    no random access).
+    so the stream is a deterministic function of the data, the seed and the position. Each pass
+    yields every row once; its last batch may be short. A resumed run starts at ``start_batch``
+    by reading and dropping the batches before it (streaming has no random access).
     """
     import tensorflow as tf
 
@@ -232,29 +289,25 @@ def stream_dataset(reader: "Reader", url: str, *, shard: int, num_shards: int, b
 
     def batches():
         produced = 0
-        empty = Shard(np.zeros((0, dim), np.float32), np.zeros((0,), np.float32),
-                      np.zeros((0,), np.float32) if weighted else None)
         for p in itertools.count():
             rng = np.random.default_rng([key, p])
             order_seed = int(rng.integers(2 ** 31))
-            buf = empty
-            for part in itertools.chain(reader.iter_batches(url, shard, num_shards, seed=order_seed), [None]):
-                last = part is None
-                if not last:
-                    buf = _concat([buf, part])
-                if not last and len(buf.labels) < buffer_rows + batch_size:
-                    continue
-                perm = rng.permutation(len(buf.labels))
-                buf = Shard(buf.features[perm], buf.labels[perm], None if buf.weights is None else buf.weights[perm])
-                keep = 0 if last else min(buffer_rows, len(buf.labels))
-                take = (len(buf.labels) - keep) // batch_size * batch_size if not last else len(buf.labels)
-                for i in range(0, take, batch_size):
+            pool = ShuffleBuffer(buffer_rows, dim, weighted, rng)
+
+            def leaving():
+                for part in reader.iter_batches(url, shard, num_shards, seed=order_seed):
+                    rows = pool.add(part, batch_size)
+                    if rows is not None:
+                        yield rows
+                yield pool.drain()
+
+            for rows in leaving():
+                for i in range(0, len(rows.labels), batch_size):
                     if produced >= start_batch:
-                        batch = (buf.features[i:i + batch_size],
-                                 encode_targets(buf.labels[i:i + batch_size], target_encoding, num_classes))
-                        yield (batch + (buf.weights[i:i + batch_size],)) if weighted else batch
+                        batch = (rows.features[i:i + batch_size],
+                                 encode_targets(rows.labels[i:i + batch_size], target_encoding, num_classes))
+                        yield (batch + (rows.weights[i:i + batch_size],)) if weighted else batch
                     produced += 1
-                buf = Shard(buf.features[take:], buf.labels[take:], None if buf.weights is None else buf.weights[take:])
 
     signature = (tf.TensorSpec((None, dim), tf.float32), tf.TensorSpec((None, *y_shape), y_dtype))
     if weighted:
