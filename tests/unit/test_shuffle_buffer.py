@@ -24,19 +24,20 @@ def _run(parts: list[Shard], capacity: int, batch_size: int, seed: int = 0, weig
     pool = ShuffleBuffer(capacity, 2, weighted, np.random.default_rng(seed))
     out, peak = [], 0
     for part in parts:
-        rows = pool.add(part, batch_size)
-        peak = max(peak, len(pool.labels))
-        if rows is not None:
-            assert len(rows.labels) % batch_size == 0  # only whole batches leave before the end
+        for rows in pool.add(part, batch_size):
+            assert len(rows.labels) == batch_size  # only whole batches leave before the end
             out.append(rows)
+        peak = max(peak, len(pool.labels))
         assert pool.fill <= capacity + batch_size - 1
-    out.append(pool.drain())
+    drained = list(pool.drain(batch_size))
+    assert all(len(rows.labels) == batch_size for rows in drained[:-1]) and len(drained[-1].labels) <= batch_size
     assert pool.fill == 0
-    return out, peak
+    return out + drained, peak
 
 
 @pytest.mark.parametrize("capacity,batch_size,part_rows", [(0, 4, 7), (10, 4, 7), (50, 8, 13), (500, 16, 30)])
-def test_every_row_leaves_once_with_its_own_columns(capacity, batch_size, part_rows):
+def test_every_row_leaves_once_with_its_own_columns(capacity, batch_size, part_rows, monkeypatch):
+    monkeypatch.setattr(ShuffleBuffer, "SLICE_ROWS", 3)  # holes are refilled over several slices
     out, _ = _run(_parts(203, part_rows, weighted=True), capacity, batch_size, weighted=True)
     labels = np.concatenate([o.labels for o in out])
     np.testing.assert_array_equal(np.sort(labels), np.arange(203))

@@ -209,12 +209,17 @@ def _content_order(shard: Shard) -> np.ndarray:
 
 class ShuffleBuffer:
     """A bounded pool of rows that mixes a stream: rows come in by the row group, leave in random
-    order once more than ``capacity`` are held, and the rest leave at :meth:`drain`.
+    order, a batch at a time, once more than ``capacity`` are held, and the rest leave at
+    :meth:`drain`.
 
-    The live rows sit packed at the front of preallocated arrays, so a row group of ``R`` rows
-    costs about ``3R`` row copies (append, draw, and refilling the holes from the tail) whatever
-    the capacity; concatenating and permuting the whole pool per row group cost ``2(capacity + R)``.
+    The live rows sit packed at the front of arrays that grow to capacity plus a row group, so a
+    row group of ``R`` rows costs about ``3R`` row copies (append, draw, refill the holes from the
+    tail) whatever the capacity; concatenating and permuting the whole pool per row group cost
+    ``2(capacity + R)``. Rows leave a batch at a time, and holes are refilled in slices of
+    :attr:`SLICE_ROWS`, so no temporary is larger than a batch or a slice.
     """
+
+    SLICE_ROWS = 4096
 
     def __init__(self, capacity: int, dim: int, weighted: bool, rng: np.random.Generator):
         self.capacity, self.rng, self.fill = capacity, rng, 0
@@ -226,9 +231,14 @@ class ShuffleBuffer:
     def _arrays(self):
         return [a for a in (self.features, self.labels, self.weights) if a is not None]
 
-    def add(self, part: Shard, batch_size: int) -> Shard | None:
-        """Takes ``part`` in; returns rows drawn at random from the pool, a multiple of
-        ``batch_size`` of them, when more than ``capacity`` are held (else None)."""
+    def _rows(self, index: np.ndarray) -> Shard:
+        out = [a[index] for a in self._arrays()]
+        return Shard(out[0], out[1], out[2] if self.weights is not None else None)
+
+    def add(self, part: Shard, batch_size: int) -> Iterator[Shard]:
+        """Takes ``part`` in, then yields batches of ``batch_size`` rows drawn at random from the
+        pool while it holds more than ``capacity``. Take every batch before the next ``add``: the
+        pool is packed again after the last one."""
         n = len(part.labels)
         if self.fill + n > len(self.labels):  # grow: the pool holds capacity plus one row group
             size = max(self.fill + n, 2 * len(self.labels))
@@ -243,25 +253,28 @@ class ShuffleBuffer:
         self.fill += n
         take = (self.fill - self.capacity) // batch_size * batch_size
         if take <= 0:
-            return None
+            return
         drawn = self.rng.permutation(self.fill)[:take]
-        out = [a[drawn] for a in self._arrays()]
+        for i in range(0, take, batch_size):
+            yield self._rows(drawn[i:i + batch_size])
         # Refill the holes below the new end with the live rows above it, so the pool stays packed.
         end = self.fill - take
         holes = drawn[drawn < end]
         above = np.ones(take, bool)
         above[drawn[drawn >= end] - end] = False
-        for a in self._arrays():
-            a[holes] = a[end:self.fill][above]
+        sources = end + np.flatnonzero(above)
+        for i in range(0, len(holes), self.SLICE_ROWS):
+            for a in self._arrays():
+                a[holes[i:i + self.SLICE_ROWS]] = a[sources[i:i + self.SLICE_ROWS]]
         self.fill = end
-        return Shard(out[0], out[1], out[2] if self.weights is not None else None)
 
-    def drain(self) -> Shard:
-        """Every row still held, in random order; the pool is empty after."""
+    def drain(self, batch_size: int) -> Iterator[Shard]:
+        """Yields every row still held, in random order, in batches of ``batch_size`` (the last
+        may be short); the pool is empty after."""
         order = self.rng.permutation(self.fill)
-        out = [a[:self.fill][order] for a in self._arrays()]
+        for i in range(0, len(order), batch_size):
+            yield self._rows(order[i:i + batch_size])
         self.fill = 0
-        return Shard(out[0], out[1], out[2] if self.weights is not None else None)
 
 
 def stream_dataset(reader: "Reader", url: str, *, shard: int, num_shards: int, batch_size: int,
@@ -287,27 +300,22 @@ def stream_dataset(reader: "Reader", url: str, *, shard: int, num_shards: int, b
     y_shape = encode_targets(sample.labels[:1], target_encoding, num_classes).shape[1:]
     y_dtype = tf.int32 if target_encoding == "sparse" else tf.float32
 
+    def one_pass(p: int) -> Iterator[Shard]:
+        rng = np.random.default_rng([key, p])
+        order_seed = int(rng.integers(2 ** 31))
+        pool = ShuffleBuffer(buffer_rows, dim, weighted, rng)
+        for part in reader.iter_batches(url, shard, num_shards, seed=order_seed):
+            yield from pool.add(part, batch_size)
+        yield from pool.drain(batch_size)
+
     def batches():
         produced = 0
         for p in itertools.count():
-            rng = np.random.default_rng([key, p])
-            order_seed = int(rng.integers(2 ** 31))
-            pool = ShuffleBuffer(buffer_rows, dim, weighted, rng)
-
-            def leaving():
-                for part in reader.iter_batches(url, shard, num_shards, seed=order_seed):
-                    rows = pool.add(part, batch_size)
-                    if rows is not None:
-                        yield rows
-                yield pool.drain()
-
-            for rows in leaving():
-                for i in range(0, len(rows.labels), batch_size):
-                    if produced >= start_batch:
-                        batch = (rows.features[i:i + batch_size],
-                                 encode_targets(rows.labels[i:i + batch_size], target_encoding, num_classes))
-                        yield (batch + (rows.weights[i:i + batch_size],)) if weighted else batch
-                    produced += 1
+            for rows in one_pass(p):
+                if produced >= start_batch:
+                    batch = (rows.features, encode_targets(rows.labels, target_encoding, num_classes))
+                    yield (batch + (rows.weights,)) if weighted else batch
+                produced += 1
 
     signature = (tf.TensorSpec((None, dim), tf.float32), tf.TensorSpec((None, *y_shape), y_dtype))
     if weighted:
