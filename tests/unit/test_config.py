@@ -178,9 +178,13 @@ def test_cnn_search_config_parses_and_its_space_samples():
 
     config = load_config("conf/fashion_mnist_cnn_search.yaml")
     assert config["model"]["layers"] == "fashion_cnn3" and config["model"]["inputShape"] == [28, 28, 1]
-    assert config["search"]["trialFraction"] == 0.25 and config["search"]["refitParams"]["epochs"] == 25
+    assert config["search"]["trialFraction"] == 0.25
+    # the refit runs the whole cosine schedule: no plateau cuts, no early stop
+    assert config["search"]["refitParams"] == {"epochs": 35, "earlyStoppingPatience": 0, "reduceLrPatience": 0}
+    assert config["model"]["lrSchedule"] == "cosine"
     space = config["search"]["space"]
     assert {"augmentation", "kernelInitializer", "l2"} <= set(space)
+    assert all(space["augmentation"]["choice"])  # every candidate is augmented
     draw = stochastic.sample(to_hyperopt(space))
     params = to_params(draw, config["model"]["layers"])
     assert isinstance(params["augmentation"], list) and isinstance(params["layers"], list)
