@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from benchmarks.engines import ENGINES, budget_curve, engines_lines, engines_plot, make_search
 from deepflash import HyperoptSearch, KerasEstimator, OptunaSearch
-from deepflash.bench_engines import ENGINES, budget_curve, engines_lines, engines_plot, make_search
 
 
 def test_the_budget_curve_counts_every_epoch_but_only_ok_trials_as_best():

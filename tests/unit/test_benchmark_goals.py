@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from deepflash.benchmark import goals_table
+from benchmarks.suite import goals_table
 from deepflash.plots import goal_bars
 
 

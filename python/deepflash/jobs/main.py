@@ -11,7 +11,7 @@ import logging
 import sys
 
 from deepflash.config import ConfigError, load_config
-from deepflash.jobs import bench, evolve, predict, sample, study, train, tune
+from deepflash.jobs import evolve, predict, sample, study, train, tune
 from deepflash.jobs.base import Invocation, Job, common_arguments
 
 log = logging.getLogger("deepflash")
@@ -23,7 +23,6 @@ JOBS: tuple[Job, ...] = (
     predict.JOB,
     study.JOB,
     sample.JOB,
-    bench.JOB,
     evolve.JOB,
 )
 

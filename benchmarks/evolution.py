@@ -2,7 +2,7 @@
 persistence baseline on a held-out stretch, and the search's wall time with 1 and 2 parallel
 evaluations (same seed, so the same individuals are evaluated).
 
-Run: PYTHONPATH=python .venv/bin/python tools/bench_evolution.py [output_dir]
+Run: .venv/bin/python benchmarks/evolution.py [output_dir]
 """
 from __future__ import annotations
 

@@ -1,10 +1,9 @@
 """Benchmark: the same MLP on Fashion-MNIST with plain Keras and with KerasEstimator, side by side.
 
     gradle bench                      # or: .venv/bin/spark-submit --master local[2] jobs/benchmark.py
-    deepflash bench --rows 6000       # the console script
     gradle bench -Pargs="--rows 6000 --epochs 1"   # a quick smoke run
     gradle bench -Pargs="--engines --skip local,hvd1,hvd2,inference,search,algos,best,stream"
-                                      # only the search engines (deepflash.bench_engines)
+                                      # only the search engines (benchmarks.engines)
 
 Prints a Markdown table and writes ``<output>/benchmark.json``. All timings come from one process
 in one run, so the ratios are measured side by side on the same (possibly busy) machine.
@@ -279,7 +278,7 @@ def main(argv=None) -> int:
     parser.add_argument("--cascade-epochs", type=int, default=12, help="cascade against standard: total epochs")
     parser.add_argument("--cascade-lr", type=float, default=1e-3, help="cascade against standard: Adam's rate")
     parser.add_argument("--engines", action="store_true",
-                        help="add the search-engine comparison (deepflash.bench_engines; about an hour at its defaults)")
+                        help="add the search-engine comparison (benchmarks.engines; about an hour at its defaults)")
     parser.add_argument("--engines-list", default="hyperopt-tpe,optuna-tpe,optuna-tpe-asha,optuna-gp",
                         help="search engines: engines to compare")
     parser.add_argument("--engines-rows", type=int, default=10000, help="search engines: training rows (0 = all)")
@@ -330,18 +329,18 @@ def main(argv=None) -> int:
             infer = inference(spark, fitted, all_df, all_x, args)
         search = algos = best = streaming = cascade = engines = None
         if "cascade" not in skip:
-            from deepflash.bench_cascade import cascade_benchmark
+            from benchmarks.cascade import cascade_benchmark
 
             cascade_df = datasets.from_numpy(spark, x_full[:args.cascade_rows] if args.cascade_rows else x_full,
                                              y_full[:args.cascade_rows] if args.cascade_rows else y_full,
                                              num_partitions=parts)
             cascade = cascade_benchmark(cascade_df, test_df, args, os.path.join(store, "cascade"))
         if args.engines:
-            from deepflash.bench_engines import engines_benchmark
+            from benchmarks.engines import engines_benchmark
 
             engines = engines_benchmark(train_df, args, os.path.join(store, "engines"), ALGO_SPACE)
         if "stream" not in skip:
-            from deepflash.bench_streaming import streaming_benchmark
+            from benchmarks.streaming import streaming_benchmark
 
             streaming = streaming_benchmark(spark, args, os.path.join(store, "stream"))
         if "search" not in skip:
@@ -406,11 +405,11 @@ def main(argv=None) -> int:
             lines.append(f"\nstreaming throughput / in-memory: {streaming['stream_vs_memory_throughput']:.2f} "
                          "(goal >= 0.9)")
     if cascade:
-        from deepflash.bench_cascade import report_lines
+        from benchmarks.cascade import report_lines
 
         lines += [""] + report_lines(cascade, args.cascade_rows or len(x_full))
     if engines:
-        from deepflash.bench_engines import engines_lines
+        from benchmarks.engines import engines_lines
 
         lines += engines_lines(engines)
     goals = goals_table(rows, baseline, infer, search, streaming) if rows else []
@@ -443,11 +442,11 @@ def main(argv=None) -> int:
         plots.overlay(mean_curves, "best val_accuracy", os.path.join(args.output, "tpe_vs_random.png"),
                       title=f"Best validation accuracy so far, mean of {algos['seeds']} seeds", xlabel="trial")
     if cascade:
-        from deepflash.bench_cascade import write_plots
+        from benchmarks.cascade import write_plots
 
         write_plots(cascade, args.output)
     if engines:
-        from deepflash.bench_engines import engines_plot
+        from benchmarks.engines import engines_plot
 
         engines_plot(engines, os.path.join(args.output, "search_engines.png"))
     result = {"rows": [{k: v for k, v in r.items() if k != "model"} for r in rows], "inference": infer, "goals": goals,

@@ -6,7 +6,7 @@ process for ``--stream-epochs`` epochs in a fresh Python process per read mode a
 process's peak RSS, its seconds, its training throughput and the validation accuracy.
 
     .venv/bin/spark-submit --master local[2] jobs/benchmark.py --skip local,hvd1,hvd2,inference,search,algos,best
-    python -m deepflash.bench_streaming --plan plan.json --mode stream     # one measured process
+    python -m benchmarks.streaming --plan plan.json --mode stream     # one measured process (repo root)
 """
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ import time
 
 DIM = 256
 LAYERS = [{"type": "dense", "units": 64, "activation": "relu"}]
+#: The repository root: the measured child process imports ``benchmarks`` from there.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def generate(spark, gigabytes: float, seed: int = 0):
@@ -71,10 +73,11 @@ def streaming_benchmark(spark, args, store: str) -> dict:
         json.dump(dataclasses.asdict(plan), f)
     out = {"rows": rows, "dim": DIM, "gigabytes": rows * DIM * 4 / 1e9, "stored_mb": plan.bytes / 1e6,
            "materialize_seconds": materialize_seconds, "runs": []}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
     for mode in args.stream_modes.split(","):
-        done = subprocess.run([sys.executable, "-m", "deepflash.bench_streaming", "--plan", plan_path, "--mode", mode,
+        done = subprocess.run([sys.executable, "-m", "benchmarks.streaming", "--plan", plan_path, "--mode", mode,
                                "--epochs", str(args.stream_epochs), "--seed", str(args.seed)],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, env=env)
         result = next((json.loads(line[len("RESULT "):]) for line in done.stdout.splitlines()
                        if line.startswith("RESULT ")), None)
         if result is None:

@@ -1,6 +1,6 @@
 """Where the benchmark's missed time goes: a local second fit and KerasModel.transform, step by step.
 
-    .venv/bin/python tools/profile_speed.py [fit|transform|summary ...]
+    .venv/bin/python benchmarks/profile_speed.py [fit|transform|summary ...]
 
 - ``fit``: a cProfile of a second ``fit`` (local backend, the benchmark's MLP, 54k Fashion-MNIST
   rows, 3 epochs) and its ``fitInfo`` (plan, read and train seconds);
@@ -22,6 +22,8 @@ import time
 from typing import Iterator
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+# Run as a script, its own folder is on sys.path; the repository root holds the benchmarks package.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -29,8 +31,8 @@ from pyspark.sql import SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 from pyspark.sql import types as T  # noqa: E402
 
+from benchmarks.suite import LAYERS  # noqa: E402
 from deepflash import KerasEstimator, datasets  # noqa: E402
-from deepflash.benchmark import LAYERS  # noqa: E402
 from deepflash.data.schema import features_as_array  # noqa: E402
 
 DATA = "/usr/share/datasets/fashion-mnist"
