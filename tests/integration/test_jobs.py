@@ -74,7 +74,7 @@ def test_train_job_writes_model_metrics_plots_report_and_mlflow_run(spark, train
     assert (out / "report.html").stat().st_size > 20000
     assert not list(out.parent.glob("train.tmp-*")), "a temporary output directory was left behind"
     run_json = json.loads((out / "run.json").read_text())
-    assert set(run_json) == {"mlflow_run_id", "model_uri"}
+    assert set(run_json) == {"mlflow_run_id", "model_uri", "network_uri"}
     run_id = run_json["mlflow_run_id"]
     run = MlflowClient().get_run(run_id)  # a real run in the tracking store the job logged to
     assert run.info.status == "FINISHED" and mlflow.active_run() is None
@@ -87,6 +87,14 @@ def test_train_job_writes_model_metrics_plots_report_and_mlflow_run(spark, train
     assert len(MlflowClient().get_metric_history(run_id, "val_accuracy")) == 4
     artifacts = {a.path for a in MlflowClient().list_artifacts(run_id)}
     assert {"model", "plots", "report.html", "metrics.json", "history.json"} <= artifacts
+    # beside the Spark model, the network as a pyfunc model (served without Spark): both are the
+    # run's logged models (MLflow 3 keeps a logged model's files with the model, not the run)
+    logged = MlflowClient().search_logged_models([run.info.experiment_id], f"source_run_id = '{run_id}'")
+    assert sorted(m.name for m in logged) == ["model", "network"]
+    network = mlflow.models.get_model_info(run_json["network_uri"])
+    assert network.run_id == run_id and set(network.flavors) == {"python_function"}
+    assert "spark" in mlflow.models.get_model_info(run_json["model_uri"]).flavors
+    assert network.signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 64)
     # Progress per epoch, on the driver's stderr. Spark 4.3's spark-submit merges the Python driver's
     # stderr into its own stdout (even sys.__stderr__ lands there), so look at both.
     assert "epoch 4/4" in done.stderr + done.stdout
@@ -114,6 +122,7 @@ def test_config_errors_exit_before_spark_with_the_key_path(tmp_path):
 
 def test_mlflow_model_scores_with_spark_udf(spark, train_output, digits):
     import mlflow
+    import pandas as pd
     from pyspark.ml import PipelineModel
     from pyspark.ml.functions import vector_to_array
 
@@ -127,6 +136,11 @@ def test_mlflow_model_scores_with_spark_udf(spark, train_output, digits):
     got = [r.mlflow_prediction for r in scored.select("mlflow_prediction").collect()]
     want = [r.prediction for r in expected.select("prediction").collect()]
     assert len(got) == 40 and got == want
+    # the pyfunc network, outside Spark, on the same rows' features
+    run_id = json.loads((out / "run.json").read_text())["mlflow_run_id"]
+    features = [r.x for r in test.select(vector_to_array("features").alias("x")).collect()]
+    served = mlflow.pyfunc.load_model(f"runs:/{run_id}/network").predict(pd.DataFrame({"features": features}))
+    assert served["prediction"].tolist() == want
 
 
 def test_predict_scores_parquet_with_the_saved_model(spark, train_output, digits, tmp_path):
@@ -182,6 +196,10 @@ def test_tune_job_writes_trials_plots_report_and_logs_to_the_search_run(tune_out
         filter_string="tags.mlflow.runName = 'search-random'")
     assert len(runs) == 1 and "test.accuracy" in runs[0].data.metrics
     assert "report.html" in {a.path for a in MlflowClient().list_artifacts(runs[0].info.run_id)}
+    logged = MlflowClient().search_logged_models([runs[0].info.experiment_id],
+                                                 f"source_run_id = '{runs[0].info.run_id}'")
+    assert sorted(m.name for m in logged) == ["model", "network"]
+    assert metrics["network_uri"] == f"models:/{next(m.model_id for m in logged if m.name == 'network')}"
 
 
 def test_tune_job_with_optuna_over_two_metrics(tmp_path):
@@ -281,6 +299,7 @@ def test_report_renders_every_image_in_headless_chromium(train_output, tmp_path)
 def test_databricks_notebook_compiles_and_its_imports_resolve():
     import ast
     import importlib
+    import importlib.util
 
     source = (ROOT / "notebooks" / "databricks_quickstart.py").read_text()
     assert source.startswith("# Databricks notebook source")
@@ -291,12 +310,17 @@ def test_databricks_notebook_compiles_and_its_imports_resolve():
         if isinstance(node, ast.ImportFrom) and node.module.startswith("deepflash"):
             module = importlib.import_module(node.module)
             for alias in node.names:
-                assert hasattr(module, alias.name), f"{node.module} has no {alias.name}"
+                assert hasattr(module, alias.name) or importlib.util.find_spec(f"{node.module}.{alias.name}"), \
+                    f"{node.module} has no {alias.name}"
                 names.append(alias.name)
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 importlib.import_module(alias.name)
-    assert {"KerasEstimator", "HyperoptSearch"} <= set(names)
+    assert {"KerasEstimator", "OptunaSearch"} <= set(names)
+    # Current runtimes have no Horovod and no Hyperopt: the wheel goes in with %pip, training uses barrier.
+    assert "# MAGIC %pip install /Volumes/" in source and "deepflash-0.1.0-py3-none-any.whl" in source
+    assert 'backend="barrier"' in source and "horovod" not in source.split("# COMMAND")[-1].lower()
+    assert "HyperoptSearch" not in source
 
 
 def test_train_and_predict_on_raw_parquet_columns(spark, digits_columns, tmp_path):

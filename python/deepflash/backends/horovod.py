@@ -20,9 +20,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 from typing import Any, Callable
 
 from deepflash.backends.base import Backend, register
+from deepflash.requirements import MissingDependencyError
 from deepflash.backends.stage import (Placement, RankOutcome, RankTask, check_slots, forwarded_env,
                                       run_stage)
 
@@ -107,6 +109,23 @@ def _shutdown_horovod() -> None:
         log.debug("horovod shutdown: %s", e)
 
 
+def horovod_missing(reason: str) -> str:
+    """Why backend='horovod' cannot run here, and what can: Horovod builds only against TensorFlow
+    2.15 with Keras 2 (the classic profile); on Keras 3 stacks (the modern profile, current
+    Databricks runtimes) the barrier backend trains data-parallel with TensorFlow alone."""
+    from deepflash.keras_compat import keras_version
+
+    try:
+        keras = keras_version()
+    except ImportError:
+        keras = "none"
+    return (f"backend='horovod' needs Horovod 0.28.1 built with TensorFlow and Gloo, which this Python "
+            f"({sys.executable}, Keras {keras}) cannot import: {reason}. Horovod exists only on the classic "
+            "profile (TensorFlow 2.15, Keras 2: `gradle setup`, or `pip install 'deepflash[horovod]'` onto "
+            "TensorFlow 2.15); the modern profile and Keras 3 platforms have backend='barrier' "
+            "(data-parallel with TensorFlow's own collectives) and backend='local'")
+
+
 @register("horovod")
 class HorovodBackend(Backend):
     distributed = True
@@ -118,8 +137,7 @@ class HorovodBackend(Backend):
             import horovod.tensorflow.keras  # noqa: F401
             from horovod.runner.http.http_server import RendezvousServer  # noqa: F401
         except ImportError as e:
-            raise ImportError(f"backend='horovod' needs Horovod 0.28.1 built with TensorFlow and Gloo: {e}; "
-                              "run `gradle setup`, or use backend='local'") from None
+            raise MissingDependencyError(horovod_missing(str(e))) from None
 
     def run(self, fn: Callable[..., Any], args: tuple = ()) -> list[Any]:
         task = _RankTask(fn, args, forwarded_env(("DEEPFLASH_", "HOROVOD_"), _HOROVOD_ENV))

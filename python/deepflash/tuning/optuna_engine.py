@@ -7,13 +7,13 @@ lock, a connection or a random state is pickled.
 """
 from __future__ import annotations
 
-import importlib.util
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from deepflash.plan import FitPlan
+from deepflash.requirements import TORCH, MissingDependencyError
 from deepflash.tuning.objective import failure, run_trial, values_for_table
 from deepflash.tuning.space import optuna_grid, plain, suggest, to_params
 
@@ -31,10 +31,9 @@ class TrialFailed(Exception):
 
 def check_sampler(sampler: str) -> None:
     """Raises ImportError, saying what to install, when a sampler's extra dependency is missing."""
-    if sampler == "gp" and importlib.util.find_spec("torch") is None:
-        raise ImportError("sampler='gp' (Optuna's GPSampler) needs PyTorch, which deepflash does not install: "
-                          "pip install torch --index-url https://download.pytorch.org/whl/cpu (a CPU build), "
-                          "or choose sampler='tpe'")
+    if sampler == "gp" and not TORCH.installed():
+        raise MissingDependencyError(f"{TORCH.message()}; a CPU build: pip install torch --index-url "
+                                     "https://download.pytorch.org/whl/cpu. Or choose sampler='tpe'")
 
 
 @dataclass(frozen=True)
