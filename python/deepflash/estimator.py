@@ -17,6 +17,7 @@ from pyspark.sql import DataFrame
 from deepflash import remote
 from deepflash import fs
 from deepflash.backends import Backend, get_backend
+from deepflash.backends.executor_env import check_executors
 from deepflash.cascade import resolve_cascade
 from deepflash.data.materialize import materialize
 from deepflash.data.schema import prepare, summarize, window_shape
@@ -255,7 +256,9 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
 
         What :meth:`fitPlanned` (and search trials, the study) train from. Raises before any job
         or file write when the Params or the columns are wrong, and before any write when the
-        values are (one validation pass).
+        values are (one validation pass) or when the executors, where training will run, cannot
+        run deepflash (:class:`~deepflash.backends.executor_env.ExecutorEnvironmentError`, checked
+        once per Spark application).
 
         Args:
             dataset: the training DataFrame.
@@ -267,8 +270,9 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
         """
         self.validateParams()
         num_proc = self.getNumProc() if numProc is None else int(numProc)
+        backend = get_backend(self.getBackend(), num_proc)
         if numProc is None:
-            get_backend(self.getBackend(), num_proc).check(dataset.sparkSession)
+            backend.check(dataset.sparkSession)
         spark = dataset.sparkSession
         user_store = self.getOrDefault(self.storePath) if self.isDefined(self.storePath) else None
         store = Store(user_store or default_store_path(spark))
@@ -278,7 +282,11 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
         weight_col = (self.getOrDefault(self.weightCol) if self.isDefined(self.weightCol) else None) or None
         prepared = prepare(dataset, self.getFeaturesCol(), self.getLabelCol(), validation_col,
                            self.getValidationSplit(), seed, weight_col=weight_col)
-        # Column errors above need no job; the store probe and the summary below are the first.
+        # Column errors above need no job; the executor check, the store probe and the summary
+        # below are the first. Training runs on executors with a distributed backend, and where a
+        # caller splits the data itself (search trials and study runs are Spark tasks).
+        if numProc is not None or backend.distributed:
+            check_executors(spark, at_least=num_proc)
         check_reachable(store, spark, is_default=not user_store)
         summary = summarize(prepared, task=self.getTask(), features_col=self.getFeaturesCol(),
                             label_col=self.getLabelCol(), weight_col=weight_col,

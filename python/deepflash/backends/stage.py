@@ -4,7 +4,9 @@ Each rank is one barrier task. The tasks learn their peers from ``BarrierTaskCon
 and number themselves host by host (:func:`assign_slots`); a rank that raises does not fail its task
 (a failed barrier task makes Spark retry the whole stage) but returns a :class:`RankOutcome` with its
 traceback, and :func:`run_stage` raises :class:`~deepflash.backends.base.WorkerError` on the driver
-with the first cause.
+with the first cause. When a task fails before its rank runs (its Python worker cannot unpickle the
+task, e.g. ``No module named 'deepflash'``), the worker's own exception line, which Spark buries in
+its error text, leads the driver's error (:func:`worker_exception`).
 """
 from __future__ import annotations
 
@@ -21,6 +23,29 @@ log = logging.getLogger("deepflash")
 
 # Frames of a worker's traceback carried into the driver's error (the full text is logged).
 ERROR_FRAMES = 6
+TRACEBACK_HEADER = "Traceback (most recent call last):"
+
+
+def worker_exception(text: str) -> str | None:
+    """The exception line of the last Python traceback in a Spark error's text, such as
+    ``ModuleNotFoundError: No module named 'deepflash'``; None when the text holds no traceback.
+
+    Spark embeds a Python worker's traceback in its own message (after ``PythonException:``, among
+    JVM frames); the exception line is the first unindented line after a traceback's header and its
+    indented frames. Of chained exceptions the last one, the one that ended the worker, is taken.
+
+    Example:
+        >>> worker_exception("...PythonException: Traceback (most recent call last):\n"
+        ...                  '  File "worker.py", line 1, in main\nKeyError: 'x'\n\tat org.apache...')
+        "KeyError: 'x'"
+    """
+    found, in_traceback = None, False
+    for line in text.splitlines():
+        if TRACEBACK_HEADER in line:
+            in_traceback = True
+        elif in_traceback and line.strip() and not line[0].isspace():
+            found, in_traceback = line.strip(), False
+    return found
 
 
 def available_slots(spark) -> int:
@@ -163,8 +188,13 @@ def run_stage(task: Callable[[int, Any], list[RankOutcome]], num_proc: int,
     n = num_proc
     try:
         outcomes = sc.parallelize(range(n), n).barrier().mapPartitionsWithIndex(task).collect()
-    except Exception as e:  # the task itself failed: a rank's Python worker exited or was killed
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    except Exception as e:  # the task itself failed: a rank's Python worker raised, exited or was killed
+        text = str(e).strip()
+        cause = worker_exception(text)
+        if cause is not None:
+            raise WorkerError(f"{cause} (raised in the Python worker of a training process of {n}, before its rank "
+                              "could report; see the executor's log)") from e
+        reason = text.splitlines()[0] if text else type(e).__name__
         raise WorkerError(f"a training process of {n} ended without reporting (its Python worker exited "
                           f"or was killed; see the executor's log): {reason}") from e
     failure = first_failure(outcomes, follow_on)
