@@ -29,6 +29,7 @@ from deepflash.networks import (build_model, check_against_shape, check_loss, ch
                                 resolve_layers, resolve_loss, validate_layers)
 from deepflash.params import SHARED_PARAM_NAMES, _KerasParams, add_accessors
 from deepflash.persistence import KerasStageReader, KerasStageWriter
+from deepflash.requirements import PETASTORM, TENSORFLOW, require
 from deepflash.schedules import LrSchedule, check_schedule
 from deepflash.store import Store, check_reachable, default_store_path
 
@@ -160,7 +161,11 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
 
     # --- fit ----------------------------------------------------------------------------
     def validateParams(self) -> None:
-        """Checks that need several Params together; raises ValueError naming them. No Spark job."""
+        """Checks that need several Params together; raises ValueError naming them, or
+        MissingDependencyError naming a package this Python lacks. No Spark job."""
+        require(TENSORFLOW)
+        if self.getReader() == "petastorm":
+            require(PETASTORM)
         check_optimizer(self.getOptimizer())
         check_loss(self.getLoss())
         input_shape, augmentation = self.getInputShape(), self.getAugmentation()
