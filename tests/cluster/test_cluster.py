@@ -104,6 +104,9 @@ def test_barrier_backend_trains_across_both_workers_without_horovod(cluster):
     proc = cluster.submit("barrier_fit.py", cluster.shared_dir, timeout=600)
     out = cluster.result(proc)
     assert _workers_used(cluster, proc) == {"worker-1", "worker-2"}, out
+    # the executor check before the first fit ran on both workers' executors
+    assert {os.path.relpath(w, cluster.root).split(os.sep)[2] for w in out["checked_workdirs"]} == \
+        {"worker-1", "worker-2"}, out
     assert out["accuracy"] >= 0.95, out
     assert out["epochs"] == 12
     assert out["equal_predictions"] == out["rows"], out

@@ -1,7 +1,8 @@
 """Cluster scenario: fit digits with backend="barrier" (TensorFlow's MultiWorkerMirroredStrategy,
 2 processes, no Horovod), store in the shared dir, then save the Pipeline, load it back and score.
 Then fit again with readMode="stream" (the ranks stream their shards from the shared store through
-the shuffle buffer) and score that model too.
+the shuffle buffer) and score that model too. Reports the executor Pythons that the first fit's
+executor check saw (the cached answer: no job).
 
 Usage: spark-submit barrier_fit.py SHARED
 """
@@ -16,6 +17,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from deepflash import KerasEstimator
+from deepflash.backends.executor_env import check_executors
 from deepflash.datasets import load_digits
 
 shared = sys.argv[1]
@@ -28,6 +30,7 @@ est = KerasEstimator(backend="barrier", numProc=2, storePath=shared + "/barrier-
 started = time.time()
 model = Pipeline(stages=[est]).fit(train)
 fit_seconds = time.time() - started
+checked = check_executors(spark)
 path = os.path.join(shared, "barrier-model")
 model.write().overwrite().save(path)
 loaded = PipelineModel.load(path)
@@ -48,6 +51,7 @@ print("RESULT " + json.dumps({
     "equal_predictions": sum(a[i][0] == b[i][0] for i in a),
     "max_abs_probability_diff": max(max(abs(x - y) for x, y in zip(a[i][1], b[i][1])) for i in a),
     "epochs": len(model.stages[-1].getHistory()["loss"]),
+    "checked_workdirs": [env.workdir for env in checked],
     "stream": {"read_mode": streamed.fitInfo.read_mode, "rows_read_per_rank": streamed.fitInfo.rows_read_per_rank,
                "reused": streamed.fitInfo.data["reused"], "accuracy": sum(s[i][0] == labels[i] for i in s) / len(s),
                "epochs": len(streamed.getHistory()["loss"])}}))
