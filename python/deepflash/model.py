@@ -24,30 +24,11 @@ from deepflash.params import (
     add_accessors,
 )
 from deepflash.persistence import KerasStageReader, KerasStageWriter
+from deepflash.scoring import network_outputs, predict_batch_rows, score_outputs
 
 log = logging.getLogger("deepflash")
 
 _OUT = "__deepflash_out"
-# Activations of one predict call stay under this many bytes (see predict_batch_rows).
-PREDICT_MEMORY_BYTES = 8 << 20
-
-
-def predict_batch_rows(model, budget_bytes: int = PREDICT_MEMORY_BYTES) -> int:
-    """Rows per ``predict_on_batch`` call: as many as fit ``budget_bytes`` of float32 activations.
-
-    Each row costs its input plus every layer's output (a dense net on 784 pixels: about 5 KB), so
-    small nets get large batches (few calls, little per-call overhead) and wide ones stay bounded.
-    The budget is small on purpose: activations that stay in the CPU cache beat one huge call
-    (2,048-row calls ran Fashion-MNIST's MLP about 1.5x faster than 10,000-row ones).
-    """
-    floats = 0
-    for layer in model.layers:
-        shape = output_shape(layer)
-        shapes = shape if isinstance(shape, list) else [shape]
-        for shape in shapes:
-            floats += int(np.prod([d for d in shape[1:] if d is not None] or [1]))
-    floats += int(np.prod([d for d in model.input_shape[1:] if d is not None] or [1]))
-    return int(min(16384, max(256, budget_bytes // (4 * max(floats, 1)))))
 
 
 def _as_matrix(features: pd.Series, input_dim: int, features_col: str) -> np.ndarray:
@@ -82,18 +63,10 @@ def _predictor(broadcast, digest: str, output_kind: str, input_dim: int, width: 
         rows_per_call = predict_batch_rows(model)
         for features in batches:
             x = _as_matrix(features, input_dim, features_col)
-            out = np.zeros((0, max(width, 1)))  # an empty batch: empty columns below
-            if len(x):
-                out = np.concatenate([np.asarray(model.predict_on_batch(x[i:i + rows_per_call]), np.float64)
-                                      for i in range(0, len(x), rows_per_call)])
-            if output_kind == "multiclass":
-                cols = {"prediction": out.argmax(axis=1).astype(np.float64)}
-                cols.update({f"p{k}": out[:, k] for k in range(width)})
-            elif output_kind == "binary":
-                p1 = out[:, 0]
-                cols = {"prediction": (p1 >= 0.5).astype(np.float64), "p0": 1.0 - p1, "p1": p1}
-            else:
-                cols = {"prediction": out[:, 0]}
+            prediction, probability = score_outputs(network_outputs(model, x, rows_per_call), output_kind, width)
+            cols = {"prediction": prediction}
+            if probability is not None:
+                cols.update({f"p{k}": probability[:, k] for k in range(width)})
             yield pd.DataFrame(cols)
 
     return predict

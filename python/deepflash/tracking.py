@@ -1,6 +1,6 @@
 """MLflow tracking: training runs (params, per-epoch metrics, history, plots, the fitted
-PipelineModel as an MLflow model, optional registration) and searches (a parent run per search,
-a nested run per trial).
+PipelineModel as an MLflow model and its network as a pyfunc model, optional registration) and
+searches (a parent run per search, a nested run per trial).
 
 Jobs call :func:`configure` first: an explicit URI wins, then ``MLFLOW_TRACKING_URI``, then a local
 SQLite database ``sqlite:///<output root>/mlruns.db`` with artifacts in ``<output root>/mlartifacts``.
@@ -250,3 +250,13 @@ class RunTracker:
         info = mlflow.spark.log_model(model, "model", registered_model_name=registered_model_name,
                                       signature=signature)
         return info.model_uri
+
+    def log_network_model(self, model, rows) -> str:
+        """The PipelineModel's network as an MLflow ``pyfunc`` model named ``network``, beside the
+        Spark model (:func:`deepflash.serving.log_pyfunc`; ``mlflow models serve`` and Databricks
+        Model Serving score it without Spark). It scores the features after the pipeline's feature
+        stages; its input example is the first rows of ``rows`` (a Spark DataFrame of raw rows)
+        through those stages. Returns its model URI."""
+        from deepflash.serving import log_pyfunc, network_input_rows
+
+        return log_pyfunc(model, "network", input_example=network_input_rows(model, rows)).model_uri

@@ -1,5 +1,6 @@
 """``deepflash train``: fits the configured estimator; writes model/, metrics.json, plots/, report.html
-and, with tracking on, an MLflow run with the logged model.
+and, with tracking on, an MLflow run with the logged Spark model (``model``) and its network as a
+pyfunc model (``network``) for serving without Spark.
 
 Example:
     deepflash train --config conf/default.yaml --set model.epochs=5 --output /tmp/digits
@@ -69,9 +70,11 @@ def run(config: dict, output: str, overwrite: bool = False) -> dict:
                 tracker.log_files([os.path.join(out.local, "metrics.json"), os.path.join(out.local, "report.html")])
                 metrics["model_uri"] = tracker.log_pipeline_model(model, tracking.registered_model,
                                                               estimator.getFeaturesCol())
+                metrics["network_uri"] = tracker.log_network_model(model, test_df)
                 metrics["mlflow_run_id"] = tracker.run_id
                 write_json(os.path.join(out.local, "run.json"), {"mlflow_run_id": tracker.run_id,
-                                                                 "model_uri": metrics["model_uri"]})
+                                                                 "model_uri": metrics["model_uri"],
+                                                                 "network_uri": metrics["network_uri"]})
     log.info("test metrics: %s", json.dumps(metrics["test"]))
     log.info("wrote the model, metrics, plots and report to %s", output)
     print(json.dumps({"output": output, "test": metrics["test"], "fit_seconds": round(fit_seconds, 1)}, indent=2))

@@ -1,6 +1,7 @@
 """``deepflash tune``: the config's ``search`` section (HyperoptSearch, or OptunaSearch for
 ``search.engine: optuna``); writes model/ (the search model), trials.csv, metrics.json, plots and a
-report; the search is an MLflow parent run with a nested run per trial.
+report; the search is an MLflow parent run with a nested run per trial, and the best model is logged
+to it as a Spark model (``model``) and its network as a pyfunc model (``network``).
 
 Example:
     deepflash tune --config conf/fashion_mnist_search.yaml --set search.maxEvals=8
@@ -97,9 +98,10 @@ def run(config: dict, output: str, overwrite: bool = False) -> dict:
                 if found.bestModel is not None:
                     from pyspark.ml import PipelineModel
 
-                    metrics["model_uri"] = tracker.log_pipeline_model(
-                        PipelineModel(model.stages[:-1] + [found.bestModel]), tracking.registered_model,
-                        estimator.getFeaturesCol())
+                    best = PipelineModel(model.stages[:-1] + [found.bestModel])
+                    metrics["model_uri"] = tracker.log_pipeline_model(best, tracking.registered_model,
+                                                                      estimator.getFeaturesCol())
+                    metrics["network_uri"] = tracker.log_network_model(best, test_df)
     log.info("search done: best %s %.4f with %s", metric, metrics["best_metric"], json.dumps(found.bestParams))
     print(json.dumps({"output": output, "best_metric": metrics["best_metric"], "test": metrics.get("test")}, indent=2))
     return metrics
