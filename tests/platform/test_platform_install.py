@@ -1,5 +1,5 @@
 """The wheel installs onto a platform's own stack: a fresh Python 3.12 environment standing for a
-Databricks ML runtime or a GPU cluster image (python/requirements-platform.txt: pyspark 4.3,
+Databricks ML runtime or a cluster image (python/requirements-platform.txt: pyspark 4.3,
 TensorFlow 2.21 with Keras 3, numpy 2, pandas 3, mlflow), then ``pip install deepflash-*.whl``.
 
 Checked: the wheel's metadata (ranges, no training framework, Horovod or Petastorm in the core, no
@@ -117,9 +117,10 @@ def test_wheel_declares_ranges_and_no_framework_and_holds_only_the_library(wheel
 
 def test_install_onto_the_platform_only_adds_packages(platform):
     python, before, after = platform
-    assert before["pyspark"] == "4.3.0" and before["tensorflow"] == "2.21.0" and before["numpy"].startswith("2.")
+    assert before["pyspark"] == "4.3.0" and before["tensorflow-cpu"] == "2.21.0" and before["numpy"].startswith("2.")
     assert _changed(before, after) == {}, "the wheel replaced or removed platform packages"
-    assert "tensorflow-cpu" not in after
+    # No second TensorFlow build beside the platform's own.
+    assert not {"tensorflow", "tensorflow-gpu", "tf-nightly"} & set(after)
     assert "deepflash" in after
     _run([python, "-m", "pip", "check"], 300)
 
