@@ -17,6 +17,7 @@ from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasSeed
 from pyspark.sql import DataFrame
 
+from deepflash.backends.executor_env import check_executors
 from deepflash.evolution.architecture import LAYER_KINDS, Architecture, ArchitectureSpace
 from deepflash.evolution.evaluation import SparkEvaluator
 from deepflash.evolution.genetic import GenerationStats, GeneticAlgorithm
@@ -202,6 +203,8 @@ class EvolutionarySearch(BaseSearch, _EvolutionParams):
         series = dataset.orderBy(self.getOrderBy()).select(*cols).toPandas().to_numpy(dtype=np.float64)
         problem = self._problem(series)
         ga = self.algorithm()
+        # The generations are evaluated on the executors, so their Python must run deepflash.
+        check_executors(spark, self.getParallelism())
         evaluator = SparkEvaluator(spark, self.getParallelism())
         fitness_name = "log_p" if self.getProblem() == "mae_sampling" else "val_mae"
         log.info("evolutionary search (%s): %d steps x %d values, population %d, %d generations, "
