@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import time
+import urllib.request
 import uuid
 
 import numpy as np
@@ -51,3 +54,27 @@ def raises_before_any_job(spark, error, match):
     finally:
         sc.setLocalProperty("spark.jobGroup.id", None)
     assert sc.statusTracker().getJobIdsForGroup(group) == []
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_http(url: str, proc, log_path, timeout: float = 120.0) -> float:
+    """Waits, at most ``timeout`` seconds, until ``url`` answers 200 while server ``proc`` lives;
+    returns the seconds waited. Fails with the tail of the server's log otherwise."""
+    started = time.time()
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return time.time() - started
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() - started > timeout:
+            raise AssertionError(f"{url} did not answer within {timeout:.0f}s (server exit code {proc.poll()}): "
+                                 f"{open(log_path).read()[-3000:]}")
+        time.sleep(0.5)

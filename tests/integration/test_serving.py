@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 
 from deepflash import KerasEstimator
 from deepflash.serving import log_pyfunc, network_input_rows, network_matrix
+from helpers import free_port, wait_for_http
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -120,17 +120,11 @@ def test_a_wrong_width_names_what_was_expected_and_found(fitted, logged):
         loaded.predict(pd.DataFrame(x[:2, :63], columns=[f"f{i}" for i in range(63)]))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_mlflow_models_serve_answers_as_transform(fitted, logged, tmp_path):
     _, x, prediction, probability = fitted
     run_id, _, _ = logged
-    port = _free_port()
+    port = free_port()
     mlflow_bin = Path(sys.executable).parent / "mlflow"
     log_path = tmp_path / "serve.log"
     started = time.time()
@@ -141,17 +135,7 @@ def test_mlflow_models_serve_answers_as_transform(fitted, logged, tmp_path):
                                   env={**os.environ, "PATH": f"{mlflow_bin.parent}{os.pathsep}{os.environ['PATH']}"})
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/ping", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert server.poll() is None and time.time() < deadline, (
-                f"mlflow models serve did not answer /ping: {log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
+        wait_for_http(f"{url}/ping", server, log_path)
         ready = time.time() - started
         answers = {}
         for form, body in (("inputs", {"inputs": x.tolist()}),
