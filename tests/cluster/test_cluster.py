@@ -2,6 +2,7 @@
 standing in for NFS/HDFS/DBFS, every scenario in its own spark-submit driver (see conftest.py)."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 
@@ -34,6 +35,7 @@ def fitted(cluster):
     return {**cluster.result(proc), "workers": sorted(_workers_used(cluster, proc))}
 
 
+@pytest.mark.horovod
 def test_horovod_pipeline_fits_and_saves_to_shared_storage(cluster, fitted):
     assert fitted["workers"] == ["worker-1", "worker-2"], fitted
     assert fitted["accuracy"] >= 0.9, fitted
@@ -43,6 +45,7 @@ def test_horovod_pipeline_fits_and_saves_to_shared_storage(cluster, fitted):
     assert not os.path.exists(os.path.join(cluster.shared_dir, "store", "runs", fitted["run_id"]))
 
 
+@pytest.mark.horovod
 def test_a_new_driver_loads_the_model_and_predicts_the_same(cluster, fitted):
     out = cluster.result(cluster.submit("load_predict.py", cluster.shared_dir, timeout=300))
     assert out["rows"] == out["saved_rows"] == out["common"] == fitted["rows"], out
@@ -60,9 +63,12 @@ def test_fit_without_store_path_fails_fast_naming_store_path(cluster):
 
 def test_train_job_on_the_cluster(cluster):
     output = os.path.join(cluster.shared_dir, "train-out")
+    # conf/default.yaml trains with Horovod; where the profile has none, with the barrier backend
+    # (as `gradle run -Pprofile=modern` does).
+    backend = [] if importlib.util.find_spec("horovod") else ["--set", "model.backend=barrier"]
     proc = cluster.submit("jobs/train.py", "--config", "conf/default.yaml", "--overwrite", "--output", output,
                           "--set", f"model.storePath={cluster.shared_dir}/store2", "--set", "tracking.enabled=false",
-                          timeout=600)
+                          *backend, timeout=600)
     assert _workers_used(cluster, proc) == {"worker-1", "worker-2"}, (
         "the job got no executors on the cluster: it ignored spark-submit's --master "
         "(conf/default.yaml says spark.master: local[2])")

@@ -1,4 +1,4 @@
-"""Cluster scenario: a Horovod fit with no storePath. The default store would sit in the driver's
+"""Cluster scenario: a distributed fit (the barrier backend, which both profiles have) with no storePath. The default store would sit in the driver's
 local temp dir, which the executors cannot reach: the fit must fail fast and say so.
 
 Usage: spark-submit default_store.py
@@ -16,7 +16,7 @@ spark.sparkContext.setLogLevel("WARN")
 train = load_digits(spark)
 started = time.time()
 try:
-    KerasEstimator(backend="horovod", numProc=2, epochs=2, seed=1).fit(train)
+    KerasEstimator(backend="barrier", numProc=2, epochs=2, seed=1).fit(train)
     outcome = {"type": None, "message": None}
 except Exception as e:  # noqa: BLE001 - the scenario reports whatever was raised
     outcome = {"type": type(e).__name__, "message": str(e)[:4000]}
