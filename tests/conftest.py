@@ -52,8 +52,21 @@ def digits(spark):
 OPTIONAL_STACKS = {"horovod": "horovod", "petastorm": "petastorm"}
 
 
+# Set by `gradle test` for its second pass (the modern profile after the classic one): slow tests
+# marked `one_profile` ran in the first pass, and what differs between the profiles in them is
+# covered in this pass by other tests (see each test's marker reason).
+SECOND_PROFILE_PASS = os.environ.get("DEEPFLASH_SECOND_PROFILE_PASS") == "1"
+
+
 def pytest_collection_modifyitems(config, items):
-    """Skips tests marked ``horovod`` or ``petastorm`` where that package is not installed."""
+    """Skips tests marked ``horovod`` or ``petastorm`` where that package is not installed, and
+    those marked ``one_profile`` in the second profile pass of ``gradle test``."""
+    if SECOND_PROFILE_PASS:
+        for item in items:
+            marker = item.get_closest_marker("one_profile")
+            if marker is not None:
+                reason = marker.kwargs.get("reason") or marker.args[0]
+                item.add_marker(pytest.mark.skip(reason=f"ran on the classic profile; here {reason}"))
     for marker, module in OPTIONAL_STACKS.items():
         if importlib.util.find_spec(module) is not None:
             continue

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+# The searches orchestrate trials alike on both profiles; what differs is Keras inside the trials.
+SEARCH_COVERED = "the searches' Keras 3 trials are covered by the local[2] search tests, and Keras 3 training on both workers by the barrier and train-job scenarios"
 
 
 def _workers_used(cluster, proc) -> set[str]:
@@ -78,6 +80,7 @@ def test_train_job_on_the_cluster(cluster):
     assert metrics["metrics"]["test"]["accuracy"] >= 0.9, metrics["metrics"]["test"]
 
 
+@pytest.mark.one_profile(SEARCH_COVERED)
 def test_hyperopt_search_with_spark_trials_on_the_cluster(cluster):
     out = cluster.result(cluster.submit("search.py", cluster.shared_dir, timeout=600))
     assert out["trials"] == 4, out
@@ -85,6 +88,7 @@ def test_hyperopt_search_with_spark_trials_on_the_cluster(cluster):
     assert out["accuracy"] >= 0.9, out
 
 
+@pytest.mark.one_profile(SEARCH_COVERED)
 def test_optuna_search_and_ran_on_the_cluster(cluster):
     proc = cluster.submit("optuna_ran.py", cluster.shared_dir, timeout=600)
     out = cluster.result(proc)
@@ -95,6 +99,7 @@ def test_optuna_search_and_ran_on_the_cluster(cluster):
     assert _workers_used(cluster, proc) == {"worker-1", "worker-2"}, "the trials did not run on both workers"
 
 
+@pytest.mark.one_profile(SEARCH_COVERED)
 def test_mae_sampling_and_evolutionary_search_on_the_cluster(cluster):
     proc = cluster.submit("evolution_sampling.py", cluster.shared_dir, timeout=600)
     out = cluster.result(proc)
