@@ -29,11 +29,9 @@ PIP="$VENV/bin/python -m pip"
 $PIP install --quiet --upgrade "pip<25"
 echo "deepflash setup: installing the pinned $PROFILE stack ($(basename "$REQS"))"
 $PIP install --quiet -r "$REQS"
-if [ "$PROFILE" = classic ]; then
-  # PyTorch for Optuna's GP sampler, without its setuptools>=77 pin that petastorm's <70 excludes
-  # (see python/requirements-gp.txt).
-  $PIP install --quiet --no-deps -r "$ROOT/python/requirements-gp.txt"
-fi
+# PyTorch for Optuna's GP sampler (the gp extra), on both profiles, without its setuptools>=77 pin
+# that the lock files' setuptools<70 excludes (see python/requirements-gp.txt).
+$PIP install --quiet --no-deps -r "$ROOT/python/requirements-gp.txt"
 
 if [ "$PROFILE" = modern ]; then
   $PIP install --quiet --no-deps --no-build-isolation -e "$ROOT/python"
