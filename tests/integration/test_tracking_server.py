@@ -57,6 +57,8 @@ def test_a_run_logged_to_the_server_reads_back_through_the_client(mlflow_server,
             run_id = run.run_id
     finally:
         mlflow.set_tracking_uri(previous)
+        # configure() made the server's experiment the active one; later tests log to the local store's default.
+        mlflow.set_experiment(experiment_id="0")
 
     client = MlflowClient(tracking_uri=mlflow_server)
     got = client.get_run(run_id)
