@@ -78,18 +78,3 @@ def test_predict_needs_an_output(recorded, capsys):
     with pytest.raises(SystemExit) as done:
         jobs_main.main(["predict", "--model", "m", "--input", "x"])
     assert done.value.code == 2 and "--output is required" in capsys.readouterr().err and recorded == []
-
-
-def test_a_passthrough_job_gets_its_arguments_as_given(monkeypatch):
-    seen = []
-    raw = Job("raw", "reads its own arguments", passthrough=lambda argv: seen.append(argv) or 3)
-    monkeypatch.setattr(jobs_main, "JOBS", (raw,))
-    assert jobs_main.main(["raw", "--", "--rows", "10", "--help"]) == 3
-    assert seen == [["--", "--rows", "10", "--help"]]
-
-
-def test_a_job_has_exactly_one_of_run_or_passthrough():
-    with pytest.raises(ValueError, match="job 'x': give exactly one of `run` or `passthrough`"):
-        Job("x", "help")
-    with pytest.raises(ValueError, match="exactly one"):
-        Job("x", "help", run=print, passthrough=lambda argv: 0)

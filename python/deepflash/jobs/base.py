@@ -42,21 +42,14 @@ class Job:
             ``--set`` and ``--overwrite``, which every job has).
         config_required: ``--config`` must be given.
         output_required: ``--output`` must be given (no default from the config).
-        passthrough: instead of ``run``, takes the raw arguments after the subcommand and returns
-            the exit status (for a job with its own argument parser, such as ``bench``).
     """
 
     name: str
     help: str
-    run: Callable[[Invocation], Any] | None = None
+    run: Callable[[Invocation], Any]
     arguments: Callable[[argparse.ArgumentParser], None] | None = None
     config_required: bool = True
     output_required: bool = False
-    passthrough: Callable[[list[str]], int] | None = None
-
-    def __post_init__(self):
-        if (self.run is None) == (self.passthrough is None):
-            raise ValueError(f"job {self.name!r}: give exactly one of `run` or `passthrough`")
 
 
 def common_arguments(parser: argparse.ArgumentParser, config_required: bool = True) -> None:

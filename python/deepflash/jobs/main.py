@@ -40,9 +40,6 @@ def build_parser(jobs: tuple[Job, ...] = JOBS) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepflash", description="Keras on Spark: configured jobs")
     sub = parser.add_subparsers(dest="command", required=True)
     for job in jobs:
-        if job.passthrough is not None:  # its own parser reads the rest of the command line
-            sub.add_parser(job.name, help=job.help, add_help=False)
-            continue
         p = sub.add_parser(job.name, help=job.help)
         common_arguments(p, config_required=job.config_required)
         if job.arguments is not None:
@@ -60,8 +57,6 @@ def main(argv: list[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     jobs = {job.name: job for job in JOBS}
-    if argv and argv[0] in jobs and jobs[argv[0]].passthrough is not None:
-        return jobs[argv[0]].passthrough(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     job = jobs[args.command]
