@@ -27,33 +27,36 @@ def frame(spark, x: np.ndarray, y: np.ndarray, prefix: str = "f"):
     return spark.createDataFrame(pdf)
 
 
-def fails_cleanly(spark, store_dir, df, est, error, match, *, no_job: bool):
-    """Fits, expects ``error`` matching ``match``; checks no store write and (optionally) no Spark job."""
+@contextlib.contextmanager
+def job_group(spark, prefix: str):
+    """Runs the block's Spark jobs in a fresh job group and yields its id, so that a test can count
+    them afterwards with ``statusTracker().getJobIdsForGroup``."""
     sc = spark.sparkContext
-    group = f"validation-{uuid.uuid4().hex[:8]}"
-    sc.setJobGroup(group, "validation test")
+    group = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    sc.setJobGroup(group, f"{prefix} test")
     try:
-        with pytest.raises(error, match=match):
-            est.setStorePath(store_dir).fit(df)
+        yield group
     finally:
         sc.setLocalProperty("spark.jobGroup.id", None)
+
+
+def fails_cleanly(spark, store_dir, df, est, error, match, *, no_job: bool):
+    """Fits, expects ``error`` matching ``match``; checks no store write and (optionally) no Spark job."""
+    with job_group(spark, "validation") as group:
+        with pytest.raises(error, match=match):
+            est.setStorePath(store_dir).fit(df)
     assert not os.path.exists(store_dir), f"something was written to the store: {os.listdir(store_dir)}"
     if no_job:
-        assert sc.statusTracker().getJobIdsForGroup(group) == []
+        assert spark.sparkContext.statusTracker().getJobIdsForGroup(group) == []
 
 
 @contextlib.contextmanager
 def raises_before_any_job(spark, error, match):
     """Expects the block to raise ``error`` matching ``match`` without running a Spark job."""
-    sc = spark.sparkContext
-    group = f"no-job-{uuid.uuid4().hex[:8]}"
-    sc.setJobGroup(group, "no-job test")
-    try:
+    with job_group(spark, "no-job") as group:
         with pytest.raises(error, match=match):
             yield
-    finally:
-        sc.setLocalProperty("spark.jobGroup.id", None)
-    assert sc.statusTracker().getJobIdsForGroup(group) == []
+    assert spark.sparkContext.statusTracker().getJobIdsForGroup(group) == []
 
 
 def free_port() -> int:

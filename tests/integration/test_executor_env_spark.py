@@ -8,12 +8,12 @@ import os
 import socket
 import subprocess
 import sys
-import uuid
 
 import pytest
 
 from deepflash import KerasEstimator
 from deepflash.backends import executor_env
+from helpers import job_group
 
 LAYERS = [{"type": "dense", "units": 8, "activation": "relu"}]
 
@@ -26,13 +26,8 @@ def _probe_jobs(spark, group: str) -> list[int]:
 
 
 def _in_group(spark, fn) -> str:
-    sc = spark.sparkContext
-    group = f"executor-check-{uuid.uuid4().hex[:8]}"
-    sc.setJobGroup(group, "executor check test")
-    try:
+    with job_group(spark, "executor-check") as group:
         fn()
-    finally:
-        sc.setLocalProperty("spark.jobGroup.id", None)
     return group
 
 

@@ -225,14 +225,11 @@ def test_missing_and_non_numeric_weight_columns_fail_without_a_job(spark):
 
 
 def _jobs_of(spark, fn) -> int:
-    sc = spark.sparkContext
-    group = f"weights-{uuid.uuid4().hex[:8]}"
-    sc.setJobGroup(group, "validation pass")
-    try:
+    from helpers import job_group  # here: a subprocess test imports this module without tests/ on its path
+
+    with job_group(spark, "weights") as group:
         fn()
-    finally:
-        sc.setLocalProperty("spark.jobGroup.id", None)
-    return len(sc.statusTracker().getJobIdsForGroup(group))
+    return len(spark.sparkContext.statusTracker().getJobIdsForGroup(group))
 
 
 def test_weight_checks_add_no_job_to_the_validation_pass(spark):
