@@ -29,7 +29,7 @@ def cascade_benchmark(train_df, test_df, args, store: str) -> dict:
         ``mode``, ``seconds`` (the whole fit), ``train_seconds`` and ``test_accuracy``.
     """
     from deepflash import KerasEstimator
-    from deepflash.cascade import resolve_cascade
+    from deepflash.networks.cascade_plan import resolve_cascade
 
     base = dict(layers="deep", optimizer="adam", learningRate=args.cascade_lr, batchSize=args.batch_size,
                 epochs=args.cascade_epochs, validationSplit=0.1, reduceLrPatience=2, reduceLrFactor=0.1,
@@ -67,7 +67,7 @@ def report_lines(result: dict, rows: int) -> list[str]:
 
 
 def write_plots(result: dict, output: str) -> list[str]:
-    from deepflash import plots
+    from deepflash.reporting import plots
 
     return [plots.overlay(result["histories"], "val_accuracy", os.path.join(output, "cascade_vs_standard.png"),
                           title="Validation accuracy per epoch: cascade against standard"),

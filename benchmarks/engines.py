@@ -5,7 +5,7 @@ search the same space with the same number of trials, per seed. For each: the be
 accuracy after n trials (mean ± std over seeds), the trial-epochs run (pruned trials stop early),
 and the wall time; and a plot of the best so far against the trial-epochs spent.
 
-Off by default: at the issue's size (10k rows, 6 epochs, 24 trials, 3 seeds: 288 trial fits) it
+Off by default: at its full size (10k rows, 6 epochs, 24 trials, 3 seeds: 288 trial fits) it
 takes about an hour on two cores. ``--engines-trials 12 --engines-epochs 3 --engines-seeds 1`` is
 a quick look.
 """
@@ -108,7 +108,7 @@ def engines_lines(result: dict) -> list[str]:
 
 def engines_plot(result: dict, path: str) -> str:
     """Best val_accuracy so far against the trial-epochs spent, one line per engine and seed."""
-    from deepflash import plots
+    from deepflash.reporting import plots
 
     return plots.budget_curves({name: [(r["spent"], r["curve"]) for r in result["runs"] if r["engine"] == name]
                                 for name in result["summary"]}, path, xlabel="trial-epochs spent",

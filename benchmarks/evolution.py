@@ -21,9 +21,9 @@ def main(out: str) -> None:
     from pyspark.sql import SparkSession
 
     from deepflash import EvolutionarySearch, KerasEstimator
-    from deepflash.datasets import from_numpy
-    from deepflash.plots import generations
-    from deepflash.timeseries import window_arrays
+    from deepflash.data.datasets import from_numpy
+    from deepflash.reporting.plots import generations
+    from deepflash.ml.timeseries import window_arrays
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")

@@ -292,7 +292,7 @@ def main(argv=None) -> int:
 
     from pyspark.sql import SparkSession
 
-    from deepflash import datasets
+    from deepflash.data import datasets
 
     if not os.path.isdir(args.data):
         raise SystemExit(f"Fashion-MNIST not found in {args.data}: apt-get install dataset-fashion-mnist")
@@ -428,11 +428,11 @@ def main(argv=None) -> int:
                          f"{r['seconds'] - r['train_seconds'] - r['plan_seconds'] - r['read_seconds']:.1f}s")
     report = "\n".join(lines)
     print(report)
-    from deepflash import fs
+    from deepflash.io import fs
 
     os.makedirs(args.output, exist_ok=True)
     fs.write_bytes(fs.qualify(os.path.join(args.output, "benchmark.md")), (report + "\n").encode("utf-8"))
-    from deepflash import plots
+    from deepflash.reporting import plots
 
     if goals:
         plots.goal_bars(goals, os.path.join(args.output, "goals.png"))

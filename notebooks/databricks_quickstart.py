@@ -25,7 +25,7 @@ from pyspark.ml import Pipeline
 from pyspark.ml.feature import StandardScaler
 
 from deepflash import KerasEstimator, OptunaSearch, datasets
-from deepflash.evaluation import classification_report, diagnose
+from deepflash.reporting.metrics import classification_report, diagnose
 
 # A volume every node sees, for the materialized data, checkpoints and saved models.
 STORE = "/Volumes/main/default/deepflash/store"

@@ -41,7 +41,7 @@ def spark(tmp_path_factory):
 @pytest.fixture(scope="session")
 def digits(spark):
     """(train, test) DataFrames of scikit-learn's digits, split 80/20 by a fixed seed, cached."""
-    from deepflash.datasets import load_digits
+    from deepflash.data.datasets import load_digits
 
     train, test = load_digits(spark).randomSplit([0.8, 0.2], seed=7)
     return train.cache(), test.cache()

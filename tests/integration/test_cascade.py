@@ -12,7 +12,7 @@ import pytest
 
 from helpers import accuracy, fails_cleanly
 from deepflash import KerasEstimator
-from deepflash.remote import CHECKPOINT_FILE, CRASH_ENV
+from deepflash.worker.loop import CHECKPOINT_FILE, CRASH_ENV
 
 pytestmark = pytest.mark.slow
 
@@ -73,7 +73,7 @@ class WeightRecorder:
 
 def layer_path(store, train, rate: float) -> tuple[list[dict], list[str]]:
     """Per epoch, every hidden layer's weights, in a cascade fit with fine-tune ``rate``."""
-    from deepflash.remote import train_network
+    from deepflash.worker.loop import train_network
 
     est = cascade(store, cascadeFineTuneRate=rate)
     plan = est.plan(train)
@@ -157,8 +157,8 @@ class Interrupt:
 def test_local_resume_within_and_between_stages_is_exact(digits, store, stop_at, stage):
     """A run interrupted at the start of epoch ``stop_at`` and resumed from its checkpoint ends
     bitwise as the run that went through."""
-    from deepflash import remote
-    from deepflash.keras_io import model_to_bytes
+    from deepflash.worker import loop as remote
+    from deepflash.io.keras_files import model_to_bytes
     from deepflash.networks import build_model
 
     train, _ = digits

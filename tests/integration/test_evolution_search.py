@@ -40,8 +40,8 @@ def found(spark, tmp_path_factory):
 
 @pytest.mark.slow
 def test_trained_search_beats_persistence_on_a_held_out_stretch(spark, found):
-    from deepflash.datasets import from_numpy
-    from deepflash.timeseries import window_arrays
+    from deepflash.data.datasets import from_numpy
+    from deepflash.ml.timeseries import window_arrays
 
     assert isinstance(found, EvolutionarySearchModel) and isinstance(found.bestModel, KerasModel)
     arch = found.architecture()
@@ -138,7 +138,7 @@ def test_unordered_series_and_bad_params_are_refused(spark, tmp_path):
 @pytest.mark.slow
 def test_mae_sampling_search_scores_without_training(spark, tmp_path):
     from deepflash.evolution.sampling import mae_random_sampling
-    from deepflash.timeseries import window_arrays
+    from deepflash.ml.timeseries import window_arrays
 
     found = _search(str(tmp_path / "store"), problem="mae_sampling", samples=20, generations=1, refit=False,
                     layerTypes=["lstm"]).fit(_frame(spark, _series(300)))

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deepflash.config import load_config
+from deepflash.jobs.config import load_config
 from deepflash.jobs import evolve as evolve_job
 from deepflash.jobs.main import main
 
@@ -87,7 +87,7 @@ def test_evolve_job_refuses_an_existing_output_and_bad_config(evolved, capsys):
 
 
 def test_evolve_job_needs_a_series_source_and_says_so_before_spark(tmp_path):
-    from deepflash.config import ConfigError
+    from deepflash.jobs.config import ConfigError
 
     config = load_config(str(ROOT / "conf" / "sine_evolution.json"), ["data.source=digits"])
     with pytest.raises(ConfigError, match=r"data.source: `evolve` searches a generated series, expected 'sine'"):

@@ -61,7 +61,7 @@ spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "fal
 spark.sparkContext.setLogLevel("ERROR")
 from deepflash import KerasEstimator
 from deepflash.backends import WorkerError, get_backend
-from deepflash.datasets import load_digits
+from deepflash.data.datasets import load_digits
 
 train = load_digits(spark)
 out = {}

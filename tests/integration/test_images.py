@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from deepflash import KerasEstimator, KerasModel
-from deepflash.datasets import FASHION_MNIST_DIR, from_numpy, load_idx_numpy
+from deepflash.data.datasets import FASHION_MNIST_DIR, from_numpy, load_idx_numpy
 
 from helpers import fails_cleanly
 

@@ -164,7 +164,7 @@ def test_predict_scores_parquet_with_the_saved_model(spark, train_output, digits
 
 @pytest.fixture(scope="module")
 def tune_output(tmp_path_factory):
-    from deepflash.config import validate
+    from deepflash.jobs.config import validate
 
     out = tmp_path_factory.mktemp("tune") / "tune"
     config = validate({
@@ -208,8 +208,8 @@ def test_tune_job_with_optuna_over_two_metrics(tmp_path):
     satisficing choice as the saved search model's best model."""
     import pandas as pd
 
-    from deepflash.config import validate
-    from deepflash.tuning.optuna_search import OptunaSearchModel
+    from deepflash.jobs.config import validate
+    from deepflash.tuning.optuna.search import OptunaSearchModel
 
     config = validate({
         "data": {"source": "digits", "seed": 7},
@@ -235,7 +235,7 @@ def test_tune_job_with_optuna_over_two_metrics(tmp_path):
 def test_every_plot_renders_from_real_run_data(train_output, tune_output, tmp_path):
     import pandas as pd
 
-    from deepflash import plots
+    from deepflash.reporting import plots
 
     history = json.loads((train_output[0] / "metrics.json").read_text())["history"]
     matrix = json.loads((train_output[0] / "metrics.json").read_text())["test_report"]["confusion_matrix"]
@@ -259,7 +259,7 @@ def test_every_plot_renders_from_real_run_data(train_output, tune_output, tmp_pa
 
 
 def test_study_job_runs_one_task_per_run_and_draws_its_figures(tmp_path):
-    from deepflash.config import load_config
+    from deepflash.jobs.config import load_config
 
     config = load_config(str(ROOT / "conf" / "study_optimizers.yaml"), [
         "data.source=digits", "study.presets=[simple]", "study.optimizers=[adam, sgd]", "study.epochs=1",
@@ -326,7 +326,7 @@ def test_databricks_notebook_compiles_and_its_imports_resolve():
 
 def test_train_and_predict_on_raw_parquet_columns(spark, digits_columns, tmp_path):
     """data.features as a column list: the saved Pipeline assembles them, so predict scores raw rows."""
-    from deepflash.config import validate
+    from deepflash.jobs.config import validate
     from helpers import accuracy
 
     train, test = digits_columns

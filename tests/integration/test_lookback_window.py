@@ -12,8 +12,8 @@ from pyspark.sql import functions as F
 
 from helpers import raises_before_any_job
 from deepflash import HyperoptSearch, KerasEstimator
-from deepflash.datasets import sine_wave
-from deepflash.timeseries import LookBackWindow, window_arrays
+from deepflash.data.datasets import sine_wave
+from deepflash.ml.timeseries import LookBackWindow, window_arrays
 
 RNG = np.random.default_rng(5)
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from deepflash.evolution import mae_random_sampling, mean_predictor_mae, sample_architectures
-from deepflash.timeseries import window_arrays
+from deepflash.ml.timeseries import window_arrays
 
 
 def test_one_task_per_candidate_matches_the_local_function(spark):

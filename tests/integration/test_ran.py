@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 
 from deepflash import RANEstimator, RANModel
 from deepflash.data.schema import prepare
-from deepflash.datasets import from_numpy
+from deepflash.data.datasets import from_numpy
 from deepflash.ran import RAN
 from deepflash.ran.stage import training_order
 

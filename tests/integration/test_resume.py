@@ -15,7 +15,7 @@ import pytest
 
 from deepflash import KerasEstimator
 from deepflash.data.readers import Shard, to_dataset
-from deepflash.remote import CHECKPOINT_FILE, CRASH_ENV
+from deepflash.worker.loop import CHECKPOINT_FILE, CRASH_ENV
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import pytest
 
 from deepflash.evolution import mae_random_sampling
 from deepflash.jobs.main import main
-from deepflash.timeseries import window_arrays
+from deepflash.ml.timeseries import window_arrays
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf" / "sine_mae_sampling.json")
 

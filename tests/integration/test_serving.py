@@ -1,4 +1,4 @@
-"""deepflash.serving: a fitted digits network (behind a StandardScaler) logged as an MLflow pyfunc
+"""deepflash.serving.pyfunc: a fitted digits network (behind a StandardScaler) logged as an MLflow pyfunc
 model scores as KerasModel.transform does: loaded in process, and served over REST by a real
 `mlflow models serve --env-manager local`."""
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from deepflash import KerasEstimator
-from deepflash.serving import log_pyfunc, network_input_rows, network_matrix
+from deepflash.serving.pyfunc import log_pyfunc, network_input_rows, network_matrix
 from helpers import free_port, wait_for_http
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""deepflash.tracking against a real `mlflow server` (SQLite backend) on 127.0.0.1."""
+"""deepflash.reporting.tracking against a real `mlflow server` (SQLite backend) on 127.0.0.1."""
 from __future__ import annotations
 
 import os
@@ -39,8 +39,8 @@ def test_a_run_logged_to_the_server_reads_back_through_the_client(mlflow_server,
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from deepflash import plots
-    from deepflash.tracking import RunTracker, configure
+    from deepflash.reporting import plots
+    from deepflash.reporting.tracking import RunTracker, configure
 
     previous = mlflow.get_tracking_uri()
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from benchmarks.suite import goals_table
-from deepflash.plots import goal_bars
+from deepflash.reporting.plots import goal_bars
 
 
 def _rows():

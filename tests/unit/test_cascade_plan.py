@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from deepflash import KerasEstimator
-from deepflash.cascade import CascadePlan, cascade_blocks, resolve_cascade, stage_epochs
-from deepflash.keras_compat import optimizer_module, output_shape
+from deepflash.networks.cascade_plan import CascadePlan, cascade_blocks, resolve_cascade, stage_epochs
+from deepflash.networks.keras_compat import optimizer_module, output_shape
 from deepflash.networks import build_model, validate_layers
 
 MLP = [{"type": "dense", "units": 8, "activation": "relu"}, {"type": "dropout", "rate": 0.1},
@@ -194,7 +194,7 @@ def test_earlier_layers_train_at_exactly_lr_times_the_rate(rate):
 # --- checkpoints ----------------------------------------------------------------------------------
 
 def _write_state(tmp_path, **state) -> tuple:
-    from deepflash.store import Store
+    from deepflash.io.store import Store
 
     store = Store(str(tmp_path))
     buf = io.BytesIO()
@@ -207,7 +207,7 @@ def _write_state(tmp_path, **state) -> tuple:
 
 
 def test_older_checkpoints_load_and_newer_ones_fail_clearly(tmp_path):
-    from deepflash.remote import CHECKPOINT_FORMAT, load_checkpoint
+    from deepflash.worker.loop import CHECKPOINT_FORMAT, load_checkpoint
 
     assert CHECKPOINT_FORMAT == 4
     store, path = _write_state(tmp_path)
@@ -221,7 +221,7 @@ def test_older_checkpoints_load_and_newer_ones_fail_clearly(tmp_path):
 # --- the plot -------------------------------------------------------------------------------------
 
 def test_learning_curves_mark_where_each_stage_starts(tmp_path, monkeypatch):
-    from deepflash import plots
+    from deepflash.reporting import plots
 
     history = {"loss": [1.0, 0.8, 0.9, 0.6, 0.5, 0.7], "val_loss": [1.1, 0.9, 1.0, 0.7, 0.6, 0.8],
                "accuracy": [0.5, 0.6, 0.55, 0.7, 0.8, 0.75], "lr": [1e-3, 1e-3, 1e-3, 1e-4, 1e-3, 1e-3],
@@ -240,7 +240,7 @@ def test_learning_curves_mark_where_each_stage_starts(tmp_path, monkeypatch):
 
 
 def test_config_checks_cascade_keys_with_their_path():
-    from deepflash.config import ConfigError, validate
+    from deepflash.jobs.config import ConfigError, validate
 
     ok = validate({"model": {"trainingMode": "cascade", "layers": "deep", "epochs": 8, "reduceLrPatience": 1,
                              "cascadeGrowth": 2}})

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from deepflash.config import ConfigError, apply_overrides, load_config, validate
+from deepflash.jobs.config import ConfigError, apply_overrides, load_config, validate
 
 
 @pytest.fixture()

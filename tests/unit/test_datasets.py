@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from deepflash.datasets import load_fashion_mnist, load_idx_numpy, read_idx
+from deepflash.data.datasets import load_fashion_mnist, load_idx_numpy, read_idx
 
 TYPE_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(">i2"): 0x0B, np.dtype(">i4"): 0x0C,
               np.dtype(">f4"): 0x0D, np.dtype(">f8"): 0x0E}

@@ -6,7 +6,7 @@ import math
 import pandas as pd
 import pytest
 
-from deepflash.evaluation import (classification_report, confusion_matrix, diagnose, metrics_from_confusion,
+from deepflash.reporting.metrics import (classification_report, confusion_matrix, diagnose, metrics_from_confusion,
                                   regression_report, satisficing)
 
 # true \ predicted: class 0 has 3 rows (2 right), class 1 has 4 (3 right), class 2 has 3 (1 right)

@@ -6,7 +6,7 @@ import pytest
 
 from deepflash.evolution import Architecture, ArchitectureSpace, GeneticAlgorithm, MAERandomSamplingProblem
 from deepflash.evolution.sampling import mae_random_sampling
-from deepflash.timeseries import window_arrays
+from deepflash.ml.timeseries import window_arrays
 
 SERIES = np.sin(2 * np.pi * np.arange(400) / 25)
 SPACE = ArchitectureSpace(look_back=(1, 6), hidden_layers=(1, 2), units=(1, 8), layer_types=("lstm", "dense"))

@@ -8,9 +8,9 @@ import uuid
 
 import pytest
 
-from deepflash import fs
-from deepflash.fs import SUCCESS_MARKER
-from deepflash.store import Store
+from deepflash.io import fs
+from deepflash.io.fs import SUCCESS_MARKER
+from deepflash.io.store import Store
 
 
 def _no_temp_files(root) -> bool:

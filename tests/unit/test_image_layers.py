@@ -7,9 +7,9 @@ import re
 import numpy as np
 import pytest
 
-from deepflash.keras_compat import optimizer_module, output_shape
+from deepflash.networks.keras_compat import optimizer_module, output_shape
 
-from deepflash.keras_io import model_from_bytes, model_to_bytes
+from deepflash.io.keras_files import model_from_bytes, model_to_bytes
 from deepflash.networks import INITIALIZERS, build_model, check_augmentation, count_params, validate_layers
 
 tf = pytest.importorskip("tensorflow")

@@ -8,7 +8,7 @@ import json
 import pytest
 import yaml
 
-from deepflash.config import load_config
+from deepflash.jobs.config import load_config
 from deepflash.jobs import main as jobs_main
 from deepflash.jobs.base import Job
 

@@ -1,5 +1,5 @@
-"""Learning-rate schedules (deepflash.schedules) and the callback that applies them with the plateau rule
-(deepflash.training.ScheduledLearningRate): the `lr` history of a real Keras fit follows each formula."""
+"""Learning-rate schedules (deepflash.networks.schedules) and the callback that applies them with the plateau rule
+(deepflash.worker.callbacks.ScheduledLearningRate): the `lr` history of a real Keras fit follows each formula."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from deepflash.schedules import SCHEDULES, LrSchedule, check_schedule
+from deepflash.networks.schedules import SCHEDULES, LrSchedule, check_schedule
 
 BASE = 0.1
 EPOCHS = 6
@@ -96,7 +96,7 @@ def fit(model, callback, epochs: int = EPOCHS, initial_epoch: int = 0) -> dict:
 
 @pytest.mark.parametrize("kind", SCHEDULES)
 def test_keras_history_lr_follows_each_schedule(kind):
-    from deepflash.training import ScheduledLearningRate
+    from deepflash.worker.callbacks import ScheduledLearningRate
 
     schedule, formula = CASES[kind]
     history = fit(compiled(), ScheduledLearningRate(schedule, BASE, monitor="loss"))
@@ -105,7 +105,7 @@ def test_keras_history_lr_follows_each_schedule(kind):
 
 
 def test_a_plateau_multiplies_the_scheduled_rate():
-    from deepflash.training import ScheduledLearningRate
+    from deepflash.worker.callbacks import ScheduledLearningRate
 
     # At a rate this small the loss moves by far less than min_delta (1e-4): every epoch after the
     # first is a plateau, and with patience 1 each one halves the multiplier for the next epoch.
@@ -120,7 +120,7 @@ def test_a_plateau_multiplies_the_scheduled_rate():
 
 def test_the_optimizer_holds_the_next_epochs_rate_after_an_epoch():
     """What a checkpoint written at the end of an epoch records as the learning rate."""
-    from deepflash.training import ScheduledLearningRate, get_learning_rate
+    from deepflash.worker.callbacks import ScheduledLearningRate, get_learning_rate
 
     model = compiled()
     fit(model, ScheduledLearningRate(LrSchedule("step", step_epochs=2, step_factor=0.5), BASE), epochs=2)
@@ -129,7 +129,7 @@ def test_the_optimizer_holds_the_next_epochs_rate_after_an_epoch():
 
 @pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
 def test_other_optimizers_follow_the_schedule(optimizer):
-    from deepflash.training import ScheduledLearningRate
+    from deepflash.worker.callbacks import ScheduledLearningRate
 
     schedule, formula = CASES["cosine"]
     history = fit(compiled(optimizer), ScheduledLearningRate(schedule, BASE, monitor="loss"))
@@ -137,7 +137,7 @@ def test_other_optimizers_follow_the_schedule(optimizer):
 
 
 def test_resume_continues_the_schedule_and_the_plateau_multiplier():
-    from deepflash.training import ScheduledLearningRate
+    from deepflash.worker.callbacks import ScheduledLearningRate
 
     base, schedule = 1e-9, LrSchedule("exponential", decay=0.3)
 
@@ -165,7 +165,7 @@ def test_resume_continues_the_schedule_and_the_plateau_multiplier():
 def test_state_round_trips_through_json():
     import json
 
-    from deepflash.training import ScheduledLearningRate
+    from deepflash.worker.callbacks import ScheduledLearningRate
 
     callback = ScheduledLearningRate(LrSchedule("time"), 0.1, patience=2, factor=0.5)
     callback.multiplier, callback.wait, callback.cooldown_counter, callback.best = 0.125, 1, 0, np.float32(0.75)
@@ -179,7 +179,7 @@ def test_state_round_trips_through_json():
 # --- the plot ---------------------------------------------------------------------------------
 
 def test_learning_curves_get_an_lr_panel_when_the_history_has_lr(tmp_path):
-    from deepflash import plots
+    from deepflash.reporting import plots
 
     history = {"loss": [1.0, 0.5, 0.4], "val_loss": [1.1, 0.7, 0.6], "accuracy": [0.5, 0.7, 0.8],
                "lr": [0.1, 0.05, 0.025]}
@@ -201,7 +201,7 @@ def settings(scale_lr: bool = False, learning_rate: float = 0.01):
 
 
 def test_an_old_checkpoint_gives_its_multiplier_from_its_rate():
-    from deepflash.remote import _learning_rate_state
+    from deepflash.worker.loop import _learning_rate_state
 
     counters = {"wait": 1, "cooldown_counter": 0, "best": {"value": 0.5, "dtype": "float32"}}
     old = {"callbacks": {"reduce_lr": counters}, "learning_rate": 0.0025, "num_proc": 2}

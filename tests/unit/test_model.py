@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deepflash.devices import choose_gpus
-from deepflash.model import _as_matrix, _predictor, predict_batch_rows
+from deepflash.worker.devices import choose_gpus
+from deepflash.ml.model import _as_matrix, _predictor, predict_batch_rows
 
 
 def test_feature_batch_becomes_one_matrix_and_bad_rows_are_named():
@@ -73,7 +73,7 @@ class _Broadcast:
 def test_scoring_function_equals_model_predict(kind, units, activation):
     import tensorflow as tf
 
-    from deepflash.keras_io import model_digest, model_to_bytes
+    from deepflash.io.keras_files import model_digest, model_to_bytes
 
     tf.keras.utils.set_random_seed(0)
     net = tf.keras.Sequential([tf.keras.Input((5,)), tf.keras.layers.Dense(units, activation=activation)])

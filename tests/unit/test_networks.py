@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from deepflash.keras_compat import optimizer_module, output_shape, to_float
+from deepflash.networks.keras_compat import optimizer_module, output_shape, to_float
 
 from deepflash.networks import (
     ACTIVATIONS,

@@ -7,8 +7,8 @@ import optuna
 import pytest
 
 from deepflash import KerasEstimator, OptunaSearch, OptunaSearchModel
-from deepflash.tuning.optuna_engine import check_sampler
-from deepflash.tuning.optuna_search import OPTUNA_PARAMS
+from deepflash.tuning.optuna.engine import check_sampler
+from deepflash.tuning.optuna.search import OPTUNA_PARAMS
 from deepflash.tuning.space import check_optuna_space, optuna_grid, suggest, to_params
 
 SPACE = {"learningRate": {"loguniform": [1e-4, 1e-1]}, "momentum": {"uniform": [0.5, 0.9]},

@@ -5,10 +5,10 @@ import re
 
 import pytest
 
-from deepflash.keras_compat import output_shape
+from deepflash.networks.keras_compat import output_shape
 
 from deepflash import KerasEstimator, KerasModel
-from deepflash.params import BACKENDS, SHARED_PARAM_NAMES, TASKS, TRANSFORM_PARAM_NAMES
+from deepflash.ml.params import BACKENDS, SHARED_PARAM_NAMES, TASKS, TRANSFORM_PARAM_NAMES
 
 
 def cap(name: str) -> str:

@@ -1,4 +1,4 @@
-"""deepflash.serving without Spark: the pyfunc model's input forms and its outputs for every output
+"""deepflash.serving.pyfunc without Spark: the pyfunc model's input forms and its outputs for every output
 kind, against the scoring function KerasModel.transform runs."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deepflash.serving import KerasNetworkModel, network_matrix, network_requirements
+from deepflash.serving.pyfunc import KerasNetworkModel, network_matrix, network_requirements
 
 KINDS = [("multiclass", 3, "softmax", 3), ("binary", 1, "sigmoid", 2), ("regression", 1, None, 0)]
 
@@ -14,7 +14,7 @@ KINDS = [("multiclass", 3, "softmax", 3), ("binary", 1, "sigmoid", 2), ("regress
 def _serving_model(tmp_path, net, kind: str, num_classes: int) -> KerasNetworkModel:
     from mlflow.pyfunc import PythonModelContext
 
-    from deepflash.keras_io import model_to_bytes
+    from deepflash.io.keras_files import model_to_bytes
 
     path = tmp_path / "network.keras"
     path.write_bytes(model_to_bytes(net))
@@ -28,8 +28,8 @@ def _serving_model(tmp_path, net, kind: str, num_classes: int) -> KerasNetworkMo
 def test_pyfunc_outputs_equal_the_transform_scoring_function(tmp_path, kind, units, activation, width):
     import tensorflow as tf
 
-    from deepflash.keras_io import model_digest, model_to_bytes
-    from deepflash.model import _predictor
+    from deepflash.io.keras_files import model_digest, model_to_bytes
+    from deepflash.ml.model import _predictor
 
     tf.keras.utils.set_random_seed(0)
     net = tf.keras.Sequential([tf.keras.Input((5,)), tf.keras.layers.Dense(units, activation=activation)])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from deepflash.data.readers import READERS, PetastormReader, Shard, encode_targets, get_reader, to_dataset
-from deepflash.keras_io import cached_model, model_digest, model_from_bytes, model_to_bytes
+from deepflash.io.keras_files import cached_model, model_digest, model_from_bytes, model_to_bytes
 
 LABELS = np.array([0.0, 2.0, 1.0, 2.0], dtype=np.float32)
 
@@ -161,8 +161,8 @@ def _with_keras_version(data: bytes, version: str) -> bytes:
 
 
 def test_a_model_of_the_other_keras_major_is_refused_naming_both_versions(small_model):
-    from deepflash.keras_compat import keras_major, keras_version
-    from deepflash.keras_io import saved_keras_version
+    from deepflash.networks.keras_compat import keras_major, keras_version
+    from deepflash.io.keras_files import saved_keras_version
 
     data = model_to_bytes(small_model)
     assert saved_keras_version(data) == keras_version()

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepflash.config import ConfigError, load_config
+from deepflash.jobs.config import ConfigError, load_config
 from deepflash.jobs.main import main
 from deepflash.jobs.sources import load_series
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from deepflash import HyperoptSearch, HyperoptSearchModel, KerasEstimator
-from deepflash.tuning.search import SEARCH_PARAMS
+from deepflash.tuning.hyperopt.search import SEARCH_PARAMS
 
 VALID = {"space": {"epochs": {"choice": [1, 2]}}, "algo": "random", "maxEvals": 3, "parallelism": 2,
          "metric": "val_accuracy", "mode": "max", "metricEpoch": "last", "timeout": 60.0, "refit": False,

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from deepflash import HyperoptSearch, KerasEstimator, OptunaSearch
-from deepflash.evaluation import pareto_mask, satisficing
+from deepflash.reporting.metrics import pareto_mask, satisficing
 from deepflash.tuning.space import check_space, narrow, suggest
 
 SPACE = {"learningRate": {"loguniform": [1e-4, 1e-1]}, "momentum": {"uniform": [0.0, 0.9]},

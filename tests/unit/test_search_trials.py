@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 from hyperopt.base import JOB_STATE_CANCEL, JOB_STATE_DONE, JOB_STATE_ERROR
 
-from deepflash.tuning.search import _first_error, trials_table
+from deepflash.tuning.hyperopt.search import _first_error, trials_table
 
 TRACE = 'Traceback (most recent call last):\n  File "networks.py", line 9, in build_model\nValueError: bad conv2d\n'
 

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from deepflash import fs
+from deepflash.io import fs
 from deepflash.data.arrow_reader import ArrowReader
 from deepflash.data.readers import Shard, ShuffleBuffer, stream_dataset
 

@@ -1,7 +1,7 @@
 """The optimizer study's run list."""
 from __future__ import annotations
 
-from deepflash.study import DEFAULT_LR, plan_runs, results_table, to_markdown
+from deepflash.tuning.optimizer_study import DEFAULT_LR, plan_runs, results_table, to_markdown
 
 
 def test_the_default_study_has_the_papers_26_runs():

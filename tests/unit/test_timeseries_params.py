@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from deepflash.datasets import sine_wave
-from deepflash.timeseries import LookBackWindow
+from deepflash.data.datasets import sine_wave
+from deepflash.ml.timeseries import LookBackWindow
 
 NAMES = ["inputCol", "inputCols", "outputCol", "labelCol", "lookBack", "horizon", "orderBy", "partitionBy"]
 

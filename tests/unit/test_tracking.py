@@ -1,4 +1,4 @@
-"""deepflash.tracking on the tests' throwaway SQLite MLflow store: how runs end, and what a failed
+"""deepflash.reporting.tracking on the tests' throwaway SQLite MLflow store: how runs end, and what a failed
 trial leaves behind (no Spark here)."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 mlflow = pytest.importorskip("mlflow")
 
-from deepflash.tracking import RunTracker, SearchTracker, end_status  # noqa: E402
+from deepflash.reporting.tracking import RunTracker, SearchTracker, end_status  # noqa: E402
 
 
 def status(run_id: str) -> str:

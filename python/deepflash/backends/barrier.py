@@ -105,7 +105,7 @@ class _RankTask(RankTask):
     """The barrier task body: a port, TF_CONFIG, the rank's own process."""
 
     def run_rank(self, index: int, place: Placement) -> RankOutcome:
-        from deepflash.devices import task_gpu_addresses
+        from deepflash.worker.devices import task_gpu_addresses
 
         ctx, slots, slot = place.ctx, place.slots, place.slot
         try:

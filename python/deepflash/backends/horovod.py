@@ -11,7 +11,7 @@ the rank function, which runs ``hvd.init()``.
 Against ``horovod.spark.run`` this saves a fresh interpreter per rank (TensorFlow's import, a
 driver service, a task service and an SSH-less exec per rank): Spark reuses its Python workers, so
 TensorFlow is already imported from the previous fit. GPUs come from the task's resources (see
-:mod:`deepflash.devices`). A rank that raises does not fail its task (a failed barrier task makes
+:mod:`deepflash.worker.devices`). A rank that raises does not fail its task (a failed barrier task makes
 Spark retry the whole stage); it returns its traceback, shuts Horovod down so the other ranks stop
 too, and the driver raises :class:`~deepflash.backends.base.WorkerError`.
 """
@@ -113,7 +113,7 @@ def horovod_missing(reason: str) -> str:
     """Why backend='horovod' cannot run here, and what can: Horovod builds only against TensorFlow
     2.15 with Keras 2 (the classic profile); on Keras 3 stacks (the modern profile, current
     Databricks runtimes) the barrier backend trains data-parallel with TensorFlow alone."""
-    from deepflash.keras_compat import keras_version
+    from deepflash.networks.keras_compat import keras_version
 
     try:
         keras = keras_version()

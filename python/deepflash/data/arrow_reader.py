@@ -13,7 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
-from deepflash import fs
+from deepflash.io import fs
 from deepflash.data.readers import WEIGHT, Reader, Shard, register
 
 FEATURES, LABEL = "features", "label"

@@ -24,8 +24,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from deepflash.data.schema import FEATURES, IS_VALIDATION, LABEL, WEIGHT, DataSummary
-from deepflash import fs
-from deepflash.store import Store
+from deepflash.io import fs
+from deepflash.io.store import Store
 
 log = logging.getLogger("deepflash")
 

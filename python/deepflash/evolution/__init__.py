@@ -1,10 +1,10 @@
-"""Architecture search without and with training (issue 11): MAE random sampling, a problem /
+"""Architecture search without and with training: MAE random sampling, a problem /
 solution / optimizer split with a genetic algorithm on DEAP, and architecture problems on time
 series.
 
 Example:
     >>> from deepflash.evolution import mae_random_sampling
-    >>> from deepflash.timeseries import window_arrays
+    >>> from deepflash.ml.timeseries import window_arrays
     >>> x, y = window_arrays(np.sin(2 * np.pi * np.arange(1000) / 100), look_back=2)
     >>> mae_random_sampling(x, y, [2, 2]).to_dict()["architecture"]
     [1, 2, 2, 1]
@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 from deepflash.evolution.architecture import Architecture, ArchitectureSpace
-from deepflash.evolution.evaluation import Evaluation, Evaluator, LocalEvaluator, SparkEvaluator
+from deepflash.evolution.evaluators import Evaluation, Evaluator, LocalEvaluator, SparkEvaluator
 from deepflash.evolution.genetic import EvolutionResult, GenerationStats, GeneticAlgorithm
 from deepflash.evolution.problem import Problem, Solution
 from deepflash.evolution.problems import (ArchitectureProblem, MAERandomSamplingProblem, TrainedErrorProblem,

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 from deap import algorithms, base, tools
 
-from deepflash.evolution.evaluation import Evaluation, Evaluator, LocalEvaluator
+from deepflash.evolution.evaluators import Evaluation, Evaluator, LocalEvaluator
 from deepflash.evolution.problem import Problem, Solution
 
 log = logging.getLogger("deepflash")
@@ -150,7 +150,7 @@ class GeneticAlgorithm:
     """Evolves a population of encodings: tournament selection, uniform crossover, uniform integer
     mutation (repeated until an offspring differs from every individual evaluated so far, at most
     :data:`RETRIES` times) and elitism. Each generation's new, distinct individuals are evaluated in one batch
-    (in parallel with a :class:`~deepflash.evolution.evaluation.SparkEvaluator`); an individual seen
+    (in parallel with a :class:`~deepflash.evolution.evaluators.SparkEvaluator`); an individual seen
     before takes its fitness from the cache instead.
 
     Args:

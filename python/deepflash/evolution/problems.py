@@ -3,7 +3,7 @@ training) and :class:`TrainedErrorProblem` (a short training run).
 
 Both hold the series itself (a NumPy array; a problem is pickled into each Spark task that
 evaluates it) and an :class:`~deepflash.evolution.architecture.ArchitectureSpace`; an individual's
-windows are cut in the task with :func:`deepflash.timeseries.window_arrays` at its own look-back.
+windows are cut in the task with :func:`deepflash.ml.timeseries.window_arrays` at its own look-back.
 Worker-safe: they import TensorFlow lazily, and never the estimator.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from deepflash.evolution.architecture import Architecture, ArchitectureSpace
 from deepflash.evolution.problem import Problem
 from deepflash.evolution.sampling import ACTIVATIONS as SAMPLING_ACTIVATIONS
 from deepflash.evolution.sampling import mae_random_sampling
-from deepflash.timeseries import window_arrays
+from deepflash.ml.timeseries import window_arrays
 
 
 def _series(values) -> np.ndarray:
@@ -160,7 +160,7 @@ class TrainedErrorProblem(ArchitectureProblem):
     KerasEstimator does: flat window in, reshaped to ``(look_back, k)`` for LSTMs, one linear
     output) and trains it with plain Keras on the task's in-memory windows, with
     KerasEstimator's optimizer, loss, batch size and seed. Plain Keras, not
-    :func:`deepflash.remote.train_network`: that trains from a FitPlan's data materialized in
+    :func:`deepflash.worker.loop.train_network`: that trains from a FitPlan's data materialized in
     the store, whose feature length is fixed, while each individual here has its own look-back.
 
     Args:

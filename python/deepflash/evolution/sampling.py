@@ -9,7 +9,7 @@ draws already come close to the data are the ones worth training; ``log_p`` rank
 The draws run in TensorFlow in batches: every weight carries a leading draw axis, so one batch of
 draws is one set of ``einsum``/``matmul`` calls, with the LSTM cell unrolled over the look-back
 steps. Worker-safe: it imports only NumPy, SciPy, TensorFlow (lazily) and
-:mod:`deepflash.timeseries`, never the estimator.
+:mod:`deepflash.ml.timeseries`, never the estimator.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from deepflash.timeseries import window_arrays
+from deepflash.ml.timeseries import window_arrays
 
 log = logging.getLogger("deepflash.evolution")
 
@@ -291,7 +291,7 @@ def mae_random_sampling(x: np.ndarray, y: np.ndarray, hidden: Sequence[int], *, 
     truncated to ``[0, inf)``, gives ``p = P(MAE <= threshold)``.
 
     Args:
-        x: ``(rows, look_back, k)`` windows, e.g. from :func:`deepflash.timeseries.window_arrays`.
+        x: ``(rows, look_back, k)`` windows, e.g. from :func:`deepflash.ml.timeseries.window_arrays`.
         y: ``(rows,)`` labels.
         hidden: units per hidden layer, e.g. ``[2, 2]``.
         samples: how many weight draws, >= 1.
@@ -377,7 +377,7 @@ def _check_candidates(candidates: Any, steps: int) -> list[tuple[int, tuple[int,
 def _sample_task(candidate: tuple[int, tuple[int, ...]], series, settings: _Settings, threshold: float,
                  threads: int) -> SamplingResult:
     """One Spark task: windows of the broadcast series at the candidate's look-back, then sampling."""
-    from deepflash.devices import configure_tensorflow
+    from deepflash.worker.devices import configure_tensorflow
 
     configure_tensorflow(threads=threads)
     look_back, hidden = candidate
@@ -414,7 +414,7 @@ def sample_architectures(spark, series_values: np.ndarray, candidates: Sequence[
         >>> series = np.sin(2 * np.pi * np.arange(1000) / 100)
         >>> [r.log_p for r in sample_architectures(spark, series, [(2, [2, 2]), (4, [8])])]
     """
-    from deepflash.tuning.search import trial_threads
+    from deepflash.tuning.hyperopt.search import trial_threads
 
     s = _settings(samples, init, init_scale, layer_type, activation, output_activation, threshold,
                   threshold_fraction, batch, seed)

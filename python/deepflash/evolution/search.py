@@ -19,14 +19,14 @@ from pyspark.sql import DataFrame
 
 from deepflash.backends.executor_env import check_executors
 from deepflash.evolution.architecture import LAYER_KINDS, Architecture, ArchitectureSpace
-from deepflash.evolution.evaluation import SparkEvaluator
+from deepflash.evolution.evaluators import SparkEvaluator
 from deepflash.evolution.genetic import GenerationStats, GeneticAlgorithm
 from deepflash.evolution.problems import (ArchitectureProblem, MAERandomSamplingProblem, TrainedErrorProblem,
                                           TrainingSettings)
 from deepflash.evolution.sampling import INITS as SAMPLING_INITS
 from deepflash.networks.layers import ACTIVATIONS
-from deepflash.params import _number, _one_of, _string, _string_list, add_accessors
-from deepflash.tracking import SearchTracker
+from deepflash.ml.converters import add_accessors, to_choice, to_number, to_str, to_str_list
+from deepflash.reporting.tracking import SearchTracker
 from deepflash.tuning.base import BaseSearch, BaseSearchModel
 
 log = logging.getLogger("deepflash")
@@ -34,15 +34,15 @@ PROBLEMS = ("trained", "mae_sampling")
 
 
 def _int(name: str, low: int):
-    return _number(name, integer=True, low=low)
+    return to_number(name, integer=True, low=low)
 
 
 def _rate(name: str):
-    return _number(name, low=0, high=1)
+    return to_number(name, low=0, high=1)
 
 
 def _optional_threshold(value):
-    return None if value is None else _number("threshold", low=0, low_open=True)(value)
+    return None if value is None else to_number("threshold", low=0, low_open=True)(value)
 
 
 def _optional_epochs(value):
@@ -55,9 +55,9 @@ def _p(name: str, doc: str, converter) -> Param:
 
 class _EvolutionParams(HasSeed):
     problem = _p("problem", "trained (validation MAE after a short training) or mae_sampling (log_p, no training)",
-                 _one_of("problem", PROBLEMS))
-    valueCols = _p("valueCols", "the series' value columns; the first is the target", _string_list("valueCols"))
-    orderBy = _p("orderBy", "the column that orders the series (required)", _string("orderBy"))
+                 to_choice("problem", PROBLEMS))
+    valueCols = _p("valueCols", "the series' value columns; the first is the target", to_str_list("valueCols"))
+    orderBy = _p("orderBy", "the column that orders the series (required)", to_str("orderBy"))
     populationSize = _p("populationSize", "individuals per generation, >= 2", _int("populationSize", 1))
     generations = _p("generations", "generations after the initial population, >= 0", _int("generations", 0))
     crossoverRate = _p("crossoverRate", "probability that a pair of offspring is crossed, in [0, 1]",
@@ -73,14 +73,14 @@ class _EvolutionParams(HasSeed):
     minUnits = _p("minUnits", "fewest units per hidden layer, >= 1", _int("minUnits", 1))
     maxUnits = _p("maxUnits", "most units per hidden layer, >= minUnits", _int("maxUnits", 1))
     layerTypes = _p("layerTypes", f"hidden layer kinds to search among: {', '.join(LAYER_KINDS)}",
-                    _string_list("layerTypes"))
+                    to_str_list("layerTypes"))
     activations = _p("activations", f"hidden activations to search among: {', '.join(ACTIVATIONS)}",
-                     _string_list("activations"))
+                     to_str_list("activations"))
     searchEpochs = _p("searchEpochs", "problem=trained: epochs of each evaluation's training; None = the "
                       "estimator's epochs", _optional_epochs)
     samples = _p("samples", "problem=mae_sampling: weight draws per architecture, >= 1", _int("samples", 1))
     samplingInit = _p("samplingInit", f"problem=mae_sampling: {' or '.join(SAMPLING_INITS)}",
-                      _one_of("samplingInit", SAMPLING_INITS))
+                      to_choice("samplingInit", SAMPLING_INITS))
     threshold = _p("threshold", "problem=mae_sampling: the MAE a draw should reach; None = the sampling's default",
                    _optional_threshold)
     refit = _p("refit", "train the best architecture on all the windows", TypeConverters.toBoolean)
@@ -171,7 +171,7 @@ class EvolutionarySearch(BaseSearch, _EvolutionParams):
         self._check()
 
     def _check(self) -> None:
-        from deepflash.estimator import KerasEstimator
+        from deepflash.ml.estimator import KerasEstimator
 
         if not isinstance(self.estimator, KerasEstimator):
             raise ValueError(f"`estimator` must be a KerasEstimator, found {type(self.estimator).__name__}")
@@ -255,12 +255,12 @@ class EvolutionarySearch(BaseSearch, _EvolutionParams):
     def _refit(self, spark, series: np.ndarray, arch: Architecture, best_params: dict):
         """The best architecture trained with the estimator on every window of the series.
 
-        The windows come from :func:`~deepflash.timeseries.window_arrays` (the same rows as
+        The windows come from :func:`~deepflash.ml.timeseries.window_arrays` (the same rows as
         LookBackWindow), without LookBackWindow's shape metadata: that metadata would make the
         estimator reshape a dense stack's input to ``(look_back, k)``, a network other than the one
         the search scored."""
-        from deepflash.datasets import from_numpy
-        from deepflash.timeseries import window_arrays
+        from deepflash.data.datasets import from_numpy
+        from deepflash.ml.timeseries import window_arrays
 
         x, y = window_arrays(series, arch.look_back)
         est = self.estimator.copy()

@@ -21,7 +21,7 @@ Adding a job (say ``sample``):
     New config sections or keys go in ``deepflash/config.py`` (``SECTIONS`` and ``SCHEMA``).
 
 Example:
-    from deepflash.config import load_config
+    from deepflash.jobs.config import load_config
     from deepflash.jobs import train
 
     metrics = train.run(load_config("conf/default.yaml", ["model.epochs=5"]), "/tmp/digits")

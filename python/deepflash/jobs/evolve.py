@@ -17,7 +17,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from deepflash.config import ConfigError
+from deepflash.jobs.config import ConfigError
 from deepflash.jobs.base import Job
 from deepflash.jobs.outputs import open_output, start_tracking, write_json
 
@@ -50,8 +50,8 @@ def run(config: dict, output: str, overwrite: bool = False) -> dict:
 
     from deepflash import EvolutionarySearch, KerasEstimator, plots
     from deepflash.jobs.sources import load_series
-    from deepflash.report import write_report
-    from deepflash.timeseries import LookBackWindow
+    from deepflash.reporting.report import write_report
+    from deepflash.ml.timeseries import LookBackWindow
 
     settings = dict(config.get("evolution") or {})
     if not settings:
@@ -105,7 +105,7 @@ def run(config: dict, output: str, overwrite: bool = False) -> dict:
                              "Test": metrics, "Generations": found.trials},
                      plots=[plot])
         if tracking.enabled and found.mlflowRunId:
-            from deepflash.tracking import RunTracker
+            from deepflash.reporting.tracking import RunTracker
 
             with RunTracker.resume(found.mlflowRunId) as tracker:
                 tracker.log_metrics({"test": test})

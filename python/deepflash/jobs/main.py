@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from deepflash.config import ConfigError, load_config
+from deepflash.jobs.config import ConfigError, load_config
 from deepflash.jobs import evolve, predict, sample, study, train, tune
 from deepflash.jobs.base import Invocation, Job, common_arguments
 

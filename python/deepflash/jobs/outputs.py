@@ -3,7 +3,7 @@ and the metrics, plots and report tables of a fitted model.
 
 Every job opens its output with :func:`open_output` before any data is read: an existing output
 without ``--overwrite`` is refused before any Spark job or write, and everything is written into a
-temporary sibling that is renamed into place at the end (``deepflash.fs.atomic_dir``).
+temporary sibling that is renamed into place at the end (``deepflash.io.fs.atomic_dir``).
 
 Example:
     spark, uri, staging = open_output(config, "output/train", overwrite=False)
@@ -34,7 +34,7 @@ def open_output(config: dict, output: str, overwrite: bool):
         output: the output directory, a path or URI.
         overwrite: replace an existing output.
     """
-    from deepflash import fs
+    from deepflash.io import fs
 
     spark = spark_session(config)
     uri = fs.qualify(output)
@@ -58,7 +58,7 @@ class Tracking:
 
 def output_root(output: str) -> str:
     """Local directory for the default MLflow store: beside a local output, else ./output."""
-    from deepflash import fs
+    from deepflash.io import fs
 
     return os.path.dirname(fs.local_path(output)) if fs.is_local(output) else os.path.abspath("output")
 
@@ -74,7 +74,7 @@ def start_tracking(config: dict, output: str, default_experiment: str) -> Tracki
     tracking = config.get("tracking") or {}
     if not tracking.get("enabled", True):
         return Tracking(False)
-    from deepflash.tracking import configure
+    from deepflash.reporting.tracking import configure
 
     experiment = tracking.get("experiment", default_experiment)
     uri, _ = configure(tracking.get("uri"), experiment, output_root(output))
@@ -93,7 +93,7 @@ def evaluate(model, df, estimator, beta: float = 1.0) -> dict:
         estimator: the KerasEstimator it was fitted from (task and label column).
         beta: the F-beta weight for classification.
     """
-    from deepflash.evaluation import classification_report, regression_report
+    from deepflash.reporting.metrics import classification_report, regression_report
 
     predictions = model.transform(df)
     label = estimator.getLabelCol()
@@ -114,7 +114,7 @@ def summary(report: dict) -> dict:
 
 def _diagnosis(train_report: dict, test_report: dict, history: dict, human_error: float | None) -> dict | None:
     """Train error from the fitted model on the training rows, dev error from the last validation epoch."""
-    from deepflash.evaluation import diagnose
+    from deepflash.reporting.metrics import diagnose
 
     if "accuracy" not in train_report or not history.get("val_accuracy"):
         return None
@@ -134,7 +134,7 @@ def evaluation_outputs(local_dir: str, keras_model, train_report: dict, test_rep
         title: the plots' title prefix.
         human_error: the assumed human-level error for the bias/variance diagnosis.
     """
-    from deepflash import plots
+    from deepflash.reporting import plots
 
     history = keras_model.getHistory()
     plot_dir = os.path.join(local_dir, "plots")

@@ -29,7 +29,7 @@ def run(config: dict, model_path: str, input_path: str | None, table: str | None
     """
     from pyspark.ml import PipelineModel
 
-    from deepflash import fs
+    from deepflash.io import fs
 
     if bool(input_path) == bool(table):
         raise ValueError("give exactly one of --input (a Parquet path) or --table")

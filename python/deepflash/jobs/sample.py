@@ -1,4 +1,4 @@
-"""``deepflash sample``: MAE random sampling of one architecture (issue 11) in a Spark task, no
+"""``deepflash sample``: MAE random sampling of one architecture in a Spark task, no
 training; writes ``sampling.json`` with the published listing's fields (``look_back``,
 ``architecture``, ``metrics`` with ``log_p``, ``p``, ``mean``, ``samples``, ``std``).
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 
-from deepflash.config import ConfigError
+from deepflash.jobs.config import ConfigError
 from deepflash.jobs.base import Job
 from deepflash.jobs.outputs import open_output, write_json
 from deepflash.jobs.sources import load_series

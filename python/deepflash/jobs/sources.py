@@ -46,7 +46,7 @@ def load_data(spark, data: dict):
         spark: the job's SparkSession.
         data: the config's ``data`` section (``source``, ``path``, ``table``, ``test_fraction``, ``seed``, ``limit``).
     """
-    from deepflash import datasets
+    from deepflash.data import datasets
 
     source = data.get("source", "digits")
     test_fraction = float(data.get("test_fraction", 0.2))

@@ -26,8 +26,8 @@ def run(config: dict, output: str, overwrite: bool = False) -> list:
         overwrite: replace an existing output.
     """
     from deepflash import KerasEstimator
-    from deepflash.report import write_report
-    from deepflash.study import figures, results_table, run_study, to_markdown
+    from deepflash.reporting.report import write_report
+    from deepflash.tuning.optimizer_study import figures, results_table, run_study, to_markdown
 
     model_conf = {k: v for k, v in (config.get("model") or {}).items()}
     model_conf.setdefault("backend", "local")
@@ -52,7 +52,7 @@ def run(config: dict, output: str, overwrite: bool = False) -> list:
         write_report(os.path.join(out.local, "report.html"), "deepflash optimizer study", config=config,
                      tables={"Results": table}, plots=paths, notes=[f"{len(results)} runs in {seconds:.0f}s"])
         if tracking.enabled:
-            from deepflash.tracking import RunTracker
+            from deepflash.reporting.tracking import RunTracker
 
             with RunTracker("study", {"runs": len(results)}, tags={"deepflash.job": "study"}) as tracker:
                 for r in results:

@@ -25,14 +25,14 @@ def run(config: dict, output: str, overwrite: bool = False) -> dict:
     """Fits the configured estimator and writes its outputs atomically; returns the metrics.
 
     Args:
-        config: a validated config (``deepflash.config.load_config`` or ``validate``).
+        config: a validated config (``deepflash.jobs.config.load_config`` or ``validate``).
         output: the output directory.
         overwrite: replace an existing output.
     """
     from pyspark.ml import Pipeline
 
     from deepflash import KerasEstimator
-    from deepflash.report import write_report
+    from deepflash.reporting.report import write_report
 
     estimator = KerasEstimator(**(config.get("model") or {}))
     spark, output, staging = open_output(config, output, overwrite)
@@ -41,7 +41,7 @@ def run(config: dict, output: str, overwrite: bool = False) -> dict:
         train_df, test_df = load_data(spark, config.get("data") or {})
         tracker = None
         if tracking.enabled:
-            from deepflash.tracking import RunTracker
+            from deepflash.reporting.tracking import RunTracker
 
             tracker = RunTracker("train", {**(config.get("model") or {}), "data.source": (config.get("data") or {}).get("source", "digits")},
                              tags={"deepflash.job": "train", "deepflash.output": output})

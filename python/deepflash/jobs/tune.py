@@ -14,7 +14,7 @@ import os
 import time
 from typing import Any
 
-from deepflash.config import ConfigError
+from deepflash.jobs.config import ConfigError
 from deepflash.jobs.base import Job
 from deepflash.jobs.outputs import (evaluate, evaluation_outputs, open_output, report_tables, start_tracking,
                                     write_json)
@@ -34,8 +34,8 @@ def run(config: dict, output: str, overwrite: bool = False) -> dict:
     from pyspark.ml import Pipeline
 
     from deepflash import KerasEstimator, plots
-    from deepflash.config import search_class
-    from deepflash.report import write_report
+    from deepflash.jobs.config import search_class
+    from deepflash.reporting.report import write_report
 
     if not (config.get("search") or {}).get("space"):
         raise ConfigError("search.space: required for `tune`, e.g. {learningRate: {loguniform: [1e-4, 1e-1]}}")
@@ -88,7 +88,7 @@ def run(config: dict, output: str, overwrite: bool = False) -> dict:
         tables["Trials"] = found.trials.drop(columns=["error"], errors="ignore")
         write_report(os.path.join(out.local, "report.html"), "deepflash tune", config=config, tables=tables, plots=paths)
         if tracking.enabled and found.mlflowRunId:
-            from deepflash.tracking import RunTracker
+            from deepflash.reporting.tracking import RunTracker
 
             with RunTracker.resume(found.mlflowRunId) as tracker:
                 if test_report is not None:

@@ -1,4 +1,4 @@
-"""The networks of cascade learning's stages (the plan is :class:`deepflash.cascade.CascadePlan`).
+"""The networks of cascade learning's stages (the plan is :class:`deepflash.networks.cascade_plan.CascadePlan`).
 
 A stage network shares its hidden layers (and so their weights) with the full network built from
 ``layers``: stage k runs the input through the blocks up to stage k's and into a fresh output layer
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from deepflash.cascade import CascadePlan, CascadeStage
+from deepflash.networks.cascade_plan import CascadePlan, CascadeStage
 
 # Layers build_model adds around the hidden ones (the input reshape, augmentation, the flatten
 # before the output and the output itself).

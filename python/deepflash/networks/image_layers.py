@@ -1,6 +1,6 @@
 """deepflash's own Keras layers for images: the augmentation block and Cutout (DeVries & Taylor, 2017).
 
-Both are registered serializable classes. :mod:`deepflash.keras_io` imports this module before
+Both are registered serializable classes. :mod:`deepflash.io.keras_files` imports this module before
 it loads any model, so a saved model holding them loads in safe mode (a registered class is not
 code from the file).
 """

@@ -2,7 +2,7 @@
 
 Under Keras 2 the legacy optimizer classes are used on purpose: Horovod 0.28's
 ``DistributedOptimizer`` wraps them, and their state can be saved and restored for resuming. Under
-Keras 3 (the modern profile) the current classes are (see :mod:`deepflash.keras_compat`).
+Keras 3 (the modern profile) the current classes are (see :mod:`deepflash.networks.keras_compat`).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def check_optimizer(name: str) -> str:
 
 def make_optimizer(name: str, learning_rate: float, momentum: float = 0.0, nesterov: bool = False):
     """A fresh optimizer. ``momentum`` applies to sgd and rmsprop, ``nesterov`` to sgd."""
-    from deepflash.keras_compat import optimizer_module
+    from deepflash.networks.keras_compat import optimizer_module
 
     legacy = optimizer_module()
     name = check_optimizer(name)

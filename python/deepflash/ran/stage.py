@@ -25,9 +25,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from deepflash.data.schema import FEATURES, LABEL, features_as_array, prepare, summarize
-from deepflash.model import _as_matrix
-from deepflash.params import _number, _param, add_accessors
-from deepflash.persistence import StateStageReader, StateStageWriter
+from deepflash.ml.model import _as_matrix
+from deepflash.ml.converters import add_accessors, make_param, to_number
+from deepflash.ml.persistence import StateStageReader, StateStageWriter
 from deepflash.ran.core import RAN, RANSettings, RBFNetwork
 
 log = logging.getLogger("deepflash")
@@ -42,22 +42,22 @@ _STATE_SCHEMA = pa.schema([("network", pa.binary()), ("history", pa.list_(pa.int
 class _RANParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasSeed):
     """Params shared by RANEstimator and RANModel (Platt's symbols in the docs)."""
 
-    distanceMax = _param("distanceMax", "delta_max: the starting distance threshold for a new unit, > 0",
-                         _number("distanceMax", low=0, low_open=True))
-    distanceMin = _param("distanceMin", "delta_min: the distance threshold never falls below this, > 0 and "
-                         "<= distanceMax", _number("distanceMin", low=0, low_open=True))
-    distanceDecay = _param("distanceDecay", "tau: the threshold decays as exp(-t / tau), t counted in examples, > 0",
-                           _number("distanceDecay", low=0, low_open=True))
-    errorThreshold = _param("errorThreshold", "epsilon: a unit is added only when |target - output| exceeds this, "
-                            ">= 0", _number("errorThreshold", low=0))
-    overlap = _param("overlap", "kappa: a new unit's width is overlap x the distance to the nearest centre, > 0",
-                     _number("overlap", low=0, low_open=True))
-    learningRate = _param("learningRate", "alpha: the LMS step size, > 0",
-                          _number("learningRate", low=0, low_open=True))
-    epochs = _param("epochs", "passes over the data, >= 1", _number("epochs", integer=True, low=1))
-    maxUnits = _param("maxUnits", "the most units the network may grow to, >= 1",
-                      _number("maxUnits", integer=True, low=1))
-    adaptCentres = _param("adaptCentres", "also move the centres by gradient descent (Platt's rule), not only the "
+    distanceMax = make_param("distanceMax", "delta_max: the starting distance threshold for a new unit, > 0",
+                         to_number("distanceMax", low=0, low_open=True))
+    distanceMin = make_param("distanceMin", "delta_min: the distance threshold never falls below this, > 0 and "
+                         "<= distanceMax", to_number("distanceMin", low=0, low_open=True))
+    distanceDecay = make_param("distanceDecay", "tau: the threshold decays as exp(-t / tau), t counted in examples, > 0",
+                           to_number("distanceDecay", low=0, low_open=True))
+    errorThreshold = make_param("errorThreshold", "epsilon: a unit is added only when |target - output| exceeds this, "
+                            ">= 0", to_number("errorThreshold", low=0))
+    overlap = make_param("overlap", "kappa: a new unit's width is overlap x the distance to the nearest centre, > 0",
+                     to_number("overlap", low=0, low_open=True))
+    learningRate = make_param("learningRate", "alpha: the LMS step size, > 0",
+                          to_number("learningRate", low=0, low_open=True))
+    epochs = make_param("epochs", "passes over the data, >= 1", to_number("epochs", integer=True, low=1))
+    maxUnits = make_param("maxUnits", "the most units the network may grow to, >= 1",
+                      to_number("maxUnits", integer=True, low=1))
+    adaptCentres = make_param("adaptCentres", "also move the centres by gradient descent (Platt's rule), not only the "
                           "output weights and bias", TypeConverters.toBoolean)
 
     def __init__(self) -> None:
@@ -219,10 +219,10 @@ def _scorer(network: RBFNetwork, features_col: str):
 
 
 class _RANModelParams(_RANParams):
-    inputDim = _param("inputDim", "length of the feature vector", _number("inputDim", integer=True, low=1))
-    unitHistory = _param("unitHistory", "units after each pass of the fit", TypeConverters.toListInt)
-    examplesSeen = _param("examplesSeen", "examples presented during the fit (rows x epochs)",
-                          _number("examplesSeen", integer=True, low=0))
+    inputDim = make_param("inputDim", "length of the feature vector", to_number("inputDim", integer=True, low=1))
+    unitHistory = make_param("unitHistory", "units after each pass of the fit", TypeConverters.toListInt)
+    examplesSeen = make_param("examplesSeen", "examples presented during the fit (rows x epochs)",
+                          to_number("examplesSeen", integer=True, low=0))
 
     def __init__(self) -> None:
         super().__init__()
@@ -259,7 +259,7 @@ class RANModel(Model, _RANModelParams, MLReadable, MLWritable):
 
     def unitGrowth(self, every: int) -> list[int]:
         """Units after every ``every`` examples of the fit (examples = rows x epochs)."""
-        every = _number("every", integer=True, low=1)(every)
+        every = to_number("every", integer=True, low=1)(every)
         allocated = np.sort(self.getNetwork().allocated_at)
         marks = np.arange(every, self.getExamplesSeen() + 1, every)
         return np.searchsorted(allocated, marks, side="left").tolist()

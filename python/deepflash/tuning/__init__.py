@@ -2,7 +2,7 @@
 and its engines: HyperoptSearch (``search``) and OptunaSearch (``optuna_search``)."""
 from __future__ import annotations
 
-from deepflash.tuning.optuna_search import OptunaSearch, OptunaSearchModel
-from deepflash.tuning.search import HyperoptSearch, HyperoptSearchModel
+from deepflash.tuning.optuna.search import OptunaSearch, OptunaSearchModel
+from deepflash.tuning.hyperopt.search import HyperoptSearch, HyperoptSearchModel
 
 __all__ = ["HyperoptSearch", "HyperoptSearchModel", "OptunaSearch", "OptunaSearchModel"]

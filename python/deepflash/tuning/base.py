@@ -22,10 +22,10 @@ from pyspark.ml.param.shared import HasSeed
 from pyspark.ml.util import DefaultParamsWriter, MLReadable, MLReader, MLWritable, MLWriter
 from pyspark.sql import DataFrame
 
-from deepflash.evaluation import pareto_mask, satisficing
-from deepflash.params import _number, _one_of
-from deepflash.plan import FitPlan
-from deepflash.tracking import SearchTracker
+from deepflash.reporting.metrics import pareto_mask, satisficing
+from deepflash.ml.converters import to_choice, to_number
+from deepflash.data.plan import FitPlan
+from deepflash.reporting.tracking import SearchTracker
 from deepflash.tuning.objective import METRIC_EPOCHS
 from deepflash.tuning.space import check_refinable, check_space, narrow
 
@@ -53,7 +53,7 @@ def _metrics(value: Any) -> str | list[str]:
 
 def _modes(value: Any) -> str | list[str]:
     """``max``/``min``, or a list of them, one per metric."""
-    one = _one_of("mode", ("max", "min"))
+    one = to_choice("mode", ("max", "min"))
     if isinstance(value, (list, tuple)) and value:
         modes = [one(v) for v in value]
         return modes[0] if len(modes) == 1 else modes
@@ -69,7 +69,7 @@ def _refit_params(value: Any) -> dict:
 
 def _constraints(value: Any) -> dict:
     """``{column: "<= 100"}``: each constraint as evaluation.satisficing takes it, checked now."""
-    from deepflash.evaluation import parse_constraint
+    from deepflash.reporting.metrics import parse_constraint
 
     if not isinstance(value, dict):
         raise TypeError(f"`satisficing` == {value!r}, must be a dict such as {{'latency_ms': '<= 100'}}")
@@ -95,19 +95,19 @@ def _optional(convert):
 
 
 def _optional_positive(name: str):
-    return _optional(_number(name, low=0, low_open=True))
+    return _optional(to_number(name, low=0, low_open=True))
 
 
 class _CommonSearchParams(HasSeed):
     space = Param(Params._dummy(), "space", "search space: {param: {kind: args}} (see deepflash.tuning.space)", _space)
-    maxEvals = Param(Params._dummy(), "maxEvals", "number of trials, >= 1", _number("maxEvals", integer=True, low=1))
+    maxEvals = Param(Params._dummy(), "maxEvals", "number of trials, >= 1", to_number("maxEvals", integer=True, low=1))
     parallelism = Param(Params._dummy(), "parallelism", "trials run at once (one Spark task each when > 1), >= 1",
-                        _number("parallelism", integer=True, low=1))
+                        to_number("parallelism", integer=True, low=1))
     metric = Param(Params._dummy(), "metric", "history metric that ranks trials, e.g. val_accuracy, or latency_ms "
                    "or num_params; a list of them is a multi-objective search (OptunaSearch)", _metrics)
     mode = Param(Params._dummy(), "mode", "max or min; a list, one per metric, with a metric list", _modes)
     metricEpoch = Param(Params._dummy(), "metricEpoch", "score a trial by its best or its last epoch",
-                        _one_of("metricEpoch", METRIC_EPOCHS))
+                        to_choice("metricEpoch", METRIC_EPOCHS))
     timeout = Param(Params._dummy(), "timeout", "seconds after which the search stops; None = no limit",
                     _optional_positive("timeout"))
     refit = Param(Params._dummy(), "refit", "refit the best params on all the training data", TypeConverters.toBoolean)
@@ -117,12 +117,12 @@ class _CommonSearchParams(HasSeed):
                         "trial must meet, e.g. {'latency_ms': '<= 100'}; the best by the first metric among them",
                         _constraints)
     refine = Param(Params._dummy(), "refine", "k > 0: a second search in the space narrowed around the top k "
-                   "trials of the first; 0 = off", _number("refine", integer=True, low=0))
+                   "trials of the first; 0 = off", to_number("refine", integer=True, low=0))
     refineEvals = Param(Params._dummy(), "refineEvals", "trials of the second (refine) stage; None = maxEvals",
-                        _optional(_number("refineEvals", integer=True, low=1)))
+                        _optional(to_number("refineEvals", integer=True, low=1)))
     trialFraction = Param(Params._dummy(), "trialFraction", "the fraction of the training rows the trials train "
                           "and validate on (a seeded sample, materialized once); the refit uses all rows; in (0, 1]",
-                          _number("trialFraction", low=0, low_open=True, high=1))
+                          to_number("trialFraction", low=0, low_open=True, high=1))
     refitParams = Param(Params._dummy(), "refitParams", "estimator Params the refit uses over the best trial's, "
                         "e.g. {'epochs': 30} after short trials; {} = the best trial's as they are", _refit_params)
 
@@ -308,7 +308,7 @@ class BaseSearch(Estimator, MLReadable, MLWritable):
 
     def _check(self) -> None:
         """Every check that can fail before a Spark job: the estimator, the space, the engine's own."""
-        from deepflash.estimator import KerasEstimator
+        from deepflash.ml.estimator import KerasEstimator
 
         if not isinstance(self.estimator, KerasEstimator):
             raise ValueError(f"`estimator` must be a KerasEstimator, found {type(self.estimator).__name__}")
@@ -518,12 +518,12 @@ class BaseSearchModel(Model, MLReadable, MLWritable):
         return self.trials[self.trials["pareto"].astype(bool)]
 
     def plotParetoFront(self, path: str) -> str:
-        """Writes the front of a two-metric search as a PNG (see :func:`deepflash.plots.pareto_front`).
+        """Writes the front of a two-metric search as a PNG (see :func:`deepflash.reporting.plots.pareto_front`).
 
         Example:
             >>> found.plotParetoFront("output/pareto.png")
         """
-        from deepflash import plots
+        from deepflash.reporting import plots
 
         metrics, modes = self.metricList(), self.modeList()
         if len(metrics) != 2:
@@ -532,7 +532,7 @@ class BaseSearchModel(Model, MLReadable, MLWritable):
                                   constraints=self.getSatisficing())
 
     def _chosen_trial(self) -> int | None:
-        from deepflash.evaluation import satisficing
+        from deepflash.reporting.metrics import satisficing
 
         try:
             return int(satisficing(self.trials, "metric", self.modeList()[0], self.getSatisficing())["trial"])
@@ -561,7 +561,7 @@ class _SearchWriter(MLWriter):
         self.instance = instance
 
     def saveImpl(self, path: str) -> None:
-        from deepflash.store import Store
+        from deepflash.io.store import Store
 
         try:
             DefaultParamsWriter.saveMetadata(self.instance, path, self.sc)
@@ -592,10 +592,10 @@ class _SearchReader(MLReader):
     def load(self, path: str):
         from io import StringIO
 
-        from deepflash.estimator import KerasEstimator
-        from deepflash.model import KerasModel
-        from deepflash.persistence import load_params_instance
-        from deepflash.store import Store
+        from deepflash.ml.estimator import KerasEstimator
+        from deepflash.ml.model import KerasModel
+        from deepflash.ml.persistence import load_params_instance
+        from deepflash.io.store import Store
 
         instance = load_params_instance(self.cls, path, self.sc)
         store = Store(path)

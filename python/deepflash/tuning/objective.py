@@ -1,7 +1,7 @@
 """One search trial: train a single-process model on the materialized data and score it.
 
 Worker code: it runs inside a search trial's Spark task on an executor (or in the driver with plain
-``Trials``), receives Param values and a :class:`~deepflash.plan.FitPlan`, and never imports the
+``Trials``), receives Param values and a :class:`~deepflash.data.plan.FitPlan`, and never imports the
 estimator or touches a DataFrame.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 import traceback
 from typing import Any, Sequence
 
-from deepflash.plan import FitPlan
+from deepflash.data.plan import FitPlan
 
 METRIC_EPOCHS = ("best", "last")
 
@@ -48,7 +48,7 @@ def run_trial(values: dict, plan: FitPlan, metric: str, mode: str, metric_epoch:
     """
     started = time.time()
     try:
-        from deepflash.remote import train_network
+        from deepflash.worker.loop import train_network
 
         trained = train_network(values, plan, callbacks=callbacks)
         model, history = trained.model, trained.history

@@ -98,7 +98,7 @@ def check_space(space: Any) -> dict:
 
 
 def _converter(name: str):
-    from deepflash.params import _KerasParams
+    from deepflash.ml.params import _KerasParams
 
     return getattr(_KerasParams, name).typeConverter
 

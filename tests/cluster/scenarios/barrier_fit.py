@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 
 from deepflash import KerasEstimator
 from deepflash.backends.executor_env import check_executors
-from deepflash.datasets import load_digits
+from deepflash.data.datasets import load_digits
 
 shared = sys.argv[1]
 spark = SparkSession.builder.getOrCreate()

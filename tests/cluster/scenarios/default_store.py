@@ -9,7 +9,7 @@ import time
 from pyspark.sql import SparkSession
 
 from deepflash import KerasEstimator
-from deepflash.datasets import load_digits
+from deepflash.data.datasets import load_digits
 
 spark = SparkSession.builder.getOrCreate()
 spark.sparkContext.setLogLevel("WARN")

@@ -12,9 +12,9 @@ import pandas as pd
 from pyspark.sql import SparkSession
 
 from deepflash import EvolutionarySearch, KerasEstimator
-from deepflash.datasets import from_numpy
+from deepflash.data.datasets import from_numpy
 from deepflash.evolution.sampling import sample_architectures
-from deepflash.timeseries import window_arrays
+from deepflash.ml.timeseries import window_arrays
 
 shared = sys.argv[1]
 spark = SparkSession.builder.getOrCreate()

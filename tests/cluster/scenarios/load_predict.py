@@ -12,7 +12,7 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from deepflash.datasets import load_digits
+from deepflash.data.datasets import load_digits
 
 shared = sys.argv[1]
 spark = SparkSession.builder.getOrCreate()

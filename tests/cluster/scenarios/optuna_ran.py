@@ -12,7 +12,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from deepflash import KerasEstimator, OptunaSearch, RANEstimator
-from deepflash.datasets import from_numpy, load_digits
+from deepflash.data.datasets import from_numpy, load_digits
 
 shared = sys.argv[1]
 spark = SparkSession.builder.getOrCreate()

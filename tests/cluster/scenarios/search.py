@@ -10,7 +10,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from deepflash import HyperoptSearch, KerasEstimator
-from deepflash.datasets import load_digits
+from deepflash.data.datasets import load_digits
 
 shared = sys.argv[1]
 spark = SparkSession.builder.getOrCreate()

@@ -13,18 +13,13 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from deepflash.data.schema import features_as_array
-from deepflash.devices import configure_tensorflow
-from deepflash.keras_compat import output_shape
-from deepflash.keras_io import cached_model, model_digest, model_from_bytes
-from deepflash.params import (
-    MODEL_PARAM_NAMES,
-    SHARED_PARAM_NAMES,
-    TRANSFORM_PARAM_NAMES,
-    _KerasModelParams,
-    add_accessors,
-)
-from deepflash.persistence import KerasStageReader, KerasStageWriter
-from deepflash.scoring import network_outputs, predict_batch_rows, score_outputs
+from deepflash.worker.devices import configure_tensorflow
+from deepflash.networks.keras_compat import output_shape
+from deepflash.io.keras_files import cached_model, model_digest, model_from_bytes
+from deepflash.ml.converters import add_accessors
+from deepflash.ml.params import MODEL_PARAM_NAMES, SHARED_PARAM_NAMES, TRANSFORM_PARAM_NAMES, _KerasModelParams
+from deepflash.ml.persistence import KerasStageReader, KerasStageWriter
+from deepflash.serving.scoring import network_outputs, predict_batch_rows, score_outputs
 
 log = logging.getLogger("deepflash")
 
@@ -149,7 +144,7 @@ class KerasModel(Model, _KerasModelParams, MLReadable, MLWritable):
         # A pandas UDF ships only the feature column to Python, as Arrow batches; every other
         # column stays in the JVM. mapInArrow would need no pandas, but it round-trips every
         # input column through Python: with Fashion-MNIST's Vector column beside the features
-        # that took 16.7 s against 3.9 s for this UDF (the README's benchmark section).
+        # that took 16.7 s against 3.9 s for this UDF (see the benchmarks page of the docs).
         width = 0 if output_kind == "regression" else 2 if output_kind == "binary" else self._num_outputs()
         out_type = T.StructType([T.StructField("prediction", T.DoubleType())] +
                                 [T.StructField(f"p{k}", T.DoubleType()) for k in range(width)])

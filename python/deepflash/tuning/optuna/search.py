@@ -20,10 +20,10 @@ import pandas as pd
 from pyspark import keyword_only
 from pyspark.ml.param import Param, Params
 
-from deepflash.params import _one_of, add_accessors
+from deepflash.ml.converters import add_accessors, to_choice
 from deepflash.tuning.base import (COMMON_PARAMS, BaseSearch, BaseSearchModel, Progress, SearchOutcome, SearchSetup,
                                    _CommonSearchParams, job_group, table_row, tpe_startup_trials)
-from deepflash.tuning.optuna_engine import (MULTI_OBJECTIVE_SAMPLERS, PRUNERS, RESULT_ATTR, SAMPLERS,
+from deepflash.tuning.optuna.engine import (MULTI_OBJECTIVE_SAMPLERS, PRUNERS, RESULT_ATTR, SAMPLERS,
                                             EngineSettings, check_sampler,
                                             create_study, load_study, make_storage, run_worker, spark_worker)
 from deepflash.tuning.space import check_optuna_space, optuna_grid
@@ -44,9 +44,9 @@ def _storage(value: Any) -> str | None:
 
 class _OptunaParams(_CommonSearchParams):
     sampler = Param(Params._dummy(), "sampler", "tpe, random, gp (needs PyTorch), cmaes, grid or nsga2",
-                    _one_of("sampler", SAMPLERS))
+                    to_choice("sampler", SAMPLERS))
     pruner = Param(Params._dummy(), "pruner", "none, median, asha or hyperband: stops weak trials after an epoch",
-                   _one_of("pruner", PRUNERS))
+                   to_choice("pruner", PRUNERS))
     storage = Param(Params._dummy(), "storage", "Optuna storage shared by parallel trials: an RDB URL or "
                     "journal:<path>; None = a journal file in the estimator's file: store", _storage)
 
@@ -101,7 +101,7 @@ class OptunaSearch(BaseSearch, _OptunaParams):
         self._set_from_kwargs(self._input_kwargs)
 
     def _check_engine(self) -> None:
-        from deepflash import fs
+        from deepflash.io import fs
 
         space = check_optuna_space(self.getOrDefault(self.space))
         check_sampler(self.getSampler())
@@ -134,7 +134,7 @@ class OptunaSearch(BaseSearch, _OptunaParams):
 
     def _storage_for(self, setup: SearchSetup, study_name: str) -> str | None:
         """The user's storage, else in-memory for one worker, else a journal file in the store."""
-        from deepflash import fs
+        from deepflash.io import fs
 
         if self._user_storage() is not None or setup.parallelism == 1:
             return self._user_storage()

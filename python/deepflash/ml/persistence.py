@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pyspark.ml.util import DefaultParamsReader, DefaultParamsWriter, MLReader, MLWriter
 
-from deepflash import fs
-from deepflash.keras_io import model_from_bytes
+from deepflash.io import fs
+from deepflash.io.keras_files import model_from_bytes
 
 MODEL_FILE = ("keras", "model.keras")
 
@@ -57,7 +57,7 @@ class KerasStageReader(MLReader):
 
 class StateStageWriter(MLWriter):
     """Saves Params metadata, then the stage's non-JSON state, ``instance._state_bytes()``, at
-    ``<path>/<file...>`` (skipped when it is None), atomically through :func:`deepflash.fs.write_bytes`."""
+    ``<path>/<file...>`` (skipped when it is None), atomically through :func:`deepflash.io.fs.write_bytes`."""
 
     def __init__(self, instance, file: tuple[str, ...]):
         super().__init__()

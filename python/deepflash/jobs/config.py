@@ -233,7 +233,7 @@ def _check_params(section: str, values: Any, cls, skip: tuple = ()) -> dict:
 
 
 def _check_model(values: Any) -> dict:
-    from deepflash.estimator import KerasEstimator
+    from deepflash.ml.estimator import KerasEstimator
     from deepflash.networks.layers import validate_layers
     from deepflash.networks.presets import resolve_layers
 
@@ -260,8 +260,8 @@ SEARCH_ENGINES = ("hyperopt", "optuna")
 
 def search_class(engine: str):
     """The search stage of an engine: HyperoptSearch or OptunaSearch."""
-    from deepflash.tuning.optuna_search import OptunaSearch
-    from deepflash.tuning.search import HyperoptSearch
+    from deepflash.tuning.optuna.search import OptunaSearch
+    from deepflash.tuning.hyperopt.search import HyperoptSearch
 
     return {"hyperopt": HyperoptSearch, "optuna": OptunaSearch}[engine]
 

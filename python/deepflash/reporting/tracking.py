@@ -253,10 +253,10 @@ class RunTracker:
 
     def log_network_model(self, model, rows) -> str:
         """The PipelineModel's network as an MLflow ``pyfunc`` model named ``network``, beside the
-        Spark model (:func:`deepflash.serving.log_pyfunc`; ``mlflow models serve`` and Databricks
+        Spark model (:func:`deepflash.serving.pyfunc.log_pyfunc`; ``mlflow models serve`` and Databricks
         Model Serving score it without Spark). It scores the features after the pipeline's feature
         stages; its input example is the first rows of ``rows`` (a Spark DataFrame of raw rows)
         through those stages. Returns its model URI."""
-        from deepflash.serving import log_pyfunc, network_input_rows
+        from deepflash.serving.pyfunc import log_pyfunc, network_input_rows
 
         return log_pyfunc(model, "network", input_example=network_input_rows(model, rows)).model_uri

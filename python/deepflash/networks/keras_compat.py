@@ -100,7 +100,7 @@ def multi_worker_steps():
     reduction dimension 0 for input with 0 dimensions"; Keras 3.15.1, TensorFlow 2.21). Inside this
     context Keras takes its single-worker path instead, which returns this process's own values
     (one replica per process); the caller then averages them across processes
-    (:class:`~deepflash.training.AverageMetrics`, :class:`~deepflash.training.ShardedValidation`),
+    (:class:`~deepflash.worker.callbacks.AverageMetrics`, :class:`~deepflash.worker.callbacks.ShardedValidation`),
     as it does for Horovod. It patches one private Keras function for the duration and only in the
     training process of a ``barrier`` rank; Keras 2 reports combined metrics and is left alone
     (see :func:`distributed_metrics_are_global`).

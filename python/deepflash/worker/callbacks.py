@@ -15,8 +15,8 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
-from deepflash.keras_compat import is_legacy_optimizer, to_float
-from deepflash.schedules import LrSchedule
+from deepflash.networks.keras_compat import is_legacy_optimizer, to_float
+from deepflash.networks.schedules import LrSchedule
 
 log = logging.getLogger("deepflash")
 
@@ -55,7 +55,7 @@ class _PendingState:
 class ScheduledLearningRate(_PendingState, tf.keras.callbacks.ReduceLROnPlateau):
     """Owns the learning rate: each epoch trains at ``schedule.rate(epoch, base_rate) * multiplier``.
 
-    The schedule is a pure function of the epoch (:class:`deepflash.schedules.LrSchedule`); the
+    The schedule is a pure function of the epoch (:class:`deepflash.networks.schedules.LrSchedule`); the
     multiplier starts at 1 and is multiplied by ``factor`` whenever ``monitor`` has not improved
     for ``patience`` epochs (Keras's ReduceLROnPlateau rules: ``min_delta`` 1e-4, mode from the
     metric's name). So a plateau reduction scales the scheduled rate instead of replacing it, and
@@ -219,7 +219,7 @@ class StageLog(tf.keras.callbacks.Callback):
 
 
 class CrashHook(tf.keras.callbacks.Callback):
-    """Test-only fault injection (see ``deepflash.remote``): ends this process with
+    """Test-only fault injection (see ``deepflash.worker.loop``): ends this process with
     ``os._exit(1)`` at the start of ``epoch`` (1-based), once: the marker file is created first
     and a marker that exists disarms the hook."""
 

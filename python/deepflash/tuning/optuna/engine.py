@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from deepflash.plan import FitPlan
+from deepflash.data.plan import FitPlan
 from deepflash.requirements import TORCH, MissingDependencyError
 from deepflash.tuning.objective import failure, run_trial, values_for_table
 from deepflash.tuning.space import optuna_grid, plain, suggest, to_params

@@ -1,6 +1,6 @@
 """HyperoptSearch: distributed Bayesian (TPE), random, annealing and grid search over KerasEstimator Params.
 
-``parallelism > 1`` runs one trial per Spark job (:mod:`deepflash.tuning.hyperopt_dispatch`, which
+``parallelism > 1`` runs one trial per Spark job (:mod:`deepflash.tuning.hyperopt.dispatch`, which
 replaces hyperopt's polling ``SparkTrials``); each trial trains
 a single-process model on its executor from the Parquet that was materialized once in the store.
 ``parallelism == 1`` runs the trials one after another in the driver with ``Trials``; then a trial
@@ -17,11 +17,11 @@ import pandas as pd
 from pyspark import keyword_only
 from pyspark.ml.param import Param, Params
 
-from deepflash.params import _number, _one_of, add_accessors
+from deepflash.ml.converters import add_accessors, to_choice, to_number
 from deepflash.tuning.base import (COMMON_PARAMS, BaseSearch, BaseSearchModel, Progress, SearchOutcome, SearchSetup,
                                    _CommonSearchParams, job_group, table_row, tpe_startup_trials,
                                    trial_threads)
-from deepflash.tuning.hyperopt_dispatch import run_spark_trials
+from deepflash.tuning.hyperopt.dispatch import run_spark_trials
 from deepflash.tuning.objective import make_objective
 from deepflash.tuning.space import grid_points, to_hyperopt
 
@@ -32,9 +32,9 @@ __all__ = ["HyperoptSearch", "HyperoptSearchModel", "tpe_startup_trials", "trial
 
 
 class _SearchParams(_CommonSearchParams):
-    algo = Param(Params._dummy(), "algo", "tpe, random, anneal or grid", _one_of("algo", ALGOS))
+    algo = Param(Params._dummy(), "algo", "tpe, random, anneal or grid", to_choice("algo", ALGOS))
     gridSample = Param(Params._dummy(), "gridSample", "algo=grid: fraction of the grid to evaluate, in (0, 1]",
-                       _number("gridSample", low=0, high=1, low_open=True))
+                       to_number("gridSample", low=0, high=1, low_open=True))
 
     def __init__(self) -> None:
         super().__init__()

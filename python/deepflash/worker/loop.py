@@ -47,14 +47,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from deepflash.cascade import CascadePlan, resolve_cascade
+from deepflash.networks.cascade_plan import CascadePlan, resolve_cascade
 from deepflash.data.readers import Shard, get_reader, stream_dataset, to_dataset
-from deepflash.devices import configure_tensorflow
-from deepflash.keras_compat import prepare_distributed_fit
-from deepflash.keras_io import model_from_bytes
-from deepflash.plan import FitPlan
-from deepflash.schedules import LrSchedule, check_schedule
-from deepflash.store import Store
+from deepflash.worker.devices import configure_tensorflow
+from deepflash.networks.keras_compat import prepare_distributed_fit
+from deepflash.io.keras_files import model_from_bytes
+from deepflash.data.plan import FitPlan
+from deepflash.networks.schedules import LrSchedule, check_schedule
+from deepflash.io.store import Store
 
 log = logging.getLogger("deepflash")
 CHECKPOINT_FILE = "checkpoint.npz"
@@ -131,7 +131,7 @@ class _Horovod(_SingleProcess):
         # a fresh rank's in a reused worker. Every rank starts from the same model bytes and the
         # same checkpoint (optimizer slots start at zero), so an eager broadcast of the weights at
         # the start keeps the guarantee without the cache.
-        from deepflash.training import BroadcastInitialWeights
+        from deepflash.worker.callbacks import BroadcastInitialWeights
 
         return [BroadcastInitialWeights(self.hvd), self.hvd.callbacks.MetricAverageCallback()]
 
@@ -159,7 +159,7 @@ class _MultiWorkerMirrored(_SingleProcess):
     def __init__(self) -> None:
         import tensorflow as tf
 
-        from deepflash.keras_compat import distributed_metrics_are_global
+        from deepflash.networks.keras_compat import distributed_metrics_are_global
 
         self.tf = tf
         self.global_evaluate = distributed_metrics_are_global()
@@ -178,7 +178,7 @@ class _MultiWorkerMirrored(_SingleProcess):
                                f"but DEEPFLASH_RANK is {self.rank}")
 
     def scope(self):
-        from deepflash.keras_compat import multi_worker_steps
+        from deepflash.networks.keras_compat import multi_worker_steps
 
         stack = contextlib.ExitStack()
         stack.enter_context(self.strategy.scope())
@@ -188,7 +188,7 @@ class _MultiWorkerMirrored(_SingleProcess):
     def callbacks(self) -> list:
         if self.global_evaluate:
             return []
-        from deepflash.training import AverageMetrics
+        from deepflash.worker.callbacks import AverageMetrics
 
         return [AverageMetrics(self.sum, self.size)]
 
@@ -248,12 +248,12 @@ def _ensure_logging() -> None:
 
 
 def crash_hook(rank: int):
-    """The test-only :class:`~deepflash.training.CrashHook` that ``DEEPFLASH_TEST_CRASH`` asks for on
+    """The test-only :class:`~deepflash.worker.callbacks.CrashHook` that ``DEEPFLASH_TEST_CRASH`` asks for on
     this rank, or None (see the module docstring)."""
     spec = os.environ.get(CRASH_ENV, "").strip()
     if not spec:
         return None
-    from deepflash.training import CrashHook
+    from deepflash.worker.callbacks import CrashHook
 
     try:
         fields = dict(part.split("=", 1) for part in spec.split(",") if part.strip())
@@ -271,7 +271,7 @@ def save_checkpoint(store: Store, path: str, *, epoch: int, history: dict, finge
     """Writes one checkpoint file, atomically.
 
     Args:
-        training: :func:`deepflash.training.training_state` (weights, optimizer, learning rate).
+        training: :func:`deepflash.worker.callbacks.training_state` (weights, optimizer, learning rate).
         callbacks: ``get_state()`` of the stateful callbacks by name (``learning_rate``,
             ``early_stopping``); an early-stopping ``best_weights`` list is stored as arrays.
         stopped: whether early stopping ended the run at this epoch.
@@ -408,7 +408,7 @@ def make_settings(values: dict, plan: FitPlan, model_bytes: bytes, *, run_finger
 
     Args:
         values: estimator Param values by name (``KerasEstimator.paramValues()``).
-        plan: the fit's :class:`~deepflash.plan.FitPlan`.
+        plan: the fit's :class:`~deepflash.data.plan.FitPlan`.
         checkpoint_path: where rank 0 checkpoints every epoch and a later run with the same path
             resumes; None for no checkpoints.
     """
@@ -477,7 +477,7 @@ def train(settings: TrainSettings, callbacks: Sequence[Any] = ()) -> TrainResult
     """Trains one process's share and returns its history (and, on rank 0, the weights).
 
     In cascade mode (``settings.cascade``) it trains one stage network after the other (see
-    :mod:`deepflash.cascade`), each with a fresh optimizer (wrapped for Horovod like the first) and
+    :mod:`deepflash.networks.cascade_plan`), each with a fresh optimizer (wrapped for Horovod like the first) and
     learning-rate state, over the same batch stream; a checkpoint records the stage whose network
     it holds, and a resumed run continues within that stage or starts the next.
 
@@ -506,7 +506,7 @@ def _train(settings: TrainSettings, comm: _SingleProcess, extra_callbacks: list)
     import tensorflow as tf
 
     from deepflash.networks import make_optimizer
-    from deepflash.training import (CheckpointCallback, EpochLogger, RestoreBestEarlyStopping,
+    from deepflash.worker.callbacks import (CheckpointCallback, EpochLogger, RestoreBestEarlyStopping,
                                     ScheduledLearningRate, ShardedValidation, StageLog, restore_training_state,
                                     training_state)
 
@@ -686,7 +686,7 @@ def train_network(values: dict, plan: FitPlan, log_prefix: str = "",
     """
     import uuid
 
-    from deepflash.keras_io import model_to_bytes
+    from deepflash.io.keras_files import model_to_bytes
     from deepflash.networks import build_model
 
     model = build_model(values["layers"], plan.input_dim, plan.output_kind, plan.num_classes, seed=values["seed"],

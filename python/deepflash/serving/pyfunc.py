@@ -3,11 +3,11 @@
 
 The pyfunc model scores the network's input: the features vector after the Pipeline's feature
 stages (a VectorAssembler's or StandardScaler's output), not the raw columns before them. It
-scores as ``KerasModel.transform`` does, through the same :mod:`deepflash.scoring` functions, so
+scores as ``KerasModel.transform`` does, through the same :mod:`deepflash.serving.scoring` functions, so
 both give the same ``prediction`` (and ``probability``) for the same features.
 
 Example:
-    >>> from deepflash.serving import log_pyfunc, network_input_rows
+    >>> from deepflash.serving.pyfunc import log_pyfunc, network_input_rows
     >>> with mlflow.start_run():
     ...     info = log_pyfunc(pipeline_model, input_example=network_input_rows(pipeline_model, test_df))
     >>> mlflow.pyfunc.load_model(info.model_uri).predict(pd.DataFrame({"features": rows}))
@@ -26,7 +26,7 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from deepflash.scoring import network_outputs, predict_batch_rows, score_outputs
+from deepflash.serving.scoring import network_outputs, predict_batch_rows, score_outputs
 
 log = logging.getLogger("deepflash")
 
@@ -50,8 +50,8 @@ class KerasNetworkModel(mlflow.pyfunc.PythonModel):
     """
 
     def load_context(self, context) -> None:
-        from deepflash.devices import configure_tensorflow
-        from deepflash.keras_io import model_from_bytes
+        from deepflash.worker.devices import configure_tensorflow
+        from deepflash.io.keras_files import model_from_bytes
 
         configure_tensorflow()
         config = context.model_config
@@ -146,7 +146,7 @@ def network_requirements(deepflash: str | None = None) -> list[str]:
 
 def _network_stage(model):
     """(the KerasModel, the stages before it) of a KerasModel or a PipelineModel ending in one."""
-    from deepflash.model import KerasModel
+    from deepflash.ml.model import KerasModel
 
     stages = list(getattr(model, "stages", None) or [model])
     if not isinstance(stages[-1], KerasModel):
@@ -201,7 +201,7 @@ def log_pyfunc(model, name: str = "network", input_example=None, *, registered_m
     from mlflow.models import ModelSignature
     from mlflow.types.schema import Array, ColSpec, Schema, TensorSpec
 
-    from deepflash.keras_io import model_to_bytes
+    from deepflash.io.keras_files import model_to_bytes
 
     keras_model, before = _network_stage(model)
     dim, kind = keras_model.getInputDim(), keras_model.getOutputKind()

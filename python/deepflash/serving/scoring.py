@@ -1,7 +1,7 @@
 """A network's scores: batched calls on the network and its outputs as ``prediction`` and, for
 classification, class probabilities.
 
-``KerasModel.transform`` (on the executors) and the pyfunc model of :mod:`deepflash.serving`
+``KerasModel.transform`` (on the executors) and the pyfunc model of :mod:`deepflash.serving.pyfunc`
 (outside Spark) both score through these functions, so their outputs cannot drift apart.
 NumPy and Keras only, no Spark. Worker-safe.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepflash.keras_compat import output_shape
+from deepflash.networks.keras_compat import output_shape
 
 # Activations of one predict call stay under this many bytes (see predict_batch_rows).
 PREDICT_MEMORY_BYTES = 8 << 20

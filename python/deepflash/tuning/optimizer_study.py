@@ -16,7 +16,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from deepflash.plan import FitPlan
+from deepflash.data.plan import FitPlan
 
 log = logging.getLogger("deepflash")
 
@@ -70,7 +70,7 @@ def run_one(run: dict, base_values: dict, plan: FitPlan, test_url: str) -> dict:
 
         from deepflash.data.readers import get_reader
         from deepflash.networks.presets import resolve_layers
-        from deepflash.remote import train_network
+        from deepflash.worker.loop import train_network
 
         values = {**base_values, "layers": resolve_layers(run["preset"]), "optimizer": run["optimizer"],
                   "learningRate": run["learningRate"], "loss": run["loss"], "batchSize": run["batchSize"],
@@ -160,7 +160,7 @@ def figures(results: list[dict], directory: str) -> list[str]:
     against test accuracy, the learning-rate x loss panel and the batch-size panel."""
     import os
 
-    from deepflash import plots
+    from deepflash.reporting import plots
 
     ok = [r for r in results if r["status"] == "ok"]
     paths = []

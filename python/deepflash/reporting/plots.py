@@ -27,7 +27,7 @@ def _plt():
 def _save(fig, path: str) -> str:
     import io
 
-    from deepflash import fs
+    from deepflash.io import fs
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
@@ -316,7 +316,7 @@ def pareto_front(trials, metrics: Sequence[str], modes: Sequence[str], path: str
                  constraints: Mapping[str, str] | None = None, title: str = "Pareto front") -> str:
     """A two-metric search: every ok trial, the Pareto front (column ``pareto``) as a staircase, the
     satisficing bounds on the two axes as dashed lines, and the chosen trial circled."""
-    from deepflash.evaluation import parse_constraint
+    from deepflash.reporting.metrics import parse_constraint
 
     plt = _plt()
     x, y = metrics

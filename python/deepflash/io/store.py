@@ -1,6 +1,6 @@
 """Where materialized data, checkpoints and run files live.
 
-A store is a root URI on some filesystem; all of its I/O goes through :mod:`deepflash.fs`, so a
+A store is a root URI on some filesystem; all of its I/O goes through :mod:`deepflash.io.fs`, so a
 local directory, ``hdfs://``, ``s3://`` and ``dbfs:/`` behave alike. The root is qualified the
 way Spark qualifies paths (a path without a scheme means ``fs.defaultFS``) when the store is
 made on the driver, and travels to the workers as that full URI.
@@ -18,8 +18,8 @@ import time
 import uuid
 from typing import Any
 
-from deepflash import fs
-from deepflash.fs import SUCCESS_MARKER  # noqa: F401  (re-exported: the marker of a complete directory)
+from deepflash.io import fs
+from deepflash.io.fs import SUCCESS_MARKER  # noqa: F401  (re-exported: the marker of a complete directory)
 
 log = logging.getLogger("deepflash")
 
@@ -32,7 +32,7 @@ class Store:
     """A directory tree on some filesystem.
 
     Args:
-        root: a path or a filesystem URI; qualified with :func:`deepflash.fs.qualify`.
+        root: a path or a filesystem URI; qualified with :func:`deepflash.io.fs.qualify`.
 
     Example:
         >>> store = Store("hdfs://nn:8020/user/me/deepflash")
@@ -129,7 +129,7 @@ def _probe_task(uri: str):
     import socket
 
     try:
-        from deepflash import fs as worker_fs
+        from deepflash.io import fs as worker_fs
 
         return socket.gethostname(), os.getpid(), worker_fs.exists(uri), ""
     except Exception as e:  # noqa: BLE001  (any failure to reach the store is the answer)

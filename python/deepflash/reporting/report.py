@@ -78,7 +78,7 @@ def write_report(path: str, title: str, *, config: Mapping | None = None, tables
     if config is not None:
         parts.append("<h2>Config</h2><pre>" + html.escape(yaml.safe_dump(dict(config), sort_keys=False)) + "</pre>")
     parts.append("</body></html>")
-    from deepflash import fs
+    from deepflash.io import fs
 
     fs.write_bytes(fs.qualify(path, hadoop_conf=False), "\n".join(parts).encode("utf-8"))
     return path

@@ -19,9 +19,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 
 from deepflash.data.schema import check_column, window_shape_metadata
-from deepflash.params import _number, _param, _string, _string_list, add_accessors
+from deepflash.ml.converters import add_accessors, make_param, to_number, to_str, to_str_list
 
-log = logging.getLogger("deepflash.timeseries")
+log = logging.getLogger("deepflash.ml.timeseries")
 
 
 def window_arrays(values: np.ndarray, look_back: int, horizon: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -88,13 +88,13 @@ class LookBackWindow(Transformer, HasInputCol, HasInputCols, HasOutputCol, HasLa
         >>> KerasEstimator(task="regression", layers=[{"type": "lstm", "units": 16}]).fit(rows)
     """
 
-    lookBack = _param("lookBack", "window length: values before and at each row, >= 1",
-                      _number("lookBack", integer=True, low=1))
-    horizon = _param("horizon", "steps from the window's last value to the label, >= 1",
-                     _number("horizon", integer=True, low=1))
-    orderBy = _param("orderBy", "the column that orders the series (required)", _string("orderBy"))
-    partitionBy = _param("partitionBy", "columns whose values key separate series; empty: one series",
-                         _string_list("partitionBy"))
+    lookBack = make_param("lookBack", "window length: values before and at each row, >= 1",
+                      to_number("lookBack", integer=True, low=1))
+    horizon = make_param("horizon", "steps from the window's last value to the label, >= 1",
+                     to_number("horizon", integer=True, low=1))
+    orderBy = make_param("orderBy", "the column that orders the series (required)", to_str("orderBy"))
+    partitionBy = make_param("partitionBy", "columns whose values key separate series; empty: one series",
+                         to_str_list("partitionBy"))
 
     @keyword_only
     def __init__(self, *, inputCol: str | None = None, inputCols: list[str] | None = None,

@@ -14,24 +14,25 @@ from pyspark.ml import Estimator
 from pyspark.ml.util import MLReadable, MLWritable
 from pyspark.sql import DataFrame
 
-from deepflash import remote
-from deepflash import fs
+from deepflash.worker import loop as remote
+from deepflash.io import fs
 from deepflash.backends import Backend, get_backend
 from deepflash.backends.executor_env import check_executors
-from deepflash.cascade import resolve_cascade
+from deepflash.networks.cascade_plan import resolve_cascade
 from deepflash.data.materialize import materialize
 from deepflash.data.schema import prepare, summarize, window_shape
-from deepflash.keras_compat import output_shape
-from deepflash.keras_io import model_from_bytes, model_to_bytes
-from deepflash.model import KerasModel
-from deepflash.plan import FitInfo, FitPlan
+from deepflash.networks.keras_compat import output_shape
+from deepflash.io.keras_files import model_from_bytes, model_to_bytes
+from deepflash.ml.model import KerasModel
+from deepflash.data.plan import FitInfo, FitPlan
 from deepflash.networks import (build_model, check_against_shape, check_loss, check_optimizer, check_preset_input,
                                 resolve_layers, resolve_loss, validate_layers)
-from deepflash.params import SHARED_PARAM_NAMES, _KerasParams, add_accessors
-from deepflash.persistence import KerasStageReader, KerasStageWriter
+from deepflash.ml.converters import add_accessors
+from deepflash.ml.params import SHARED_PARAM_NAMES, _KerasParams
+from deepflash.ml.persistence import KerasStageReader, KerasStageWriter
 from deepflash.requirements import PETASTORM, TENSORFLOW, require
-from deepflash.schedules import LrSchedule, check_schedule
-from deepflash.store import Store, check_reachable, default_store_path
+from deepflash.networks.schedules import LrSchedule, check_schedule
+from deepflash.io.store import Store, check_reachable, default_store_path
 
 log = logging.getLogger("deepflash")
 
@@ -65,7 +66,7 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
         backend: ``horovod`` (``numProc`` processes on executors) or ``local`` (in the driver).
         lrSchedule: the learning rate of each epoch, starting from ``learningRate``: ``none``, ``time``,
             ``exponential``, ``inverse_sqrt``, ``step`` or ``cosine``, with ``lrDecay``, ``lrStepEpochs``,
-            ``lrStepFactor``, ``lrWarmupEpochs`` and ``lrMinRate`` (formulas in :mod:`deepflash.schedules`);
+            ``lrStepFactor``, ``lrWarmupEpochs`` and ``lrMinRate`` (formulas in :mod:`deepflash.networks.schedules`);
             a ReduceLROnPlateau reduction (``reduceLrPatience``) multiplies the scheduled rate.
         trainingMode: ``standard``, or ``cascade``: one layer with weights (with the dropout and
             batchnorm after it) trained at a time, each stage under a fresh output layer, for
@@ -236,7 +237,7 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
 
     def _input_shape(self, dataset: DataFrame) -> tuple[int, ...] | None:
         """``inputShape`` if set; else, for a network built from ``layers``, the window shape that
-        :class:`~deepflash.timeseries.LookBackWindow` recorded in the features column's metadata."""
+        :class:`~deepflash.ml.timeseries.LookBackWindow` recorded in the features column's metadata."""
         if self.getInputShape() is not None:
             return tuple(self.getInputShape())
         if self._model_bytes is not None:

@@ -2,7 +2,7 @@
 
 Pure Python (no TensorFlow), so the driver validates and pickles a schedule, and tests compute
 the expected rates with the same code path as the callback
-(:class:`deepflash.training.ScheduledLearningRate`) that applies it.
+(:class:`deepflash.worker.callbacks.ScheduledLearningRate`) that applies it.
 
 ``epoch`` is the 0-based epoch index Keras counts with: the first epoch is epoch 0 and trains at
 ``base`` (α0) for every schedule except ``inverse_sqrt`` and a ``cosine`` warm-up.

@@ -1,7 +1,7 @@
 """Cascade (layer-wise) learning: which layers each stage trains, and for how many epochs.
 
 Pure Python (no TensorFlow): the driver validates and pickles a :class:`CascadePlan`, and the
-training processes (:mod:`deepflash.remote`, :mod:`deepflash.networks.cascade`) follow it.
+training processes (:mod:`deepflash.worker.loop`, :mod:`deepflash.networks.cascade`) follow it.
 
 In cascade mode the hidden layers are split into **blocks**: a block starts at a layer with
 weights (dense, conv, lstm) and holds the weightless layers after it (dropout, batchnorm,
@@ -141,12 +141,12 @@ def check_cascade(values: dict, plan: CascadePlan, schedule) -> None:
     Args:
         values: estimator Param values by name.
         plan: from :meth:`CascadePlan.from_values`.
-        schedule: the fit's :class:`deepflash.schedules.LrSchedule`; it restarts in every stage and
+        schedule: the fit's :class:`deepflash.networks.schedules.LrSchedule`; it restarts in every stage and
             runs over that stage's epochs.
     """
     import dataclasses
 
-    from deepflash.schedules import check_schedule
+    from deepflash.networks.schedules import check_schedule
 
     if values.get("earlyStoppingPatience", 0) > 0:
         raise ValueError(f"`earlyStoppingPatience` == {values['earlyStoppingPatience']}, must be 0 with "
@@ -180,7 +180,7 @@ def resolve_cascade(values: dict) -> CascadePlan | None:
         return None
     from deepflash.networks.layers import validate_layers
     from deepflash.networks.presets import resolve_layers
-    from deepflash.schedules import LrSchedule
+    from deepflash.networks.schedules import LrSchedule
 
     specs = validate_layers(resolve_layers(values["layers"]), values.get("kernelInitializer", "glorot_uniform"))
     plan = CascadePlan.from_values(values, specs)

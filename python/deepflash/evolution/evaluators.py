@@ -39,7 +39,7 @@ def evaluate_one(problem: Problem, encoding: tuple[int, ...], threads: int = 0) 
     started = time.time()
     try:
         if threads > 0:
-            from deepflash.devices import configure_tensorflow
+            from deepflash.worker.devices import configure_tensorflow
 
             configure_tensorflow(threads=threads)
         fitness = problem.evaluate(tuple(encoding))

@@ -12,7 +12,7 @@ import os
 import tempfile
 import zipfile
 
-from deepflash.keras_compat import keras_major, keras_version, save_keras
+from deepflash.networks.keras_compat import keras_major, keras_version, save_keras
 
 
 def saved_keras_version(data: bytes) -> str | None:

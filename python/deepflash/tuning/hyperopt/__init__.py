@@ -1,0 +1,1 @@
+"""The Hyperopt engine: ``HyperoptSearch`` (``search``) and its Spark trial dispatch (``dispatch``)."""
