@@ -3,7 +3,8 @@
 Saved pipelines name their stages' classes by module path (Spark's DefaultParams metadata), and
 pickles name their classes the same way, so ``deepflash.model.KerasModel`` written by an earlier
 version must still load. :func:`install` adds an import hook that answers each old path with the
-module that now holds its code; nothing inside deepflash imports an old path.
+module that now holds its code (or, where some of its names went elsewhere, a module that finds
+each name where it went); nothing inside deepflash imports an old path.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import importlib
 import importlib.abc
 import importlib.util
 import sys
+import types
 
 # old module path -> where its code lives now
 MOVED = {
@@ -45,6 +47,24 @@ MOVED = {
     "deepflash.evolution.evaluation": "deepflash.evolution.evaluators",
 }
 
+# old module path -> {name: the module that holds it now}, for names that left the module named in MOVED
+MOVED_NAMES: dict[str, dict[str, str]] = {}
+
+
+def _proxy(old: str):
+    """A module at the old path that answers the names of its new module, and those in MOVED_NAMES."""
+    new = importlib.import_module(MOVED[old])
+    elsewhere = MOVED_NAMES[old]
+    module = types.ModuleType(old, new.__doc__)
+
+    def __getattr__(name: str):
+        if name in elsewhere:
+            return getattr(importlib.import_module(elsewhere[name]), name)
+        return getattr(new, name)
+
+    module.__getattr__ = __getattr__
+    return module
+
 
 class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Finds an old path in :data:`MOVED` and loads it as the module at its new path."""
@@ -55,6 +75,8 @@ class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return importlib.util.spec_from_loader(fullname, self)
 
     def create_module(self, spec):
+        if spec.name in MOVED_NAMES:
+            return _proxy(spec.name)
         return importlib.import_module(MOVED[spec.name])
 
     def exec_module(self, module) -> None:
