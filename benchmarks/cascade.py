@@ -44,7 +44,7 @@ def cascade_benchmark(train_df, test_df, args, store: str) -> dict:
         seconds = time.time() - started
         history = model.getHistory()
         histories[mode] = history
-        runs.append({"mode": mode, "seconds": seconds, "train_seconds": model.fitInfo["fit_seconds"],
+        runs.append({"mode": mode, "seconds": seconds, "train_seconds": model.fitInfo.fit_seconds,
                      "test_accuracy": _accuracy(model.transform(test_df)),
                      "best_val_accuracy": max(history.get("val_accuracy") or [float("nan")]),
                      "final_lr": history["lr"][-1]})

@@ -60,13 +60,12 @@ def estimator_runs(spark, train_df, test_df, rows: int, args, backend: str, num_
         model = est.fit(train_df)
         seconds = time.time() - started
         info = model.fitInfo
-        data = info["data"]
+        data = info.data
         out.append({
             "name": f"{backend} numProc={num_proc}, {attempt}", "seconds": seconds,
-            "train_seconds": info["fit_seconds"], "read_seconds": info["read_seconds"],
-            "plan_seconds": info["plan_seconds"],
-            "write_seconds": data["seconds"], "write_mb_s": data["bytes"] / 1e6 / data["seconds"] if data["seconds"] else None,
-            "reused": data["reused"], "test_accuracy": _accuracy(model.transform(test_df)), "model": model,
+            "train_seconds": info.fit_seconds, "read_seconds": info.read_seconds, "plan_seconds": info.plan_seconds,
+            "write_seconds": data.seconds, "write_mb_s": data.bytes / 1e6 / data.seconds if data.seconds else None,
+            "reused": data.reused, "test_accuracy": _accuracy(model.transform(test_df)), "model": model,
         })
     return out
 

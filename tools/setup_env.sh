@@ -2,7 +2,8 @@
 # Creates the virtual environment of a profile at the repo root:
 #   classic (default): .venv, the verified stack (shared/DESIGN.md), Horovod 0.28.1 compiled;
 #   modern (--profile modern): .venv-modern, python/requirements-modern.txt (Spark 4.3, Keras 3,
-#   numpy 2), no Horovod and no Petastorm.
+#   numpy 2), no Horovod and no Petastorm;
+#   docs (--profile docs): .venv-docs, python/requirements-docs.txt (mkdocs, for gradle docs).
 # Idempotent: a stamp holding the hash of the inputs makes a second run a no-op.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -11,7 +12,8 @@ if [ "${1:-}" = "--profile" ]; then PROFILE="${2:?--profile needs classic or mod
 case "$PROFILE" in
   classic) VENV="$ROOT/.venv"; REQS="$ROOT/python/requirements.txt" ;;
   modern) VENV="$ROOT/.venv-modern"; REQS="$ROOT/python/requirements-modern.txt" ;;
-  *) echo "--profile == $PROFILE, must be classic or modern" >&2; exit 2 ;;
+  docs) VENV="$ROOT/.venv-docs"; REQS="$ROOT/python/requirements-docs.txt" ;;
+  *) echo "--profile == $PROFILE, must be classic, modern or docs" >&2; exit 2 ;;
 esac
 PY="${DEEPFLASH_PYTHON:-python3.11}"
 command -v "$PY" >/dev/null 2>&1 || PY=python3
@@ -27,6 +29,12 @@ fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 PIP="$VENV/bin/python -m pip"
 $PIP install --quiet --upgrade "pip<25"
+if [ "$PROFILE" = docs ]; then
+  $PIP install --quiet -r "$REQS"
+  "$VENV/bin/python" -m mkdocs --version
+  echo "$HASH" > "$STAMP"
+  exit 0
+fi
 echo "deepflash setup: installing the pinned $PROFILE stack ($(basename "$REQS"))"
 $PIP install --quiet -r "$REQS"
 # PyTorch for Optuna's GP sampler (the gp extra), on both profiles, without its setuptools>=77 pin

@@ -24,6 +24,7 @@ MOVED = {
     "deepflash.timeseries": "deepflash.ml.timeseries",
     "deepflash.plan": "deepflash.data.plan",
     "deepflash.datasets": "deepflash.data.datasets",
+    "deepflash.data.arrow_reader": "deepflash.data.readers.arrow",
     "deepflash.cascade": "deepflash.networks.cascade_plan",
     "deepflash.schedules": "deepflash.networks.schedules",
     "deepflash.keras_compat": "deepflash.networks.keras_compat",
@@ -48,7 +49,11 @@ MOVED = {
 }
 
 # old module path -> {name: the module that holds it now}, for names that left the module named in MOVED
-MOVED_NAMES: dict[str, dict[str, str]] = {}
+MOVED_NAMES: dict[str, dict[str, str]] = {
+    "deepflash.fs": dict.fromkeys(["SUCCESS_MARKER", "Staging", "atomic_dir", "check_writable_target", "commit_dir",
+                                   "is_complete"], "deepflash.io.atomic"),
+    "deepflash.plan": {"FitInfo": "deepflash.ml.fit_info"},
+}
 
 
 def _proxy(old: str):

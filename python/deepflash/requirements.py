@@ -3,8 +3,10 @@
 The wheel's core requirements leave out everything a platform brings in its own build (the training
 framework) and everything only one feature uses (Horovod, Petastorm, PyTorch for the GP sampler);
 they are extras (``deepflash[tensorflow]``, ``[horovod]``, ``[petastorm]``, ``[gp]``). Each feature
-calls :func:`require` before any Spark job, so a missing package is named with the command that
-installs it instead of surfacing as a ``ModuleNotFoundError`` on an executor.
+checks its package before any Spark job and raises :class:`MissingDependencyError` naming the
+command that installs it, instead of a ``ModuleNotFoundError`` on an executor: the estimator calls
+:func:`require` for TensorFlow and Petastorm; the Horovod backend and Optuna's GP sampler, whose
+messages say more (which profile builds Horovod, a CPU build of PyTorch), raise it themselves.
 
 Example:
     >>> from deepflash.requirements import TENSORFLOW, require

@@ -171,7 +171,7 @@ def test_local_resume_within_and_between_stages_is_exact(digits, store, stop_at,
 
     def settings(checkpoint):
         return remote.make_settings(values, plan, model_bytes, run_fingerprint="fp", run_id=f"resume-{stop_at}",
-                                    checkpoint_path=checkpoint, distributed=False)
+                                    checkpoint_path=checkpoint)
 
     through = remote.train(settings(None))
     with pytest.raises(RuntimeError, match="interrupted"):

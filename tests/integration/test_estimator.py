@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from deepflash.networks.keras_compat import output_shape
+from helpers import accuracy, frame
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.feature import StandardScaler, VectorAssembler
 from pyspark.ml.linalg import VectorUDT
 from pyspark.sql import functions as F
 
-from helpers import accuracy, frame
 from deepflash import KerasEstimator, KerasModel
+from deepflash.networks.keras_compat import output_shape
 
 pytestmark = pytest.mark.slow
 
@@ -42,11 +41,11 @@ def test_pipeline_horovod_two_processes_reaches_095(digits_columns, tmp_path):
     history = keras_model.getHistory()
     assert len(history["loss"]) == 15 and len(history["val_accuracy"]) == 15
     # each of the two ranks read its own half of the training rows, not all of them
-    rows = keras_model.fitInfo["rows_read_per_rank"]
+    rows = keras_model.fitInfo.rows_read_per_rank
     total = train.count()
     assert len(rows) == 2 and 0.8 * total <= sum(rows) <= total  # the training rows: all but validationSplit
     assert all(abs(r - sum(rows) / 2) <= 0.1 * sum(rows) for r in rows), rows
-    assert keras_model.fitInfo["data"]["reused"] is False
+    assert keras_model.fitInfo.data.reused is False
 
 
 def test_pipeline_local_backend_reaches_095(local_fit, digits_columns):
@@ -144,8 +143,8 @@ def test_second_fit_reuses_the_materialized_parquet(local_fit, digits_columns):
     model, store = local_fit
     train, _ = digits_columns
     again = digits_pipeline(train, backend="local", storePath=store, epochs=1).fit(train)
-    assert again.stages[-1].fitInfo["data"]["reused"] is True
-    assert again.stages[-1].fitInfo["data"]["train_url"] == model.stages[-1].fitInfo["data"]["train_url"]
+    assert again.stages[-1].fitInfo.data.reused is True
+    assert again.stages[-1].fitInfo.data.train_url == model.stages[-1].fitInfo.data.train_url
 
 
 def test_same_seed_repeats_the_run(digits, tmp_path):

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deepflash.jobs.config import load_config
 from deepflash.jobs import evolve as evolve_job
+from deepflash.jobs.config import load_config
 from deepflash.jobs.main import main
 
 ROOT = Path(__file__).resolve().parents[2]

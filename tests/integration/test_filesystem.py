@@ -7,12 +7,13 @@ import uuid
 
 import numpy as np
 import pytest
-from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml import Pipeline
 from pyspark.ml.feature import StandardScaler
 from pyspark.sql import functions as F
 
+from deepflash import KerasEstimator
+from deepflash.io import atomic, fs
 from helpers import accuracy
-from deepflash import KerasEstimator, fs
 
 
 def test_paths_without_a_scheme_follow_fs_default_fs(spark):
@@ -63,7 +64,7 @@ def test_dbfs_store_path_writes_through_the_fuse_mount(digits, tmp_path, monkeyp
     assert model.fitInfo["data"]["train_url"].startswith(f"file://{tmp_path}/dbfs/ml/deepflash/data/")
     data_dirs = os.listdir(tmp_path / "dbfs" / "ml" / "deepflash" / "data")
     assert len(data_dirs) == 1 and (tmp_path / "dbfs" / "ml" / "deepflash" / "data" / data_dirs[0] /
-                                     fs.SUCCESS_MARKER).exists()
+                                     atomic.SUCCESS_MARKER).exists()
 
 
 def _doubled(df):

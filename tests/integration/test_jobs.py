@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import yaml
 
 from deepflash.jobs import predict as predict_job
@@ -82,7 +81,8 @@ def test_train_job_writes_model_metrics_plots_report_and_mlflow_run(spark, train
     assert mlflow.models.get_model_info(run_json["model_uri"]).run_id == run_id
     loaded = mlflow.spark.load_model(run_json["model_uri"])
     assert isinstance(loaded.stages[-1], KerasModel) and loaded.stages[-1].getInputDim() == 64
-    assert run.data.params["optimizer"] == "adam" and run.data.params["numProc"] == ("1" if LOCAL_WITHOUT_HOROVOD else "2")
+    assert run.data.params["optimizer"] == "adam"
+    assert run.data.params["numProc"] == ("1" if LOCAL_WITHOUT_HOROVOD else "2")
     assert run.data.metrics["test.accuracy"] == pytest.approx(metrics["test"]["accuracy"])
     assert len(MlflowClient().get_metric_history(run_id, "val_accuracy")) == 4
     artifacts = {a.path for a in MlflowClient().list_artifacts(run_id)}

@@ -22,7 +22,7 @@ def test_one_task_per_candidate_matches_the_local_function(spark):
     assert [tracker.getStageInfo(s).numTasks for s in tracker.getJobInfo(job).stageIds] == [2]
     threshold = 0.5 * mean_predictor_mae(series)
     assert [(r.look_back, r.architecture) for r in results] == [(2, (1, 2, 2, 1)), (5, (1, 4, 1))]
-    for (look_back, hidden), result in zip(candidates, results):
+    for (look_back, hidden), result in zip(candidates, results, strict=True):
         assert result.threshold == pytest.approx(threshold) and result.samples == 30
         local = mae_random_sampling(*window_arrays(series, look_back), hidden, samples=30, seed=4,
                                     threshold=threshold)

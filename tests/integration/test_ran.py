@@ -9,8 +9,8 @@ import pytest
 from pyspark.sql import functions as F
 
 from deepflash import RANEstimator, RANModel
-from deepflash.data.schema import prepare
 from deepflash.data.datasets import from_numpy
+from deepflash.data.schema import prepare
 from deepflash.ran import RAN
 from deepflash.ran.stage import training_order
 
@@ -106,7 +106,8 @@ def test_errors_name_the_param_and_start_no_job(spark, sine_df):
         (lambda: RANEstimator(labelCol="y").fit(sine_df), ValueError, r"`labelCol` == 'y': no such column"),
         (lambda: RANEstimator().fit(bad_label), TypeError, r"`labelCol` column 'label' must be numeric"),
         (lambda: RANEstimator().fit(as_text), TypeError, r"`featuresCol` column 'features' must be a Vector"),
-        (lambda: RANEstimator(distanceMin=3.0).fit(sine_df), ValueError, r"`distanceMin` == 3.0, must be <= `distanceMax`"),
+        (lambda: RANEstimator(distanceMin=3.0).fit(sine_df), ValueError,
+         r"`distanceMin` == 3.0, must be <= `distanceMax`"),
         (lambda: RANModel().transform(sine_df), ValueError, r"holds no network; get one from RANEstimator.fit"),
     ]
     for fn, error, match in cases:

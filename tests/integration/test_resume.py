@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from deepflash import KerasEstimator
-from deepflash.data.readers import Shard, to_dataset
+from deepflash.data.pipeline import to_dataset
+from deepflash.data.readers import Shard
 from deepflash.worker.loop import CHECKPOINT_FILE, CRASH_ENV
 
 pytestmark = pytest.mark.slow

@@ -52,12 +52,12 @@ def test_search_is_a_parent_mlflow_run_with_a_nested_run_per_trial(tpe_search):
                                   filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert len(children) == 6
     statuses = {c.data.tags["deepflash.status"] for c in children}
-    assert statuses <= {"ok", "fail"} and "ok" in statuses
+    assert statuses <= {"ok", "failed"} and "ok" in statuses
     ok_child = next(c for c in children if c.data.tags["deepflash.status"] == "ok")
     history = client.get_metric_history(ok_child.info.run_id, "val_accuracy")
     assert len(history) >= 1 and [m.step for m in history] == list(range(len(history)))
     assert "optimizer" in ok_child.data.params
-    failed = [c for c in children if c.data.tags["deepflash.status"] == "fail"]
+    failed = [c for c in children if c.data.tags["deepflash.status"] == "failed"]
     assert len(failed) == (tpe_search.trials["status"] == "failed").sum() >= 1
     for child in failed:
         assert child.info.status == "FAILED"
@@ -81,7 +81,8 @@ def test_failed_trials_are_recorded_with_their_error(tpe_search):
         assert "conv2d" in row["error"].splitlines()[-1]
     assert table[table["status"] == "ok"]["error"].isna().all()
     assert set(table["status"]) <= {"ok", "failed"}
-    assert {"trial", "metric", "epochs", "seconds", "status", "error", "learningRate", "optimizer"} <= set(table.columns)
+    columns = {"trial", "metric", "epochs", "seconds", "status", "error", "learningRate", "optimizer"}
+    assert columns <= set(table.columns)
 
 
 def test_search_model_save_load(tpe_search, digits, tmp_path):

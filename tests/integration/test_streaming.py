@@ -1,13 +1,13 @@
 """Read modes on Horovod with 2 processes, sharded validation, and a fit beyond its memory budget."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from pyspark.ml.feature import StandardScaler
 
-from helpers import accuracy
 from deepflash import KerasEstimator
-from deepflash.data.readers import get_reader, encode_targets
+from deepflash.data.pipeline import encode_targets
+from deepflash.data.readers import get_reader
+from helpers import accuracy
 
 pytestmark = [pytest.mark.horovod, pytest.mark.slow]
 

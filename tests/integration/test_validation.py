@@ -6,13 +6,12 @@ the one validation pass over the data, but nothing is written to the store eithe
 from __future__ import annotations
 
 import pytest
+from helpers import fails_cleanly
 from pyspark.ml.linalg import Vectors, VectorUDT
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StructField, StructType
 
-from helpers import fails_cleanly
 from deepflash import KerasEstimator
-
 
 SCHEMA = StructType([StructField("features", VectorUDT()), StructField("label", DoubleType())])
 
@@ -38,12 +37,14 @@ def local(**kw):
     (local(layers=[{"type": "dense2", "units": 3}]), ValueError, r"unknown layer type 'dense2', must be one of: dense"),
     (local(layers=[{"type": "dense", "units": 3, "activation": "swish"}]), ValueError,
      r"unknown activation 'swish', must be one of: relu, sigmoid"),
-    (local(layers=[{"type": "dropout", "rate": 1.5}]), ValueError, r"`layers`\[0\] \(dropout\): `rate` == 1.5, must be in \[0, 1\)"),
+    (local(layers=[{"type": "dropout", "rate": 1.5}]), ValueError,
+     r"`layers`\[0\] \(dropout\): `rate` == 1.5, must be in \[0, 1\)"),
     (local(layers="resnet"), ValueError, r"unknown preset, must be one of: simple, deep, tuned_mlp"),
     (local(optimizer="adamm"), ValueError, r"`optimizer` == 'adamm', must be one of: sgd, adagrad, adadelta"),
     (local(loss="hinge"), ValueError, r"`loss` == 'hinge', must be one of: auto, categorical_crossentropy"),
     (local(task="regression", loss="categorical_crossentropy"), ValueError, r"does not fit task 'regression'"),
-    (local(earlyStoppingPatience=2, validationSplit=0.0), ValueError, r"`earlyStoppingMonitor` == 'val_loss' needs validation"),
+    (local(earlyStoppingPatience=2, validationSplit=0.0), ValueError,
+     r"`earlyStoppingMonitor` == 'val_loss' needs validation"),
     (KerasEstimator(backend="horovod", numProc=3), ValueError, r"`numProc` == 3, but the cluster has 2 task slot"),
     (KerasEstimator(backend="local", numProc=2), ValueError, r"`numProc` == 2, must be 1 with backend='local'"),
 ])
@@ -74,7 +75,8 @@ def test_non_boolean_validation_col(spark, store_dir, good):
     ([], r"the training DataFrame is empty: expected at least one row, found 0"),
     ([([1.0, float("nan")], 0), ([1.0, 2.0], 1), ([float("nan"), 2.0], 1)],
      r"`featuresCol` column 'features' has null or NaN values in 2 of 3 rows"),
-    ([([1.0, 2.0], None), ([1.0, 2.0], 1), ([1.0, 2.0], 0)], r"`labelCol` column 'label' has null or NaN values in 1 of 3 rows"),
+    ([([1.0, 2.0], None), ([1.0, 2.0], 1), ([1.0, 2.0], 0)],
+     r"`labelCol` column 'label' has null or NaN values in 1 of 3 rows"),
     ([([1.0, 2.0], 0.5), ([1.0, 2.0], 1), ([1.0, 2.0], 0)], r"found 1 non-integer and 0 negative labels"),
     ([([1.0, 2.0], -1), ([1.0, 2.0], 1), ([1.0, 2.0], 0)], r"found 0 non-integer and 1 negative labels"),
     ([([1.0, 2.0], 0), ([2.0, 2.0], 0)], r"has a single class"),
@@ -91,7 +93,8 @@ def test_arrays_of_varying_length(spark, store_dir):
 
 
 def test_null_array_counts_as_bad_feature(spark, store_dir):
-    df = spark.createDataFrame([(None, 0.0), ([1.0, 2.0], 1.0), ([1.0, 3.0], 0.0)], "features array<double>, label double")
+    df = spark.createDataFrame([(None, 0.0), ([1.0, 2.0], 1.0), ([1.0, 3.0], 0.0)],
+                               "features array<double>, label double")
     fails_cleanly(spark, store_dir, df, local(), ValueError, r"null or NaN values in 1 of 3 rows", no_job=False)
 
 

@@ -6,13 +6,14 @@ import importlib.util
 
 import numpy as np
 import pytest
+from helpers import fails_cleanly
 from pyspark.ml.linalg import Vectors, VectorUDT
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StructField, StructType
 
-from helpers import fails_cleanly
 from deepflash import KerasEstimator
-from deepflash.data.readers import encode_targets, get_reader
+from deepflash.data.pipeline import encode_targets
+from deepflash.data.readers import get_reader
 
 # The readers this profile has (the modern profile installs no Petastorm).
 READERS = ("arrow", "petastorm") if importlib.util.find_spec("petastorm") else ("arrow",)
@@ -64,16 +65,16 @@ def test_a_class_of_weight_zero_is_never_predicted(digit_fits, weighted_digits, 
 def test_weighted_data_is_materialized_once_and_apart_from_unweighted(digit_fits, weighted_digits):
     fits, store = digit_fits
     runs = list(fits.values())
-    assert runs[0].fitInfo.data["reused"] is False
-    assert all(m.fitInfo.data["reused"] for m in runs[1:])  # reader and read mode do not change the data
+    assert runs[0].fitInfo.data.reused is False
+    assert all(m.fitInfo.data.reused for m in runs[1:])  # reader and read mode do not change the data
     train, _ = weighted_digits
     plain = KerasEstimator(backend="local", storePath=store, **{**DIGITS, "epochs": 1, "weightCol": ""}).fit(train)
-    assert plain.fitInfo.data["reused"] is False  # unweighted data is not the weighted copy
-    assert plain.fitInfo.data["train_url"] != runs[0].fitInfo.data["train_url"]
-    assert get_reader("arrow").load(plain.fitInfo.data["train_url"]).weights is None
+    assert plain.fitInfo.data.reused is False  # unweighted data is not the weighted copy
+    assert plain.fitInfo.data.train_url != runs[0].fitInfo.data.train_url
+    assert get_reader("arrow").load(plain.fitInfo.data.train_url).weights is None
     heavier = train.withColumn("w", F.when(F.col("label") == DROPPED, 0.0).otherwise(2.0))
     doubled = KerasEstimator(backend="local", storePath=store, **{**DIGITS, "epochs": 1}).fit(heavier)
-    assert doubled.fitInfo.data["reused"] is False  # other weights, other data
+    assert doubled.fitInfo.data.reused is False  # other weights, other data
 
 
 def test_val_loss_is_weighted_and_accuracy_is_not(digit_fits):
@@ -81,7 +82,7 @@ def test_val_loss_is_weighted_and_accuracy_is_not(digit_fits):
     definition); val_accuracy counts every row."""
     fits, _ = digit_fits
     model = fits["arrow", "memory"]
-    val = get_reader("arrow").load(model.fitInfo.data["val_url"])
+    val = get_reader("arrow").load(model.fitInfo.data.val_url)
     assert val.weights is not None and (val.weights == 0).sum() >= 5
     np.testing.assert_array_equal(val.weights, np.where(val.labels == DROPPED, 0.0, 1.0))
     net = model.getKerasModel()
@@ -106,7 +107,8 @@ def imbalanced(spark, seed: int, majority: int, minority: int):
     y = np.concatenate([np.zeros(majority), np.ones(minority)])
     schema = StructType([StructField("features", VectorUDT()), StructField("label", DoubleType()),
                          StructField("w", DoubleType())])
-    return spark.createDataFrame([(Vectors.dense(f), float(t), 10.0 if t else 1.0) for f, t in zip(x, y)], schema)
+    rows = [(Vectors.dense(f), float(t), 10.0 if t else 1.0) for f, t in zip(x, y, strict=True)]
+    return spark.createDataFrame(rows, schema)
 
 
 def recall(model, df, label: float) -> float:
@@ -178,7 +180,7 @@ def test_horovod_two_processes(weighted_digits, tmp_path):
     model = KerasEstimator(backend="horovod", numProc=2, storePath=str(tmp_path), **DIGITS).fit(train)
     assert len(model.fitInfo.rows_read_per_rank) == 2
     assert (predicted(model, test) == DROPPED).sum() <= 2
-    val = get_reader("arrow").load(model.fitInfo.data["val_url"])
+    val = get_reader("arrow").load(model.fitInfo.data.val_url)
     net = model.getKerasModel()
     net.compile(loss="sparse_categorical_crossentropy", weighted_metrics=[])
     full = net.evaluate(val.features, encode_targets(val.labels, "sparse", 10), sample_weight=val.weights,

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from deepflash.io import fs
-from deepflash.data.arrow_reader import ArrowReader, list_pieces, shard_pieces, table_to_arrays
 from deepflash.data.readers import Shard
+from deepflash.data.readers.arrow import ArrowReader, list_pieces, shard_pieces, table_to_arrays
+from deepflash.io import fs
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""The Horovod backend's pure parts: slot assignment from barrier task hosts, which error to report."""
+"""The backends' pure parts: slot assignment from barrier task hosts, which error to report, each
+backend's communicator."""
 from __future__ import annotations
 
 import pytest
@@ -61,3 +62,35 @@ def test_barrier_free_port_is_bindable():
     port = free_port()
     with socket.socket() as s:
         s.bind(("", port))
+
+
+def test_each_backend_names_its_communicator_and_it_pickles_by_reference():
+    import pickle
+
+    from deepflash.backends import Communicator, get_backend
+    from deepflash.backends.barrier import MultiWorkerMirroredCommunicator
+    from deepflash.backends.horovod import HorovodCommunicator
+
+    assert get_backend("local", 1).communicator() is Communicator
+    assert get_backend("horovod", 2).communicator() is HorovodCommunicator
+    assert get_backend("barrier", 2).communicator() is MultiWorkerMirroredCommunicator
+    for cls in (HorovodCommunicator, MultiWorkerMirroredCommunicator):
+        assert issubclass(cls, Communicator)
+        data = pickle.dumps(cls)
+        assert cls.__name__.encode() in data and len(data) < 200 and pickle.loads(data) is cls
+
+
+def test_the_single_process_communicator_shares_nothing():
+    import numpy as np
+
+    from deepflash.backends import Communicator
+
+    comm = Communicator()
+    assert (comm.rank, comm.size, comm.local_rank, comm.local_size) == (0, 1, 0, 1)
+    values = np.array([1.0, 2.0])
+    assert comm.sum(values) is values and comm.callbacks() == [] and comm.validation_steps(10, 4) is None
+    optimizer = object()
+    assert comm.wrap_optimizer(optimizer) is optimizer
+    assert comm.dataset(lambda: "batches") == "batches"
+    with comm.scope():
+        comm.barrier()

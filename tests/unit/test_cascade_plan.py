@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from deepflash import KerasEstimator
+from deepflash.networks import build_model, validate_layers
 from deepflash.networks.cascade_plan import CascadePlan, cascade_blocks, resolve_cascade, stage_epochs
 from deepflash.networks.keras_compat import optimizer_module, output_shape
-from deepflash.networks import build_model, validate_layers
 
 MLP = [{"type": "dense", "units": 8, "activation": "relu"}, {"type": "dropout", "rate": 0.1},
        {"type": "dense", "units": 6, "activation": "relu"}, {"type": "batchnorm"},
@@ -157,15 +157,13 @@ def _two_optimizer_reference(model, earlier, x, y, lr, rate, steps):
         with tf.GradientTape() as tape:
             loss = loss_fn(y, model(x, training=True))
         grads = tape.gradient(loss, new_vars + old_vars)
-        fast.apply_gradients(zip(grads[:len(new_vars)], new_vars))
-        slow.apply_gradients(zip(grads[len(new_vars):], old_vars))
+        fast.apply_gradients(zip(grads[:len(new_vars)], new_vars, strict=True))
+        slow.apply_gradients(zip(grads[len(new_vars):], old_vars, strict=True))
 
 
 @pytest.mark.parametrize("rate", [0.0, 0.25])
 def test_earlier_layers_train_at_exactly_lr_times_the_rate(rate):
     """Three Adam steps of the last stage against two optimizers, one at lr*rate for block 1."""
-    import tensorflow as tf
-
     from deepflash.networks.cascade import hidden_layers, stage_model
 
     layers = [{"type": "dense", "units": 8, "activation": "tanh"}, {"type": "dense", "units": 6, "activation": "tanh"}]
@@ -181,13 +179,13 @@ def test_earlier_layers_train_at_exactly_lr_times_the_rate(rate):
         net.train_on_batch(x, y)
     after = hidden_layers(model)[0].get_weights()
     if rate == 0:
-        for a, b in zip(after, before):
+        for a, b in zip(after, before, strict=True):
             np.testing.assert_array_equal(a, b)
         return
     assert not np.allclose(after[0], before[0])
     reference = build_model(layers, 4, "multiclass", 3, seed=1)
     _two_optimizer_reference(reference, hidden_layers(reference)[:1], x, y, 0.01, rate, 3)
-    for got, want in zip(model.get_weights(), reference.get_weights()):
+    for got, want in zip(model.get_weights(), reference.get_weights(), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
@@ -207,15 +205,15 @@ def _write_state(tmp_path, **state) -> tuple:
 
 
 def test_older_checkpoints_load_and_newer_ones_fail_clearly(tmp_path):
-    from deepflash.worker.loop import CHECKPOINT_FORMAT, load_checkpoint
+    from deepflash.worker.checkpoint import FORMAT, Checkpoint
 
-    assert CHECKPOINT_FORMAT == 4
+    assert FORMAT == 4
     store, path = _write_state(tmp_path)
-    ckpt = load_checkpoint(store, path, "fp")
-    assert ckpt["epoch"] == 2 and ckpt["cascade_stage"] is None
+    ckpt = Checkpoint.load(store, path, "fp")
+    assert ckpt.epoch == 2 and ckpt.cascade_stage is None
     store, path = _write_state(tmp_path, format=99)
     with pytest.raises(ValueError, match=r"has format 99, newer than this deepflash reads \(4\)"):
-        load_checkpoint(store, path, "fp")
+        Checkpoint.load(store, path, "fp")
 
 
 # --- the plot -------------------------------------------------------------------------------------

@@ -144,7 +144,8 @@ def test_search_space_is_checked_at_load(write):
 
 
 def test_image_params_and_their_key_paths(write):
-    config = load_config(write("model:\n  layers: fashion_cnn\n  inputShape: [28, 28, 1]\n  kernelInitializer: HE_Normal\n"
+    config = load_config(write("model:\n  layers: fashion_cnn\n  inputShape: [28, 28, 1]\n"
+                               "  kernelInitializer: HE_Normal\n"
                                "  augmentation:\n    - {type: shift, factor: 0.1}\n    - {type: cutout, size: 8}\n"))
     assert config["model"]["inputShape"] == [28, 28, 1]
     assert config["model"]["kernelInitializer"] == "he_normal"
@@ -174,7 +175,8 @@ def test_image_params_and_their_key_paths(write):
 def test_cnn_search_config_parses_and_its_space_samples():
     from hyperopt.pyll import stochastic
 
-    from deepflash.tuning.space import to_hyperopt, to_params
+    from deepflash.tuning.hyperopt.space import to_hyperopt
+    from deepflash.tuning.space import to_params
 
     config = load_config("conf/fashion_mnist_cnn_search.yaml")
     assert config["model"]["layers"] == "fashion_cnn3" and config["model"]["inputShape"] == [28, 28, 1]

@@ -6,8 +6,14 @@ import math
 import pandas as pd
 import pytest
 
-from deepflash.reporting.metrics import (classification_report, confusion_matrix, diagnose, metrics_from_confusion,
-                                  regression_report, satisficing)
+from deepflash.reporting.metrics import (
+    classification_report,
+    confusion_matrix,
+    diagnose,
+    metrics_from_confusion,
+    regression_report,
+    satisficing,
+)
 
 # true \ predicted: class 0 has 3 rows (2 right), class 1 has 4 (3 right), class 2 has 3 (1 right)
 LABELS = [0, 0, 0, 1, 1, 1, 1, 2, 2, 2]
@@ -15,7 +21,8 @@ PREDS = [0, 0, 1, 1, 1, 1, 2, 2, 0, 0]
 
 
 def test_confusion_matrix_from_spark(spark):
-    df = spark.createDataFrame(list(zip([float(v) for v in LABELS], [float(v) for v in PREDS])), ["label", "prediction"])
+    rows = list(zip([float(v) for v in LABELS], [float(v) for v in PREDS], strict=True))
+    df = spark.createDataFrame(rows, ["label", "prediction"])
     m = confusion_matrix(df)
     assert m.tolist() == [[2, 1, 0], [0, 3, 1], [2, 0, 1]]
     assert confusion_matrix(df, num_classes=5).shape == (5, 5)
@@ -30,8 +37,8 @@ def test_metrics_by_hand():
     # precision = tp / predicted: 2/4, 3/4, 1/2; recall = tp / support: 2/3, 3/4, 1/3
     p = [0.5, 0.75, 0.5]
     rc = [2 / 3, 0.75, 1 / 3]
-    f1 = [2 * a * b / (a + b) for a, b in zip(p, rc)]
-    f2 = [5 * a * b / (4 * a + b) for a, b in zip(p, rc)]
+    f1 = [2 * a * b / (a + b) for a, b in zip(p, rc, strict=True)]
+    f2 = [5 * a * b / (4 * a + b) for a, b in zip(p, rc, strict=True)]
     for i, row in enumerate(r["per_class"]):
         assert row["precision"] == pytest.approx(p[i])
         assert row["recall"] == pytest.approx(rc[i]) == pytest.approx(row["accuracy"])

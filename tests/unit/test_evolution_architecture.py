@@ -7,8 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from deepflash.evolution import (Architecture, ArchitectureSpace, GeneticAlgorithm, TrainedErrorProblem,
-                                 TrainingSettings)
+from deepflash.evolution import Architecture, ArchitectureSpace, GeneticAlgorithm, TrainedErrorProblem, TrainingSettings
 from deepflash.evolution.problems import chronological_split
 
 SPACE = ArchitectureSpace(look_back=(1, 5), hidden_layers=(1, 3), units=(1, 6), layer_types=("lstm", "dense"),

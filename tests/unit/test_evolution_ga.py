@@ -32,7 +32,7 @@ class Target(Problem):
 
     def evaluate_decoded(self, decoded):
         self.calls.append(decoded)
-        return (-float(sum(abs(g - t) for g, t in zip(decoded, self.target))),)
+        return (-float(sum(abs(g - t) for g, t in zip(decoded, self.target, strict=True))),)
 
 
 class Minimise(Target):
@@ -49,8 +49,8 @@ def test_improves_best_fitness_over_generations():
     assert len(history) == 16
     assert history[-1].best_so_far > history[0].best
     # Best so far never gets worse, and the elite keeps each generation's best at least as good.
-    assert all(b.best_so_far >= a.best_so_far for a, b in zip(history, history[1:]))
-    assert all(b.best >= a.best for a, b in zip(history, history[1:]))
+    assert all(b.best_so_far >= a.best_so_far for a, b in zip(history, history[1:], strict=False))
+    assert all(b.best >= a.best for a, b in zip(history, history[1:], strict=False))
     assert result.best.fitness[0] == history[-1].best_so_far == problem.evaluate(result.best)[0]
     assert result.decoded == problem.decode(result.best.encoding)
 

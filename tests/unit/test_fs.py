@@ -1,4 +1,5 @@
-"""The filesystem layer (fs.py) and the Store on top of it: paths, atomic writes, commits."""
+"""The filesystem layer (io/fs.py), directories that appear whole (io/atomic.py) and the Store on top of
+them: paths, atomic writes, commits."""
 from __future__ import annotations
 
 import os
@@ -8,8 +9,8 @@ import uuid
 
 import pytest
 
-from deepflash.io import fs
-from deepflash.io.fs import SUCCESS_MARKER
+from deepflash.io import atomic, fs
+from deepflash.io.atomic import SUCCESS_MARKER
 from deepflash.io.store import Store
 
 
@@ -107,6 +108,27 @@ def test_commit_dir_marks_and_renames(tmp_path):
     assert store.listdir(store.join("data")) == ["key"]
 
 
+def _commit_together(store, tmps, final) -> tuple[list, list]:
+    """Commits every directory of ``tmps`` to ``final``, one thread each, released together by a
+    barrier; returns ``(index, won)`` per commit that returned and the errors of those that raised."""
+    barrier = threading.Barrier(len(tmps))
+    won, errors = [], []
+
+    def commit(i):
+        barrier.wait()
+        try:
+            won.append((i, store.commit_dir(tmps[i], final)))
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=commit, args=(i,)) for i in range(len(tmps))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return won, errors
+
+
 def test_concurrent_commits_of_one_dataset_race_and_both_succeed(tmp_path):
     """Eight writers commit the same key at the same instant (a barrier releases them together):
     every call returns, exactly one copy wins whole, and no temporary directory is left."""
@@ -117,21 +139,7 @@ def test_concurrent_commits_of_one_dataset_race_and_both_succeed(tmp_path):
         tmps = [store.temp_dir("key") for _ in range(writers)]
         for i, tmp in enumerate(tmps):
             store.write_bytes(fs.join(tmp, f"part-{i}"), str(i).encode())
-        barrier = threading.Barrier(writers)
-        won, errors = [], []
-
-        def commit(i):
-            barrier.wait()
-            try:
-                won.append((i, store.commit_dir(tmps[i], final)))
-            except Exception as e:  # noqa: BLE001
-                errors.append(e)
-
-        threads = [threading.Thread(target=commit, args=(i,)) for i in range(writers)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        won, errors = _commit_together(store, tmps, final)
         assert errors == []
         winners = [i for i, w in won if w]
         assert len(won) == writers and len(winners) == 1
@@ -202,12 +210,12 @@ def test_remote_store_round_trip_replaces_by_renaming_aside():
 def test_atomic_dir_appears_only_on_success(tmp_path):
     final = fs.qualify(str(tmp_path / "out"))
     with pytest.raises(RuntimeError, match="boom"):
-        with fs.atomic_dir(final) as out:
+        with atomic.atomic_dir(final) as out:
             with open(out.local_path("metrics.json"), "w") as f:
                 f.write("{}")
             raise RuntimeError("boom")
     assert not fs.exists(final) and _no_temp_files(tmp_path)
-    with fs.atomic_dir(final) as out:
+    with atomic.atomic_dir(final) as out:
         with open(out.local_path("plots", "a.png"), "wb") as f:
             f.write(b"png")
     assert (tmp_path / "out" / "plots" / "a.png").read_bytes() == b"png"
@@ -217,9 +225,9 @@ def test_atomic_dir_refuses_an_existing_output_unless_overwrite(tmp_path):
     final = fs.qualify(str(tmp_path / "out"))
     fs.write_bytes(fs.join(final, "old.txt"), b"old")
     with pytest.raises(FileExistsError, match="--overwrite"):
-        with fs.atomic_dir(final):
+        with atomic.atomic_dir(final):
             pytest.fail("the block must not run")
-    with fs.atomic_dir(final, overwrite=True) as out:
+    with atomic.atomic_dir(final, overwrite=True) as out:
         with open(out.local_path("new.txt"), "w") as f:
             f.write("new")
     assert sorted(os.listdir(tmp_path / "out")) == ["new.txt"]
@@ -228,7 +236,7 @@ def test_atomic_dir_refuses_an_existing_output_unless_overwrite(tmp_path):
 
 def test_atomic_dir_on_a_remote_filesystem_uploads_the_staging_dir():
     final = f"memory://deepflash-test-{uuid.uuid4().hex}/out"
-    with fs.atomic_dir(final) as out:
+    with atomic.atomic_dir(final) as out:
         assert out.local != out.uri
         with open(out.local_path("report.html"), "w") as f:
             f.write("<html></html>")

@@ -7,10 +7,9 @@ import re
 import numpy as np
 import pytest
 
-from deepflash.networks.keras_compat import optimizer_module, output_shape
-
 from deepflash.io.keras_files import model_from_bytes, model_to_bytes
 from deepflash.networks import INITIALIZERS, build_model, check_augmentation, count_params, validate_layers
+from deepflash.networks.keras_compat import optimizer_module, output_shape
 
 tf = pytest.importorskip("tensorflow")
 L = tf.keras.layers
@@ -136,7 +135,7 @@ def test_cutout_zeroes_one_size_by_size_patch_in_training_only(size, side, chann
     out = layer(x, training=True).numpy()
     zeroed = out == 0
     assert (zeroed == zeroed[..., :1]).all()              # the same patch in every channel
-    for image, mask in zip(out, zeroed[..., 0]):
+    for mask in zeroed[..., 0]:
         rows, cols = np.nonzero(mask)
         assert len(rows) == size * size                   # the whole patch lies inside the image
         assert rows.max() - rows.min() + 1 == size and cols.max() - cols.min() + 1 == size

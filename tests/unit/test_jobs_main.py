@@ -8,9 +8,8 @@ import json
 import pytest
 import yaml
 
-from deepflash.jobs.config import load_config
 from deepflash.jobs import main as jobs_main
-from deepflash.jobs.base import Job
+from deepflash.jobs.config import load_config
 
 CONFIGURED = [job.name for job in jobs_main.JOBS if job.run is not None]
 

@@ -194,23 +194,46 @@ def test_learning_curves_get_an_lr_panel_when_the_history_has_lr(tmp_path):
 
 # --- checkpoints from before schedules -------------------------------------------------------
 
-def settings(scale_lr: bool = False, learning_rate: float = 0.01):
-    from types import SimpleNamespace
+def checkpoint(learning_rate: float | None, num_proc: int | None = None, learning_rate_state: dict | None = None,
+               legacy_plateau_state: dict | None = None):
+    from deepflash.worker.checkpoint import Checkpoint
 
-    return SimpleNamespace(scale_lr=scale_lr, learning_rate=learning_rate)
+    return Checkpoint(epoch=2, history={}, fingerprint="fp", run_id="r", weights=[], optimizer=[],
+                      learning_rate=learning_rate, learning_rate_state=learning_rate_state, early_stopping_state=None,
+                      stopped=False, num_proc=num_proc, cascade_stage=None, legacy_plateau_state=legacy_plateau_state)
 
 
 def test_an_old_checkpoint_gives_its_multiplier_from_its_rate():
-    from deepflash.worker.loop import _learning_rate_state
+    counters = {"wait": 1, "cooldown_counter": 0, "best": {"value": 0.5, "dtype": "float32"}}
+    old = checkpoint(0.0025, num_proc=2, legacy_plateau_state=counters)
+    assert old.learning_rate_callback_state(0.01, False, 1) == {**counters, "multiplier": 0.25}
+    # the old run scaled α0 by its 2 processes: 0.0025 was 0.125 of 0.02
+    assert old.learning_rate_callback_state(0.01, True, 4)["multiplier"] == pytest.approx(0.125)
+    assert checkpoint(0.01).learning_rate_callback_state(0.01, False, 1) is None
+    new = {"multiplier": 0.5, **counters}
+    assert checkpoint(1.0, learning_rate_state=new).learning_rate_callback_state(0.01, False, 1) == new
+
+
+def test_an_old_checkpoint_file_loads_its_plateau_counters(tmp_path):
+    import io
+    import json
+
+    from deepflash.io.store import Store
+    from deepflash.worker.checkpoint import Checkpoint
 
     counters = {"wait": 1, "cooldown_counter": 0, "best": {"value": 0.5, "dtype": "float32"}}
-    old = {"callbacks": {"reduce_lr": counters}, "learning_rate": 0.0025, "num_proc": 2}
-    assert _learning_rate_state(old, settings(), 1) == {**counters, "multiplier": 0.25}
-    # the old run scaled α0 by its 2 processes: 0.0025 was 0.125 of 0.02
-    assert _learning_rate_state(old, settings(scale_lr=True), 4)["multiplier"] == pytest.approx(0.125)
-    assert _learning_rate_state({"callbacks": {}, "learning_rate": 0.01}, settings(), 1) is None
-    new = {"multiplier": 0.5, **counters}
-    assert _learning_rate_state({"callbacks": {"learning_rate": new}, "learning_rate": 1.0}, settings(), 1) == new
+    state = {"format": 2, "epoch": 3, "history": {"loss": [1.0, 0.9, 0.8]}, "fingerprint": "fp", "run_id": "r",
+             "num_weights": 1, "num_optimizer": 0, "learning_rate": 0.0025, "callbacks": {"reduce_lr": counters}}
+    buf = io.BytesIO()
+    np.savez(buf, state=np.array(json.dumps(state)), w0=np.ones(3, np.float32))
+    store = Store(str(tmp_path))
+    path = str(tmp_path / "old.npz")
+    store.write_bytes(path, buf.getvalue())
+    loaded = Checkpoint.load(store, path, "fp")
+    assert (loaded.epoch, loaded.num_proc, loaded.cascade_stage, loaded.stopped) == (3, None, None, False)
+    np.testing.assert_array_equal(loaded.weights[0], np.ones(3, np.float32))
+    # the run that wrote it had no recorded process count: this run's 2 stand in
+    assert loaded.learning_rate_callback_state(0.01, True, 2) == {**counters, "multiplier": pytest.approx(0.125)}
 
 
 # --- through the estimator -------------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import norm
 
 from deepflash.evolution import SamplingResult, mae_random_sampling, mean_predictor_mae, sample_architectures
-from deepflash.evolution.sampling import draw_weights, forward, weight_shapes
+from deepflash.evolution.random_weights import draw_weights, forward, weight_shapes
 from deepflash.ml.timeseries import window_arrays
 
 SINE = np.sin(2 * np.pi * np.arange(1000) / 100)

@@ -1,7 +1,15 @@
-"""KerasModel without Spark: which broadcast a transform uses (a stand-in SparkContext counts them)."""
+"""KerasModel without Spark: which broadcast a transform uses (a stand-in SparkContext counts them), its
+state as bytes, its fit info, and the scoring path."""
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
+import pytest
+
 from deepflash import KerasModel
+from deepflash.ml.model import _predictor
+from deepflash.serving.scoring import feature_matrix, predict_batch_rows
+from deepflash.worker.devices import choose_gpus
 
 
 class FakeContext:
@@ -15,42 +23,34 @@ class FakeContext:
 
 def test_one_broadcast_per_model_bytes_and_spark_context():
     model = KerasModel()
-    model._set_keras_bytes(b"model-a")
     sc = FakeContext()
-    first, digest = model._model_broadcast(sc, model._keras_bytes())
-    assert model._model_broadcast(sc, model._keras_bytes()) == (first, digest)
-    assert model.copy()._model_broadcast(sc, model._keras_bytes())[0] is first  # a copy holds the same bytes
+    first, digest = model._model_broadcast(sc, b"model-a")
+    assert model._model_broadcast(sc, b"model-a") == (first, digest)
+    assert model.copy()._model_broadcast(sc, b"model-a")[0] is first  # a copy shares the broadcast
     assert len(sc.broadcasts) == 1
 
-    model._set_keras_bytes(b"model-b")
-    second, other = model._model_broadcast(sc, model._keras_bytes())
+    second, other = model._model_broadcast(sc, b"model-b")
     assert second != first and other != digest and sc.broadcasts == [b"model-a", b"model-b"]
 
     new_sc = FakeContext()
-    assert model._model_broadcast(new_sc, model._keras_bytes())[0] == ("broadcast", 1, b"model-b")
-    assert model._model_broadcast(new_sc, model._keras_bytes())[0] == ("broadcast", 1, b"model-b")
+    assert model._model_broadcast(new_sc, b"model-b")[0] == ("broadcast", 1, b"model-b")
+    assert model._model_broadcast(new_sc, b"model-b")[0] == ("broadcast", 1, b"model-b")
     assert len(new_sc.broadcasts) == 1
 
 
 # --- the scoring path, without Spark --------------------------------------------------------
-import numpy as np
-import pandas as pd
-import pytest
-
-from deepflash.worker.devices import choose_gpus
-from deepflash.ml.model import _as_matrix, _predictor, predict_batch_rows
 
 
 def test_feature_batch_becomes_one_matrix_and_bad_rows_are_named():
     rows = [np.arange(3, dtype=np.float32) + i for i in range(4)]
-    x = _as_matrix(pd.Series(rows), 3, "features")
+    x = feature_matrix(pd.Series(rows), 3, "features")
     assert x.shape == (4, 3) and x.dtype == np.float32
     np.testing.assert_array_equal(x, np.stack(rows))
-    assert _as_matrix(pd.Series([], dtype=object), 3, "features").shape == (0, 3)
+    assert feature_matrix(pd.Series([], dtype=object), 3, "features").shape == (0, 3)
     with pytest.raises(ValueError, match=r"`featuresCol` column 'features' must hold vectors of length 3 .* \[2\]"):
-        _as_matrix(pd.Series([np.zeros(3), np.zeros(2)]), 3, "features")
+        feature_matrix(pd.Series([np.zeros(3), np.zeros(2)]), 3, "features")
     with pytest.raises(ValueError, match=r"length 3 .*\[-1\] \(-1: null\)"):
-        _as_matrix(pd.Series([np.zeros(3), None]), 3, "features")
+        feature_matrix(pd.Series([np.zeros(3), None]), 3, "features")
 
 
 def test_predict_batches_are_sized_by_the_model():
@@ -102,3 +102,52 @@ def test_gpus_come_from_the_task_resources_else_the_local_rank():
     assert choose_gpus(2, [], 3) == [1]  # no task resources: local rank modulo GPUs
     with pytest.raises(ValueError, match=r"GPU address '5', but this process sees 2 GPU"):
         choose_gpus(2, ["5"], 0)
+
+
+# --- state bytes and fit info ---------------------------------------------------------------
+
+def test_stages_with_state_are_binary_state_and_take_back_their_bytes():
+    import tensorflow as tf
+
+    from deepflash import KerasEstimator, RANEstimator, RANModel
+    from deepflash.ml.persistence import BinaryState
+
+    for cls in (KerasEstimator, KerasModel, RANModel):
+        assert isinstance(cls(), BinaryState), cls.__name__
+    assert not isinstance(RANEstimator(), BinaryState)  # its Params are all it has
+    assert KerasModel().stateBytes() is None and KerasEstimator().stateBytes() is None
+
+    net = tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(2, activation="softmax")])
+    model = KerasModel().setKerasModel(net)
+    data = model.stateBytes()
+    loaded = KerasModel()
+    loaded.setStateBytes(data)
+    assert loaded.stateBytes() == data
+    x = np.ones((2, 3), np.float32)
+    np.testing.assert_allclose(loaded.getKerasModel().predict(x, verbose=0), net.predict(x, verbose=0))
+    with pytest.raises((OSError, ValueError)):  # decoded at once: a bad file fails at load, not at transform
+        KerasModel().setStateBytes(b"not a keras file")
+
+
+def test_fit_info_is_typed_and_keeps_item_access():
+    from deepflash.ml.fit_info import FitData, FitInfo
+
+    data = FitData(train_url="file:/t", val_url="file:/v", reused=True)
+    info = FitInfo(run_id="r", data=data, read_seconds=1.0, fit_seconds=2.0, initial_epoch=0, seconds=4.0)
+    assert info.data.train_url == "file:/t" and info.data.seconds == 0.0
+    assert info["run_id"] == "r" and info["data"]["reused"] is True  # scripts that indexed the dict still run
+    with pytest.raises(KeyError):
+        info["no_such_field"]
+    with pytest.raises(KeyError):
+        data["as_dict"]  # only fields are items
+    assert info.replace(plan_seconds=1.5).plan_seconds == 1.5 and info.plan_seconds == 0.0
+    assert info.as_dict()["data"] == {"train_url": "file:/t", "val_url": "file:/v", "reused": True, "seconds": 0.0,
+                                      "bytes": 0}
+    assert KerasModel().fitInfo is None  # a model loaded from disk has none
+
+
+def test_fit_info_keeps_its_old_import_path():
+    from deepflash.ml.fit_info import FitInfo
+    from deepflash.plan import FitInfo as OldFitInfo
+
+    assert OldFitInfo is FitInfo

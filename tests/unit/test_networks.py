@@ -6,8 +6,6 @@ import re
 import numpy as np
 import pytest
 
-from deepflash.networks.keras_compat import optimizer_module, output_shape, to_float
-
 from deepflash.networks import (
     ACTIVATIONS,
     LAYER_TYPES,
@@ -23,6 +21,7 @@ from deepflash.networks import (
     resolve_loss,
     validate_layers,
 )
+from deepflash.networks.keras_compat import optimizer_module, output_shape, to_float
 
 tf = pytest.importorskip("tensorflow")
 L = tf.keras.layers
@@ -160,7 +159,7 @@ def test_layer_type_builds_with_expected_shape(case):
     specs, input_dim, expected = LAYER_CASES[case]
     model = build_model(specs, input_dim, "regression")
     layers = hidden(model, len(specs))
-    for layer, (cls, shape) in zip(layers, expected):
+    for layer, (cls, shape) in zip(layers, expected, strict=True):
         assert type(layer) is cls
         assert tuple(output_shape(layer)[1:]) == shape
     # a rank > 1 output is flattened before the output layer
@@ -371,7 +370,7 @@ def _weights(seed):
 def test_same_seed_gives_identical_initial_weights():
     a, b = _weights(5), _weights(5)
     assert len(a) == len(b) == 4
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)
 
 

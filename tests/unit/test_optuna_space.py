@@ -9,7 +9,8 @@ import pytest
 from deepflash import KerasEstimator, OptunaSearch, OptunaSearchModel
 from deepflash.tuning.optuna.engine import check_sampler
 from deepflash.tuning.optuna.search import OPTUNA_PARAMS
-from deepflash.tuning.space import check_optuna_space, optuna_grid, suggest, to_params
+from deepflash.tuning.optuna.space import check_optuna_space, optuna_grid, suggest
+from deepflash.tuning.space import to_params
 
 SPACE = {"learningRate": {"loguniform": [1e-4, 1e-1]}, "momentum": {"uniform": [0.5, 0.9]},
          "batchSize": {"quniform": [16, 128, 16]}, "lrMinRate": {"qloguniform": [1e-5, 1e-3, 1e-5]},
@@ -71,7 +72,7 @@ def test_gp_without_torch_says_what_to_install():
         check_sampler("gp")
     search = OptunaSearch(estimator=KerasEstimator(), space={"epochs": {"choice": [1]}}, sampler="gp")
     with pytest.raises(ImportError, match="needs torch"):
-        search._check()
+        search.validateParams()
 
 
 @pytest.mark.parametrize("cls", [OptunaSearch, OptunaSearchModel])
@@ -101,5 +102,5 @@ def test_parallel_trials_on_a_remote_store_need_a_storage_url():
     est = KerasEstimator(storePath="hdfs://nn:8020/deepflash")
     search = OptunaSearch(estimator=est, space={"epochs": {"choice": [1]}}, parallelism=2)
     with pytest.raises(ValueError, match="set `storage` to an RDB URL"):
-        search._check()
-    search.setStorage("postgresql://u@h/db")._check()
+        search.validateParams()
+    search.setStorage("postgresql://u@h/db").validateParams()

@@ -5,10 +5,9 @@ import re
 
 import pytest
 
-from deepflash.networks.keras_compat import output_shape
-
 from deepflash import KerasEstimator, KerasModel
 from deepflash.ml.params import BACKENDS, SHARED_PARAM_NAMES, TASKS, TRANSFORM_PARAM_NAMES
+from deepflash.networks.keras_compat import output_shape
 
 
 def cap(name: str) -> str:
@@ -265,8 +264,62 @@ def test_constructor_applies_the_converters():
 
 
 def test_constructor_is_keyword_only():
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="takes Params by keyword only"):
         KerasEstimator("features")
+    with pytest.raises(TypeError, match="takes Params by keyword only"):
+        KerasEstimator().setParams(3)
+
+
+def test_unknown_keyword_names_the_param_and_the_close_ones():
+    with pytest.raises(TypeError, match=re.escape("KerasEstimator has no Param `epoch`; did you mean epochs?")):
+        KerasEstimator(epoch=3)
+    with pytest.raises(TypeError, match=re.escape("KerasEstimator has no Param `learning_rate`; did you mean "
+                                                  "learningRate")):
+        KerasEstimator().setParams(learning_rate=0.1)
+    with pytest.raises(TypeError, match="KerasModel has no Param `epochs`"):  # a fitted model: transform Params only
+        KerasModel().setParams(epochs=3)
+
+
+def test_signatures_list_every_param_with_its_default():
+    import inspect
+
+    from deepflash.ml.params import ESTIMATOR_PARAMS
+
+    for method in (KerasEstimator.__init__, KerasEstimator.setParams):
+        params = inspect.signature(method).parameters
+        assert list(params)[1:] == list(SHARED_PARAM_NAMES)
+        assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in list(params.values())[1:])
+    params = inspect.signature(KerasEstimator).parameters
+    assert params["epochs"].default == 10 and params["backend"].default == "horovod"
+    assert params["runId"].default is None  # no default: unset
+    assert {spec.name: spec.default for spec in ESTIMATOR_PARAMS}["epochs"] == KerasEstimator().getEpochs()
+    assert list(inspect.signature(KerasModel.setParams).parameters)[1:] == list(TRANSFORM_PARAM_NAMES)
+
+
+def test_model_takes_transform_params_by_keyword():
+    model = KerasModel(predictionCol="p")
+    assert model.getPredictionCol() == "p"
+    assert model.setParams(featuresCol="x", probabilityCol=None) is model
+    assert (model.getFeaturesCol(), model.getProbabilityCol()) == ("x", "probability")
+
+
+def test_backend_and_reader_choices_are_the_registries():
+    from deepflash.backends import BACKENDS as backend_registry
+    from deepflash.data.readers import READERS as reader_registry
+    from deepflash.ml.params import READERS
+
+    assert set(BACKENDS) == set(backend_registry) and set(READERS) == set(reader_registry)
+
+
+def test_param_specs_declare_each_param_once():
+    from deepflash.ml.params import KERAS_PARAMS, MODEL_PARAM_NAMES, KerasModelParams, KerasParams
+
+    table = [spec.name for spec in KERAS_PARAMS]
+    assert len(table) == len(set(table))
+    assert set(table) == {p.name for p in KerasModel().params} == set(SHARED_PARAM_NAMES) | set(MODEL_PARAM_NAMES)
+    for spec in KERAS_PARAMS:
+        owner = KerasModelParams if spec.fitted else KerasParams
+        assert getattr(owner, spec.name).doc == spec.doc, spec.name
 
 
 # --- keyword constructor, setParams, copy ------------------------------------------------------

@@ -1,11 +1,11 @@
-"""Target encoding and tf.data batches (data/readers.py) and keras_io."""
+"""Target encoding and tf.data batches (data/readers, data/pipeline.py) and keras_io."""
 from __future__ import annotations
-
 
 import numpy as np
 import pytest
 
-from deepflash.data.readers import READERS, PetastormReader, Shard, encode_targets, get_reader, to_dataset
+from deepflash.data.pipeline import encode_targets, to_dataset
+from deepflash.data.readers import READERS, PetastormReader, Shard, get_reader
 from deepflash.io.keras_files import cached_model, model_digest, model_from_bytes, model_to_bytes
 
 LABELS = np.array([0.0, 2.0, 1.0, 2.0], dtype=np.float32)
@@ -119,7 +119,7 @@ def test_model_bytes_round_trip_predicts_identically(small_model):
     assert clone is not small_model
     x = np.random.default_rng(0).normal(size=(6, 5)).astype(np.float32)
     np.testing.assert_array_equal(clone.predict_on_batch(x), small_model.predict_on_batch(x))
-    for a, b in zip(clone.get_weights(), small_model.get_weights()):
+    for a, b in zip(clone.get_weights(), small_model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -161,8 +161,8 @@ def _with_keras_version(data: bytes, version: str) -> bytes:
 
 
 def test_a_model_of_the_other_keras_major_is_refused_naming_both_versions(small_model):
-    from deepflash.networks.keras_compat import keras_major, keras_version
     from deepflash.io.keras_files import saved_keras_version
+    from deepflash.networks.keras_compat import keras_major, keras_version
 
     data = model_to_bytes(small_model)
     assert saved_keras_version(data) == keras_version()

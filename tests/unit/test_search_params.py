@@ -45,6 +45,6 @@ def test_bad_values_name_the_param(name, value, match):
 
 def test_search_without_a_keras_estimator_is_refused():
     with pytest.raises(ValueError, match="`estimator` must be a KerasEstimator, found NoneType"):
-        HyperoptSearch(space={"epochs": {"choice": [1]}})._check()
+        HyperoptSearch(space={"epochs": {"choice": [1]}}).validateParams()
     with pytest.raises(ValueError, match="`space` is not set"):
-        HyperoptSearch(estimator=KerasEstimator())._check()
+        HyperoptSearch(estimator=KerasEstimator()).validateParams()

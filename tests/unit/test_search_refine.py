@@ -9,7 +9,8 @@ import pytest
 
 from deepflash import HyperoptSearch, KerasEstimator, OptunaSearch
 from deepflash.reporting.metrics import pareto_mask, satisficing
-from deepflash.tuning.space import check_space, narrow, suggest
+from deepflash.tuning.optuna.space import suggest
+from deepflash.tuning.space import check_space, narrow
 
 SPACE = {"learningRate": {"loguniform": [1e-4, 1e-1]}, "momentum": {"uniform": [0.0, 0.9]},
          "batchSize": {"quniform": [16, 128, 16]}, "epochs": {"randint": [1, 10]},
@@ -36,7 +37,8 @@ def test_narrowed_bounds_hold_the_top_samples_and_lie_within_the_space(seed):
     lr, momentum = refined["learningRate"]["loguniform"], refined["momentum"]["uniform"]
     assert 1e-4 <= lr[0] <= min(s["learningRate"] for s in samples)
     assert max(s["learningRate"] for s in samples) <= lr[1] <= 1e-1
-    assert 0.0 <= momentum[0] <= min(s["momentum"] for s in samples) <= max(s["momentum"] for s in samples) <= momentum[1]
+    momenta = [s["momentum"] for s in samples]
+    assert 0.0 <= momentum[0] <= min(momenta) <= max(momenta) <= momentum[1]
     lo, hi, q = refined["batchSize"]["quniform"]
     assert q == 16 and 16 <= lo <= min(s["batchSize"] for s in samples) and hi <= 128
     assert (lo - 16) % 16 == 0 and (hi - 16) % 16 == 0
@@ -68,7 +70,7 @@ def test_a_raw_hyperopt_expression_cannot_be_refined():
 
     search = HyperoptSearch(estimator=KerasEstimator(), space={"learningRate": hp.uniform("lr", 0.1, 0.2)}, refine=2)
     with pytest.raises(ValueError, match=r"`refine` narrows dict dimensions; `space`\['learningRate'\]"):
-        search._check()
+        search.validateParams()
 
 
 def test_pareto_mask_marks_the_non_dominated_ok_trials():
@@ -90,26 +92,27 @@ def test_multi_objective_params_and_their_errors():
     space = {"learningRate": {"loguniform": [1e-3, 1e-2]}}
     search = OptunaSearch(estimator=est, space=space, metric=["val_accuracy", "latency_ms"], mode=["max", "min"],
                           sampler="nsga2", satisficing={"latency_ms": ["<=", 100]})
-    search._check()
+    search.validateParams()
     assert search.getSatisficing() == {"latency_ms": "<= 100"} and search.metricList() == ["val_accuracy", "latency_ms"]
     with pytest.raises(ValueError, match=r"`mode` == 'max' does not match `metric` == \['val_accuracy', "
                                          r"'latency_ms'\]: give one mode"):
-        search.copy().setMode("max")._check()
+        search.copy().setMode("max").validateParams()
     with pytest.raises(ValueError, match=r"`metric` 'val_f1' is not recorded by the trials; they record: loss, "
                                          r"accuracy, val_loss, val_accuracy, latency_ms, num_params"):
-        search.copy().setMetric(["val_f1", "latency_ms"])._check()
+        search.copy().setMetric(["val_f1", "latency_ms"]).validateParams()
     with pytest.raises(ValueError, match=r"`pruner` == 'median': Optuna prunes single-objective searches only"):
-        search.copy().setPruner("median")._check()
+        search.copy().setPruner("median").validateParams()
     with pytest.raises(ValueError, match=r"`sampler` == 'cmaes' optimizes one metric"):
-        search.copy().setSampler("cmaes")._check()
+        search.copy().setSampler("cmaes").validateParams()
     with pytest.raises(ValueError, match=r"`satisficing` column 'latency' is not in the trials table"):
-        search.copy().setSatisficing({"latency": "<= 3"})._check()
+        search.copy().setSatisficing({"latency": "<= 3"}).validateParams()
     with pytest.raises(ValueError, match=r"`satisficing`: constraint on 'latency_ms': 'fast'"):
         OptunaSearch(satisficing={"latency_ms": "fast"})
     with pytest.raises(ValueError, match=r"HyperoptSearch optimizes one metric"):
-        HyperoptSearch(estimator=est, space=space, metric=["val_accuracy", "latency_ms"], mode=["max", "min"])._check()
+        HyperoptSearch(estimator=est, space=space, metric=["val_accuracy", "latency_ms"],
+                       mode=["max", "min"]).validateParams()
     with pytest.raises(ValueError, match=r"`refine` == 2 ranks trials by one metric"):
-        search.copy().setRefine(2)._check()
+        search.copy().setRefine(2).validateParams()
     with pytest.raises(ValueError, match=r"`metric` 'val_loss' is not recorded by the trials; they record: loss, "
                                          r"accuracy, latency_ms"):
-        OptunaSearch(estimator=KerasEstimator(validationSplit=0.0), space=space)._check()
+        OptunaSearch(estimator=KerasEstimator(validationSplit=0.0), space=space).validateParams()

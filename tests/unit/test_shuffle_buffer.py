@@ -6,9 +6,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from deepflash.data.pipeline import ShuffleBuffer, stream_dataset
+from deepflash.data.readers import ArrowReader, Shard
 from deepflash.io import fs
-from deepflash.data.arrow_reader import ArrowReader
-from deepflash.data.readers import Shard, ShuffleBuffer, stream_dataset
 
 
 def _parts(total: int, part_rows: int, weighted: bool = False) -> list[Shard]:
@@ -91,5 +91,5 @@ def test_stream_passes_cover_every_row_and_resume_continues_the_same_stream(row_
         np.testing.assert_array_equal(np.sort(np.concatenate(full[10 * p:10 * p + 10]).ravel()), np.arange(300))
     assert not np.array_equal(np.concatenate(full[:10]), np.concatenate(full[10:20]))  # each pass reshuffles
     resumed = _labels(stream(start_batch=13), 17)
-    for a, b in zip(resumed, full[13:]):
+    for a, b in zip(resumed, full[13:], strict=True):
         np.testing.assert_array_equal(a, b)

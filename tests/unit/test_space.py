@@ -1,4 +1,4 @@
-"""Search-space translation and grid enumeration (deepflash.tuning.space)."""
+"""Search-space checks, translation to hyperopt and grid enumeration (tuning.space, tuning.hyperopt.space)."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,8 @@ import pytest
 from hyperopt import hp
 from hyperopt.pyll import stochastic
 
-from deepflash.tuning.space import apply_dropout, check_space, grid_points, to_hyperopt, to_params
+from deepflash.tuning.hyperopt.space import grid_points, to_hyperopt
+from deepflash.tuning.space import apply_dropout, check_space, to_params
 
 SPACE = {
     "learningRate": {"loguniform": [1e-4, 1e-1]},
@@ -100,7 +101,8 @@ def test_grid_is_the_cartesian_product_of_choices():
     space = {"optimizer": {"choice": ["adam", "sgd"]}, "batchSize": {"choice": [16, 64, 256]}}
     points = grid_points(space)
     assert len(points) == 6
-    assert {(p["optimizer"], p["batchSize"]) for p in points} == {(o, b) for o in ("adam", "sgd") for b in (16, 64, 256)}
+    expected = {(o, b) for o in ("adam", "sgd") for b in (16, 64, 256)}
+    assert {(p["optimizer"], p["batchSize"]) for p in points} == expected
 
 
 def test_grid_sample_takes_a_reproducible_fraction():

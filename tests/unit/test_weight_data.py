@@ -13,9 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from deepflash.data.pipeline import stream_dataset, to_dataset
+from deepflash.data.readers import ArrowReader, Shard
 from deepflash.io import fs
-from deepflash.data.arrow_reader import ArrowReader
-from deepflash.data.readers import Shard, stream_dataset, to_dataset
 
 
 def weight_of(row_id: np.ndarray) -> np.ndarray:
@@ -158,7 +158,7 @@ def test_canonical_order_tells_rows_apart_by_weight():
 
     first = stream(np.arange(12))
     second = stream(np.random.default_rng(0).permutation(12))
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -166,7 +166,7 @@ def test_canonical_order_tells_rows_apart_by_weight():
 
 def _df(spark, weights, labels=None, weight_type="double"):
     labels = labels if labels is not None else [i % 2 for i in range(len(weights))]
-    rows = [([float(i), 1.0], float(y), w) for i, (w, y) in enumerate(zip(weights, labels))]
+    rows = [([float(i), 1.0], float(y), w) for i, (w, y) in enumerate(zip(weights, labels, strict=True))]
     return spark.createDataFrame(rows, f"features array<double>, label double, w {weight_type}")
 
 

@@ -16,10 +16,14 @@ The child's stderr (epoch logs, TensorFlow's messages) goes to the executor's st
 the last lines travel with the error when the child dies without a result. A rank that raises
 returns its traceback; a dead peer makes the others fail in TensorFlow's health check (about a
 minute) rather than wait forever.
+
+Inside each rank, :class:`MultiWorkerMirroredCommunicator` connects the training loop to the strategy.
 """
 from __future__ import annotations
 
 import collections
+import contextlib
+import math
 import os
 import pickle
 import socket
@@ -29,7 +33,9 @@ import tempfile
 import threading
 from typing import Any, Callable
 
-from deepflash.backends.base import Backend, register
+import numpy as np
+
+from deepflash.backends.base import Backend, Communicator, register
 from deepflash.backends.stage import Placement, RankOutcome, RankTask, check_slots, forwarded_env, run_stage
 
 # Errors a rank raises because another rank failed first; the driver reports the first cause.
@@ -130,13 +136,92 @@ class _RankTask(RankTask):
         return outcome
 
 
+class MultiWorkerMirroredCommunicator(Communicator):
+    """TensorFlow's ``MultiWorkerMirroredStrategy``: every process is one worker of ``TF_CONFIG``;
+    gradients and metric states are all-reduced by the strategy.
+
+    Must be created before TensorFlow runs its first op in the process (a fresh process per rank,
+    see :func:`run_in_process`): it reads its rank from :func:`rank_env`'s variables, fixes the
+    process's devices and then starts the strategy. Each process feeds its own shard: datasets go
+    through ``distribute_datasets_from_function`` (no auto-sharding, no re-batching: ``batchSize``
+    stays per process, as with Horovod), and Keras divides the loss by the global batch, so the
+    summed gradients are the average over all processes' batches.
+    """
+
+    def __init__(self, threads: int = 0) -> None:
+        import tensorflow as tf
+
+        from deepflash.networks.keras_compat import distributed_metrics_are_global
+
+        self.tf = tf
+        self.global_evaluate = distributed_metrics_are_global()
+        self.rank = int(os.environ.get("DEEPFLASH_RANK", "0"))
+        self.local_rank = int(os.environ.get("DEEPFLASH_LOCAL_RANK", "0"))
+        self.local_size = int(os.environ.get("DEEPFLASH_LOCAL_SIZE", "1"))
+        # Devices (GPU pinning, CPU threads) are fixed before the strategy starts TensorFlow's runtime.
+        super().__init__(threads)
+        options = tf.distribute.experimental.CommunicationOptions(
+            implementation=tf.distribute.experimental.CommunicationImplementation.RING)
+        self.strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        resolver = self.strategy.cluster_resolver
+        self.size = self.strategy.num_replicas_in_sync
+        if resolver.task_id != self.rank:
+            raise RuntimeError(f"TF_CONFIG names this process worker {resolver.task_id}, "
+                               f"but DEEPFLASH_RANK is {self.rank}")
+
+    def scope(self):
+        from deepflash.networks.keras_compat import multi_worker_steps
+
+        stack = contextlib.ExitStack()
+        stack.enter_context(self.strategy.scope())
+        stack.enter_context(multi_worker_steps())
+        return stack
+
+    def callbacks(self) -> list:
+        if self.global_evaluate:
+            return []
+        from deepflash.worker.sync import AverageMetrics
+
+        return [AverageMetrics(self.sum, self.size)]
+
+    def dataset(self, build):
+        # Called once in this process (one worker, one replica): the process's own batches.
+        return self.strategy.distribute_datasets_from_function(lambda _context: build())
+
+    def prepare_model(self, model) -> None:
+        from deepflash.networks.keras_compat import prepare_distributed_fit
+
+        prepare_distributed_fit(model)
+
+    def validation_steps(self, rows: int, batch_size: int) -> int | None:
+        # A distributed dataset needs its steps. Where the strategy combines the metrics, every
+        # process takes the same number of steps: enough for the largest shard.
+        if self.global_evaluate:
+            own = np.zeros(self.size)
+            own[self.rank] = rows
+            rows = int(self.sum(own).max())
+        return max(1, math.ceil(rows / batch_size))
+
+    def sum(self, values):
+        tf = self.tf
+        x = tf.constant(np.asarray(values, np.float64))
+        # This process's one replica holds x; the strategy's reduce sums it over every worker.
+        per_replica = self.strategy.experimental_distribute_values_from_function(lambda _context: x)
+        return np.asarray(self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None).numpy(), np.float64)
+
+    def barrier(self) -> None:
+        self.sum(np.zeros(1))
+
+
 @register("barrier")
 class BarrierBackend(Backend):
     """``numProc`` processes as one Spark barrier stage, data-parallel with TensorFlow's
     ``MultiWorkerMirroredStrategy``; no Horovod needed."""
 
     distributed = True
-    collective = "tf"
+
+    def communicator(self) -> type[Communicator]:
+        return MultiWorkerMirroredCommunicator
 
     def check(self, spark) -> None:
         check_slots(spark, self._num_proc, "barrier")

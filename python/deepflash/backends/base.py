@@ -1,23 +1,89 @@
-"""The Backend interface."""
+"""The Backend interface and the single-process :class:`Communicator` every backend's communicator extends.
+
+A backend starts the training processes (:meth:`Backend.run`); its :meth:`Backend.communicator`
+names the class that connects them inside each process (gradients, metrics, barriers). The class
+travels to the processes inside :class:`~deepflash.worker.settings.TrainSettings`, pickled by
+reference, and is created there by the training loop; it imports TensorFlow or Horovod only
+when it is created, so importing it costs a worker nothing.
+"""
 from __future__ import annotations
 
 import abc
+import contextlib
+import os
 from typing import Any, Callable
 
-BACKENDS: dict[str, type["Backend"]] = {}
+from deepflash.registry import Registry
 
-
-def register(name: str):
-    def wrap(cls):
-        BACKENDS[name] = cls
-        cls.name = name
-        return cls
-
-    return wrap
+BACKENDS: Registry[Backend] = Registry("backend")
+register = BACKENDS.register
 
 
 class WorkerError(RuntimeError):
     """A training process failed; the message carries its exception and last frames."""
+
+
+class Communicator:
+    """How one training process shares gradients and metrics with the others; this base class is
+    one process alone, with nothing to share (``backend="local"``, search trials, study runs).
+
+    Created once per :func:`~deepflash.worker.loop.train` call, in the training process, before
+    any model: it fixes the process's devices (GPU pinning, or ``threads`` CPU threads).
+
+    Args:
+        threads: > 0 caps TensorFlow's CPU threads (search trials that share an executor).
+    """
+
+    rank = 0
+    size = 1
+    local_rank = 0
+    local_size = 1
+    # True when the compiled model's own evaluate() already combines every process's rows.
+    global_evaluate = False
+
+    def __init__(self, threads: int = 0) -> None:
+        self.configure_devices(threads)
+
+    def configure_devices(self, threads: int = 0) -> None:
+        """Pins this process to the GPU(s) of its Spark task (or its local rank's) when there are
+        GPUs, and splits CPU threads between the processes of a host otherwise."""
+        from deepflash.worker.devices import configure_tensorflow
+
+        if threads <= 0 and self.local_size > 1:
+            threads = max(1, (os.cpu_count() or 1) // self.local_size)
+        configure_tensorflow(local_rank=self.local_rank, threads=threads)
+
+    def wrap_optimizer(self, optimizer):
+        """The optimizer ``fit`` uses: ``optimizer``, or one that combines the processes' gradients."""
+        return optimizer
+
+    def callbacks(self) -> list:
+        """Keras callbacks that keep the processes in step; they run before every other callback."""
+        return []
+
+    def barrier(self) -> None:
+        """Returns when every process got here (and rank 0 first)."""
+
+    def sum(self, values):
+        """The element-wise sum of ``values`` (a float64 array) over all processes."""
+        return values
+
+    def scope(self):
+        """The context that models, optimizers and their variables are created and compiled in."""
+        return contextlib.nullcontext()
+
+    def dataset(self, build):
+        """What ``model.fit``/``evaluate`` take: this process's batches, from ``build()`` (a
+        ``tf.data.Dataset`` of per-process batches)."""
+        return build()
+
+    def prepare_model(self, model) -> None:
+        """Readies a compiled model for ``fit`` under this communicator."""
+
+    def validation_steps(self, rows: int, batch_size: int) -> int | None:
+        """The steps of this process's validation (``rows`` rows in batches of ``batch_size``);
+        None: to the end of its dataset."""
+        return None
 
 
 class Backend(abc.ABC):
@@ -28,10 +94,8 @@ class Backend(abc.ABC):
     """
 
     name = "abstract"
+    # True when the processes run on Spark executors (the data must be readable there).
     distributed = False
-    # How the training processes share gradients and metrics: "none" (one process), "horovod", or
-    # "tf" (tf.distribute.MultiWorkerMirroredStrategy); remote.train picks its communicator by it.
-    collective = "none"
 
     def __init__(self, num_proc: int = 1):
         self._num_proc = num_proc
@@ -39,8 +103,13 @@ class Backend(abc.ABC):
     def num_processes(self) -> int:
         return self._num_proc
 
+    def communicator(self) -> type[Communicator]:
+        """The class whose instance connects this backend's training processes (created in each)."""
+        return Communicator
+
     def check(self, spark) -> None:
         """Raises before anything runs if this backend cannot start here (e.g. too few slots)."""
+        return None
 
     @abc.abstractmethod
     def run(self, fn: Callable[..., Any], args: tuple = ()) -> list[Any]:

@@ -52,7 +52,7 @@ UNKNOWN = "unknown"
 PROBE_MODULE = "deepflash-executor-probe"
 
 # Passing answers by spark.app.id.
-_CHECKED: dict[str, tuple["PythonEnvironment", ...]] = {}
+_CHECKED: dict[str, tuple[PythonEnvironment, ...]] = {}
 
 
 class ExecutorEnvironmentError(RuntimeError):
@@ -85,7 +85,7 @@ class PythonEnvironment:
     keras: str | None = None
 
     @classmethod
-    def from_json(cls, text: str) -> "PythonEnvironment":
+    def from_json(cls, text: str) -> PythonEnvironment:
         return cls(**json.loads(text))
 
     def where(self) -> str:

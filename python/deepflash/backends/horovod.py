@@ -14,6 +14,9 @@ TensorFlow is already imported from the previous fit. GPUs come from the task's 
 :mod:`deepflash.worker.devices`). A rank that raises does not fail its task (a failed barrier task makes
 Spark retry the whole stage); it returns its traceback, shuts Horovod down so the other ranks stop
 too, and the driver raises :class:`~deepflash.backends.base.WorkerError`.
+
+Inside each rank, :class:`HorovodCommunicator` connects the training loop to Horovod's Keras
+bindings: averaged gradients, rank 0's initial weights, averaged metrics.
 """
 from __future__ import annotations
 
@@ -23,10 +26,11 @@ import socket
 import sys
 from typing import Any, Callable
 
-from deepflash.backends.base import Backend, register
+import numpy as np
+
+from deepflash.backends.base import Backend, Communicator, register
+from deepflash.backends.stage import Placement, RankOutcome, RankTask, check_slots, forwarded_env, run_stage
 from deepflash.requirements import MissingDependencyError
-from deepflash.backends.stage import (Placement, RankOutcome, RankTask, check_slots, forwarded_env,
-                                      run_stage)
 
 log = logging.getLogger("deepflash")
 
@@ -126,10 +130,61 @@ def horovod_missing(reason: str) -> str:
             "(data-parallel with TensorFlow's own collectives) and backend='local'")
 
 
+class HorovodCommunicator(Communicator):
+    """Horovod's Keras bindings: averaged gradients, rank-0 weights broadcast, averaged metrics.
+
+    Created in a rank of :class:`HorovodBackend` (whose task set Horovod's variables): it drops the
+    graphs and layer names of earlier fits (Spark reuses its Python workers), runs ``hvd.init()``
+    and then fixes the process's devices by its local rank.
+    """
+
+    def __init__(self, threads: int = 0) -> None:
+        import horovod.tensorflow.keras as hvd
+        import tensorflow as tf
+
+        tf.keras.backend.clear_session()
+        hvd.init()
+        self.hvd = hvd
+        self.rank, self.size = hvd.rank(), hvd.size()
+        self.local_rank, self.local_size = hvd.local_rank(), hvd.local_size()
+        self._barriers = 0
+        super().__init__(threads)
+
+    def wrap_optimizer(self, optimizer):
+        # Horovod caches the tf.function that allreduces gradients by the optimizer's name, and
+        # bakes "size > 1" into it when it is traced. Spark reuses its Python workers, so a worker
+        # that ran a 1-process fit would skip the allreduce in a later 2-process fit (and the
+        # other rank would wait forever). The job size in the name gives one trace per size.
+        return self.hvd.DistributedOptimizer(optimizer, name=f"Distributed{type(optimizer).__name__}Size{self.size}")
+
+    def callbacks(self) -> list:
+        # Order matters: weights are synchronised first, metrics averaged before the early
+        # stopping and LR callbacks read them, so every rank takes the same decisions.
+        # Horovod's BroadcastGlobalVariablesCallback is not used: its broadcast is one tf.function
+        # per process, traced once and keyed by the first fit's variable names, which do not match
+        # a fresh rank's in a reused worker. Every rank starts from the same model bytes and the
+        # same checkpoint (optimizer slots start at zero), so an eager broadcast of the weights at
+        # the start keeps the guarantee without the cache.
+        from deepflash.worker.sync import BroadcastInitialWeights
+
+        return [BroadcastInitialWeights(self.hvd), self.hvd.callbacks.MetricAverageCallback()]
+
+    def sum(self, values):
+        return np.asarray(self.hvd.allreduce(np.asarray(values, np.float64), op=self.hvd.Sum,
+                                             name="deepflash_sum"), np.float64)
+
+    def barrier(self) -> None:
+        # A broadcast from rank 0: no rank returns before rank 0 reached this point.
+        self._barriers += 1
+        self.hvd.broadcast(self._barriers, root_rank=0, name=f"deepflash_barrier_{self._barriers}")
+
+
 @register("horovod")
 class HorovodBackend(Backend):
     distributed = True
-    collective = "horovod"
+
+    def communicator(self) -> type[Communicator]:
+        return HorovodCommunicator
 
     def check(self, spark) -> None:
         check_slots(spark, self._num_proc, "horovod")

@@ -1,4 +1,5 @@
-"""Runs training in the driver process: the same remote code, no Horovod."""
+"""``backend="local"``: training in the driver process, one process with the base
+:class:`~deepflash.backends.base.Communicator` (nothing to share)."""
 from __future__ import annotations
 
 from typing import Any, Callable

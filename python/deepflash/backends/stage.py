@@ -14,8 +14,9 @@ import logging
 import os
 import time
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from deepflash.backends.base import WorkerError
 
@@ -123,7 +124,7 @@ class RankOutcome:
     failed_at: float = 0.0
 
     @classmethod
-    def failure(cls, rank: int, error: BaseException | str) -> "RankOutcome":
+    def failure(cls, rank: int, error: BaseException | str) -> RankOutcome:
         """Rank ``rank`` failed now: an exception (its type, message and the traceback being
         handled), or a message that already reads ``Type: text``."""
         if isinstance(error, BaseException):

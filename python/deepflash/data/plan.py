@@ -1,11 +1,11 @@
-"""Typed objects that cross the driver/worker boundary: what a fit planned, and what it did.
+"""What a fit planned: :class:`FitPlan`, the typed object that crosses the driver/worker boundary.
 
-Worker-safe: plain frozen dataclasses, no Spark, no TensorFlow.
+Worker-safe: a plain frozen dataclass, no Spark, no TensorFlow.
 """
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 # The reader the estimator uses unless told otherwise (see the benchmark: Arrow reads digits
@@ -53,42 +53,6 @@ class FitPlan:
     weighted: bool = False
     input_shape: tuple[int, ...] | None = None
 
-    def replace(self, **changes: Any) -> "FitPlan":
+    def replace(self, **changes: Any) -> FitPlan:
         return dataclasses.replace(self, **changes)
 
-
-@dataclass(frozen=True)
-class FitInfo:
-    """What one ``fit`` did. ``model.fitInfo.run_id``; ``model.fitInfo["run_id"]`` works too.
-
-    Args:
-        run_id: the run's id (the user's ``runId``, or a fresh one).
-        data: where the materialized data lives: ``train_url``, ``val_url``, ``reused``,
-            ``seconds`` (to write it), ``bytes``.
-        read_seconds, fit_seconds: the slowest process's reading and training time.
-        initial_epoch: epochs restored from a checkpoint (0 for a fresh run).
-        seconds: the whole fit, validation and materialization included.
-        plan_seconds: of ``seconds``, the validation pass and the materialization (or finding it
-            done): :meth:`~deepflash.KerasEstimator.plan`. 0 for ``fitPlanned`` alone.
-        rows_read_per_rank: training rows each process read into memory, ordered by rank (-1:
-            streamed).
-        read_mode: ``memory`` or ``stream``, as chosen by the training processes.
-    """
-
-    run_id: str
-    data: dict
-    read_seconds: float
-    fit_seconds: float
-    initial_epoch: int
-    seconds: float
-    rows_read_per_rank: list = field(default_factory=list)
-    read_mode: str = "memory"
-    plan_seconds: float = 0.0
-
-    def __getitem__(self, key: str) -> Any:
-        if key not in self.as_dict():
-            raise KeyError(key)
-        return getattr(self, key)
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)

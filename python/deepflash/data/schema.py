@@ -25,7 +25,7 @@ IS_VALIDATION = "is_validation"
 _HASH_SUM = "decimal(38,0)"
 _SECOND_HASH_SALT = "deepflash-fingerprint-2"
 # Weights are materialized as float32: a larger one would become infinite.
-_FLOAT32_MAX = float(3.4028234663852886e38)
+_FLOAT32_MAX = 3.4028234663852886e38
 # Column metadata: {"deepflash": {"window_shape": [lookBack, k]}} on a LookBackWindow's output.
 METADATA_KEY = "deepflash"
 WINDOW_SHAPE_KEY = "window_shape"
@@ -232,6 +232,6 @@ def summarize(prepared: DataFrame, *, task: str, features_col: str, label_col: s
     if weight_col:  # weighted and unweighted materializations never share a key, whatever the hashes
         identity["weighted"] = True
     key = json.dumps(identity, sort_keys=True)
-    return DataSummary(rows=int(row["rows"]), val_rows=int(row["val_rows"]), input_dim=int(row["min_len"]), output_kind=output_kind,
-                       num_classes=num_classes,
+    return DataSummary(rows=int(row["rows"]), val_rows=int(row["val_rows"]), input_dim=int(row["min_len"]),
+                       output_kind=output_kind, num_classes=num_classes,
                        fingerprint=hashlib.sha256(key.encode()).hexdigest()[:24], weighted=bool(weight_col))

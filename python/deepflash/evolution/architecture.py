@@ -9,8 +9,8 @@ Keras model is built.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from deepflash.networks.layers import ACTIVATIONS
 
@@ -55,8 +55,10 @@ class Architecture:
 
     Example:
         >>> arch = Architecture(look_back=2, layers=(1, 2, 2, 1))
-        >>> arch.layer_specs()
-        [{'type': 'lstm', 'units': 2, 'activation': 'tanh', 'return_sequences': True}, {'type': 'lstm', 'units': 2, 'activation': 'tanh', 'return_sequences': False}]
+        >>> arch.layer_specs()[0]
+        {'type': 'lstm', 'units': 2, 'activation': 'tanh', 'return_sequences': True}
+        >>> [spec["return_sequences"] for spec in arch.layer_specs()]
+        [True, False]
     """
 
     look_back: int

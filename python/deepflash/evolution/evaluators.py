@@ -11,9 +11,9 @@ import logging
 import math
 import time
 import traceback
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Sequence
 
 from deepflash.evolution.problem import Problem
 

@@ -13,8 +13,9 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from deap import algorithms, base, tools
 
@@ -118,7 +119,8 @@ class _Toolbox:
         return ind
 
     def population(self, size: int) -> list[_Individual]:
-        return [self.individual(random.randint(lo, hi) for lo, hi in zip(self.low, self.high)) for _ in range(size)]
+        bounds = list(zip(self.low, self.high, strict=True))
+        return [self.individual(random.randint(lo, hi) for lo, hi in bounds) for _ in range(size)]
 
     def next_generation(self, population: list[_Individual], seen: set) -> list[_Individual]:
         """Tournament-selected offspring, crossed and mutated (DEAP's ``varAnd``), plus the elite.
@@ -232,7 +234,7 @@ class GeneticAlgorithm:
             if evaluation.error:
                 log.warning("evaluation of %s failed: %s", problem.describe(evaluation.encoding),
                             evaluation.error.splitlines()[0])
-        for ind, key in zip(population, keys):
+        for ind, key in zip(population, keys, strict=True):
             ind.fitness.values = _comparable(cache[key].fitness, problem.maximize)
             ind.raw = cache[key].fitness
         return len(new), len(keys) - len(new)
@@ -254,4 +256,5 @@ class GeneticAlgorithm:
 
 def _comparable(fitness: Sequence[float], maximize: Sequence[bool]) -> tuple[float, ...]:
     """Fitness values DEAP can compare: a failed (NaN) objective becomes the worst possible."""
-    return tuple((-math.inf if up else math.inf) if math.isnan(v) else v for v, up in zip(fitness, maximize))
+    return tuple((-math.inf if up else math.inf) if math.isnan(v) else v
+                 for v, up in zip(fitness, maximize, strict=True))

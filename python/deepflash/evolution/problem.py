@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 Encoding = tuple  # a tuple of ints, one per gene
 
@@ -81,7 +82,7 @@ class Problem(ABC):
         values = tuple(int(v) for v in encoding)
         if len(values) != len(low):
             raise ValueError(f"an encoding has {len(low)} genes, found {len(values)}: {list(values)}")
-        for i, (v, lo, hi) in enumerate(zip(values, low, high)):
+        for i, (v, lo, hi) in enumerate(zip(values, low, high, strict=True)):
             if not lo <= v <= hi:
                 raise ValueError(f"gene {i} == {v}, must be in [{lo}, {hi}]")
         return values

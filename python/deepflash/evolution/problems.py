@@ -8,8 +8,8 @@ Worker-safe: they import TensorFlow lazily, and never the estimator.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -123,7 +123,7 @@ class TrainingSettings:
     seed: int = 0
 
     @classmethod
-    def from_values(cls, values: dict, epochs: int | None = None) -> "TrainingSettings":
+    def from_values(cls, values: dict, epochs: int | None = None) -> TrainingSettings:
         """From KerasEstimator's :meth:`~deepflash.KerasEstimator.paramValues`; ``epochs`` overrides its epochs."""
         loss = values.get("loss", "auto")
         return cls(epochs=int(epochs or values["epochs"]), batch_size=int(values["batchSize"]),

@@ -12,8 +12,7 @@ import time
 
 import numpy as np
 import pandas as pd
-from pyspark import keyword_only
-from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.param import TypeConverters
 from pyspark.ml.param.shared import HasSeed
 from pyspark.sql import DataFrame
 
@@ -26,8 +25,10 @@ from deepflash.evolution.problems import (ArchitectureProblem, MAERandomSampling
 from deepflash.evolution.sampling import INITS as SAMPLING_INITS
 from deepflash.networks.layers import ACTIVATIONS
 from deepflash.ml.converters import add_accessors, to_choice, to_number, to_str, to_str_list
+from deepflash.ml.param_table import ParamSpec, declare_params, keyword_params, names, set_defaults
 from deepflash.reporting.tracking import SearchTracker
 from deepflash.tuning.base import BaseSearch, BaseSearchModel
+from deepflash.tuning.trial import TrialResult, TrialStatus
 
 log = logging.getLogger("deepflash")
 PROBLEMS = ("trained", "mae_sampling")
@@ -49,56 +50,63 @@ def _optional_epochs(value):
     return None if value is None else _int("searchEpochs", 1)(value)
 
 
-def _p(name: str, doc: str, converter) -> Param:
-    return Param(Params._dummy(), name, doc, typeConverter=converter)
+EVOLUTION_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("problem", "trained (validation MAE after a short training) or mae_sampling (log_p, no training)",
+              to_choice("problem", PROBLEMS), "trained"),
+    ParamSpec("valueCols", "the series' value columns; the first is the target", to_str_list("valueCols"),
+              ["value"], annotation="list[str]"),
+    ParamSpec("orderBy", "the column that orders the series (required)", to_str("orderBy"), annotation="str"),
+    ParamSpec("populationSize", "individuals per generation, >= 2", _int("populationSize", 1), 8),
+    ParamSpec("generations", "generations after the initial population, >= 0", _int("generations", 0), 4),
+    ParamSpec("crossoverRate", "probability that a pair of offspring is crossed, in [0, 1]", _rate("crossoverRate"),
+              0.7),
+    ParamSpec("mutationRate", "probability that an offspring is mutated, in [0, 1]", _rate("mutationRate"), 0.5),
+    ParamSpec("elitism", "best individuals kept unchanged, < populationSize", _int("elitism", 0), 1),
+    ParamSpec("tournamentSize", "individuals per selection tournament, >= 1", _int("tournamentSize", 1), 2),
+    ParamSpec("parallelism", "evaluations run at once, one Spark task each, >= 1", _int("parallelism", 1), 1),
+    ParamSpec("minLookBack", "smallest look-back, >= 1", _int("minLookBack", 1), 1),
+    ParamSpec("maxLookBack", "largest look-back, >= minLookBack", _int("maxLookBack", 1), 8),
+    ParamSpec("minLayers", "fewest hidden layers, >= 1", _int("minLayers", 1), 1),
+    ParamSpec("maxLayers", "most hidden layers, >= minLayers", _int("maxLayers", 1), 2),
+    ParamSpec("minUnits", "fewest units per hidden layer, >= 1", _int("minUnits", 1), 1),
+    ParamSpec("maxUnits", "most units per hidden layer, >= minUnits", _int("maxUnits", 1), 16),
+    ParamSpec("layerTypes", f"hidden layer kinds to search among: {', '.join(LAYER_KINDS)}",
+              to_str_list("layerTypes"), ["lstm"], annotation="list[str]"),
+    ParamSpec("activations", f"hidden activations to search among: {', '.join(ACTIVATIONS)}",
+              to_str_list("activations"), ["tanh"], annotation="list[str]"),
+    ParamSpec("searchEpochs", "problem=trained: epochs of each evaluation's training; None = the estimator's epochs",
+              _optional_epochs, None, annotation="int"),
+    ParamSpec("samples", "problem=mae_sampling: weight draws per architecture, >= 1", _int("samples", 1), 100),
+    ParamSpec("samplingInit", f"problem=mae_sampling: {' or '.join(SAMPLING_INITS)}",
+              to_choice("samplingInit", SAMPLING_INITS), "normal"),
+    ParamSpec("threshold", "problem=mae_sampling: the MAE a draw should reach; None = the sampling's default",
+              _optional_threshold, None, annotation="float"),
+    ParamSpec("refit", "train the best architecture on all the windows", TypeConverters.toBoolean, True),
+    ParamSpec("track", "log the search and its generations to MLflow (when installed)", TypeConverters.toBoolean,
+              True),
+    ParamSpec("seed", "random seed of the genetic algorithm", TypeConverters.toInt, 0),
+    # What a fitted EvolutionarySearchModel found: set by fit, getters only.
+    ParamSpec("bestLookBack", "the best architecture's look-back", TypeConverters.toInt, fitted=True),
+    ParamSpec("bestLayers", "units per layer, input to output, e.g. [1, 2, 2, 1]", TypeConverters.toListInt,
+              fitted=True),
+    ParamSpec("bestLayerType", "lstm or dense", TypeConverters.toString, fitted=True),
+    ParamSpec("bestActivation", "hidden activation", TypeConverters.toString, fitted=True),
+    ParamSpec("bestFitness", "the best architecture's fitness", TypeConverters.toFloat, fitted=True),
+    ParamSpec("fitnessName", "what the fitness measures: val_mae or log_p", TypeConverters.toString, fitted=True),
+)
+_SEARCH_PARAMS = tuple(spec for spec in EVOLUTION_PARAMS if not spec.fitted)
+SEARCH_PARAM_NAMES = names(_SEARCH_PARAMS)
 
 
 class _EvolutionParams(HasSeed):
-    problem = _p("problem", "trained (validation MAE after a short training) or mae_sampling (log_p, no training)",
-                 to_choice("problem", PROBLEMS))
-    valueCols = _p("valueCols", "the series' value columns; the first is the target", to_str_list("valueCols"))
-    orderBy = _p("orderBy", "the column that orders the series (required)", to_str("orderBy"))
-    populationSize = _p("populationSize", "individuals per generation, >= 2", _int("populationSize", 1))
-    generations = _p("generations", "generations after the initial population, >= 0", _int("generations", 0))
-    crossoverRate = _p("crossoverRate", "probability that a pair of offspring is crossed, in [0, 1]",
-                       _rate("crossoverRate"))
-    mutationRate = _p("mutationRate", "probability that an offspring is mutated, in [0, 1]", _rate("mutationRate"))
-    elitism = _p("elitism", "best individuals kept unchanged, < populationSize", _int("elitism", 0))
-    tournamentSize = _p("tournamentSize", "individuals per selection tournament, >= 1", _int("tournamentSize", 1))
-    parallelism = _p("parallelism", "evaluations run at once, one Spark task each, >= 1", _int("parallelism", 1))
-    minLookBack = _p("minLookBack", "smallest look-back, >= 1", _int("minLookBack", 1))
-    maxLookBack = _p("maxLookBack", "largest look-back, >= minLookBack", _int("maxLookBack", 1))
-    minLayers = _p("minLayers", "fewest hidden layers, >= 1", _int("minLayers", 1))
-    maxLayers = _p("maxLayers", "most hidden layers, >= minLayers", _int("maxLayers", 1))
-    minUnits = _p("minUnits", "fewest units per hidden layer, >= 1", _int("minUnits", 1))
-    maxUnits = _p("maxUnits", "most units per hidden layer, >= minUnits", _int("maxUnits", 1))
-    layerTypes = _p("layerTypes", f"hidden layer kinds to search among: {', '.join(LAYER_KINDS)}",
-                    to_str_list("layerTypes"))
-    activations = _p("activations", f"hidden activations to search among: {', '.join(ACTIVATIONS)}",
-                     to_str_list("activations"))
-    searchEpochs = _p("searchEpochs", "problem=trained: epochs of each evaluation's training; None = the "
-                      "estimator's epochs", _optional_epochs)
-    samples = _p("samples", "problem=mae_sampling: weight draws per architecture, >= 1", _int("samples", 1))
-    samplingInit = _p("samplingInit", f"problem=mae_sampling: {' or '.join(SAMPLING_INITS)}",
-                      to_choice("samplingInit", SAMPLING_INITS))
-    threshold = _p("threshold", "problem=mae_sampling: the MAE a draw should reach; None = the sampling's default",
-                   _optional_threshold)
-    refit = _p("refit", "train the best architecture on all the windows", TypeConverters.toBoolean)
-    track = _p("track", "log the search and its generations to MLflow (when installed)", TypeConverters.toBoolean)
+    """The Params of EvolutionarySearch (and its model), with their defaults."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._setDefault(problem="trained", valueCols=["value"], populationSize=8, generations=4, crossoverRate=0.7,
-                         mutationRate=0.5, elitism=1, tournamentSize=2, parallelism=1, minLookBack=1,
-                         maxLookBack=8, minLayers=1, maxLayers=2, minUnits=1, maxUnits=16, layerTypes=["lstm"],
-                         activations=["tanh"], searchEpochs=None, samples=100, samplingInit="normal",
-                         threshold=None, refit=True, track=True, seed=0)
+        set_defaults(self, _SEARCH_PARAMS)
 
 
-EVOLUTION_PARAMS = ["problem", "valueCols", "orderBy", "populationSize", "generations", "crossoverRate",
-                    "mutationRate", "elitism", "tournamentSize", "parallelism", "minLookBack", "maxLookBack",
-                    "minLayers", "maxLayers", "minUnits", "maxUnits", "layerTypes", "activations", "searchEpochs",
-                    "samples", "samplingInit", "threshold", "refit", "track", "seed"]
+declare_params(_EvolutionParams, _SEARCH_PARAMS)
 
 
 class EvolutionarySearch(BaseSearch, _EvolutionParams):
@@ -126,17 +134,10 @@ class EvolutionarySearch(BaseSearch, _EvolutionParams):
 
     _engine = "evolution"
 
-    @keyword_only
-    def __init__(self, *, estimator=None, problem: str = "trained", valueCols: list | None = None,
-                 orderBy: str | None = None, populationSize: int = 8, generations: int = 4,
-                 crossoverRate: float = 0.7, mutationRate: float = 0.5, elitism: int = 1, tournamentSize: int = 2,
-                 parallelism: int = 1, minLookBack: int = 1, maxLookBack: int = 8, minLayers: int = 1,
-                 maxLayers: int = 2, minUnits: int = 1, maxUnits: int = 16, layerTypes: list | None = None,
-                 activations: list | None = None, searchEpochs: int | None = None, samples: int = 100,
-                 samplingInit: str = "normal", threshold: float | None = None, refit: bool = True,
-                 track: bool = True, seed: int = 0) -> None:
+    @keyword_params(_SEARCH_PARAMS, others={"estimator": None})
+    def __init__(self, **params) -> None:
         super().__init__()
-        self._set_from_kwargs(self._input_kwargs)
+        self._set_from_kwargs(params)
 
     def space(self, features: int = 1) -> ArchitectureSpace:
         """The architecture space the Params describe; raises ValueError naming a bad bound."""
@@ -211,18 +212,18 @@ class EvolutionarySearch(BaseSearch, _EvolutionParams):
                  "parallelism %d (%d threads each)", self.getProblem(), len(series), series.shape[1],
                  ga.population_size, ga.generations, evaluator.parallelism, evaluator.threads)
         tracker = SearchTracker(self.getTrack())
-        tracker.start(f"evolution-{self.getProblem()}", {name: self.getOrDefault(name) for name in EVOLUTION_PARAMS
+        tracker.start(f"evolution-{self.getProblem()}", {name: self.getOrDefault(name) for name in SEARCH_PARAM_NAMES
                                                         if self.isDefined(name) and name != "track"})
 
         def on_generation(stats: GenerationStats, solutions) -> None:
             leader = max(solutions, key=lambda s: _rank(s.fitness[0], problem.maximize[0]))
-            result = {"status": "ok", "metric": stats.best,
-                      "history": {k: [v] for k, v in (("best", stats.best), ("mean", stats.mean),
-                                                       ("worst", stats.worst), ("best_so_far", stats.best_so_far),
-                                                       ("evaluated", stats.evaluated)) if np.isfinite(v)},
-                      "params": {"generation": stats.generation, **problem.describe(leader.encoding)}}
+            history = {k: [v] for k, v in (("best", stats.best), ("mean", stats.mean), ("worst", stats.worst),
+                                           ("best_so_far", stats.best_so_far), ("evaluated", stats.evaluated))
+                       if np.isfinite(v)}
+            result = TrialResult(TrialStatus.OK, number=stats.generation, metric=stats.best, history=history,
+                                 params={"generation": stats.generation, **problem.describe(leader.encoding)})
             try:
-                tracker.trial(stats.generation, result, name=f"generation-{stats.generation}")
+                tracker.trial(result, name=f"generation-{stats.generation}")
             except Exception as e:  # tracking must never stop a search
                 log.warning("could not log generation %d to MLflow: %s", stats.generation, e)
 
@@ -240,15 +241,16 @@ class EvolutionarySearch(BaseSearch, _EvolutionParams):
             tracker.end(None, e)
             raise
         run_id = tracker.parent_id
-        tracker.end({"metric": result.best.fitness[0], "params": arch.as_dict()})
+        tracker.end(TrialResult(TrialStatus.OK, number=result.history[-1].generation, metric=result.best.fitness[0],
+                                params=arch.as_dict()))
 
         found = EvolutionarySearchModel()
         self._copyValues(found)
         found._set(bestLookBack=arch.look_back, bestLayers=list(arch.layers), bestLayerType=arch.layer_type,
                    bestActivation=arch.activation, bestFitness=float(result.best.fitness[0]),
                    fitnessName=fitness_name)
-        found._set_results(best_model, {k: v for k, v in best_params.items() if v is not None},
-                           pd.DataFrame(result.history_rows()))
+        found.setResults(best_model, {k: v for k, v in best_params.items() if v is not None},
+                         pd.DataFrame(result.history_rows()))
         found.mlflowRunId = run_id
         return found
 
@@ -285,13 +287,6 @@ class EvolutionarySearchModel(BaseSearchModel, _EvolutionParams):
     ``transform`` scores a DataFrame whose features column holds such windows.
     """
 
-    bestLookBack = _p("bestLookBack", "the best architecture's look-back", TypeConverters.toInt)
-    bestLayers = _p("bestLayers", "units per layer, input to output, e.g. [1, 2, 2, 1]", TypeConverters.toListInt)
-    bestLayerType = _p("bestLayerType", "lstm or dense", TypeConverters.toString)
-    bestActivation = _p("bestActivation", "hidden activation", TypeConverters.toString)
-    bestFitness = _p("bestFitness", "the best architecture's fitness", TypeConverters.toFloat)
-    fitnessName = _p("fitnessName", "what the fitness measures: val_mae or log_p", TypeConverters.toString)
-
     def architecture(self) -> Architecture:
         """The best :class:`~deepflash.evolution.architecture.Architecture`."""
         if not self.isDefined(self.bestLookBack):
@@ -307,7 +302,6 @@ class EvolutionarySearchModel(BaseSearchModel, _EvolutionParams):
         return self.architecture().model_json()
 
 
-add_accessors(EvolutionarySearch, EVOLUTION_PARAMS)
-add_accessors(EvolutionarySearchModel, EVOLUTION_PARAMS + ["bestLookBack", "bestLayers", "bestLayerType",
-                                                           "bestActivation", "bestFitness", "fitnessName"],
-              setters=[])
+declare_params(EvolutionarySearchModel, (spec for spec in EVOLUTION_PARAMS if spec.fitted))
+add_accessors(EvolutionarySearch, SEARCH_PARAM_NAMES)
+add_accessors(EvolutionarySearchModel, names(EVOLUTION_PARAMS), setters=[])

@@ -1,7 +1,7 @@
 """Keras models to and from bytes in Keras's own ``.keras`` format, loaded in safe mode.
 
 Safe mode refuses to deserialize Python lambdas, so loading a model never runs arbitrary code.
-Worker-safe: imported by remote code and by the model's transform.
+Worker-safe: imported by the training processes and by the model's transform.
 """
 from __future__ import annotations
 

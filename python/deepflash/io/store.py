@@ -18,8 +18,7 @@ import time
 import uuid
 from typing import Any
 
-from deepflash.io import fs
-from deepflash.io.fs import SUCCESS_MARKER  # noqa: F401  (re-exported: the marker of a complete directory)
+from deepflash.io import atomic, fs
 
 log = logging.getLogger("deepflash")
 
@@ -79,14 +78,14 @@ class Store:
 
     # --- I/O (thin: the filesystem layer does the work) --------------------------------
     exists = staticmethod(fs.exists)
-    is_complete = staticmethod(fs.is_complete)
+    is_complete = staticmethod(atomic.is_complete)
     size = staticmethod(fs.size)
     listdir = staticmethod(fs.listdir)
     read_bytes = staticmethod(fs.read_bytes)
     write_bytes = staticmethod(fs.write_bytes)
     makedirs = staticmethod(fs.makedirs)
     remove = staticmethod(fs.remove)
-    commit_dir = staticmethod(fs.commit_dir)
+    commit_dir = staticmethod(atomic.commit_dir)
 
     @staticmethod
     def read_json(path: str) -> Any:

@@ -1,11 +1,12 @@
-"""The configured jobs behind ``deepflash <job>`` and the spark-submit scripts in ``jobs/``.
+"""The configured jobs behind ``deepflash <job>`` and the repository's spark-submit scripts in ``jobs/``.
 
 Modules:
     main      the argument parser, ``JOBS`` (the registry) and ``main(argv)``
     base      ``Job`` (how a subcommand is called), ``Invocation`` (what it is called with)
     sources   the Spark session from the ``spark`` section, the ``data`` section's DataFrames or series
     outputs   the atomic output directory, JSON files, MLflow set-up, evaluation metrics and plots
-    train, tune, predict, study, sample, bench, evolve   one job each; ``run(...)`` is its Python API
+    config    loading a YAML or JSON config, ``--set`` overrides and the schema every job is checked against
+    train, tune, predict, study, sample, evolve   one job each; ``run(...)`` is its Python API
 
 Every job validates its whole config before Spark starts, writes its output into a temporary
 sibling directory that is renamed into place at the end, and refuses to replace an existing
@@ -18,7 +19,7 @@ Adding a job (say ``sample``):
        overwrite=call.overwrite))`` (``arguments=`` adds options of its own; see ``predict``).
     2. One line in ``deepflash/jobs/main.py``: import the module and add ``sample.JOB`` to ``JOBS``.
     3. A thin spark-submit script ``jobs/sample.py`` calling ``main(["sample"] + sys.argv[1:])``.
-    New config sections or keys go in ``deepflash/config.py`` (``SECTIONS`` and ``SCHEMA``).
+    New config sections or keys go in ``deepflash/jobs/config.py`` (``SECTIONS`` and ``SCHEMA``).
 
 Example:
     from deepflash.jobs.config import load_config

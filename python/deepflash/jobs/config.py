@@ -23,7 +23,8 @@ from __future__ import annotations
 import copy
 import json
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import yaml
 
@@ -260,8 +261,8 @@ SEARCH_ENGINES = ("hyperopt", "optuna")
 
 def search_class(engine: str):
     """The search stage of an engine: HyperoptSearch or OptunaSearch."""
-    from deepflash.tuning.optuna.search import OptunaSearch
     from deepflash.tuning.hyperopt.search import HyperoptSearch
+    from deepflash.tuning.optuna.search import OptunaSearch
 
     return {"hyperopt": HyperoptSearch, "optuna": OptunaSearch}[engine]
 
@@ -308,7 +309,7 @@ def validate(config: Any, source: str = "config") -> dict:
         else:
             _mapping(section, values)
             schema = SCHEMA[section]
-            for key, value in values.items():
+            for key in values:
                 if key not in schema:
                     raise ConfigError(f"{section}.{key}: unknown key; valid keys are: {', '.join(schema)}")
             out[section] = {key: schema[key](f"{section}.{key}", value) for key, value in values.items()}

@@ -1,8 +1,9 @@
 """``deepflash evolve``: evolutionary architecture search on a series (the config's ``evolution``
 section: EvolutionarySearch Params; ``model``: the KerasEstimator that trains the evaluations' and
 the final network). Writes best.json, model.json (Keras config), model/ (a PipelineModel:
-LookBackWindow, then the trained network, so it scores the raw series), generations.csv, generations.png, metrics.json and report.html, atomically; the
-search is an MLflow parent run with a nested run per generation.
+LookBackWindow, then the trained network, so it scores the raw series), generations.csv,
+generations.png, metrics.json and report.html, atomically; the search is an MLflow parent run
+with a nested run per generation.
 
 Example:
     deepflash evolve --config conf/sine_evolution.json --output output/evolve
@@ -17,8 +18,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from deepflash.jobs.config import ConfigError
 from deepflash.jobs.base import Job
+from deepflash.jobs.config import ConfigError
 from deepflash.jobs.outputs import open_output, start_tracking, write_json
 
 log = logging.getLogger("deepflash")
@@ -50,8 +51,8 @@ def run(config: dict, output: str, overwrite: bool = False) -> dict:
 
     from deepflash import EvolutionarySearch, KerasEstimator, plots
     from deepflash.jobs.sources import load_series
-    from deepflash.reporting.report import write_report
     from deepflash.ml.timeseries import LookBackWindow
+    from deepflash.reporting.report import write_report
 
     settings = dict(config.get("evolution") or {})
     if not settings:

@@ -10,9 +10,9 @@ import argparse
 import logging
 import sys
 
-from deepflash.jobs.config import ConfigError, load_config
 from deepflash.jobs import evolve, predict, sample, study, train, tune
 from deepflash.jobs.base import Invocation, Job, common_arguments
+from deepflash.jobs.config import ConfigError, load_config
 
 log = logging.getLogger("deepflash")
 

@@ -3,7 +3,7 @@ and the metrics, plots and report tables of a fitted model.
 
 Every job opens its output with :func:`open_output` before any data is read: an existing output
 without ``--overwrite`` is refused before any Spark job or write, and everything is written into a
-temporary sibling that is renamed into place at the end (``deepflash.io.fs.atomic_dir``).
+temporary sibling that is renamed into place at the end (``deepflash.io.atomic.atomic_dir``).
 
 Example:
     spark, uri, staging = open_output(config, "output/train", overwrite=False)
@@ -34,12 +34,12 @@ def open_output(config: dict, output: str, overwrite: bool):
         output: the output directory, a path or URI.
         overwrite: replace an existing output.
     """
-    from deepflash.io import fs
+    from deepflash.io import atomic, fs
 
     spark = spark_session(config)
     uri = fs.qualify(output)
-    fs.check_writable_target(uri, overwrite)
-    return spark, uri, fs.atomic_dir(uri, overwrite)
+    atomic.check_writable_target(uri, overwrite)
+    return spark, uri, atomic.atomic_dir(uri, overwrite)
 
 
 def write_json(path: str, data: Any) -> None:
@@ -138,9 +138,11 @@ def evaluation_outputs(local_dir: str, keras_model, train_report: dict, test_rep
 
     history = keras_model.getHistory()
     plot_dir = os.path.join(local_dir, "plots")
-    paths = [plots.learning_curves(history, os.path.join(plot_dir, "learning_curves.png"), title=f"{title}: learning curves")]
+    paths = [plots.learning_curves(history, os.path.join(plot_dir, "learning_curves.png"),
+                                   title=f"{title}: learning curves")]
     if "confusion_matrix" in test_report:
-        paths.append(plots.confusion_heatmap(test_report["confusion_matrix"], os.path.join(plot_dir, "confusion_matrix.png"),
+        paths.append(plots.confusion_heatmap(test_report["confusion_matrix"],
+                                             os.path.join(plot_dir, "confusion_matrix.png"),
                                              title=f"{title}: test confusion matrix"))
     diagnosis = _diagnosis(train_report, test_report, history, human_error)
     metrics = {"train": summary(train_report), "test": summary(test_report),

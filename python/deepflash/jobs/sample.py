@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import os
 
-from deepflash.jobs.config import ConfigError
 from deepflash.jobs.base import Job
+from deepflash.jobs.config import ConfigError
 from deepflash.jobs.outputs import open_output, write_json
 from deepflash.jobs.sources import load_series
 

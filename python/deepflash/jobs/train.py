@@ -14,8 +14,7 @@ import os
 import time
 
 from deepflash.jobs.base import Job
-from deepflash.jobs.outputs import (evaluate, evaluation_outputs, open_output, report_tables, start_tracking,
-                                    write_json)
+from deepflash.jobs.outputs import evaluate, evaluation_outputs, open_output, report_tables, start_tracking, write_json
 from deepflash.jobs.sources import load_data, pipeline_stages
 
 log = logging.getLogger("deepflash")
@@ -43,8 +42,9 @@ def run(config: dict, output: str, overwrite: bool = False) -> dict:
         if tracking.enabled:
             from deepflash.reporting.tracking import RunTracker
 
-            tracker = RunTracker("train", {**(config.get("model") or {}), "data.source": (config.get("data") or {}).get("source", "digits")},
-                             tags={"deepflash.job": "train", "deepflash.output": output})
+            source = (config.get("data") or {}).get("source", "digits")
+            tracker = RunTracker("train", {**(config.get("model") or {}), "data.source": source},
+                                 tags={"deepflash.job": "train", "deepflash.output": output})
         with tracker or contextlib.nullcontext():
             started = time.time()
             model = Pipeline(stages=pipeline_stages(estimator, config.get("data") or {})).fit(train_df)

@@ -14,10 +14,9 @@ import os
 import time
 from typing import Any
 
-from deepflash.jobs.config import ConfigError
 from deepflash.jobs.base import Job
-from deepflash.jobs.outputs import (evaluate, evaluation_outputs, open_output, report_tables, start_tracking,
-                                    write_json)
+from deepflash.jobs.config import ConfigError
+from deepflash.jobs.outputs import evaluate, evaluation_outputs, open_output, report_tables, start_tracking, write_json
 from deepflash.jobs.sources import load_data, pipeline_stages
 
 log = logging.getLogger("deepflash")
@@ -42,7 +41,7 @@ def run(config: dict, output: str, overwrite: bool = False) -> dict:
     estimator = KerasEstimator(**(config.get("model") or {}))
     settings = dict(config["search"])
     search = search_class(settings.pop("engine", "hyperopt"))(estimator=estimator, **settings)
-    search._check()
+    search.validateParams()
     spark, output, staging = open_output(config, output, overwrite)
     with staging as out:
         tracking = start_tracking(config, output, "deepflash-tune")
@@ -59,7 +58,8 @@ def run(config: dict, output: str, overwrite: bool = False) -> dict:
                                        title=f"Search progress ({metric})")]
         searched = [p for p in config["search"]["space"] if p in found.trials.columns]
         if (found.trials["status"] == "ok").sum() >= 2 and searched:
-            paths.append(plots.parallel_coordinates(found.trials, searched, os.path.join(plot_dir, "parallel_coordinates.png")))
+            paths.append(plots.parallel_coordinates(found.trials, searched,
+                                                    os.path.join(plot_dir, "parallel_coordinates.png")))
         if len(search.metricList()) == 2:
             paths.append(found.plotParetoFront(os.path.join(plot_dir, "pareto_front.png")))
         metrics: dict[str, Any] = {"search_seconds": search_seconds, "best_params": found.bestParams,
@@ -86,7 +86,8 @@ def run(config: dict, output: str, overwrite: bool = False) -> dict:
         if test_report is not None:
             tables.update(report_tables(metrics, test_report, diagnosis))
         tables["Trials"] = found.trials.drop(columns=["error"], errors="ignore")
-        write_report(os.path.join(out.local, "report.html"), "deepflash tune", config=config, tables=tables, plots=paths)
+        write_report(os.path.join(out.local, "report.html"), "deepflash tune", config=config, tables=tables,
+                     plots=paths)
         if tracking.enabled and found.mlflowRunId:
             from deepflash.reporting.tracking import RunTracker
 

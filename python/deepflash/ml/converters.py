@@ -2,13 +2,14 @@
 says what was expected and what was found, e.g. ```epochs` == -1, must be >= 1``.
 
 ``make_param`` declares a Param with one of them; ``add_accessors`` generates a stage's
-``getX``/``setX`` pairs.
+``getX``/``setX`` pairs. A stage declares its Params as a table (:mod:`deepflash.ml.param_table`).
 """
 from __future__ import annotations
 
 import json
 import math
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from pyspark.ml.param import Param, Params
 
@@ -111,7 +112,21 @@ def _capitalize(name: str) -> str:
     return name[0].upper() + name[1:]
 
 
-def add_accessors(cls: type, names: list[str], setters: list[str] | None = None) -> type:
+def _accessor_pair(name: str) -> tuple[Callable, Callable]:
+    """The getter and the chaining setter of the Param ``name``."""
+
+    def get(self):
+        return self.getOrDefault(getattr(self, name))
+
+    def set_(self, value):
+        return self._set(**{name: value})
+
+    get.__doc__ = f"Gets the value of `{name}` or its default."
+    set_.__doc__ = f"Sets `{name}`; returns self."
+    return get, set_
+
+
+def add_accessors(cls: type, names: Sequence[str], setters: Sequence[str] | None = None) -> type:
     """Adds ``getX`` for each Param name, and ``setX`` (returning ``self``) for those in ``setters``.
 
     Args:
@@ -121,8 +136,8 @@ def add_accessors(cls: type, names: list[str], setters: list[str] | None = None)
             only its transform-time Params, as pyspark Models do: setting ``epochs`` on a trained
             model would change nothing, and setting ``outputKind`` would break it.
 
-    Generated rather than hand-written so that 30 Params cannot drift into 30 slightly different
-    accessor pairs (hand-written pairs drift apart).
+    Generated rather than hand-written so that dozens of Params cannot drift into slightly
+    different accessor pairs.
 
     Example:
         >>> add_accessors(KerasModel, ["featuresCol", "epochs"], setters=["featuresCol"])
@@ -130,19 +145,7 @@ def add_accessors(cls: type, names: list[str], setters: list[str] | None = None)
     settable = set(names if setters is None else setters)
     for name in names:
         getter, setter = "get" + _capitalize(name), "set" + _capitalize(name)
-
-        def make(n: str):
-            def get(self):
-                return self.getOrDefault(getattr(self, n))
-
-            def set_(self, value):
-                return self._set(**{n: value})
-
-            get.__doc__ = f"Gets the value of `{n}` or its default."
-            set_.__doc__ = f"Sets `{n}`; returns self."
-            return get, set_
-
-        get, set_ = make(name)
+        get, set_ = _accessor_pair(name)
         if getter not in cls.__dict__:
             get.__name__ = getter
             setattr(cls, getter, get)

@@ -1,7 +1,7 @@
-"""KerasEstimator: validate -> materialize -> backend.run(remote.train) -> KerasModel."""
+"""KerasEstimator: validate -> materialize (:meth:`~KerasEstimator.plan`) -> train on a backend
+(:meth:`~KerasEstimator.fitPlanned`: ``backend.run`` of the training loop in each process) -> KerasModel."""
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -9,30 +9,39 @@ import time
 import uuid
 from typing import Any
 
-from pyspark import keyword_only
 from pyspark.ml import Estimator
 from pyspark.ml.util import MLReadable, MLWritable
 from pyspark.sql import DataFrame
 
-from deepflash.worker import loop as remote
-from deepflash.io import fs
 from deepflash.backends import Backend, get_backend
 from deepflash.backends.executor_env import check_executors
-from deepflash.networks.cascade_plan import resolve_cascade
 from deepflash.data.materialize import materialize
+from deepflash.data.plan import FitPlan
 from deepflash.data.schema import prepare, summarize, window_shape
-from deepflash.networks.keras_compat import output_shape
+from deepflash.io import fs
 from deepflash.io.keras_files import model_from_bytes, model_to_bytes
-from deepflash.ml.model import KerasModel
-from deepflash.data.plan import FitInfo, FitPlan
-from deepflash.networks import (build_model, check_against_shape, check_loss, check_optimizer, check_preset_input,
-                                resolve_layers, resolve_loss, validate_layers)
-from deepflash.ml.converters import add_accessors
-from deepflash.ml.params import SHARED_PARAM_NAMES, _KerasParams
-from deepflash.ml.persistence import KerasStageReader, KerasStageWriter
-from deepflash.requirements import PETASTORM, TENSORFLOW, require
-from deepflash.networks.schedules import LrSchedule, check_schedule
 from deepflash.io.store import Store, check_reachable, default_store_path
+from deepflash.ml.converters import add_accessors
+from deepflash.ml.fit_info import FitData, FitInfo
+from deepflash.ml.model import KerasModel
+from deepflash.ml.param_table import keyword_params
+from deepflash.ml.params import ESTIMATOR_PARAMS, SHARED_PARAM_NAMES, KerasParams
+from deepflash.ml.persistence import MODEL_FILE, StageReader, StageWriter
+from deepflash.networks import (
+    build_model,
+    check_against_shape,
+    check_loss,
+    check_optimizer,
+    check_preset_input,
+    resolve_layers,
+    resolve_loss,
+    validate_layers,
+)
+from deepflash.networks.cascade_plan import resolve_cascade
+from deepflash.networks.keras_compat import output_shape
+from deepflash.networks.schedules import LrSchedule, check_schedule
+from deepflash.requirements import PETASTORM, TENSORFLOW, require
+from deepflash.worker import loop as remote
 
 log = logging.getLogger("deepflash")
 
@@ -43,8 +52,12 @@ def _architecture(model) -> list:
     return [[layer.__class__.__name__, [list(w.shape) for w in layer.weights]] for layer in model.layers]
 
 
-class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
-    """Trains a Keras network on a DataFrame, data-parallel with Horovod on Spark executors.
+class KerasEstimator(Estimator, KerasParams, MLReadable, MLWritable):
+    """Trains a Keras network on a DataFrame: in the driver, or data-parallel in ``numProc``
+    processes on the Spark executors (``backend``).
+
+    Every Param is a keyword of ``__init__`` and :meth:`setParams`, declared with its default and
+    doc in :data:`~deepflash.ml.params.ESTIMATOR_PARAMS` (``explainParams()`` prints them). Some:
 
     Args:
         featuresCol: a Vector or numeric-array column.
@@ -63,7 +76,9 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
             ``transform`` never augments.
         kernelInitializer: glorot, he or lecun, ``_uniform`` or ``_normal``, for every dense and conv
             layer without its own ``kernel_initializer`` and for the output layer.
-        backend: ``horovod`` (``numProc`` processes on executors) or ``local`` (in the driver).
+        backend: ``horovod`` (``numProc`` Horovod processes on the executors), ``barrier`` (``numProc``
+            processes on the executors with TensorFlow's ``MultiWorkerMirroredStrategy``, no Horovod)
+            or ``local`` (one process: the driver).
         lrSchedule: the learning rate of each epoch, starting from ``learningRate``: ``none``, ``time``,
             ``exponential``, ``inverse_sqrt``, ``step`` or ``cosine``, with ``lrDecay``, ``lrStepEpochs``,
             ``lrStepFactor``, ``lrWarmupEpochs`` and ``lrMinRate`` (formulas in :mod:`deepflash.networks.schedules`);
@@ -82,51 +97,20 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
         >>> model.transform(test_df).select("prediction", "probability")
     """
 
-    @keyword_only
-    def __init__(self, *, featuresCol: str = "features", labelCol: str = "label",
-                 predictionCol: str = "prediction", probabilityCol: str = "probability",
-                 task: str = "classification", layers: Any = None, inputShape: list | None = None,
-                 augmentation: list | None = None, kernelInitializer: str = "glorot_uniform", optimizer: str = "adam",
-                 learningRate: float = 1e-3, momentum: float = 0.0, nesterov: bool = False, loss: str = "auto",
-                 metrics: list | None = None, batchSize: int = 128, epochs: int = 10, validationSplit: float = 0.1,
-                 validationCol: str | None = None, earlyStoppingPatience: int = 0,
-                 earlyStoppingMonitor: str = "val_loss", reduceLrPatience: int = 0, reduceLrFactor: float = 0.1,
-                 lrSchedule: str = "none", lrDecay: float = 0.1, lrStepEpochs: int = 10, lrStepFactor: float = 0.5,
-                 lrWarmupEpochs: int = 0, lrMinRate: float = 0.0, scaleLearningRate: bool = False,
-                 trainingMode: str = "standard", cascadeEpochs: list | None = None, cascadeGrowth: float = 1.5,
-                 cascadeFineTuneRate: float = 0.0, numProc: int = 1,
-                 backend: str = "horovod", storePath: str | None = None, runId: str | None = None,
-                 seed: int | None = None, verbose: int = 0, reader: str = "arrow", readMode: str = "auto",
-                 shuffleBufferRows: int = 10_000, memoryBudgetMB: float = 1024.0,
-                 weightCol: str | None = None) -> None:
+    @keyword_params(ESTIMATOR_PARAMS)
+    def __init__(self, **params: Any) -> None:
         super().__init__()
         self._model_bytes: bytes | None = None
-        self.setParams(**self._input_kwargs)
+        self.setParams(**params)
 
-    @keyword_only
-    def setParams(self, *, featuresCol: str = "features", labelCol: str = "label",
-                  predictionCol: str = "prediction", probabilityCol: str = "probability",
-                  task: str = "classification", layers: Any = None, inputShape: list | None = None,
-                  augmentation: list | None = None, kernelInitializer: str = "glorot_uniform",
-                  optimizer: str = "adam",
-                  learningRate: float = 1e-3, momentum: float = 0.0, nesterov: bool = False, loss: str = "auto",
-                  metrics: list | None = None, batchSize: int = 128, epochs: int = 10, validationSplit: float = 0.1,
-                  validationCol: str | None = None, earlyStoppingPatience: int = 0,
-                  earlyStoppingMonitor: str = "val_loss", reduceLrPatience: int = 0, reduceLrFactor: float = 0.1,
-                  lrSchedule: str = "none", lrDecay: float = 0.1, lrStepEpochs: int = 10, lrStepFactor: float = 0.5,
-                  lrWarmupEpochs: int = 0, lrMinRate: float = 0.0, scaleLearningRate: bool = False,
-                  trainingMode: str = "standard", cascadeEpochs: list | None = None, cascadeGrowth: float = 1.5,
-                  cascadeFineTuneRate: float = 0.0, numProc: int = 1,
-                  backend: str = "horovod", storePath: str | None = None, runId: str | None = None,
-                  seed: int | None = None, verbose: int = 0, reader: str = "arrow", readMode: str = "auto",
-                  shuffleBufferRows: int = 10_000, memoryBudgetMB: float = 1024.0,
-                  weightCol: str | None = None) -> "KerasEstimator":
-        """Sets Params by keyword; returns self."""
-        kwargs = {k: v for k, v in self._input_kwargs.items() if v is not None}
-        return self._set(**kwargs)
+    @keyword_params(ESTIMATOR_PARAMS, returns="KerasEstimator")
+    def setParams(self, **params: Any) -> KerasEstimator:
+        """Sets Params by keyword (None leaves one as it is); returns self. A keyword that names no
+        Param raises TypeError."""
+        return self._set(**{k: v for k, v in params.items() if v is not None})
 
     # --- a hand-built model -------------------------------------------------------------
-    def setModel(self, model) -> "KerasEstimator":
+    def setModel(self, model) -> KerasEstimator:
         """Trains this ``keras.Model`` instead of building one from ``layers``; returns self.
 
         Its input must take the feature vector and its output must fit the task: ``k`` softmax
@@ -147,18 +131,22 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
         """The model given to :meth:`setModel`, or None."""
         return None if self._model_bytes is None else model_from_bytes(self._model_bytes)
 
-    def _keras_bytes(self) -> bytes | None:
+    def stateBytes(self) -> bytes | None:
+        """The model given to :meth:`setModel`, in Keras's format
+        (:class:`~deepflash.ml.persistence.BinaryState`), or None."""
         return self._model_bytes
 
-    def _set_keras_bytes(self, data: bytes, model=None) -> None:
+    def setStateBytes(self, data: bytes) -> None:
+        """Takes a model in Keras's format, checked now by deserializing it in Keras's safe mode."""
+        model_from_bytes(data)
         self._model_bytes = data
 
     @classmethod
-    def read(cls):
-        return KerasStageReader(cls)
+    def read(cls) -> StageReader:
+        return StageReader(cls, MODEL_FILE)
 
-    def write(self):
-        return KerasStageWriter(self)
+    def write(self) -> StageWriter:
+        return StageWriter(self, MODEL_FILE)
 
     # --- fit ----------------------------------------------------------------------------
     def validateParams(self) -> None:
@@ -221,8 +209,8 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
         feature vector to ``input_shape``, see :meth:`_input_shape`)."""
         if self._model_bytes is None:
             return build_model(self.getLayers(), input_dim, output_kind, num_classes, seed=self._seed(),
-                               input_shape=list(input_shape) if input_shape else None, augmentation=self.getAugmentation(),
-                               kernel_initializer=self.getKernelInitializer())
+                               input_shape=list(input_shape) if input_shape else None,
+                               augmentation=self.getAugmentation(), kernel_initializer=self.getKernelInitializer())
         model = model_from_bytes(self._model_bytes)
         in_dim = model.input_shape[-1]
         out_units = output_shape(model)[-1]
@@ -319,8 +307,7 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
         plan = self.plan(dataset)
         planned = time.time()
         fitted = self.fitPlanned(plan)
-        fitted.fitInfo = dataclasses.replace(fitted.fitInfo, seconds=time.time() - started,
-                                             plan_seconds=planned - started)
+        fitted.fitInfo = fitted.fitInfo.replace(seconds=time.time() - started, plan_seconds=planned - started)
         return fitted
 
     def fitPlanned(self, plan: FitPlan, backend: Backend | None = None) -> KerasModel:
@@ -349,7 +336,7 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
         fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
         settings = remote.make_settings(values, plan, model_to_bytes(model), run_fingerprint=fingerprint,
                                         run_id=run_id, checkpoint_path=checkpoint_path,
-                                        distributed=backend.distributed, collective=backend.collective)
+                                        communicator=backend.communicator())
         log.info("fitting %s: %d train / %d val rows, %d features, %s, %d process(es) on backend %s, run %s",
                  model.name, plan.train_rows, plan.val_rows, plan.input_dim, plan.output_kind,
                  backend.num_processes(), backend.name, run_id)
@@ -360,14 +347,14 @@ class KerasEstimator(Estimator, _KerasParams, MLReadable, MLWritable):
         read_seconds, fit_seconds = max(r.read_seconds for r in results), max(r.fit_seconds for r in results)
         log.info("fit done in %.1fs (read %.1fs, train %.1fs)", time.time() - started, read_seconds, fit_seconds)
 
-        fitted = KerasModel()
-        self._copyValues(fitted)
-        fitted._set(outputKind=plan.output_kind, numClasses=plan.num_classes, inputDim=plan.input_dim,
-                    history=chief.history)
-        fitted._set_keras_bytes(model_to_bytes(model), model)
+        fitted = self._copyValues(KerasModel())
+        for name, value in (("outputKind", plan.output_kind), ("numClasses", plan.num_classes),
+                            ("inputDim", plan.input_dim), ("history", chief.history)):
+            fitted.set(fitted.getParam(name), value)
+        fitted.setKerasModel(model)
         fitted.fitInfo = FitInfo(
-            run_id=run_id, data={"train_url": plan.train_url, "val_url": plan.val_url, "reused": plan.reused,
-                                 "seconds": plan.write_seconds, "bytes": plan.bytes},
+            run_id=run_id, data=FitData(train_url=plan.train_url, val_url=plan.val_url, reused=plan.reused,
+                                        seconds=plan.write_seconds, bytes=plan.bytes),
             read_seconds=read_seconds, fit_seconds=fit_seconds, initial_epoch=chief.initial_epoch,
             seconds=time.time() - started, rows_read_per_rank=[r.train_rows_read for r in results],
             read_mode=chief.read_mode)

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import logging
-from typing import Iterator
+from collections.abc import Iterator
+from typing import Any
 
-import numpy as np
 import pandas as pd
 from pyspark.ml import Model
 from pyspark.ml.util import MLReadable, MLWritable
@@ -13,33 +13,25 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from deepflash.data.schema import features_as_array
-from deepflash.worker.devices import configure_tensorflow
-from deepflash.networks.keras_compat import output_shape
-from deepflash.io.keras_files import cached_model, model_digest, model_from_bytes
+from deepflash.io.keras_files import cached_model, model_digest, model_from_bytes, model_to_bytes
 from deepflash.ml.converters import add_accessors
-from deepflash.ml.params import MODEL_PARAM_NAMES, SHARED_PARAM_NAMES, TRANSFORM_PARAM_NAMES, _KerasModelParams
-from deepflash.ml.persistence import KerasStageReader, KerasStageWriter
-from deepflash.serving.scoring import network_outputs, predict_batch_rows, score_outputs
+from deepflash.ml.fit_info import FitInfo
+from deepflash.ml.param_table import keyword_params
+from deepflash.ml.params import (
+    MODEL_PARAM_NAMES,
+    SHARED_PARAM_NAMES,
+    TRANSFORM_PARAM_NAMES,
+    TRANSFORM_PARAMS,
+    KerasModelParams,
+)
+from deepflash.ml.persistence import MODEL_FILE, StageReader, StageWriter
+from deepflash.networks.keras_compat import output_shape
+from deepflash.serving.scoring import feature_matrix, network_outputs, predict_batch_rows, score_outputs
+from deepflash.worker.devices import configure_tensorflow
 
 log = logging.getLogger("deepflash")
 
 _OUT = "__deepflash_out"
-
-
-def _as_matrix(features: pd.Series, input_dim: int, features_col: str) -> np.ndarray:
-    """A batch of feature arrays as one (rows, input_dim) float32 matrix, by one C concatenation."""
-    n = len(features)
-    if n == 0:
-        return np.zeros((0, input_dim), np.float32)
-    try:
-        flat = np.concatenate(features.to_numpy())
-    except (TypeError, ValueError):  # a null row
-        flat = None
-    if flat is None or flat.size != n * input_dim:
-        lengths = sorted({-1 if v is None else len(v) for v in features.to_numpy()} - {input_dim})
-        raise ValueError(f"`featuresCol` column {features_col!r} must hold vectors of length {input_dim} "
-                         f"(the length the model was fitted on), found rows of length {lengths} (-1: null)")
-    return flat.astype(np.float32, copy=False).reshape(n, input_dim)
 
 
 def _predictor(broadcast, digest: str, output_kind: str, input_dim: int, width: int, features_col: str):
@@ -57,7 +49,7 @@ def _predictor(broadcast, digest: str, output_kind: str, input_dim: int, width: 
         model = cached_model(broadcast.value, digest)
         rows_per_call = predict_batch_rows(model)
         for features in batches:
-            x = _as_matrix(features, input_dim, features_col)
+            x = feature_matrix(features, input_dim, features_col)
             prediction, probability = score_outputs(network_outputs(model, x, rows_per_call), output_kind, width)
             cols = {"prediction": prediction}
             if probability is not None:
@@ -67,30 +59,51 @@ def _predictor(broadcast, digest: str, output_kind: str, input_dim: int, width: 
     return predict
 
 
-class KerasModel(Model, _KerasModelParams, MLReadable, MLWritable):
+class KerasModel(Model, KerasModelParams, MLReadable, MLWritable):
     """A fitted Keras network as a Spark ML Model.
 
     ``transform`` keeps every input column and adds ``predictionCol`` (double) and, for
     classification, ``probabilityCol`` (a Vector of class probabilities). It runs on the executors
     and collects nothing to the driver. Every Param has a getter; only the columns ``transform``
     reads and writes (``featuresCol``, ``predictionCol``, ``probabilityCol``) have setters, as in
-    pyspark Models: the training Params record how the model was fitted.
+    pyspark Models: the training Params record how the model was fitted. ``__init__`` and
+    :meth:`setParams` take those three by keyword.
+
+    Attributes:
+        fitInfo: what the fit that made this model did (:class:`~deepflash.ml.fit_info.FitInfo`);
+            None for a model loaded from disk, which does not save it.
     """
 
-    def __init__(self) -> None:
+    @keyword_params(TRANSFORM_PARAMS)
+    def __init__(self, **params: Any) -> None:
         super().__init__()
         self._model_bytes: bytes | None = None
         self._model = None
         # (SparkContext, model digest, Broadcast): one broadcast serves every transform of this model.
         self._broadcast: tuple | None = None
-        self.fitInfo: dict = {}
+        self.fitInfo: FitInfo | None = None
+        self.setParams(**params)
+
+    @keyword_params(TRANSFORM_PARAMS, returns="KerasModel")
+    def setParams(self, **params: Any) -> KerasModel:
+        """Sets the transform-time Params by keyword (None leaves one as it is); returns self."""
+        return self._set(**{k: v for k, v in params.items() if v is not None})
 
     # --- the Keras model ----------------------------------------------------------------
-    def _keras_bytes(self) -> bytes | None:
+    def stateBytes(self) -> bytes | None:
+        """The network in Keras's format (:class:`~deepflash.ml.persistence.BinaryState`), or None."""
         return self._model_bytes
 
-    def _set_keras_bytes(self, data: bytes, model=None) -> None:
+    def setStateBytes(self, data: bytes) -> None:
+        """Takes a network in Keras's format, deserialized now in Keras's safe mode (no Python code
+        stored in the file runs), so a bad or unsafe file fails here, not at transform."""
+        model = model_from_bytes(data)
         self._model_bytes, self._model, self._broadcast = data, model, None
+
+    def setKerasModel(self, model) -> KerasModel:
+        """Holds the trained ``keras.Model`` ``model`` as this model's network; returns self."""
+        self._model_bytes, self._model, self._broadcast = model_to_bytes(model), model, None
+        return self
 
     def _require_model(self) -> bytes:
         if self._model_bytes is None:
@@ -109,11 +122,11 @@ class KerasModel(Model, _KerasModelParams, MLReadable, MLWritable):
         return dict(self.getOrDefault(self.history))
 
     @classmethod
-    def read(cls):
-        return KerasStageReader(cls)
+    def read(cls) -> StageReader:
+        return StageReader(cls, MODEL_FILE)
 
-    def write(self):
-        return KerasStageWriter(self)
+    def write(self) -> StageWriter:
+        return StageWriter(self, MODEL_FILE)
 
     # --- transform ----------------------------------------------------------------------
     def _model_broadcast(self, sc, data: bytes):

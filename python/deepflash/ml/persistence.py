@@ -1,32 +1,32 @@
-"""Writers and readers for stages that carry a Keras model.
+"""Saving and loading stages that hold state beyond their Params: one writer and one reader for all.
 
 A stage directory holds Spark's DefaultParams metadata (all Params, as JSON) and, when the stage
-has a Keras model, ``keras/model.keras`` in Keras's own format. Loading uses Keras's safe mode, so
-no Python code stored in a model file runs at load time.
+has any, its state as one file at ``<path>/<file...>``: ``keras/model.keras`` (Keras's own format)
+for KerasEstimator and KerasModel, ``ran/network.npz`` for RANModel. A stage takes part by being a
+:class:`BinaryState`: it gives its state as bytes and takes them back, decoding them at once so a
+bad file fails at load rather than at transform.
 """
 from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
 
 from pyspark.ml.util import DefaultParamsReader, DefaultParamsWriter, MLReader, MLWriter
 
 from deepflash.io import fs
-from deepflash.io.keras_files import model_from_bytes
 
+# Where KerasEstimator and KerasModel keep their Keras model, under the stage directory.
 MODEL_FILE = ("keras", "model.keras")
 
 
-class KerasStageWriter(MLWriter):
-    """Saves Params metadata, then the stage's Keras model bytes (if any) next to it."""
+@runtime_checkable
+class BinaryState(Protocol):
+    """A stage whose state beyond its Params is one blob of bytes."""
 
-    def __init__(self, instance):
-        super().__init__()
-        self.instance = instance
+    def stateBytes(self) -> bytes | None:
+        """The state to save, or None when there is none (nothing is written)."""
 
-    def saveImpl(self, path: str) -> None:
-        DefaultParamsWriter.saveMetadata(self.instance, path, self.sc)
-        data = self.instance._keras_bytes()
-        if data is not None:
-            # Qualified as Spark qualified the metadata path above, so both land in one directory.
-            fs.write_bytes(fs.join(fs.qualify(path, self.sc._jsc.hadoopConfiguration()), *MODEL_FILE), data)
+    def setStateBytes(self, data: bytes) -> None:
+        """Takes back what :meth:`stateBytes` gave; raises if ``data`` cannot be decoded."""
 
 
 def load_params_instance(cls, path: str, sc):
@@ -38,44 +38,28 @@ def load_params_instance(cls, path: str, sc):
     return instance
 
 
-class KerasStageReader(MLReader):
-    """Loads a stage written by :class:`KerasStageWriter`."""
+class StageWriter(MLWriter):
+    """Saves a :class:`BinaryState` stage: Params metadata, then its state bytes (if any) at
+    ``<path>/<file...>``, atomically through :func:`deepflash.io.fs.write_bytes`."""
 
-    def __init__(self, cls):
-        super().__init__()
-        self.cls = cls
-
-    def load(self, path: str):
-        instance = load_params_instance(self.cls, path, self.sc)
-        model_path = fs.join(fs.qualify(path, self.sc._jsc.hadoopConfiguration()), *MODEL_FILE)
-        if fs.exists(model_path):
-            data = fs.read_bytes(model_path)
-            # Deserialized now, in safe mode, so a bad or unsafe file fails at load, not at transform.
-            instance._set_keras_bytes(data, model_from_bytes(data))
-        return instance
-
-
-class StateStageWriter(MLWriter):
-    """Saves Params metadata, then the stage's non-JSON state, ``instance._state_bytes()``, at
-    ``<path>/<file...>`` (skipped when it is None), atomically through :func:`deepflash.io.fs.write_bytes`."""
-
-    def __init__(self, instance, file: tuple[str, ...]):
+    def __init__(self, instance: BinaryState, file: tuple[str, ...]):
         super().__init__()
         self.instance = instance
         self.file = file
 
     def saveImpl(self, path: str) -> None:
         DefaultParamsWriter.saveMetadata(self.instance, path, self.sc)
-        data = self.instance._state_bytes()
+        data = self.instance.stateBytes()
         if data is not None:
+            # Qualified as Spark qualified the metadata path above, so both land in one directory.
             fs.write_bytes(fs.join(fs.qualify(path, self.sc._jsc.hadoopConfiguration()), *self.file), data)
 
 
-class StateStageReader(MLReader):
-    """Loads a stage written by :class:`StateStageWriter`: Params, then ``_set_state_bytes`` (which
-    should decode the bytes, so a bad file fails at load rather than at transform)."""
+class StageReader(MLReader):
+    """Loads a stage written by :class:`StageWriter`: its Params, then ``setStateBytes`` with the
+    state file's bytes when there is one."""
 
-    def __init__(self, cls, file: tuple[str, ...]):
+    def __init__(self, cls: type, file: tuple[str, ...]):
         super().__init__()
         self.cls = cls
         self.file = file
@@ -84,5 +68,5 @@ class StateStageReader(MLReader):
         instance = load_params_instance(self.cls, path, self.sc)
         state_path = fs.join(fs.qualify(path, self.sc._jsc.hadoopConfiguration()), *self.file)
         if fs.exists(state_path):
-            instance._set_state_bytes(fs.read_bytes(state_path))
+            instance.setStateBytes(fs.read_bytes(state_path))
         return instance

@@ -10,7 +10,6 @@ import logging
 from typing import Any
 
 import numpy as np
-from pyspark import keyword_only
 from pyspark.ml import Transformer
 from pyspark.ml.param.shared import HasInputCol, HasInputCols, HasLabelCol, HasOutputCol
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
@@ -19,13 +18,15 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 
 from deepflash.data.schema import check_column, window_shape_metadata
-from deepflash.ml.converters import add_accessors, make_param, to_number, to_str, to_str_list
+from deepflash.ml.converters import add_accessors, to_number, to_str, to_str_list
+from deepflash.ml.param_table import ParamSpec, declare_params, keyword_params, names, set_defaults
 
 log = logging.getLogger("deepflash.ml.timeseries")
 
 
 def window_arrays(values: np.ndarray, look_back: int, horizon: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Windows of an ordered series: ``x[i] = values[i : i + look_back]``, ``y[i] = values[i + look_back + horizon - 1]``.
+    """Windows of an ordered series: ``x[i] = values[i : i + look_back]``,
+    ``y[i] = values[i + look_back + horizon - 1]``.
 
     Args:
         values: shape ``(steps,)`` or ``(steps, k)``; a 1-D series is treated as ``k = 1``, and
@@ -55,6 +56,22 @@ def window_arrays(values: np.ndarray, look_back: int, horizon: int = 1) -> tuple
     x = series[idx] if rows else np.zeros((0, look_back, series.shape[1]))
     y = series[look_back + horizon - 1: look_back + horizon - 1 + rows, 0]
     return x, y
+
+
+WINDOW_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("inputCol", "the value column (one series value per row)", to_str("inputCol"), annotation="str"),
+    ParamSpec("inputCols", "several value columns; the first is the target", to_str_list("inputCols"),
+              annotation="list[str]"),
+    ParamSpec("outputCol", "the window Vector column", to_str("outputCol"), "features"),
+    ParamSpec("labelCol", "the target horizon steps ahead (double)", to_str("labelCol"), "label"),
+    ParamSpec("lookBack", "window length: values before and at each row, >= 1",
+              to_number("lookBack", integer=True, low=1), annotation="int"),
+    ParamSpec("horizon", "steps from the window's last value to the label, >= 1",
+              to_number("horizon", integer=True, low=1), 1),
+    ParamSpec("orderBy", "the column that orders the series (required)", to_str("orderBy"), annotation="str"),
+    ParamSpec("partitionBy", "columns whose values key separate series; empty: one series",
+              to_str_list("partitionBy"), [], annotation="list[str]"),
+)
 
 
 class LookBackWindow(Transformer, HasInputCol, HasInputCols, HasOutputCol, HasLabelCol,
@@ -88,29 +105,16 @@ class LookBackWindow(Transformer, HasInputCol, HasInputCols, HasOutputCol, HasLa
         >>> KerasEstimator(task="regression", layers=[{"type": "lstm", "units": 16}]).fit(rows)
     """
 
-    lookBack = make_param("lookBack", "window length: values before and at each row, >= 1",
-                      to_number("lookBack", integer=True, low=1))
-    horizon = make_param("horizon", "steps from the window's last value to the label, >= 1",
-                     to_number("horizon", integer=True, low=1))
-    orderBy = make_param("orderBy", "the column that orders the series (required)", to_str("orderBy"))
-    partitionBy = make_param("partitionBy", "columns whose values key separate series; empty: one series",
-                         to_str_list("partitionBy"))
-
-    @keyword_only
-    def __init__(self, *, inputCol: str | None = None, inputCols: list[str] | None = None,
-                 outputCol: str = "features", labelCol: str = "label", lookBack: int | None = None,
-                 horizon: int = 1, orderBy: str | None = None, partitionBy: list[str] | None = None) -> None:
+    @keyword_params(WINDOW_PARAMS)
+    def __init__(self, **params: Any) -> None:
         super().__init__()
-        self._setDefault(outputCol="features", labelCol="label", horizon=1, partitionBy=[])
-        self.setParams(**self._input_kwargs)
+        set_defaults(self, WINDOW_PARAMS)
+        self.setParams(**params)
 
-    @keyword_only
-    def setParams(self, *, inputCol: str | None = None, inputCols: list[str] | None = None,
-                  outputCol: str = "features", labelCol: str = "label", lookBack: int | None = None,
-                  horizon: int = 1, orderBy: str | None = None,
-                  partitionBy: list[str] | None = None) -> "LookBackWindow":
-        """Sets Params by keyword; returns self."""
-        return self._set(**{k: v for k, v in self._input_kwargs.items() if v is not None})
+    @keyword_params(WINDOW_PARAMS, returns="LookBackWindow")
+    def setParams(self, **params: Any) -> LookBackWindow:
+        """Sets Params by keyword (None leaves one as it is); returns self."""
+        return self._set(**{k: v for k, v in params.items() if v is not None})
 
     def valueCols(self) -> list[str]:
         """The value columns: ``[inputCol]`` or ``inputCols``; raises if neither or both are set."""
@@ -191,5 +195,5 @@ class LookBackWindow(Transformer, HasInputCol, HasInputCols, HasOutputCol, HasLa
         return dropped
 
 
-add_accessors(LookBackWindow, ["lookBack", "horizon", "orderBy", "partitionBy", "inputCol", "inputCols", "outputCol",
-                               "labelCol"])
+declare_params(LookBackWindow, WINDOW_PARAMS)
+add_accessors(LookBackWindow, names(WINDOW_PARAMS))

@@ -6,7 +6,8 @@ A step is a dict with a ``type`` and that type's keys, e.g. ``{"type": "rotate",
     zoom    ``factor`` in (0, 1): zoom in or out by up to that fraction (RandomZoom)
     shift   ``factor`` in (0, 1): translate by up to that fraction of height and width (RandomTranslation)
     flip    ``mode``: horizontal (default), vertical or horizontal_and_vertical (RandomFlip)
-    cutout  ``size`` >= 1: zero one random size x size patch per image (:class:`~deepflash.networks.image_layers.Cutout`)
+    cutout  ``size`` >= 1: zero one random size x size patch per image
+            (:class:`~deepflash.networks.image_layers.Cutout`)
 
 Pixels that rotate, zoom and shift bring in are filled with 0 (``fill_mode="constant"``), the
 background of MNIST-style images. Every layer is active only when Keras calls it with

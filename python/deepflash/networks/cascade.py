@@ -42,7 +42,7 @@ class CascadeStageModel(tf.keras.Model):
         variables = [v for name in self.fine_tune_layers for v in self.get_layer(name).trainable_variables]
         before = [tf.identity(v) for v in variables]
         logs = super().train_step(data)
-        for variable, old in zip(variables, before):
+        for variable, old in zip(variables, before, strict=True):
             variable.assign(old + self.fine_tune_rate * (variable - old))
         return logs
 

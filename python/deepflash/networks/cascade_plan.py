@@ -94,7 +94,7 @@ class CascadePlan:
     @property
     def stages(self) -> list[CascadeStage]:
         out, start = [], 0
-        for i, (layers, n) in enumerate(zip(self.blocks, self.epochs)):
+        for i, (layers, n) in enumerate(zip(self.blocks, self.epochs, strict=True)):
             out.append(CascadeStage(i, layers, start, start + n))
             start += n
         return out
@@ -114,7 +114,7 @@ class CascadePlan:
         return {"blocks": list(self.blocks), "epochs": list(self.epochs), "fine_tune_rate": self.fine_tune_rate}
 
     @classmethod
-    def from_values(cls, values: dict, specs: list[dict]) -> "CascadePlan | None":
+    def from_values(cls, values: dict, specs: list[dict]) -> CascadePlan | None:
         """The plan that estimator Param values describe for validated layer ``specs``; None in
         standard mode. Raises ValueError naming the Params when they disagree."""
         if values.get("trainingMode", "standard") != "cascade":

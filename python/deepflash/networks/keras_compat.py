@@ -2,7 +2,7 @@
 (TF >= 2.16, the modern profile) differ, behind one small seam. Everything else in deepflash uses
 APIs that exist in both.
 
-Worker-safe: imported by remote code and by the model's transform.
+Worker-safe: imported by the training processes and by the model's transform.
 """
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def multi_worker_steps():
     reduction dimension 0 for input with 0 dimensions"; Keras 3.15.1, TensorFlow 2.21). Inside this
     context Keras takes its single-worker path instead, which returns this process's own values
     (one replica per process); the caller then averages them across processes
-    (:class:`~deepflash.worker.callbacks.AverageMetrics`, :class:`~deepflash.worker.callbacks.ShardedValidation`),
+    (:class:`~deepflash.worker.sync.AverageMetrics`, :class:`~deepflash.worker.sync.ShardedValidation`),
     as it does for Horovod. It patches one private Keras function for the duration and only in the
     training process of a ``barrier`` rank; Keras 2 reports combined metrics and is left alone
     (see :func:`distributed_metrics_are_global`).

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "elu", "selu", "softplus", "linear")
 OUTPUT_KINDS = ("multiclass", "binary", "regression")

@@ -11,6 +11,12 @@ LOSSES = ("auto", "categorical_crossentropy", "sparse_categorical_crossentropy",
 _ALIASES = {"mean_squared_error": "mse", "mean_absolute_error": "mae", "cce": "categorical_crossentropy",
             "bce": "binary_crossentropy"}
 
+# The target encoding of a loss taken element by element (MSE, MAE, binary crossentropy): one column
+# per class on a multiclass output, the label itself on the others.
+_ELEMENTWISE = {"multiclass": "onehot", "binary": "raw", "regression": "raw"}
+_ELEMENTWISE_OUTPUTS = {"binary_crossentropy": ("multiclass", "binary"), "mse": tuple(_ELEMENTWISE),
+                        "mae": tuple(_ELEMENTWISE)}
+
 # (loss, output kind) -> (keras loss, target encoding); a missing pair is not a valid combination.
 _TABLE = {
     ("auto", "multiclass"): ("sparse_categorical_crossentropy", "sparse"),
@@ -18,14 +24,8 @@ _TABLE = {
     ("auto", "regression"): ("mse", "raw"),
     ("categorical_crossentropy", "multiclass"): ("categorical_crossentropy", "onehot"),
     ("sparse_categorical_crossentropy", "multiclass"): ("sparse_categorical_crossentropy", "sparse"),
-    ("binary_crossentropy", "multiclass"): ("binary_crossentropy", "onehot"),
-    ("binary_crossentropy", "binary"): ("binary_crossentropy", "raw"),
-    ("mse", "multiclass"): ("mse", "onehot"),
-    ("mse", "binary"): ("mse", "raw"),
-    ("mse", "regression"): ("mse", "raw"),
-    ("mae", "multiclass"): ("mae", "onehot"),
-    ("mae", "binary"): ("mae", "raw"),
-    ("mae", "regression"): ("mae", "raw"),
+    **{(loss, output): (loss, _ELEMENTWISE[output]) for loss, outputs in _ELEMENTWISE_OUTPUTS.items()
+       for output in outputs},
 }
 
 

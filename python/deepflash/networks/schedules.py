@@ -61,7 +61,7 @@ class LrSchedule:
             raise ValueError(f"`lrSchedule` == {self.kind!r}, must be one of: {', '.join(SCHEDULES)}")
 
     @classmethod
-    def from_values(cls, values: dict) -> "LrSchedule":
+    def from_values(cls, values: dict) -> LrSchedule:
         """The schedule that estimator Param values (``KerasEstimator.paramValues()``) describe."""
         return cls(kind=values["lrSchedule"], decay=float(values["lrDecay"]), step_epochs=int(values["lrStepEpochs"]),
                    step_factor=float(values["lrStepFactor"]), warmup_epochs=int(values["lrWarmupEpochs"]),

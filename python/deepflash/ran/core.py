@@ -84,7 +84,7 @@ class RBFNetwork:
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "RBFNetwork":
+    def from_bytes(cls, data: bytes) -> RBFNetwork:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             return cls(centres=z["centres"].astype(np.float64), widths=z["widths"].astype(np.float64),
                        weights=z["weights"].astype(np.float64), bias=float(z["bias"]),
@@ -188,7 +188,7 @@ class RAN:
         """Records the unit count after a pass over the data (see ``unit_history``)."""
         self.unit_history.append(self._k)
 
-    def fit(self, x: np.ndarray, y: np.ndarray, epochs: int = 1, seed: int | None = 0) -> "RAN":
+    def fit(self, x: np.ndarray, y: np.ndarray, epochs: int = 1, seed: int | None = 0) -> RAN:
         """``epochs`` passes over (x, y), each in a fresh random order from ``seed`` (None: as given)."""
         rng = None if seed is None else np.random.default_rng(seed)
         for _ in range(epochs):

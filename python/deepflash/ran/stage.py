@@ -10,12 +10,12 @@ low-dimensional regression problems. Scoring (``transform``) runs on every execu
 from __future__ import annotations
 
 import logging
-from typing import Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from pyspark import keyword_only
 from pyspark.ml import Estimator, Model
 from pyspark.ml.param import TypeConverters
 from pyspark.ml.param.shared import HasFeaturesCol, HasLabelCol, HasPredictionCol, HasSeed
@@ -25,10 +25,11 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from deepflash.data.schema import FEATURES, LABEL, features_as_array, prepare, summarize
-from deepflash.ml.model import _as_matrix
-from deepflash.ml.converters import add_accessors, make_param, to_number
-from deepflash.ml.persistence import StateStageReader, StateStageWriter
+from deepflash.ml.converters import add_accessors, to_number, to_str
+from deepflash.ml.param_table import ParamSpec, declare_params, keyword_params, names, set_defaults
+from deepflash.ml.persistence import StageReader, StageWriter
 from deepflash.ran.core import RAN, RANSettings, RBFNetwork
+from deepflash.serving.scoring import feature_matrix
 
 log = logging.getLogger("deepflash")
 
@@ -39,35 +40,47 @@ _KEY = "__deepflash_order"
 _STATE_SCHEMA = pa.schema([("network", pa.binary()), ("history", pa.list_(pa.int64())), ("seen", pa.int64())])
 
 
-class _RANParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasSeed):
-    """Params shared by RANEstimator and RANModel (Platt's symbols in the docs)."""
+_DEFAULTS = RANSettings()
+RAN_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("featuresCol", "features column name", to_str("featuresCol"), "features", transform=True),
+    ParamSpec("labelCol", "label column name", to_str("labelCol"), "label"),
+    ParamSpec("predictionCol", "prediction column name", to_str("predictionCol"), "prediction", transform=True),
+    ParamSpec("seed", "the order of the examples in each pass", TypeConverters.toInt, 0),
+    ParamSpec("distanceMax", "delta_max: the starting distance threshold for a new unit, > 0",
+              to_number("distanceMax", low=0, low_open=True), _DEFAULTS.distance_max),
+    ParamSpec("distanceMin", "delta_min: the distance threshold never falls below this, > 0 and <= distanceMax",
+              to_number("distanceMin", low=0, low_open=True), _DEFAULTS.distance_min),
+    ParamSpec("distanceDecay", "tau: the threshold decays as exp(-t / tau), t counted in examples, > 0",
+              to_number("distanceDecay", low=0, low_open=True), _DEFAULTS.distance_decay),
+    ParamSpec("errorThreshold", "epsilon: a unit is added only when |target - output| exceeds this, >= 0",
+              to_number("errorThreshold", low=0), _DEFAULTS.error_threshold),
+    ParamSpec("overlap", "kappa: a new unit's width is overlap x the distance to the nearest centre, > 0",
+              to_number("overlap", low=0, low_open=True), _DEFAULTS.overlap),
+    ParamSpec("learningRate", "alpha: the LMS step size, > 0", to_number("learningRate", low=0, low_open=True),
+              _DEFAULTS.learning_rate),
+    ParamSpec("epochs", "passes over the data, >= 1", to_number("epochs", integer=True, low=1), 1),
+    ParamSpec("maxUnits", "the most units the network may grow to, >= 1", to_number("maxUnits", integer=True, low=1),
+              _DEFAULTS.max_units),
+    ParamSpec("adaptCentres", "also move the centres by gradient descent (Platt's rule), not only the output weights "
+              "and bias", TypeConverters.toBoolean, _DEFAULTS.adapt_centres),
+    # What a fitted RANModel learned: set by fit, getters only.
+    ParamSpec("inputDim", "length of the feature vector", to_number("inputDim", integer=True, low=1), fitted=True),
+    ParamSpec("unitHistory", "units after each pass of the fit", TypeConverters.toListInt, [], fitted=True),
+    ParamSpec("examplesSeen", "examples presented during the fit (rows x epochs)",
+              to_number("examplesSeen", integer=True, low=0), 0, fitted=True),
+)
+_ESTIMATOR_PARAMS = tuple(spec for spec in RAN_PARAMS if not spec.fitted)
+_FITTED_PARAMS = tuple(spec for spec in RAN_PARAMS if spec.fitted)
+PARAM_NAMES = names(_ESTIMATOR_PARAMS)
 
-    distanceMax = make_param("distanceMax", "delta_max: the starting distance threshold for a new unit, > 0",
-                         to_number("distanceMax", low=0, low_open=True))
-    distanceMin = make_param("distanceMin", "delta_min: the distance threshold never falls below this, > 0 and "
-                         "<= distanceMax", to_number("distanceMin", low=0, low_open=True))
-    distanceDecay = make_param("distanceDecay", "tau: the threshold decays as exp(-t / tau), t counted in examples, > 0",
-                           to_number("distanceDecay", low=0, low_open=True))
-    errorThreshold = make_param("errorThreshold", "epsilon: a unit is added only when |target - output| exceeds this, "
-                            ">= 0", to_number("errorThreshold", low=0))
-    overlap = make_param("overlap", "kappa: a new unit's width is overlap x the distance to the nearest centre, > 0",
-                     to_number("overlap", low=0, low_open=True))
-    learningRate = make_param("learningRate", "alpha: the LMS step size, > 0",
-                          to_number("learningRate", low=0, low_open=True))
-    epochs = make_param("epochs", "passes over the data, >= 1", to_number("epochs", integer=True, low=1))
-    maxUnits = make_param("maxUnits", "the most units the network may grow to, >= 1",
-                      to_number("maxUnits", integer=True, low=1))
-    adaptCentres = make_param("adaptCentres", "also move the centres by gradient descent (Platt's rule), not only the "
-                          "output weights and bias", TypeConverters.toBoolean)
+
+class RANParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasSeed):
+    """Params shared by RANEstimator and RANModel (Platt's symbols in the docs); the learning rule's
+    defaults are those of :class:`~deepflash.ran.core.RANSettings`."""
 
     def __init__(self) -> None:
         super().__init__()
-        defaults = RANSettings()
-        self._setDefault(featuresCol="features", labelCol="label", predictionCol="prediction", seed=0,
-                         distanceMax=defaults.distance_max, distanceMin=defaults.distance_min,
-                         distanceDecay=defaults.distance_decay, errorThreshold=defaults.error_threshold,
-                         overlap=defaults.overlap, learningRate=defaults.learning_rate, epochs=1,
-                         maxUnits=defaults.max_units, adaptCentres=defaults.adapt_centres)
+        set_defaults(self, _ESTIMATOR_PARAMS)
 
     def settings(self) -> RANSettings:
         """The learning rule's constants; raises, naming the Params, when they contradict each other."""
@@ -83,8 +96,7 @@ class _RANParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasSeed):
                            adapt_centres=self.getOrDefault(self.adaptCentres))
 
 
-PARAM_NAMES = ["featuresCol", "labelCol", "predictionCol", "seed", "distanceMax", "distanceMin", "distanceDecay",
-               "errorThreshold", "overlap", "learningRate", "epochs", "maxUnits", "adaptCentres"]
+declare_params(RANParams, _ESTIMATOR_PARAMS)
 
 
 def _trainer(settings: RANSettings, input_dim: int):
@@ -105,7 +117,7 @@ def _trainer(settings: RANSettings, input_dim: int):
             y = batch.column(1).to_numpy(zero_copy_only=False)
             epochs = batch.column(2).to_numpy(zero_copy_only=False)
             cuts = np.flatnonzero(np.diff(epochs)) + 1
-            for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, n]):
+            for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, n], strict=True):
                 if epoch is not None and epochs[lo] != epoch:
                     ran.end_pass()
                 epoch = epochs[lo]
@@ -139,7 +151,7 @@ def training_order(data: DataFrame, epochs: int, seed: int) -> DataFrame:
             .select(features, label, _EPOCH))
 
 
-class RANEstimator(Estimator, _RANParams, DefaultParamsReadable, DefaultParamsWritable):
+class RANEstimator(Estimator, RANParams, DefaultParamsReadable, DefaultParamsWritable):
     """Platt's resource-allocating network (1991): a Gaussian RBF network for regression with ONE
     output that grows a unit for each example that is both far from every centre (distance >
     delta(t)) and badly predicted (|error| > ``errorThreshold``), and otherwise takes an LMS step.
@@ -169,22 +181,17 @@ class RANEstimator(Estimator, _RANParams, DefaultParamsReadable, DefaultParamsWr
         >>> model.transform(df).select("prediction")
     """
 
-    @keyword_only
-    def __init__(self, *, featuresCol: str = "features", labelCol: str = "label", predictionCol: str = "prediction",
-                 seed: int = 0, distanceMax: float = 1.0, distanceMin: float = 0.1, distanceDecay: float = 200.0,
-                 errorThreshold: float = 0.05, overlap: float = 0.87, learningRate: float = 0.05, epochs: int = 1,
-                 maxUnits: int = 100, adaptCentres: bool = True) -> None:
+    @keyword_params(_ESTIMATOR_PARAMS)
+    def __init__(self, **params: Any) -> None:
         super().__init__()
-        self.setParams(**self._input_kwargs)
+        self.setParams(**params)
 
-    @keyword_only
-    def setParams(self, *, featuresCol: str = "features", labelCol: str = "label", predictionCol: str = "prediction",
-                  seed: int = 0, distanceMax: float = 1.0, distanceMin: float = 0.1, distanceDecay: float = 200.0,
-                  errorThreshold: float = 0.05, overlap: float = 0.87, learningRate: float = 0.05, epochs: int = 1,
-                  maxUnits: int = 100, adaptCentres: bool = True) -> "RANEstimator":
-        return self._set(**self._input_kwargs)
+    @keyword_params(_ESTIMATOR_PARAMS, returns="RANEstimator")
+    def setParams(self, **params: Any) -> RANEstimator:
+        """Sets Params by keyword; returns self. A keyword that names no Param raises TypeError."""
+        return self._set(**params)
 
-    def _fit(self, dataset: DataFrame) -> "RANModel":
+    def _fit(self, dataset: DataFrame) -> RANModel:
         settings = self.settings()
         epochs, seed = self.getEpochs(), self.getSeed()
         features_col, label_col = self.getFeaturesCol(), self.getLabelCol()
@@ -199,13 +206,13 @@ class RANEstimator(Estimator, _RANParams, DefaultParamsReadable, DefaultParamsWr
                                T.StructField("seen", T.LongType())])
         state = ordered.mapInArrow(_trainer(settings, summary.input_dim), schema).collect()[0]
         model = self._copyValues(RANModel())
-        model._set(inputDim=summary.input_dim, unitHistory=[int(v) for v in state["history"]],
-                   examplesSeen=int(state["seen"]))
-        model._set_state_bytes(bytes(state["network"]))
+        for name, value in (("inputDim", summary.input_dim), ("unitHistory", [int(v) for v in state["history"]]),
+                            ("examplesSeen", int(state["seen"]))):
+            model.set(model.getParam(name), value)
+        model.setStateBytes(bytes(state["network"]))
         log.info("RAN: %d units after %d pass(es) over %d rows; units after each pass: %s",
                  model.numUnits, epochs, summary.rows, model.getUnitHistory())
         return model
-
 
 
 def _scorer(network: RBFNetwork, features_col: str):
@@ -213,23 +220,23 @@ def _scorer(network: RBFNetwork, features_col: str):
 
     def score(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
         for features in batches:
-            yield pd.Series(network.predict(_as_matrix(features, network.input_dim, features_col)))
+            yield pd.Series(network.predict(feature_matrix(features, network.input_dim, features_col)))
 
     return score
 
 
-class _RANModelParams(_RANParams):
-    inputDim = make_param("inputDim", "length of the feature vector", to_number("inputDim", integer=True, low=1))
-    unitHistory = make_param("unitHistory", "units after each pass of the fit", TypeConverters.toListInt)
-    examplesSeen = make_param("examplesSeen", "examples presented during the fit (rows x epochs)",
-                          to_number("examplesSeen", integer=True, low=0))
+class RANModelParams(RANParams):
+    """What a fitted RANModel learned (the fitted Params of :data:`RAN_PARAMS`)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._setDefault(unitHistory=[], examplesSeen=0)
+        set_defaults(self, _FITTED_PARAMS)
 
 
-class RANModel(Model, _RANModelParams, MLReadable, MLWritable):
+declare_params(RANModelParams, _FITTED_PARAMS)
+
+
+class RANModel(Model, RANModelParams, MLReadable, MLWritable):
     """A fitted RAN. ``transform`` adds ``predictionCol`` (double), scored on the executors.
 
     ``numUnits`` is the network's size, ``getUnitHistory()`` the units after each training pass,
@@ -242,10 +249,12 @@ class RANModel(Model, _RANModelParams, MLReadable, MLWritable):
         super().__init__()
         self._network: RBFNetwork | None = None
 
-    def _state_bytes(self) -> bytes | None:
+    def stateBytes(self) -> bytes | None:
+        """The network as npz bytes (:class:`~deepflash.ml.persistence.BinaryState`), or None."""
         return None if self._network is None else self._network.to_bytes()
 
-    def _set_state_bytes(self, data: bytes) -> None:
+    def setStateBytes(self, data: bytes) -> None:
+        """Takes a network saved by :meth:`stateBytes`, decoded now."""
         self._network = RBFNetwork.from_bytes(data)
 
     def getNetwork(self) -> RBFNetwork:
@@ -264,17 +273,17 @@ class RANModel(Model, _RANModelParams, MLReadable, MLWritable):
         marks = np.arange(every, self.getExamplesSeen() + 1, every)
         return np.searchsorted(allocated, marks, side="left").tolist()
 
-    def copy(self, extra=None) -> "RANModel":
+    def copy(self, extra=None) -> RANModel:
         copied = super().copy(extra)
         copied._network = self._network
         return copied
 
     @classmethod
-    def read(cls):
-        return StateStageReader(cls, STATE_FILE)
+    def read(cls) -> StageReader:
+        return StageReader(cls, STATE_FILE)
 
-    def write(self):
-        return StateStageWriter(self, STATE_FILE)
+    def write(self) -> StageWriter:
+        return StageWriter(self, STATE_FILE)
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         network = self.getNetwork()
@@ -288,5 +297,4 @@ class RANModel(Model, _RANModelParams, MLReadable, MLWritable):
 
 
 add_accessors(RANEstimator, PARAM_NAMES)
-add_accessors(RANModel, PARAM_NAMES + ["inputDim", "unitHistory", "examplesSeen"],
-              setters=["featuresCol", "predictionCol"])
+add_accessors(RANModel, names(RAN_PARAMS), setters=names(spec for spec in RAN_PARAMS if spec.transform))

@@ -66,7 +66,8 @@ def metrics_from_confusion(matrix: np.ndarray, beta: float = 1.0, labels: list |
     off = [(int(m[i, j]), i, j) for i in range(k) for j in range(k) if i != j and m[i, j] > 0]
     off.sort(key=lambda t: (-t[0], t[1], t[2]))
     per_class = [{"label": labels[i], "support": int(support[i]), "precision": float(precision[i]),
-                  "recall": float(recall[i]), "f1": float(f1[i]), "fbeta": float(fbeta[i]), "accuracy": float(recall[i])}
+                  "recall": float(recall[i]), "f1": float(f1[i]), "fbeta": float(fbeta[i]),
+                  "accuracy": float(recall[i])}
                  for i in range(k)]
     return {
         "count": int(total),
@@ -189,7 +190,8 @@ def satisficing(trials, metric: str = "metric", mode: str = "max", constraints: 
     rows = rows[pd.to_numeric(rows[metric], errors="coerce").notna()]
     for column, text in (constraints or {}).items():
         if column not in trials.columns:
-            raise ValueError(f"constraint column {column!r} is not in the trials; they have: {', '.join(trials.columns)}")
+            raise ValueError(f"constraint column {column!r} is not in the trials; "
+                             f"they have: {', '.join(trials.columns)}")
         op, bound = parse_constraint(column, text)
         before = len(rows)
         rows = rows[op(pd.to_numeric(rows[column], errors="coerce"), bound)]

@@ -7,7 +7,8 @@ returns its path. Every plot has a title, axis labels and a legend (or a colour 
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -77,7 +78,7 @@ def learning_curves(history: Mapping[str, Sequence[float]], path: str, title: st
         raise ValueError(f"`history` needs at least a 'loss' series; it has: {', '.join(history) or 'nothing'}")
     keys = curve_panels(history)
     fig, axes = plt.subplots(1, len(keys), figsize=SIZE, squeeze=False)
-    for ax, key in zip(axes[0], keys):
+    for ax, key in zip(axes[0], keys, strict=True):
         if key == "lr":
             ax.plot(range(1, len(history["lr"]) + 1), history["lr"], "-", marker="o", markersize=3,
                     color="C2", label="learning rate")
@@ -121,7 +122,8 @@ def overlay(histories: Mapping[str, Mapping[str, Sequence[float]]], metric: str,
 
 
 def time_vs_accuracy(runs: Sequence[Mapping[str, Any]], path: str, x: str = "seconds", y: str = "test_accuracy",
-                     label: str = "name", group: str | None = None, title: str = "Training time against test accuracy") -> str:
+                     label: str = "name", group: str | None = None,
+                     title: str = "Training time against test accuracy") -> str:
     """A scatter of ``x`` against ``y``, one point per run, labelled; coloured by ``group`` if given."""
     plt = _plt()
     if not runs:
@@ -236,10 +238,11 @@ def parallel_coordinates(trials, params: Sequence[str], path: str, metric: str =
     fig, ax = plt.subplots(figsize=SIZE)
     cmap = plt.get_cmap("viridis")
     norm = plt.Normalize(np.nanmin(scores), np.nanmax(scores))
-    for row, score in zip(data, scores):
+    for row, score in zip(data, scores, strict=True):
         ax.plot(range(len(row)), row, color=cmap(norm(score)), alpha=0.7)
     names = list(params) + [metric]
-    ax.set_xticks(range(len(names)), [f"{n}\n{lo} .. {hi}" for n, (lo, hi) in zip(names, tick_labels)], fontsize=7)
+    ticks = [f"{n}\n{lo} .. {hi}" for n, (lo, hi) in zip(names, tick_labels, strict=True)]
+    ax.set_xticks(range(len(names)), ticks, fontsize=7)
     ax.set_ylabel("scaled value")
     ax.set_xlabel("hyperparameter")
     ax.set_title(title)

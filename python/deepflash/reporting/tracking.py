@@ -12,7 +12,11 @@ import json
 import logging
 import os
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from deepflash.tuning.trial import TrialResult
 
 log = logging.getLogger("deepflash")
 
@@ -45,7 +49,7 @@ class SearchTracker:
     Example:
         >>> tracker = SearchTracker()
         >>> tracker.start("search-tpe", {"maxEvals": 20})
-        >>> tracker.trial(0, {"status": "ok", "metric": 0.9, "history": {...}, "params": {...}})
+        >>> tracker.trial(TrialResult(TrialStatus.OK, number=0, metric=0.9, history={...}, params={...}))
         >>> tracker.end(best_result)            # FINISHED; end(None, error) ends it FAILED or KILLED
     """
 
@@ -71,35 +75,39 @@ class SearchTracker:
             self.end(None, e)
             raise
 
-    def trial(self, tid: int, result: dict, name: str | None = None) -> None:
-        """One nested run (named ``name``, ``trial-<tid>`` by default): the trial's params, its per-epoch history as metric steps, status (``ok``,
-        ``fail`` or ``pruned``), and
-        for a failed trial its error (tag ``deepflash.error``) and traceback (``deepflash.traceback``)."""
+    def trial(self, result: TrialResult, name: str | None = None) -> None:
+        """One nested run for a numbered trial (named ``name``, ``trial-<number>`` by default): its
+        params, its per-epoch history as metric steps, its status (tag ``deepflash.status``: ``ok``,
+        ``failed`` or ``pruned``), and for a failed trial its error (tag ``deepflash.error``) and
+        traceback (``deepflash.traceback``)."""
         if self.mlflow is None or self.parent_id is None:
             return
         from mlflow.entities import Metric, Param, RunTag
         from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 
+        from deepflash.tuning.trial import TrialStatus
+
         client = self.mlflow.tracking.MlflowClient()
         experiment_id = client.get_run(self.parent_id).info.experiment_id
-        run = client.create_run(experiment_id, run_name=name or f"trial-{tid}",
-                                tags={"mlflow.parentRunId": self.parent_id, "deepflash.trial": str(tid),
-                                      "deepflash.status": result.get("status", "?")})
+        run = client.create_run(experiment_id, run_name=name or f"trial-{result.number}",
+                                tags={"mlflow.parentRunId": self.parent_id, "deepflash.trial": str(result.number),
+                                      "deepflash.status": result.status.value})
         now = int(time.time() * 1000)
-        metrics = [Metric(key, float(v), now, step) for key, values in (result.get("history") or {}).items()
+        metrics = [Metric(key, float(v), now, step) for key, values in result.history.items()
                    for step, v in enumerate(values)]
-        if result.get("status") in ("ok", "pruned") and result.get("metric") is not None:
-            metrics.append(Metric("search_metric", float(result["metric"]), now, 0))
-        metrics += [Metric(f"objective_{k}", float(v), now, 0) for k, v in (result.get("objectives") or {}).items()]
-        params = [Param(k, _short(v)) for k, v in (result.get("params") or {}).items()]
-        tags = []
-        if result.get("error"):
-            tags.append(RunTag("deepflash.error", _tail(result["error"], MAX_TAG_VAL_LENGTH)))
-        if result.get("traceback"):
-            tags.append(RunTag("deepflash.traceback", _tail(result["traceback"], MAX_TAG_VAL_LENGTH)))
-        client.log_batch(run.info.run_id, metrics=metrics, params=params, tags=tags)
         # A pruned trial ran as asked until the pruner stopped it: FINISHED, tagged deepflash.status=pruned.
-        client.set_terminated(run.info.run_id, "FINISHED" if result.get("status") in ("ok", "pruned") else "FAILED")
+        finished = result.status in (TrialStatus.OK, TrialStatus.PRUNED)
+        if finished and result.metric is not None:
+            metrics.append(Metric("search_metric", float(result.metric), now, 0))
+        metrics += [Metric(f"objective_{k}", float(v), now, 0) for k, v in result.objectives.items()]
+        params = [Param(k, _short(v)) for k, v in result.params.items()]
+        tags = []
+        if result.error:
+            tags.append(RunTag("deepflash.error", _tail(result.error, MAX_TAG_VAL_LENGTH)))
+        if result.traceback:
+            tags.append(RunTag("deepflash.traceback", _tail(result.traceback, MAX_TAG_VAL_LENGTH)))
+        client.log_batch(run.info.run_id, metrics=metrics, params=params, tags=tags)
+        client.set_terminated(run.info.run_id, "FINISHED" if finished else "FAILED")
 
     def note(self, key: str, value) -> None:
         """One more param on the parent run (e.g. the refine stage's space); never stops a search."""
@@ -110,8 +118,8 @@ class SearchTracker:
         except Exception as e:
             log.warning("could not log %s to MLflow: %s", key, e)
 
-    def end(self, best: dict | None, error: BaseException | None = None) -> None:
-        """Closes the parent run: FINISHED with the best trial's metric and params, or, given the
+    def end(self, best: TrialResult | None, error: BaseException | None = None) -> None:
+        """Closes the parent run: FINISHED with the ``best`` trial's metric and params, or, given the
         ``error`` that stopped the search, FAILED (KILLED for Ctrl-C)."""
         if self.mlflow is None or self.parent_id is None:
             return
@@ -120,8 +128,8 @@ class SearchTracker:
         try:
             if best and error is None:
                 client = self.mlflow.tracking.MlflowClient()
-                client.log_metric(run_id, "best_metric", float(best["metric"]))
-                client.set_tag(run_id, "deepflash.best_params", _short(best["params"]))
+                client.log_metric(run_id, "best_metric", float(best.metric))
+                client.set_tag(run_id, "deepflash.best_params", _short(dict(best.params)))
         except Exception:
             status = "FAILED"
             raise
@@ -202,7 +210,7 @@ class RunTracker:
             raise
 
     @classmethod
-    def resume(cls, run_id: str) -> "RunTracker":
+    def resume(cls, run_id: str) -> RunTracker:
         """Re-opens a finished run (e.g. a search's parent run) to add metrics and artifacts."""
         return cls(None, run_id=run_id)
 
@@ -210,7 +218,7 @@ class RunTracker:
         """Ends the run: FINISHED, or FAILED / KILLED for the ``error`` that stopped the job."""
         _close(self.mlflow, self.run_id, end_status(error))
 
-    def __enter__(self) -> "RunTracker":
+    def __enter__(self) -> RunTracker:
         return self
 
     def __exit__(self, kind, value, tb) -> None:

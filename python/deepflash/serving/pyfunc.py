@@ -50,8 +50,8 @@ class KerasNetworkModel(mlflow.pyfunc.PythonModel):
     """
 
     def load_context(self, context) -> None:
-        from deepflash.worker.devices import configure_tensorflow
         from deepflash.io.keras_files import model_from_bytes
+        from deepflash.worker.devices import configure_tensorflow
 
         configure_tensorflow()
         config = context.model_config
@@ -98,7 +98,7 @@ def network_matrix(data, input_dim: int) -> np.ndarray:
             raise ValueError(f"{expected}; found an array of shape {data.shape}")
     if not isinstance(data, pd.DataFrame):
         raise ValueError(f"{expected}; found a {type(data).__name__}")
-    if data.shape[1] == 1 and data.dtypes.iloc[0] == object:
+    if data.shape[1] == 1 and pd.api.types.is_object_dtype(data.dtypes.iloc[0]):
         return _vector_column(data.iloc[:, 0], input_dim, expected)
     names = [str(c) for c in data.columns]
     shown = names if len(names) <= 8 else names[:8] + [f"... ({len(names)} in all)"]
@@ -172,7 +172,7 @@ def network_input_rows(model, df, limit: int = 5) -> np.ndarray:
 
 def log_pyfunc(model, name: str = "network", input_example=None, *, registered_model_name: str | None = None,
                pip_requirements: list[str] | None = None,
-               extra_pip_requirements: list[str] | None = None) -> "mlflow.models.model.ModelInfo":
+               extra_pip_requirements: list[str] | None = None) -> mlflow.models.model.ModelInfo:
     """Logs ``model``'s network as an MLflow pyfunc model (:class:`KerasNetworkModel`) named
     ``name``, under the active run if there is one, and returns its ``ModelInfo``.
 

@@ -15,6 +15,29 @@ from deepflash.networks.keras_compat import output_shape
 PREDICT_MEMORY_BYTES = 8 << 20
 
 
+def feature_matrix(features, input_dim: int, features_col: str) -> np.ndarray:
+    """A batch of feature arrays (a pandas Series, one array per row) as one ``(rows, input_dim)``
+    float32 matrix, by one C concatenation: what the scoring UDFs of KerasModel and RANModel feed
+    their networks.
+
+    Raises:
+        ValueError: a row is null or not ``input_dim`` long; the message names ``features_col``
+            and the lengths found.
+    """
+    n = len(features)
+    if n == 0:
+        return np.zeros((0, input_dim), np.float32)
+    try:
+        flat = np.concatenate(features.to_numpy())
+    except (TypeError, ValueError):  # a null row
+        flat = None
+    if flat is None or flat.size != n * input_dim:
+        lengths = sorted({-1 if v is None else len(v) for v in features.to_numpy()} - {input_dim})
+        raise ValueError(f"`featuresCol` column {features_col!r} must hold vectors of length {input_dim} "
+                         f"(the length the model was fitted on), found rows of length {lengths} (-1: null)")
+    return flat.astype(np.float32, copy=False).reshape(n, input_dim)
+
+
 def predict_batch_rows(model, budget_bytes: int = PREDICT_MEMORY_BYTES) -> int:
     """Rows per ``predict_on_batch`` call: as many as fit ``budget_bytes`` of float32 activations.
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import math
 import time
-import traceback
-from typing import Any, Sequence
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
 
 from deepflash.data.plan import FitPlan
+from deepflash.tuning.trial import TrialResult, TrialStatus
 
 METRIC_EPOCHS = ("best", "last")
 
@@ -37,8 +39,8 @@ LATENCY_ROWS = 256
 
 
 def run_trial(values: dict, plan: FitPlan, metric: str, mode: str, metric_epoch: str,
-              callbacks: Sequence[Any] = (), objectives: Sequence[tuple[str, str]] = ()) -> dict:
-    """Trains one configuration; returns a hyperopt result dict, ``fail`` status on any error.
+              callbacks: Sequence[Any] = (), objectives: Sequence[tuple[str, str]] = ()) -> TrialResult:
+    """Trains one configuration; returns its :class:`TrialResult`, FAILED on any error.
 
     Args:
         callbacks: extra Keras callbacks for the training (a pruner's, for Optuna).
@@ -58,23 +60,15 @@ def run_trial(values: dict, plan: FitPlan, metric: str, mode: str, metric_epoch:
         losses = history.get("loss", [])
         if not math.isfinite(value) or (losses and not math.isfinite(losses[-1])):
             raise FloatingPointError(f"the loss diverged (loss {losses[-1] if losses else 'n/a'}, {metric} {value})")
-        result = {"status": "ok", "loss": -value if mode == "max" else value, "metric": value,
-                  "final": {k: v[-1] for k, v in history.items() if v}, "history": history,
-                  "epochs": len(losses), "seconds": time.time() - started, "params": values_for_table(values),
-                  **measured}
+        scored = {}
         if len(objectives) > 1:
-            result["objectives"] = {m: float(measured[m]) if m in measured else score(history, m, d, metric_epoch)
-                                    for m, d in objectives}
-        return result
+            scored = {m: float(measured[m]) if m in measured else score(history, m, d, metric_epoch)
+                      for m, d in objectives}
+        return TrialResult(TrialStatus.OK, params=values_for_table(values), metric=value, objectives=scored,
+                           final={k: v[-1] for k, v in history.items() if v}, history=history, epochs=len(losses),
+                           seconds=time.time() - started, **measured)
     except Exception as e:  # a failed trial is a result, not the end of the search
-        return failure(e, time.time() - started, values_for_table(values))
-
-
-def failure(error: Exception, seconds: float, params: dict) -> dict:
-    """A failed trial's result: the error in one line, and the whole traceback (the innermost frames
-    say where a layer or the loss broke) for the trials table and MLflow."""
-    return {"status": "fail", "error": f"{type(error).__name__}: {error}",
-            "traceback": "".join(traceback.format_exception(error)), "seconds": seconds, "params": params}
+        return TrialResult.failure(e, time.time() - started, values_for_table(values))
 
 
 def batch_latency_ms(model, batch_size: int, input_dim: int, repeats: int = 5) -> float:
@@ -94,21 +88,23 @@ def batch_latency_ms(model, batch_size: int, input_dim: int, repeats: int = 5) -
 def values_for_table(values: dict) -> dict:
     """The trial's Param values for the trials table; the best trial's are set on the refit estimator,
     so every Param a search can choose that shapes training belongs here (the schedule's included)."""
-    return {k: values[k] for k in ("layers", "augmentation", "kernelInitializer", "optimizer", "learningRate", "momentum", "loss", "batchSize",
-                                   "epochs", "earlyStoppingPatience", "reduceLrPatience", "lrSchedule", "lrDecay",
-                                   "lrStepEpochs", "lrStepFactor", "lrWarmupEpochs", "lrMinRate")
+    return {k: values[k] for k in ("layers", "augmentation", "kernelInitializer", "optimizer", "learningRate",
+                                   "momentum", "loss", "batchSize", "epochs", "earlyStoppingPatience",
+                                   "reduceLrPatience", "lrSchedule", "lrDecay", "lrStepEpochs", "lrStepFactor",
+                                   "lrWarmupEpochs", "lrMinRate")
             if k in values}
 
 
 def make_objective(base_values: dict, plan: FitPlan, metric: str, mode: str, metric_epoch: str):
-    """The hyperopt objective: a sample of the space -> a trial result. Pickles to plain data."""
+    """A sample of the space (as hyperopt draws it) -> its :class:`TrialResult`, with the sample
+    as stored. Pickles to plain data."""
     from deepflash.tuning.space import plain, to_params
 
-    def objective(sample: dict) -> dict:
+    def objective(sample: dict) -> TrialResult:
         try:
             values = {**base_values, **to_params(sample, base_values["layers"])}
         except Exception as e:
-            return failure(e, 0.0, dict(sample))
-        return {**run_trial(values, plan, metric, mode, metric_epoch), "sample": plain(sample)}
+            return TrialResult.failure(e, 0.0, dict(sample))
+        return replace(run_trial(values, plan, metric, mode, metric_epoch), sample=plain(sample))
 
     return objective

@@ -55,7 +55,8 @@ def plan_runs(study: dict) -> list[dict]:
                      "loss": "categorical_crossentropy", "batchSize": int(bs)})
     for i, r in enumerate(runs):
         r["run"] = i
-        r["name"] = f"{r['group']}:{r['preset']}/{r['optimizer']}/lr={r['learningRate']:g}/{r['loss']}/bs={r['batchSize']}"
+        r["name"] = (f"{r['group']}:{r['preset']}/{r['optimizer']}/lr={r['learningRate']:g}/{r['loss']}"
+                     f"/bs={r['batchSize']}")
         r["epochs"] = int(s["epochs"])
     return runs
 
@@ -84,7 +85,8 @@ def run_one(run: dict, base_values: dict, plan: FitPlan, test_url: str) -> dict:
         out.update(status="ok", history=history, train_seconds=trained.fit_seconds,
                    test_accuracy=float((predicted == test.labels.astype(int)).mean()),
                    best_val_loss=float(min(val_loss)) if val_loss else float("nan"),
-                   final_val_accuracy=float(history["val_accuracy"][-1]) if history.get("val_accuracy") else float("nan"),
+                   final_val_accuracy=(float(history["val_accuracy"][-1]) if history.get("val_accuracy")
+                                       else float("nan")),
                    num_params=int(model.count_params()))
     except Exception as e:  # one failed run must not lose the others
         out.update(status="failed", error=f"{type(e).__name__}: {e}", history={})

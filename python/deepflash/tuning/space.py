@@ -1,4 +1,7 @@
-"""Search spaces: a YAML-friendly dict -> a hyperopt space, and the grid over its choices.
+"""Search spaces: the YAML-friendly dict form, its checks, a sample -> estimator Param values, and
+the narrowed space of a refine stage. Each engine translates the dict form itself:
+:mod:`deepflash.tuning.hyperopt.space` (hyperopt expressions, the grid) and
+:mod:`deepflash.tuning.optuna.space` (``suggest_*`` calls, the GridSampler's grid).
 
 A dimension is ``{"<kind>": args}`` with kind one of ``uniform [lo, hi]``, ``loguniform [lo, hi]``
 (sampled on a log scale), ``quniform [lo, hi, q]``, ``qloguniform [lo, hi, q]``, ``choice [...]`` and
@@ -11,10 +14,8 @@ and conv layer. ``augmentation`` and ``kernelInitializer`` are ``choice`` dimens
 from __future__ import annotations
 
 import copy
-import itertools
 import json
 import math
-import random
 from typing import Any
 
 # Params a trial may change; the others (columns, split, seed, store) define the data, which is
@@ -36,7 +37,8 @@ ARCHITECTURE_KEYS = {"depth": [1, 3], "units": [64], "activation": ["relu"], "dr
                      "batchnorm": [False]}
 
 
-def _is_hyperopt_expression(value: Any) -> bool:
+def is_hyperopt_expression(value: Any) -> bool:
+    """Whether a dimension is a raw ``hyperopt.hp`` expression (not the dict form)."""
     from hyperopt.pyll import Apply
 
     return isinstance(value, Apply)
@@ -50,7 +52,7 @@ def check_space(space: Any) -> dict:
         if name not in SEARCHABLE:
             raise ValueError(f"`space` dimension {name!r} is not a searchable KerasEstimator Param; valid names: "
                              f"{', '.join(SEARCHABLE)}")
-        if _is_hyperopt_expression(dim):
+        if is_hyperopt_expression(dim):
             continue
         if not isinstance(dim, dict) or len(dim) != 1:
             raise ValueError(f"`space`[{name!r}] must be one {{kind: args}} pair with kind one of {', '.join(KINDS)}, "
@@ -65,7 +67,8 @@ def check_space(space: Any) -> dict:
             if name != "layers":
                 raise ValueError(f"{where}: only `layers` can be an architecture dimension")
             if not isinstance(args, dict) or set(args) - set(ARCHITECTURE_KEYS):
-                raise ValueError(f"{where}: expected a dict with keys from {', '.join(ARCHITECTURE_KEYS)}, found {args!r}")
+                raise ValueError(f"{where}: expected a dict with keys from {', '.join(ARCHITECTURE_KEYS)}, "
+                                 f"found {args!r}")
             depth = args.get("depth", ARCHITECTURE_KEYS["depth"])
             if not (isinstance(depth, list) and len(depth) == 2 and all(isinstance(d, int) for d in depth)
                     and 1 <= depth[0] <= depth[1]):
@@ -98,58 +101,9 @@ def check_space(space: Any) -> dict:
 
 
 def _converter(name: str):
-    from deepflash.ml.params import _KerasParams
+    from deepflash.ml.params import KerasParams
 
-    return getattr(_KerasParams, name).typeConverter
-
-
-def to_hyperopt(space: dict) -> dict:
-    """The hyperopt space for a checked space dict; labels are the dimension names."""
-    from hyperopt import hp
-
-    out: dict[str, Any] = {}
-    for name, dim in check_space(space).items():
-        if _is_hyperopt_expression(dim):
-            out[name] = dim
-            continue
-        (kind, args), = dim.items()
-        if kind == "uniform":
-            out[name] = hp.uniform(name, *args)
-        elif kind == "loguniform":
-            out[name] = hp.loguniform(name, math.log(args[0]), math.log(args[1]))
-        elif kind == "quniform":
-            out[name] = hp.quniform(name, *args)
-        elif kind == "qloguniform":
-            out[name] = hp.qloguniform(name, math.log(args[0]), math.log(args[1]), args[2])
-        elif kind == "randint":
-            out[name] = hp.randint(name, args[0], args[1])
-        elif kind == "choice":
-            out[name] = hp.choice(name, args)
-        else:
-            out[name] = _architecture(name, args)
-    return out
-
-
-def _architecture(name: str, args: dict):
-    """A conditional space: the depth first, then units/activation/dropout/batchnorm per layer."""
-    from hyperopt import hp
-
-    a = {**ARCHITECTURE_KEYS, **args}
-    lo, hi = a["depth"]
-    options = []
-    for depth in range(lo, hi + 1):
-        layers = []
-        for i in range(depth):
-            prefix = f"{name}.d{depth}.l{i}"
-            layers.append({
-                "units": hp.choice(f"{prefix}.units", a["units"]),
-                "activation": hp.choice(f"{prefix}.activation", a["activation"]),
-                "dropout": hp.uniform(f"{prefix}.dropout", *a["dropout"]) if a["dropout"][1] > a["dropout"][0]
-                else a["dropout"][0],
-                "batchnorm": hp.choice(f"{prefix}.batchnorm", a["batchnorm"]),
-            })
-        options.append({"architecture": layers})
-    return hp.choice(f"{name}.depth", options)
+    return getattr(KerasParams, name).typeConverter
 
 
 def architecture_layers(spec: list[dict]) -> list[dict]:
@@ -226,118 +180,9 @@ def plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda v: v.item()))
 
 
-def grid_points(space: dict, sample: float | None = None, seed: int = 0) -> list[dict]:
-    """Every combination of the ``choice`` dimensions, or a random ``sample`` fraction of them.
-
-    Raises:
-        ValueError: when a dimension is not a ``choice`` (a grid needs finite dimensions).
-    """
-    check_space(space)
-    names = list(space)
-    values = []
-    for name in names:
-        dim = space[name]
-        if _is_hyperopt_expression(dim) or next(iter(dim)) != "choice":
-            raise ValueError(f"algo='grid' needs `choice` dimensions only; `space`[{name!r}] is "
-                             f"{dim if _is_hyperopt_expression(dim) else next(iter(dim))!r}")
-        values.append(dim["choice"])
-    points = [dict(zip(names, combo)) for combo in itertools.product(*values)]
-    if sample is not None:
-        if not 0 < sample <= 1:
-            raise ValueError(f"`gridSample` == {sample!r}, must be in (0, 1]")
-        k = max(1, round(sample * len(points)))
-        points = random.Random(seed).sample(points, k)
-    return points
-
-
-def _primitive(values: list) -> bool:
-    """Optuna stores categorical choices as they are only when they are None, bools, numbers or strings."""
-    return all(v is None or isinstance(v, (bool, int, float, str)) for v in values)
-
-
-def _raw_hyperopt_dimension(space: dict) -> str | None:
+def raw_hyperopt_dimension(space: dict) -> str | None:
     """The first dimension of a checked space given as a raw hyperopt expression, or None."""
-    return next((name for name, dim in check_space(space).items() if _is_hyperopt_expression(dim)), None)
-
-
-def check_optuna_space(space: dict) -> dict:
-    """Checks a space for Optuna: the dict form only (a raw hyperopt expression cannot be translated)."""
-    name = _raw_hyperopt_dimension(space)
-    if name is not None:
-        raise ValueError(f"`space`[{name!r}] is a raw hyperopt expression; the Optuna engine needs the dict "
-                         "form, e.g. {'loguniform': [1e-4, 1e-1]}")
-    return space
-
-
-def suggest(trial: Any, space: dict) -> dict:
-    """One sample of a dict space drawn through an Optuna trial's ``suggest_*`` calls.
-
-    The sample has the shape hyperopt gives, so that :func:`to_params` turns either into Param values.
-    Choices that are not plain values (layer lists, augmentation steps) are drawn by their index.
-
-    Example:
-        >>> study.optimize(lambda trial: score(to_params(suggest(trial, space), base_layers)))
-    """
-    sample: dict[str, Any] = {}
-    for name, dim in space.items():
-        (kind, args), = dim.items()
-        if kind == "uniform":
-            sample[name] = trial.suggest_float(name, args[0], args[1])
-        elif kind == "loguniform":
-            sample[name] = trial.suggest_float(name, args[0], args[1], log=True)
-        elif kind == "quniform":
-            lo, hi, q = args
-            sample[name] = round(trial.suggest_float(name, lo, lo + math.floor((hi - lo) / q) * q, step=q) / q) * q
-        elif kind == "qloguniform":
-            # Optuna has no step on a log scale: draw on the log scale, then round as hyperopt does.
-            lo, hi, q = args
-            sample[name] = max(q, round(trial.suggest_float(name, lo, hi, log=True) / q) * q)
-        elif kind == "randint":
-            sample[name] = trial.suggest_int(name, args[0], args[1] - 1)  # hyperopt's high is exclusive
-        elif kind == "choice":
-            sample[name] = _suggest_choice(trial, name, args)
-        else:
-            sample[name] = _suggest_architecture(trial, name, args)
-    return sample
-
-
-def _suggest_choice(trial: Any, name: str, options: list) -> Any:
-    if _primitive(options):
-        return trial.suggest_categorical(name, options)
-    return options[trial.suggest_categorical(name, list(range(len(options))))]
-
-
-def _suggest_architecture(trial: Any, name: str, args: dict) -> dict:
-    """The depth first, then each layer's units, activation, dropout and batchnorm (conditional on it)."""
-    a = {**ARCHITECTURE_KEYS, **args}
-    lo, hi = a["depth"]
-    depth = trial.suggest_int(f"{name}.depth", lo, hi)
-    layers = []
-    for i in range(depth):
-        prefix = f"{name}.l{i}"
-        low, high = a["dropout"]
-        layers.append({"units": _suggest_choice(trial, f"{prefix}.units", a["units"]),
-                       "activation": _suggest_choice(trial, f"{prefix}.activation", a["activation"]),
-                       "dropout": trial.suggest_float(f"{prefix}.dropout", low, high) if high > low else low,
-                       "batchnorm": _suggest_choice(trial, f"{prefix}.batchnorm", a["batchnorm"])})
-    return {"architecture": layers}
-
-
-def optuna_grid(space: dict) -> dict[str, list]:
-    """The GridSampler's search space: each ``choice`` dimension's values, or their indices where
-    they are not plain values (as :func:`suggest` draws them).
-
-    Raises:
-        ValueError: when a dimension is not a ``choice``.
-    """
-    grid = {}
-    for name, dim in check_optuna_space(space).items():
-        kind = next(iter(dim))
-        if kind != "choice":
-            raise ValueError(f"sampler='grid' needs `choice` dimensions only; `space`[{name!r}] is {kind!r}")
-        options = dim["choice"]
-        grid[name] = list(options) if _primitive(options) else list(range(len(options)))
-    return grid
+    return next((name for name, dim in check_space(space).items() if is_hyperopt_expression(dim)), None)
 
 
 # refine: a narrowed numeric dimension spans the top trials' values plus this fraction of the
@@ -347,7 +192,7 @@ REFINE_MARGIN = 0.1
 
 def check_refinable(space: dict) -> dict:
     """Checks that ``refine`` can narrow a space: the dict form only."""
-    name = _raw_hyperopt_dimension(space)
+    name = raw_hyperopt_dimension(space)
     if name is not None:
         raise ValueError(f"`refine` narrows dict dimensions; `space`[{name!r}] is a raw hyperopt expression, "
                          "e.g. use {'loguniform': [1e-4, 1e-1]}")

@@ -1,22 +1,26 @@
-"""Keras callbacks used by the training processes: checkpoints, progress, early stopping, the learning rate.
+"""The Keras callbacks that take training's decisions, the learning rate and early stopping, and
+the optimizer state a checkpoint carries.
 
 The two stateful callbacks (:class:`ScheduledLearningRate`, :class:`RestoreBestEarlyStopping`)
-expose ``get_state()`` / ``set_state()``: the checkpoint stores what they return and a resumed run
-hands it back, so a run continued from a checkpoint takes exactly the decisions the uninterrupted
-run would have taken.
+expose ``get_state()`` / ``set_state()``: the checkpoint (:class:`~deepflash.worker.checkpoint.Checkpoint`)
+stores what they return and a resumed run hands it back, so a run continued from a checkpoint takes
+exactly the decisions the uninterrupted run would have taken. :func:`optimizer_values` and
+:func:`restore_training_state` do the same for the weights and the optimizer's variables.
+
+The other callbacks of a fit live by concern: :mod:`deepflash.worker.sync` (what combines the
+processes: validation, metric averaging, the initial weights) and :mod:`deepflash.worker.progress`
+(per-epoch checkpoints and logs, the test-only crash hook).
 """
 from __future__ import annotations
 
 import logging
-import os
-import time
-from typing import Any, Callable
 
 import numpy as np
 import tensorflow as tf
 
 from deepflash.networks.keras_compat import is_legacy_optimizer, to_float
 from deepflash.networks.schedules import LrSchedule
+from deepflash.worker.checkpoint import Checkpoint
 
 log = logging.getLogger("deepflash")
 
@@ -180,163 +184,6 @@ class RestoreBestEarlyStopping(_PendingState, tf.keras.callbacks.EarlyStopping):
         self.best_weights = None if weights is None else [np.array(w) for w in weights]
 
 
-class CheckpointCallback(tf.keras.callbacks.Callback):
-    """After every epoch saves everything training continues from, on every rank in step.
-
-    It must come after the learning-rate and early-stopping callbacks in the callback list, so it
-    records the state they leave at the end of the epoch. ``save(epoch, history, state)`` writes
-    (rank 0 only); ``barrier()``, when given, makes every rank wait until the checkpoint of an
-    epoch is written before any of them starts the next, so a rank that dies at the start of epoch
-    k+1 never races the checkpoint of epoch k.
-    """
-
-    def __init__(self, save: Callable[[int, dict], None] | None, history_before: dict,
-                 barrier: Callable[[], None] | None = None):
-        super().__init__()
-        self.save, self.barrier = save, barrier
-        self.history = {k: list(v) for k, v in history_before.items()}
-
-    def on_epoch_end(self, epoch, logs=None):
-        for k, v in (logs or {}).items():
-            self.history.setdefault(k, []).append(float(v))
-        if self.save is not None:
-            self.save(epoch + 1, self.history)
-        if self.barrier is not None:
-            self.barrier()
-
-
-class StageLog(tf.keras.callbacks.Callback):
-    """Writes the cascade stage (1-based) into every epoch's logs as ``stage``, so the history
-    (and MLflow, and the learning-curve plot) show which stage trained each epoch."""
-
-    def __init__(self, stage: int):
-        super().__init__()
-        self.stage = int(stage)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["stage"] = float(self.stage)
-
-
-class CrashHook(tf.keras.callbacks.Callback):
-    """Test-only fault injection (see ``deepflash.worker.loop``): ends this process with
-    ``os._exit(1)`` at the start of ``epoch`` (1-based), once: the marker file is created first
-    and a marker that exists disarms the hook."""
-
-    def __init__(self, epoch: int, marker: str):
-        super().__init__()
-        self.epoch, self.marker = epoch, marker
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch + 1 != self.epoch:
-            return
-        try:
-            fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            return
-        os.close(fd)
-        log.warning("DEEPFLASH_TEST_CRASH: rank process %d exits at the start of epoch %d", os.getpid(), epoch + 1)
-        os._exit(1)
-
-
-class BroadcastInitialWeights(tf.keras.callbacks.Callback):
-    """Sets every rank's weights to rank 0's when training begins, with eager Horovod broadcasts
-    named by position (nothing is traced or cached between fits)."""
-
-    def __init__(self, hvd, root_rank: int = 0):
-        super().__init__()
-        self.hvd, self.root_rank = hvd, root_rank
-
-    def on_train_begin(self, logs=None):
-        for i, weight in enumerate(self.model.weights):
-            weight.assign(self.hvd.broadcast(weight.value(), self.root_rank, name=f"deepflash_weight_{i}"))
-
-
-class ShardedValidation(tf.keras.callbacks.Callback):
-    """Validation on each process's own share of the validation rows, combined exactly.
-
-    Each process evaluates its shard, then the per-shard means times their row counts are summed
-    over all processes and divided by the total rows: the same numbers as one process evaluating
-    every validation row (for mean-decomposable metrics: the loss, accuracy, mae, mse), at 1/N of
-    the reading and compute. With per-example weights Keras's loss is the sum of weight times loss
-    over the rows divided by the rows (not by the weights), so the weighted ``val_loss`` combines
-    exactly in the same way; the other metrics are unweighted. It writes ``val_<metric>`` into the epoch's logs before the
-    early-stopping and learning-rate callbacks read them.
-
-    Args:
-        dataset: this process's validation batches (finite).
-        rows: the rows in ``dataset`` (0 is fine: the process contributes nothing).
-        all_sum: sums a float64 array over all processes.
-        steps: the evaluation's steps (a ``tf.distribute`` dataset needs them); None = to the end.
-        global_metrics: the model's ``evaluate`` already combines every process's rows (Keras 2
-            under a multi-worker ``tf.distribute`` strategy, whose metric states are all-reduced):
-            every process evaluates ``steps`` steps (the strategy needs all of them in each step)
-            and the results are used as they are.
-    """
-
-    def __init__(self, dataset, rows: int, all_sum, steps: int | None = None, global_metrics: bool = False):
-        super().__init__()
-        self.dataset, self.rows, self.all_sum = dataset, rows, all_sum
-        self.steps, self.global_metrics = steps, global_metrics
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.global_metrics:
-            result = self.model.evaluate(self.dataset, steps=self.steps, verbose=0, return_dict=True)
-            if logs is not None:
-                logs.update({f"val_{name}": float(value) for name, value in result.items()})
-            return
-        names = list(self.model.metrics_names)
-        means = np.zeros(len(names))
-        if self.rows:
-            result = self.model.evaluate(self.dataset, steps=self.steps, verbose=0, return_dict=True)
-            names = list(result)
-            means = np.array([float(result[n]) for n in names])
-        totals = self.all_sum(np.concatenate([means * self.rows, [float(self.rows)]]))
-        if logs is not None and totals[-1] > 0:
-            for name, total in zip(names, totals[:-1]):
-                logs[f"val_{name}"] = float(total / totals[-1])
-
-
-class AverageMetrics(tf.keras.callbacks.Callback):
-    """Averages each process's training metrics over all processes at the end of every epoch, as
-    Horovod's ``MetricAverageCallback`` does, so that every process logs and decides on the same
-    numbers. The ``val_`` metrics (combined by :class:`ShardedValidation`) and ``lr`` are left alone.
-
-    Args:
-        all_sum: sums a float64 array over all processes.
-        size: the number of processes.
-    """
-
-    def __init__(self, all_sum, size: int):
-        super().__init__()
-        self.all_sum, self.size = all_sum, size
-
-    def on_epoch_end(self, epoch, logs=None):
-        if not logs:
-            return
-        names = sorted(k for k in logs if not k.startswith("val_") and k not in ("lr", "learning_rate", "stage"))
-        totals = self.all_sum(np.array([float(logs[k]) for k in names], np.float64))
-        for name, total in zip(names, totals):
-            logs[name] = float(total / self.size)
-
-
-class EpochLogger(tf.keras.callbacks.Callback):
-    """One log line per epoch: its number, every metric and its seconds."""
-
-    def __init__(self, epochs: int, prefix: str = ""):
-        super().__init__()
-        self.epochs, self.prefix = epochs, prefix
-        self._started = 0.0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._started = time.time()
-
-    def on_epoch_end(self, epoch, logs=None):
-        metrics = " ".join(f"{k}={v:.4f}" for k, v in sorted((logs or {}).items()) if k not in ("lr", "stage"))
-        log.info("%sepoch %d/%d %s (%.1fs)", self.prefix, epoch + 1, self.epochs, metrics,
-                 time.time() - self._started)
-
-
 def optimizer_variables(optimizer) -> list:
     """The optimizer's variables (iterations and slots), for legacy and current Keras optimizers."""
     variables = optimizer.variables
@@ -382,25 +229,23 @@ def set_learning_rate(optimizer, value: float) -> None:
     optimizer.learning_rate = value
 
 
-def training_state(model, optimizer) -> dict[str, Any]:
-    """Weights, optimizer variables and learning rate: the model's part of a checkpoint."""
-    return {"weights": [np.asarray(w) for w in model.get_weights()],
-            "optimizer": [np.asarray(v.numpy()) for v in optimizer_variables(optimizer)],
-            "learning_rate": get_learning_rate(optimizer)}
+def optimizer_values(optimizer) -> list[np.ndarray]:
+    """The values of the optimizer's variables, as a checkpoint stores them."""
+    return [np.asarray(v.numpy()) for v in optimizer_variables(optimizer)]
 
 
-def restore_training_state(model, optimizer, state: dict) -> None:
-    """Puts :func:`training_state` back into a compiled model and its optimizer."""
-    if state["optimizer"]:
+def restore_training_state(model, optimizer, checkpoint: Checkpoint) -> None:
+    """Puts a checkpoint's weights, optimizer variables and learning rate into a compiled model and its optimizer."""
+    if checkpoint.optimizer:
         build_optimizer(optimizer, model.trainable_variables)
         variables = optimizer_variables(optimizer)
         shapes = [tuple(v.shape) for v in variables]
-        saved = [tuple(np.shape(a)) for a in state["optimizer"]]
+        saved = [tuple(np.shape(a)) for a in checkpoint.optimizer]
         if shapes != saved:
             raise ValueError(f"the checkpoint's optimizer state has variables of shapes {saved}, the optimizer "
                              f"{shapes}; use a new `runId`, or the same optimizer and layers to resume")
-        for variable, value in zip(variables, state["optimizer"]):
+        for variable, value in zip(variables, checkpoint.optimizer):
             variable.assign(value)
-    model.set_weights(state["weights"])
-    if state.get("learning_rate") is not None:
-        set_learning_rate(optimizer, state["learning_rate"])
+    model.set_weights(checkpoint.weights)
+    if checkpoint.learning_rate is not None:
+        set_learning_rate(optimizer, checkpoint.learning_rate)

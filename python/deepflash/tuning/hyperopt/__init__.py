@@ -1,1 +1,2 @@
-"""The Hyperopt engine: ``HyperoptSearch`` (``search``) and its Spark trial dispatch (``dispatch``)."""
+"""The Hyperopt engine: ``HyperoptSearch`` (``search``), the space as hyperopt expressions (``space``),
+trial results as hyperopt's result dicts (``trials``) and its Spark trial dispatch (``dispatch``)."""

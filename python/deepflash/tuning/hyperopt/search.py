@@ -13,25 +13,33 @@ import functools
 import logging
 
 import numpy as np
-import pandas as pd
 from pyspark import keyword_only
 from pyspark.ml.param import Param, Params
 
 from deepflash.ml.converters import add_accessors, to_choice, to_number
-from deepflash.tuning.base import (COMMON_PARAMS, BaseSearch, BaseSearchModel, Progress, SearchOutcome, SearchSetup,
-                                   _CommonSearchParams, job_group, table_row, tpe_startup_trials,
-                                   trial_threads)
+from deepflash.tuning.base import (
+    BaseSearch,
+    BaseSearchModel,
+    SearchOutcome,
+    SearchSetup,
+    job_group,
+    tpe_startup_trials,
+    trial_threads,
+)
 from deepflash.tuning.hyperopt.dispatch import run_spark_trials
+from deepflash.tuning.hyperopt.space import grid_points, to_hyperopt
+from deepflash.tuning.hyperopt.trials import all_results, finished, result_to_hyperopt, trials_table
 from deepflash.tuning.objective import make_objective
-from deepflash.tuning.space import grid_points, to_hyperopt
+from deepflash.tuning.params import COMMON_PARAMS, CommonSearchParams
+from deepflash.tuning.progress import Progress
 
 log = logging.getLogger("deepflash")
 ALGOS = ("tpe", "random", "anneal", "grid")
-# Re-exported: study.py and users import them from here.
+# tpe_startup_trials and trial_threads (base) and trials_table (trials) are public from here too.
 __all__ = ["HyperoptSearch", "HyperoptSearchModel", "tpe_startup_trials", "trial_threads", "trials_table"]
 
 
-class _SearchParams(_CommonSearchParams):
+class _SearchParams(CommonSearchParams):
     algo = Param(Params._dummy(), "algo", "tpe, random, anneal or grid", to_choice("algo", ALGOS))
     gridSample = Param(Params._dummy(), "gridSample", "algo=grid: fraction of the grid to evaluate, in (0, 1]",
                        to_number("gridSample", low=0, high=1, low_open=True))
@@ -51,10 +59,8 @@ class _HyperoptProgress:
         self.progress = progress
 
     def __call__(self, trials, *args):
-        for t in trials.trials:
-            result = t.get("result") or {}
-            if result.get("status") in ("ok", "fail"):
-                self.progress.report(t["tid"], result)
+        for result in finished(trials):
+            self.progress.report(result)
         return False, []
 
 
@@ -127,13 +133,14 @@ class HyperoptSearch(BaseSearch, _SearchParams):
     def _tracked_params(self) -> dict:
         return {"algo": self.getAlgo()}
 
-    def _new_model(self) -> "HyperoptSearchModel":
+    def _new_model(self) -> HyperoptSearchModel:
         return HyperoptSearchModel()
 
     def _run_search(self, spark, setup: SearchSetup, progress: Progress) -> SearchOutcome:
         from hyperopt import anneal, hp, rand, tpe
 
-        objective = make_objective(setup.base_values, setup.plan, setup.metric, setup.mode, setup.metric_epoch)
+        objective = _hyperopt_objective(make_objective(setup.base_values, setup.plan, setup.metric, setup.mode,
+                                                       setup.metric_epoch), setup.mode)
         if self.getAlgo() == "grid":
             sample = None if self.getGridSample() >= 1 else self.getGridSample()
             points = grid_points(setup.space, sample, setup.seed)
@@ -150,8 +157,7 @@ class HyperoptSearch(BaseSearch, _SearchParams):
         progress.total = max_evals
         trials = self._run_trials(spark, fn, hyperopt_space, algo, max_evals, setup.timeout,
                                   _HyperoptProgress(progress))
-        results = {t["tid"]: t["result"] for t in trials.trials if (t.get("result") or {}).get("status") == "ok"}
-        return SearchOutcome(trials_table(trials), results, _first_error(trials))
+        return SearchOutcome(tuple(all_results(trials)))
 
     def _run_trials(self, spark, fn, hyperopt_space, algo, max_evals: int, timeout: float | None, progress):
         """Runs the trials in a job group of their own; returns the hyperopt Trials, failed trials included.
@@ -184,50 +190,20 @@ class HyperoptSearch(BaseSearch, _SearchParams):
         return trials
 
 
+def _hyperopt_objective(objective, mode: str):
+    """The objective as hyperopt calls it: a sample -> hyperopt's result dict."""
+
+    def fn(sample):
+        return result_to_hyperopt(objective(sample), mode)
+
+    return fn
+
+
 def _unwrap_grid(objective):
     def fn(sample):
         return objective(sample["grid"])
 
     return fn
-
-
-def _all_trials(trials) -> list[dict]:
-    """Every trial doc by tid, including those cancelled at a timeout or lost to a failed
-    Spark task (hyperopt's ``trials.trials`` leaves cancelled and errored docs out)."""
-    return sorted(getattr(trials, "_dynamic_trials", trials.trials), key=lambda t: t["tid"])
-
-
-def _trial_error(trial: dict) -> str | None:
-    """A failed trial's traceback (which ends with its error), or why it has no result."""
-    from hyperopt.base import JOB_STATE_ERROR
-
-    result = trial.get("result") or {}
-    status = result.get("status")
-    if status == "ok":
-        return None
-    if status == "fail":
-        return result.get("traceback") or result.get("error")
-    error = (trial.get("misc") or {}).get("error")
-    if trial.get("state") == JOB_STATE_ERROR and error:
-        return f"the trial's Spark task failed: {error[0]}\n{error[1] or ''}".rstrip()
-    return "cancelled or not finished (timeout)"
-
-
-def _first_error(trials) -> str:
-    """The first failed trial's error message, then its traceback."""
-    for t in _all_trials(trials):
-        result = t.get("result") or {}
-        error = _trial_error(t)
-        if error is not None:
-            return f"{result['error']}\n{error}" if result.get("error") and result["error"] != error else error
-    return "none recorded (timeout?)"
-
-
-def trials_table(trials) -> pd.DataFrame:
-    """One row per hyperopt trial (see :func:`deepflash.tuning.base.table_row`), cancelled and lost
-    ones included."""
-    return pd.DataFrame([table_row(t["tid"], "ok" if (t.get("result") or {}).get("status") == "ok" else "failed",
-                                   t.get("result") or {}, _trial_error(t)) for t in _all_trials(trials)])
 
 
 class HyperoptSearchModel(BaseSearchModel, _SearchParams):

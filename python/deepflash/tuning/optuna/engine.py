@@ -1,5 +1,6 @@
-"""The Optuna engine, worker side: samplers, pruners, storage, the pruning callback and a worker's
-trial loop.
+"""The Optuna engine, worker side: samplers, pruners, storage, the pruning callback, a worker's
+trial loop, and a trial's :class:`~deepflash.tuning.trial.TrialResult` as the study keeps it (its
+record in the trial's user attributes, its :class:`~deepflash.tuning.trial.TrialStatus` as a ``TrialState``).
 
 Worker code: :func:`run_worker` runs in a Spark task (or in the driver when ``parallelism == 1``).
 Every piece is rebuilt there from an :class:`EngineSettings` of plain data, so nothing that holds a
@@ -9,24 +10,55 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from deepflash.data.plan import FitPlan
 from deepflash.requirements import TORCH, MissingDependencyError
-from deepflash.tuning.objective import failure, run_trial, values_for_table
-from deepflash.tuning.space import optuna_grid, plain, suggest, to_params
+from deepflash.tuning.objective import run_trial, values_for_table
+from deepflash.tuning.optuna.space import optuna_grid, suggest
+from deepflash.tuning.space import plain, to_params
+from deepflash.tuning.trial import TrialResult, TrialStatus
 
 log = logging.getLogger("deepflash")
 SAMPLERS = ("tpe", "random", "gp", "cmaes", "grid", "nsga2")
 # Samplers that model several objectives at once (a metric list).
 MULTI_OBJECTIVE_SAMPLERS = ("tpe", "random", "gp", "grid", "nsga2")
 PRUNERS = ("none", "median", "asha", "hyperband")
-RESULT_ATTR = "deepflash.result"   # the trial function's result dict, kept on the Optuna trial
+RESULT_ATTR = "deepflash.result"   # the trial's TrialResult.record(), kept on the Optuna trial
 
 
 class TrialFailed(Exception):
     """A trial's training failed; its result (error and traceback) is on the trial's user attrs."""
+
+
+def trial_status(state: Any) -> TrialStatus | None:
+    """The status of a finished Optuna ``TrialState``; None while the trial runs or waits."""
+    from optuna.trial import TrialState
+
+    return {TrialState.COMPLETE: TrialStatus.OK, TrialState.PRUNED: TrialStatus.PRUNED,
+            TrialState.FAIL: TrialStatus.FAILED}.get(state)
+
+
+def trial_state(status: TrialStatus):
+    """The Optuna ``TrialState`` a trial of ``status`` ends in."""
+    from optuna.trial import TrialState
+
+    return {TrialStatus.OK: TrialState.COMPLETE, TrialStatus.PRUNED: TrialState.PRUNED,
+            TrialStatus.FAILED: TrialState.FAIL}[status]
+
+
+def trial_result(trial: Any) -> TrialResult | None:
+    """A finished Optuna trial's numbered result, with the status the study gave it (a trial
+    cancelled at a timeout or lost with its task ends FAILED); None while it runs."""
+    status = trial_status(trial.state)
+    if status is None:
+        return None
+    record = trial.user_attrs.get(RESULT_ATTR)
+    result = TrialResult.from_record(record) if record else TrialResult(status)
+    if status is TrialStatus.FAILED and not result.error:
+        result = replace(result, error="cancelled or not finished (timeout, or its Spark task was lost)")
+    return replace(result, status=status, number=trial.number)
 
 
 def check_sampler(sampler: str) -> None:
@@ -144,37 +176,36 @@ def pruning_callback(trial: Any, metric: str):
 def objective(settings: EngineSettings):
     """The Optuna objective: suggest, train with the pruning callback, return the metric.
 
-    Every outcome leaves the trial function's result dict on the trial (``RESULT_ATTR``): a
+    Every outcome leaves the trial's :meth:`TrialResult.record` on the trial (``RESULT_ATTR``): a
     failure raises :class:`TrialFailed`, a pruned trial ``optuna.TrialPruned``.
     """
     import optuna
 
-    def fn(trial) -> float:
+    def fn(trial) -> float | tuple[float, ...]:
         try:
             sample = suggest(trial, settings.space)
             values = {**settings.base_values, **to_params(sample, settings.base_values["layers"])}
         except Exception as e:
-            result = failure(e, 0.0, {})
+            result = TrialResult.failure(e, 0.0, {})
         else:
             # A trial cancelled at a timeout never returns: its params must be in the storage beforehand.
-            trial.set_user_attr(RESULT_ATTR, {"params": values_for_table(values), "sample": plain(sample)})
+            params, drawn = values_for_table(values), plain(sample)
+            trial.set_user_attr(RESULT_ATTR, TrialResult(TrialStatus.FAILED, params=params, sample=drawn).record())
             # Optuna prunes single-objective studies only; a multi-objective one trains every trial fully.
             callback = pruning_callback(trial, settings.metric) if len(settings.directions) == 1 else None
             result = run_trial(values, settings.plan, settings.metric, settings.mode, settings.metric_epoch,
                                callbacks=[callback] if callback else [], objectives=settings.objectives)
-            result["params"] = values_for_table(values)
-            result["sample"] = plain(sample)
-            if result["status"] == "ok" and callback is not None and callback.pruned_after:
-                result["status"] = "pruned"
-        result = {k: v for k, v in result.items() if k != "loss"}
-        trial.set_user_attr(RESULT_ATTR, result)
-        if result["status"] == "pruned":
-            raise optuna.TrialPruned(f"pruned after epoch {result['epochs']}")
-        if result["status"] != "ok":
-            raise TrialFailed(result["error"])
-        if "objectives" in result:
-            return tuple(result["objectives"][m] for m, _ in settings.objectives)
-        return result["metric"]
+            result = replace(result, params=params, sample=drawn)
+            if result.ok and callback is not None and callback.pruned_after:
+                result = replace(result, status=TrialStatus.PRUNED)
+        trial.set_user_attr(RESULT_ATTR, result.record())
+        if result.status is TrialStatus.PRUNED:
+            raise optuna.TrialPruned(f"pruned after epoch {result.epochs}")
+        if not result.ok:
+            raise TrialFailed(result.error)
+        if result.objectives:
+            return tuple(result.objectives[m] for m, _ in settings.objectives)
+        return result.metric
 
     return fn
 

@@ -1,8 +1,8 @@
 """OptunaSearch: Optuna samplers (TPE, random, GP, CMA-ES, grid) and pruners over KerasEstimator Params.
 
 The same dict space, trial function, trials table, MLflow runs and result model as HyperoptSearch
-(see ``base``); only the engine differs. ``parallelism == 1`` runs the trials in the driver on an
-in-memory study. ``parallelism > 1`` runs one Spark task per parallel worker; the workers share one
+(see ``deepflash.tuning.base``); only the engine differs. ``parallelism == 1`` runs the trials in the
+driver on an in-memory study. ``parallelism > 1`` runs one Spark task per parallel worker; the workers share one
 study through a storage that the driver and every executor reach: a JournalFileBackend file in the
 estimator's store when that is a ``file:`` path (a POSIX path, shared by all nodes on a cluster),
 or the ``storage`` Param (``sqlite:///...``, ``postgresql://...``).
@@ -16,17 +16,29 @@ import time
 import uuid
 from typing import Any
 
-import pandas as pd
 from pyspark import keyword_only
 from pyspark.ml.param import Param, Params
 
 from deepflash.ml.converters import add_accessors, to_choice
-from deepflash.tuning.base import (COMMON_PARAMS, BaseSearch, BaseSearchModel, Progress, SearchOutcome, SearchSetup,
-                                   _CommonSearchParams, job_group, table_row, tpe_startup_trials)
-from deepflash.tuning.optuna.engine import (MULTI_OBJECTIVE_SAMPLERS, PRUNERS, RESULT_ATTR, SAMPLERS,
-                                            EngineSettings, check_sampler,
-                                            create_study, load_study, make_storage, run_worker, spark_worker)
-from deepflash.tuning.space import check_optuna_space, optuna_grid
+from deepflash.tuning.base import BaseSearch, BaseSearchModel, SearchOutcome, SearchSetup, job_group, tpe_startup_trials
+from deepflash.tuning.optuna.engine import (
+    MULTI_OBJECTIVE_SAMPLERS,
+    PRUNERS,
+    SAMPLERS,
+    EngineSettings,
+    check_sampler,
+    create_study,
+    load_study,
+    make_storage,
+    run_worker,
+    spark_worker,
+    trial_result,
+    trial_state,
+)
+from deepflash.tuning.optuna.space import check_optuna_space, optuna_grid
+from deepflash.tuning.params import COMMON_PARAMS, CommonSearchParams
+from deepflash.tuning.progress import Progress
+from deepflash.tuning.trial import NOT_FINISHED, TrialResult, TrialStatus
 
 log = logging.getLogger("deepflash")
 POLL_SECONDS = 2.0
@@ -42,7 +54,7 @@ def _storage(value: Any) -> str | None:
     return value
 
 
-class _OptunaParams(_CommonSearchParams):
+class _OptunaParams(CommonSearchParams):
     sampler = Param(Params._dummy(), "sampler", "tpe, random, gp (needs PyTorch), cmaes, grid or nsga2",
                     to_choice("sampler", SAMPLERS))
     pruner = Param(Params._dummy(), "pruner", "none, median, asha or hyperband: stops weak trials after an epoch",
@@ -129,7 +141,7 @@ class OptunaSearch(BaseSearch, _OptunaParams):
     def _tracked_params(self) -> dict:
         return {"sampler": self.getSampler(), "pruner": self.getPruner()}
 
-    def _new_model(self) -> "OptunaSearchModel":
+    def _new_model(self) -> OptunaSearchModel:
         return OptunaSearchModel()
 
     def _storage_for(self, setup: SearchSetup, study_name: str) -> str | None:
@@ -207,24 +219,9 @@ class OptunaSearch(BaseSearch, _OptunaParams):
 
 
 def _report(progress: Progress, trial) -> None:
-    result = _result(trial)
-    if result is not None and trial.state.is_finished():
-        progress.report(trial.number, result)
-
-
-def _result(trial) -> dict | None:
-    """The trial function's result, with the status the study gave the trial; None while it runs."""
-    from optuna.trial import TrialState
-
-    result = dict(trial.user_attrs.get(RESULT_ATTR) or {})
-    if trial.state == TrialState.COMPLETE:
-        return {**result, "status": "ok"}
-    if trial.state == TrialState.PRUNED:
-        return {**result, "status": "pruned"}
-    if trial.state == TrialState.FAIL:
-        return {**result, "status": "fail",
-                "error": result.get("error") or "cancelled or not finished (timeout, or its Spark task was lost)"}
-    return None
+    result = trial_result(trial)
+    if result is not None:
+        progress.report(result)
 
 
 def _close_unfinished(study) -> None:
@@ -233,24 +230,16 @@ def _close_unfinished(study) -> None:
 
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
         try:
-            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+            study.tell(trial.number, state=trial_state(TrialStatus.FAILED), skip_if_finished=True)
         except Exception as e:  # the table still says failed
             log.warning("could not close trial %d in the Optuna storage: %s", trial.number, e)
 
 
 def _outcome(trials) -> SearchOutcome:
-    rows, results, first_error = [], {}, None
-    for trial in sorted(trials, key=lambda t: t.number):
-        result = _result(trial) or {"status": "fail", "error": "cancelled or not finished (timeout)"}
-        status = {"ok": "ok", "pruned": "pruned"}.get(result["status"], "failed")
-        error = None if status != "failed" else (result.get("traceback") or result.get("error"))
-        if status == "ok":
-            results[trial.number] = result
-        elif status == "failed" and first_error is None:
-            first_error = (f"{result['error']}\n{error}" if result.get("error") and result["error"] != error
-                           else error)
-        rows.append(table_row(trial.number, status, result, error))
-    return SearchOutcome(pd.DataFrame(rows), results, first_error or "none recorded (timeout?)")
+    """Every trial of the study as a numbered TrialResult; one still open counts as failed."""
+    results = [trial_result(t) or TrialResult(TrialStatus.FAILED, number=t.number, error=NOT_FINISHED)
+               for t in sorted(trials, key=lambda t: t.number)]
+    return SearchOutcome(tuple(results))
 
 
 class OptunaSearchModel(BaseSearchModel, _OptunaParams):

@@ -1,116 +1,18 @@
-"""Readers turn a shard of materialized Parquet into a ``tf.data.Dataset`` on a worker.
+"""The ``tf.data`` pipeline over a reader's shards, on a worker.
 
-A reader is one small class behind ``Reader.load``; new readers register under a name with
-``@register`` (an Arrow-native reader for the modern stack slots in the same way). Worker code
-imports this module; it never imports the estimator.
+``to_dataset`` batches an in-memory shard (read mode ``memory``); ``stream_dataset`` streams
+one from the store through a bounded :class:`ShuffleBuffer` (read mode ``stream``);
+``encode_targets`` turns labels into what the loss takes. Either stream is a deterministic function
+of the rows, the seed and the position, so a resumed run continues where the interrupted one stopped.
 """
 from __future__ import annotations
 
-import abc
-import contextlib
-import io
 import itertools
-import logging
-import warnings
-from dataclasses import dataclass
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
-log = logging.getLogger("deepflash")
-# The materialized weight column (deepflash.data.schema.WEIGHT; this module must not import Spark).
-WEIGHT = "weight"
-
-READERS: dict[str, type["Reader"]] = {}
-
-
-def register(name: str):
-    def wrap(cls):
-        READERS[name] = cls
-        cls.name = name
-        return cls
-
-    return wrap
-
-
-def get_reader(name: str, **options) -> "Reader":
-    if name not in READERS:
-        raise ValueError(f"`reader` == {name!r}, must be one of: {', '.join(sorted(READERS))}")
-    return READERS[name](**options)
-
-
-@dataclass
-class Shard:
-    """One process's slice of a dataset (or one row group of it), as in-memory arrays."""
-
-    features: np.ndarray   # (rows, input_dim) float32
-    labels: np.ndarray     # (rows,) float32
-    weights: np.ndarray | None = None   # (rows,) float32 when the data has a weight column, else None
-
-
-def _concat(parts: list[Shard]) -> Shard:
-    weighted = parts[0].weights is not None
-    return Shard(np.concatenate([p.features for p in parts]), np.concatenate([p.labels for p in parts]),
-                 np.concatenate([p.weights for p in parts]) if weighted else None)
-
-
-class Reader(abc.ABC):
-    """Reads shard ``shard`` of ``num_shards`` of a materialized Parquet dataset.
-
-    ``iter_batches`` streams it (one row group at a time); ``load`` reads it whole into memory.
-    ``seed`` in ``iter_batches`` shuffles the order of the shard's row groups. Data materialized
-    with a weight column comes back with ``weights``, in the same row order as the labels.
-    """
-
-    name = "abstract"
-    # True when a shard's rows always come back in the same order (then nothing needs sorting
-    # to make a seeded run repeatable).
-    ordered = False
-
-    @abc.abstractmethod
-    def iter_batches(self, url: str, shard: int = 0, num_shards: int = 1,
-                     seed: int | None = None) -> Iterator[Shard]:
-        """Yields the shard's rows in pieces: features (rows, dim), labels (rows,) and, for
-        weighted data, weights (rows,), all float32."""
-
-    def load(self, url: str, shard: int = 0, num_shards: int = 1) -> Shard:
-        parts = [part for part in self.iter_batches(url, shard, num_shards) if len(part.labels)]
-        if not parts:
-            return Shard(np.zeros((0, 0), np.float32), np.zeros((0,), np.float32))
-        return _concat(parts)
-
-
-@register("petastorm")
-class PetastormReader(Reader):
-    """Petastorm's ``make_batch_reader``, sharded by row group, read once into memory.
-
-    Reading array columns through Petastorm is slow compared with a training step, so each shard is
-    read once and then served from memory by ``tf.data`` for every epoch. ``workers`` sets
-    Petastorm's reader pool size.
-    """
-
-    def __init__(self, workers: int = 2):
-        self.workers = workers
-
-    def iter_batches(self, url: str, shard: int = 0, num_shards: int = 1,
-                     seed: int | None = None) -> Iterator[Shard]:
-        from petastorm import make_batch_reader
-
-        # petastorm logs that our plain Parquet has no Unischema (expected) and prints on close.
-        logging.getLogger("petastorm").setLevel(logging.ERROR)
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            # petastorm 0.13 uses pyarrow's legacy dataset API, which warns on every call.
-            warnings.simplefilter("ignore", FutureWarning)
-            with make_batch_reader(url, num_epochs=1, cur_shard=shard if num_shards > 1 else None,
-                                   shard_count=num_shards if num_shards > 1 else None,
-                                   workers_count=self.workers, shuffle_row_groups=seed is not None,
-                                   seed=seed) as reader:
-                for batch in reader:
-                    if len(batch.label):
-                        weights = getattr(batch, WEIGHT, None)
-                        yield Shard(np.asarray(batch.features, dtype=np.float32),
-                                    np.asarray(batch.label, dtype=np.float32),
-                                    None if weights is None else np.asarray(weights, dtype=np.float32))
+from deepflash.data.readers import Reader, Shard
 
 
 def to_dataset(shard: Shard, *, batch_size: int, target_encoding: str, num_classes: int,
@@ -243,12 +145,12 @@ class ShuffleBuffer:
         if self.fill + n > len(self.labels):  # grow: the pool holds capacity plus one row group
             size = max(self.fill + n, 2 * len(self.labels))
             grown = [np.empty((size,) + a.shape[1:], a.dtype) for a in self._arrays()]
-            for new, old in zip(grown, self._arrays()):
+            for new, old in zip(grown, self._arrays(), strict=True):
                 new[:self.fill] = old[:self.fill]
             self.features, self.labels = grown[0], grown[1]
             self.weights = grown[2] if self.weights is not None else None
         incoming = [part.features, part.labels] + ([part.weights] if self.weights is not None else [])
-        for pool, rows in zip(self._arrays(), incoming):
+        for pool, rows in zip(self._arrays(), incoming, strict=True):
             pool[self.fill:self.fill + n] = rows
         self.fill += n
         take = (self.fill - self.capacity) // batch_size * batch_size
@@ -277,7 +179,7 @@ class ShuffleBuffer:
         self.fill = 0
 
 
-def stream_dataset(reader: "Reader", url: str, *, shard: int, num_shards: int, batch_size: int,
+def stream_dataset(reader: Reader, url: str, *, shard: int, num_shards: int, batch_size: int,
                    buffer_rows: int, target_encoding: str, num_classes: int, seed, start_batch: int = 0):
     """An endless, batched ``tf.data.Dataset`` that streams a shard from the store: (features,
     target), or (features, target, weight) when the data has weights.
@@ -333,7 +235,3 @@ def encode_targets(labels: np.ndarray, target_encoding: str, num_classes: int) -
     if target_encoding == "sparse":
         return labels.astype(np.int32)
     return labels.reshape(-1, 1).astype(np.float32)
-
-
-# Registered last: the Arrow reader's module imports this one.
-from deepflash.data import arrow_reader as _arrow_reader  # noqa: E402,F401  (registers "arrow")

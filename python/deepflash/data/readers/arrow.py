@@ -8,13 +8,13 @@ per-row Python. A ``weight`` column, where the data has one, is read with the sa
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
+from deepflash.data.readers.base import WEIGHT, Reader, Shard, register
 from deepflash.io import fs
-from deepflash.data.readers import WEIGHT, Reader, Shard, register
 
 FEATURES, LABEL = "features", "label"
 
@@ -80,7 +80,7 @@ class ArrowReader(Reader):
 
     def iter_batches(self, url: str, shard: int = 0, num_shards: int = 1,
                      seed: int | None = None) -> Iterator[Shard]:
-        """Yields one :class:`~deepflash.data.readers.Shard` per row group of this shard (with
+        """Yields one :class:`~deepflash.data.readers.base.Shard` per row group of this shard (with
         ``weights`` when the files have a weight column): in piece order, or in an order drawn
         from ``seed``."""
         import pyarrow.parquet as pq

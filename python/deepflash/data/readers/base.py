@@ -1,0 +1,67 @@
+"""The reader interface: ``Reader`` (a shard of materialized Parquet as numpy arrays), ``Shard`` (what
+it yields), ``READERS`` (the registry, by name) and ``get_reader``.
+
+Worker code imports it: it imports neither Spark nor the estimator.
+"""
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from deepflash.registry import Registry
+
+# The materialized weight column (deepflash.data.schema.WEIGHT; this module must not import Spark).
+WEIGHT = "weight"
+
+READERS: Registry[Reader] = Registry("reader")
+register = READERS.register
+
+
+def get_reader(name: str, **options) -> Reader:
+    """A new reader of the class registered as ``name``, made with ``options``."""
+    return READERS.create(name, **options)
+
+
+@dataclass
+class Shard:
+    """One process's slice of a dataset (or one row group of it), as in-memory arrays."""
+
+    features: np.ndarray   # (rows, input_dim) float32
+    labels: np.ndarray     # (rows,) float32
+    weights: np.ndarray | None = None   # (rows,) float32 when the data has a weight column, else None
+
+
+def _concat(parts: list[Shard]) -> Shard:
+    weighted = parts[0].weights is not None
+    return Shard(np.concatenate([p.features for p in parts]), np.concatenate([p.labels for p in parts]),
+                 np.concatenate([p.weights for p in parts]) if weighted else None)
+
+
+class Reader(abc.ABC):
+    """Reads shard ``shard`` of ``num_shards`` of a materialized Parquet dataset.
+
+    ``iter_batches`` streams it (one row group at a time); ``load`` reads it whole into memory.
+    ``seed`` in ``iter_batches`` shuffles the order of the shard's row groups. Data materialized
+    with a weight column comes back with ``weights``, in the same row order as the labels.
+    """
+
+    name = "abstract"
+    # True when a shard's rows always come back in the same order (then nothing needs sorting
+    # to make a seeded run repeatable).
+    ordered = False
+
+    @abc.abstractmethod
+    def iter_batches(self, url: str, shard: int = 0, num_shards: int = 1,
+                     seed: int | None = None) -> Iterator[Shard]:
+        """Yields the shard's rows in pieces: features (rows, dim), labels (rows,) and, for
+        weighted data, weights (rows,), all float32."""
+
+    def load(self, url: str, shard: int = 0, num_shards: int = 1) -> Shard:
+        """The whole shard in memory (``(0, 0)`` features when it holds no rows)."""
+        parts = [part for part in self.iter_batches(url, shard, num_shards) if len(part.labels)]
+        if not parts:
+            return Shard(np.zeros((0, 0), np.float32), np.zeros((0,), np.float32))
+        return _concat(parts)

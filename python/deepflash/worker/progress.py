@@ -1,0 +1,112 @@
+"""The per-epoch callbacks that record a fit: its checkpoint, its stage, its log line, and the
+test-only crash hook.
+
+Test-only fault injection
+    ``DEEPFLASH_TEST_CRASH="rank=1,epoch=3,marker=/path/to/marker"`` in the environment (the
+    barrier-stage backends pass the driver's ``DEEPFLASH_*`` variables to their ranks) makes process
+    ``rank`` end with ``os._exit(1)`` at the start of ``epoch`` (1-based), once: it creates the
+    marker file first, and does nothing when the marker exists, so the next fit runs through. The
+    marker path must not contain a comma. :func:`crash_hook` reads the variable; the training loop
+    adds the hook it returns. This exists for the resume tests; never set it in real runs.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Callable
+
+import tensorflow as tf
+
+log = logging.getLogger("deepflash")
+CRASH_ENV = "DEEPFLASH_TEST_CRASH"
+
+
+class CheckpointCallback(tf.keras.callbacks.Callback):
+    """After every epoch saves everything training continues from, on every rank in step.
+
+    It must come after the learning-rate and early-stopping callbacks in the callback list, so it
+    records the state they leave at the end of the epoch. ``save(epoch, history)`` writes
+    (rank 0 only); ``barrier()``, when given, makes every rank wait until the checkpoint of an
+    epoch is written before any of them starts the next, so a rank that dies at the start of epoch
+    k+1 never races the checkpoint of epoch k.
+    """
+
+    def __init__(self, save: Callable[[int, dict], None] | None, history_before: dict,
+                 barrier: Callable[[], None] | None = None):
+        super().__init__()
+        self.save, self.barrier = save, barrier
+        self.history = {k: list(v) for k, v in history_before.items()}
+
+    def on_epoch_end(self, epoch, logs=None):
+        for k, v in (logs or {}).items():
+            self.history.setdefault(k, []).append(float(v))
+        if self.save is not None:
+            self.save(epoch + 1, self.history)
+        if self.barrier is not None:
+            self.barrier()
+
+
+class StageLog(tf.keras.callbacks.Callback):
+    """Writes the cascade stage (1-based) into every epoch's logs as ``stage``, so the history
+    (and MLflow, and the learning-curve plot) show which stage trained each epoch."""
+
+    def __init__(self, stage: int):
+        super().__init__()
+        self.stage = int(stage)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["stage"] = float(self.stage)
+
+
+class EpochLogger(tf.keras.callbacks.Callback):
+    """One log line per epoch: its number, every metric and its seconds."""
+
+    def __init__(self, epochs: int, prefix: str = ""):
+        super().__init__()
+        self.epochs, self.prefix = epochs, prefix
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        metrics = " ".join(f"{k}={v:.4f}" for k, v in sorted((logs or {}).items()) if k not in ("lr", "stage"))
+        log.info("%sepoch %d/%d %s (%.1fs)", self.prefix, epoch + 1, self.epochs, metrics,
+                 time.time() - self._started)
+
+
+class CrashHook(tf.keras.callbacks.Callback):
+    """Test-only fault injection (see :func:`crash_hook`): ends this process with
+    ``os._exit(1)`` at the start of ``epoch`` (1-based), once: the marker file is created first
+    and a marker that exists disarms the hook."""
+
+    def __init__(self, epoch: int, marker: str):
+        super().__init__()
+        self.epoch, self.marker = epoch, marker
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch + 1 != self.epoch:
+            return
+        try:
+            fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.close(fd)
+        log.warning("DEEPFLASH_TEST_CRASH: rank process %d exits at the start of epoch %d", os.getpid(), epoch + 1)
+        os._exit(1)
+
+
+def crash_hook(rank: int) -> CrashHook | None:
+    """The :class:`CrashHook` that ``DEEPFLASH_TEST_CRASH`` asks for on this rank, or None (see the
+    module docstring)."""
+    spec = os.environ.get(CRASH_ENV, "").strip()
+    if not spec:
+        return None
+    try:
+        fields = dict(part.split("=", 1) for part in spec.split(",") if part.strip())
+        target_rank, epoch, marker = int(fields.get("rank", 0)), int(fields["epoch"]), fields["marker"]
+    except (KeyError, ValueError):
+        raise ValueError(f"{CRASH_ENV} == {spec!r}, must look like 'rank=1,epoch=3,marker=/path'") from None
+    return CrashHook(epoch, marker) if target_rank == rank else None
