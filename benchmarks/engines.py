@@ -38,7 +38,7 @@ def budget_curve(trials) -> tuple[list[float], list[float]]:
     t = trials.sort_values("trial")
     spent = np.cumsum(t["epochs_run"].fillna(0).to_numpy(dtype=float))
     best, curve = np.nan, []
-    for status, value in zip(t["status"], t["metric"]):
+    for status, value in zip(t["status"], t["metric"], strict=True):
         if status == "ok" and value == value and not (best >= value):
             best = float(value)
         curve.append(best)

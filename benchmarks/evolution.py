@@ -22,8 +22,8 @@ def main(out: str) -> None:
 
     from deepflash import EvolutionarySearch, KerasEstimator
     from deepflash.data.datasets import from_numpy
-    from deepflash.reporting.plots import generations
     from deepflash.ml.timeseries import window_arrays
+    from deepflash.reporting.plots import generations
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")

@@ -19,7 +19,7 @@ import os
 import pstats
 import sys
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 # Run as a script, its own folder is on sys.path; the repository root holds the benchmarks package.

@@ -46,8 +46,8 @@ def _estimator(store: str, mode: str, epochs: int, seed: int):
 
 def measure_one(plan_path: str, mode: str, epochs: int, seed: int) -> dict:
     """Runs in a fresh process: trains on the planned data and reports its own peak RSS."""
-    from deepflash.worker import loop as remote
     from deepflash.data.plan import FitPlan
+    from deepflash.worker import loop as remote
 
     with open(plan_path) as f:
         plan = FitPlan(**json.load(f))

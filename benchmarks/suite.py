@@ -104,7 +104,8 @@ SEARCH_SPACE = {
 
 
 def search_parallelism(train_df, args, store: str) -> dict:
-    """The same 8 random-search trials with parallelism=2 (one Spark job per trial) and parallelism=1 (in the driver)."""
+    """The same 8 random-search trials with parallelism=2 (one Spark job per trial) and parallelism=1 (in the
+    driver)."""
     from deepflash import HyperoptSearch, KerasEstimator
 
     est = KerasEstimator(backend="local", epochs=args.search_epochs, validationSplit=0.1, seed=args.seed,
@@ -170,7 +171,8 @@ def goals_table(rows: list, baseline: float, infer: dict | None, search: dict | 
 
 
 ALGO_SPACE = {
-    "layers": {"architecture": {"depth": [1, 3], "units": [32, 64, 128, 256, 512], "activation": ["relu", "tanh", "sigmoid"],
+    "layers": {"architecture": {"depth": [1, 3], "units": [32, 64, 128, 256, 512],
+                                "activation": ["relu", "tanh", "sigmoid"],
                                 "dropout": [0.0, 0.5], "batchnorm": [True, False]}},
     "optimizer": {"choice": ["sgd", "rmsprop", "adagrad", "adadelta", "adam", "adamax", "nadam"]},
     "learningRate": {"loguniform": [1e-4, 1.0]},
@@ -211,7 +213,8 @@ def search_algorithms(train_df, args, store: str) -> dict:
     summary = {algo: {n: {"mean": float(np.mean([c[n - 1] for c in cs])), "std": float(np.std([c[n - 1] for c in cs])),
                           "per_seed": [float(c[n - 1]) for c in cs]} for n in checkpoints}
                for algo, cs in curves.items()}
-    return {"summary": summary, "curves": curves, "checkpoints": list(checkpoints), "rows": args.algo_rows, "epochs": args.algo_epochs,
+    return {"summary": summary, "curves": curves, "checkpoints": list(checkpoints), "rows": args.algo_rows,
+            "epochs": args.algo_epochs,
             "seeds": args.algo_seeds}
 
 
@@ -356,14 +359,17 @@ def main(argv=None) -> int:
     n = len(x)
     lines = [f"Fashion-MNIST, {n} training rows, 784-256-128-64-10 MLP, batch {args.batch_size}, "
              f"{args.epochs} epochs, Spark {spark.sparkContext.master}",
-             "", "| run | wall s | samples/s | ratio to (a) | plan s | read s | train s | Parquet write s (MB/s) | test acc |",
+             "",
+             "| run | wall s | samples/s | ratio to (a) | plan s | read s | train s | Parquet write s (MB/s) "
+             "| test acc |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         write = "-" if r.get("write_seconds") in (None, 0) else f"{r['write_seconds']:.1f} ({r['write_mb_s']:.0f})"
         if r.get("reused"):
             write = "reused"
         lines.append(f"| {r['name']} | {r['seconds']:.1f} | {n * args.epochs / r['seconds']:.0f} | "
-                     f"{r['seconds'] / baseline:.2f} | {r.get('plan_seconds', 0):.1f} | {r.get('read_seconds', 0):.1f} | "
+                     f"{r['seconds'] / baseline:.2f} | {r.get('plan_seconds', 0):.1f} | "
+                     f"{r.get('read_seconds', 0):.1f} | "
                      f"{r.get('train_seconds', r['seconds']):.1f} | {write} | {r['test_accuracy']:.4f} |")
     if infer:
         lines += ["", f"Inference on {infer['rows']} rows: model.predict {infer['predict_seconds']:.2f}s, "

@@ -18,5 +18,6 @@ from deepflash.tuning.hyperopt.search import HyperoptSearch, HyperoptSearchModel
 from deepflash.tuning.optuna.search import OptunaSearch, OptunaSearchModel  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["EvolutionarySearch", "EvolutionarySearchModel", "HyperoptSearch", "HyperoptSearchModel", "KerasEstimator", "KerasModel", "OptunaSearch", "OptunaSearchModel",
+__all__ = ["EvolutionarySearch", "EvolutionarySearchModel", "HyperoptSearch", "HyperoptSearchModel", "KerasEstimator",
+           "KerasModel", "OptunaSearch", "OptunaSearchModel",
            "RANEstimator", "RANModel", "__version__"]

@@ -11,7 +11,8 @@ import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 # The searches orchestrate trials alike on both profiles; what differs is Keras inside the trials.
-SEARCH_COVERED = "the searches' Keras 3 trials are covered by the local[2] search tests, and Keras 3 training on both workers by the barrier and train-job scenarios"
+SEARCH_COVERED = ("the searches' Keras 3 trials are covered by the local[2] search tests, and Keras 3 training on both "
+                  "workers by the barrier and train-job scenarios")
 
 
 def _workers_used(cluster, proc) -> set[str]:

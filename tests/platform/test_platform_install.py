@@ -44,7 +44,8 @@ def _platform_python() -> str | None:
 
 def _run(cmd: list[str], timeout: float, **kwargs) -> subprocess.CompletedProcess:
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kwargs)
-    assert out.returncode == 0, f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    assert out.returncode == 0, (f"{' '.join(cmd)} failed ({out.returncode}):\n"
+                                 f"{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
     return out
 
 

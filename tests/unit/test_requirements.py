@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from deepflash.requirements import MissingDependencyError, Requirement, TENSORFLOW, require
+from deepflash.requirements import TENSORFLOW, MissingDependencyError, Requirement, require
 
 # Runs in a fresh interpreter in which `tensorflow` cannot be found, as on a platform without it.
 WITHOUT_TENSORFLOW = textwrap.dedent("""

@@ -31,7 +31,8 @@ import subprocess
 import sys
 import tempfile
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

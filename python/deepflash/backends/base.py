@@ -11,7 +11,8 @@ from __future__ import annotations
 import abc
 import contextlib
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from deepflash.registry import Registry
 

@@ -37,8 +37,8 @@ import logging
 import os
 import time
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from deepflash.backends.stage import available_slots, worker_exception
 

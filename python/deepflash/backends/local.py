@@ -2,7 +2,8 @@
 :class:`~deepflash.backends.base.Communicator` (nothing to share)."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from deepflash.backends.base import Backend, register
 

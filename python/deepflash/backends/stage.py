@@ -14,9 +14,9 @@ import logging
 import os
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from deepflash.backends.base import WorkerError
 

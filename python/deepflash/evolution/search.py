@@ -20,12 +20,16 @@ from deepflash.backends.executor_env import check_executors
 from deepflash.evolution.architecture import LAYER_KINDS, Architecture, ArchitectureSpace
 from deepflash.evolution.evaluators import SparkEvaluator
 from deepflash.evolution.genetic import GenerationStats, GeneticAlgorithm
-from deepflash.evolution.problems import (ArchitectureProblem, MAERandomSamplingProblem, TrainedErrorProblem,
-                                          TrainingSettings)
+from deepflash.evolution.problems import (
+    ArchitectureProblem,
+    MAERandomSamplingProblem,
+    TrainedErrorProblem,
+    TrainingSettings,
+)
 from deepflash.evolution.sampling import INITS as SAMPLING_INITS
-from deepflash.networks.layers import ACTIVATIONS
 from deepflash.ml.converters import add_accessors, to_choice, to_number, to_str, to_str_list
 from deepflash.ml.param_table import ParamSpec, declare_params, keyword_params, names, set_defaults
+from deepflash.networks.layers import ACTIVATIONS
 from deepflash.reporting.tracking import SearchTracker
 from deepflash.tuning.base import BaseSearch, BaseSearchModel
 from deepflash.tuning.trial import TrialResult, TrialStatus
@@ -195,7 +199,7 @@ class EvolutionarySearch(BaseSearch, _EvolutionParams):
                                             threshold=self.getOrDefault(self.threshold), seed=self.getSeed())
         return TrainedErrorProblem(series, space, self._training_settings())
 
-    def _fit(self, dataset: DataFrame) -> "EvolutionarySearchModel":
+    def _fit(self, dataset: DataFrame) -> EvolutionarySearchModel:
         self._check_columns(dataset)
         self._check()
         started = time.time()

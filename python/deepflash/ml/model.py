@@ -34,7 +34,7 @@ log = logging.getLogger("deepflash")
 _OUT = "__deepflash_out"
 
 
-def _predictor(broadcast, digest: str, output_kind: str, input_dim: int, width: int, features_col: str):
+def batch_predictor(broadcast, digest: str, output_kind: str, input_dim: int, width: int, features_col: str):
     """The scoring function: feature arrays in, a struct of (prediction, p_0 .. p_{width-1}) out.
 
     Per Arrow batch, Arrow's list column becomes one (rows, input_dim) float32 matrix with one C
@@ -163,7 +163,7 @@ class KerasModel(Model, KerasModelParams, MLReadable, MLWritable):
                                 [T.StructField(f"p{k}", T.DoubleType()) for k in range(width)])
         _avoid_columnar_udf_input(dataset)
         bc, digest = self._model_broadcast(dataset.sparkSession.sparkContext, data)
-        predict = F.pandas_udf(_predictor(bc, digest, output_kind, dim, width, features_col), out_type)
+        predict = F.pandas_udf(batch_predictor(bc, digest, output_kind, dim, width, features_col), out_type)
         from pyspark.ml.functions import array_to_vector
 
         scored = dataset.withColumn(_OUT, predict(x))

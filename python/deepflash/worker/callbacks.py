@@ -204,7 +204,7 @@ def build_optimizer(optimizer, var_list: list) -> None:
         return
     def step():
         zeros = [tf.zeros_like(v) for v in var_list]
-        optimizer.apply_gradients(zip(zeros, var_list), experimental_aggregate_gradients=False)
+        optimizer.apply_gradients(zip(zeros, var_list, strict=True), experimental_aggregate_gradients=False)
 
     if tf.distribute.has_strategy() and tf.distribute.in_cross_replica_context():
         # Under a tf.distribute strategy (backend "barrier") the step runs in each replica's context.
@@ -244,7 +244,7 @@ def restore_training_state(model, optimizer, checkpoint: Checkpoint) -> None:
         if shapes != saved:
             raise ValueError(f"the checkpoint's optimizer state has variables of shapes {saved}, the optimizer "
                              f"{shapes}; use a new `runId`, or the same optimizer and layers to resume")
-        for variable, value in zip(variables, checkpoint.optimizer):
+        for variable, value in zip(variables, checkpoint.optimizer, strict=True):
             variable.assign(value)
     model.set_weights(checkpoint.weights)
     if checkpoint.learning_rate is not None:

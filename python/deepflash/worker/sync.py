@@ -65,7 +65,7 @@ class ShardedValidation(tf.keras.callbacks.Callback):
             means = np.array([float(result[n]) for n in names])
         totals = self.all_sum(np.concatenate([means * self.rows, [float(self.rows)]]))
         if logs is not None and totals[-1] > 0:
-            for name, total in zip(names, totals[:-1]):
+            for name, total in zip(names, totals[:-1], strict=True):
                 logs[f"val_{name}"] = float(total / totals[-1])
 
 
@@ -88,5 +88,5 @@ class AverageMetrics(tf.keras.callbacks.Callback):
             return
         names = sorted(k for k in logs if not k.startswith("val_") and k not in ("lr", "learning_rate", "stage"))
         totals = self.all_sum(np.array([float(logs[k]) for k in names], np.float64))
-        for name, total in zip(names, totals):
+        for name, total in zip(names, totals, strict=True):
             logs[name] = float(total / self.size)

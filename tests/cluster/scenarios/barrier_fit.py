@@ -37,7 +37,8 @@ loaded = PipelineModel.load(path)
 
 
 def scored(m):
-    return {r["id"]: (r["prediction"], r["p"]) for r in m.transform(test.withColumn("id", F.monotonically_increasing_id()))
+    out = m.transform(test.withColumn("id", F.monotonically_increasing_id()))
+    return {r["id"]: (r["prediction"], r["p"]) for r in out
             .select("id", "prediction", vector_to_array("probability").alias("p")).collect()}
 
 
@@ -49,7 +50,7 @@ s = scored(streamed)
 print("RESULT " + json.dumps({
     "accuracy": accuracy, "fit_seconds": fit_seconds, "rows": len(a),
     "equal_predictions": sum(a[i][0] == b[i][0] for i in a),
-    "max_abs_probability_diff": max(max(abs(x - y) for x, y in zip(a[i][1], b[i][1])) for i in a),
+    "max_abs_probability_diff": max(max(abs(x - y) for x, y in zip(a[i][1], b[i][1], strict=True)) for i in a),
     "epochs": len(model.stages[-1].getHistory()["loss"]),
     "checked_workdirs": [env.workdir for env in checked],
     "stream": {"read_mode": streamed.fitInfo.read_mode, "rows_read_per_rank": streamed.fitInfo.rows_read_per_rank,

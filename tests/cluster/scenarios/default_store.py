@@ -1,5 +1,6 @@
-"""Cluster scenario: a distributed fit (the barrier backend, which both profiles have) with no storePath. The default store would sit in the driver's
-local temp dir, which the executors cannot reach: the fit must fail fast and say so.
+"""Cluster scenario: a distributed fit (the barrier backend, which both profiles have) with no storePath.
+The default store would sit in the driver's local temp dir, which the executors cannot reach: the fit must
+fail fast and say so.
 
 Usage: spark-submit default_store.py
 """

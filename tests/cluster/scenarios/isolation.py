@@ -25,7 +25,8 @@ for path in (driver_file, shared_file):
 
 def probe(index, _rows):
     time.sleep(2)  # both tasks run at once, one per worker (1 core each)
-    yield {"cwd": os.getcwd(), "task": index, "host": socket.gethostname(), "pid": os.getpid(), "tmp": tempfile.gettempdir(),
+    yield {"cwd": os.getcwd(), "task": index, "host": socket.gethostname(), "pid": os.getpid(),
+           "tmp": tempfile.gettempdir(),
            "sees_driver_tmp_file": os.path.exists(driver_file), "sees_shared_file": os.path.exists(shared_file),
            "tmp_entries": len(os.listdir("/tmp"))}
 

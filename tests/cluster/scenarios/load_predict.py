@@ -25,7 +25,8 @@ before = spark.read.parquet(os.path.join(shared, "preds.parquet"))
 a = {r["id"]: r for r in now.collect()}
 b = {r["id"]: r for r in before.collect()}
 common = sorted(set(a) & set(b))
-max_diff = max((abs(x - y) for i in common for x, y in zip(a[i]["probability"], b[i]["probability"])), default=None)
+max_diff = max((abs(x - y) for i in common for x, y in zip(a[i]["probability"], b[i]["probability"], strict=True)),
+               default=None)
 print("RESULT " + json.dumps({
     "rows": len(a), "saved_rows": len(b), "common": len(common),
     "same_labels": sum(a[i]["label"] == b[i]["label"] for i in common),

@@ -9,7 +9,8 @@ def test_the_default_study_has_the_papers_26_runs():
     groups = [r["group"] for r in runs]
     assert groups.count("optimizers") == 14 and groups.count("lr_loss") == 9 and groups.count("batch_size") == 3
     assert {(r["preset"], r["optimizer"]) for r in runs if r["group"] == "optimizers"} == {
-        (p, o) for p in ("simple", "deep") for o in ("sgd", "adagrad", "adadelta", "rmsprop", "adam", "adamax", "nadam")}
+        (p, o) for p in ("simple", "deep")
+        for o in ("sgd", "adagrad", "adadelta", "rmsprop", "adam", "adamax", "nadam")}
     assert all(r["learningRate"] == DEFAULT_LR[r["optimizer"]] and r["batchSize"] == 128
                and r["loss"] == "categorical_crossentropy" for r in runs if r["group"] == "optimizers")
     assert {(r["learningRate"], r["loss"]) for r in runs if r["group"] == "lr_loss"} == {

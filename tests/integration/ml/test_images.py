@@ -9,7 +9,6 @@ import pytest
 
 from deepflash import KerasEstimator, KerasModel
 from deepflash.data.datasets import FASHION_MNIST_DIR, from_numpy, load_idx_numpy
-
 from helpers import fails_cleanly
 
 pytestmark = pytest.mark.slow

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import accuracy, frame
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.feature import StandardScaler, VectorAssembler
 from pyspark.ml.linalg import VectorUDT
@@ -11,6 +10,7 @@ from pyspark.sql import functions as F
 
 from deepflash import KerasEstimator, KerasModel
 from deepflash.networks.keras_compat import output_shape
+from helpers import accuracy, frame
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,7 @@ from deepflash.jobs import train as train_job
 from deepflash.jobs import tune as tune_job
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def png_size(path) -> tuple[int, int]:

@@ -6,7 +6,6 @@ import importlib.util
 
 import numpy as np
 import pytest
-from helpers import fails_cleanly
 from pyspark.ml.linalg import Vectors, VectorUDT
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StructField, StructType
@@ -14,6 +13,7 @@ from pyspark.sql.types import DoubleType, StructField, StructType
 from deepflash import KerasEstimator
 from deepflash.data.pipeline import encode_targets
 from deepflash.data.readers import get_reader
+from helpers import fails_cleanly
 
 # The readers this profile has (the modern profile installs no Petastorm).
 READERS = ("arrow", "petastorm") if importlib.util.find_spec("petastorm") else ("arrow",)

@@ -10,9 +10,9 @@ import os
 import numpy as np
 import pytest
 
-from helpers import accuracy, fails_cleanly
 from deepflash import KerasEstimator
 from deepflash.worker.loop import CHECKPOINT_FILE, CRASH_ENV
+from helpers import accuracy, fails_cleanly
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +86,7 @@ def layer_path(store, train, rate: float) -> tuple[list[dict], list[str]]:
 
 
 def change(a: list[np.ndarray], b: list[np.ndarray]) -> float:
-    return float(sum(np.abs(x - y).sum() for x, y in zip(a, b)))
+    return float(sum(np.abs(x - y).sum() for x, y in zip(a, b, strict=True)))
 
 
 def test_frozen_layers_do_not_change_in_later_stages_and_fine_tuned_ones_change_less(digits, store):
@@ -157,9 +157,9 @@ class Interrupt:
 def test_local_resume_within_and_between_stages_is_exact(digits, store, stop_at, stage):
     """A run interrupted at the start of epoch ``stop_at`` and resumed from its checkpoint ends
     bitwise as the run that went through."""
-    from deepflash.worker import loop as remote
     from deepflash.io.keras_files import model_to_bytes
     from deepflash.networks import build_model
+    from deepflash.worker import loop as remote
 
     train, _ = digits
     est = cascade(store, cascadeEpochs=[2, 3], epochs=5, layers=LAYERS[:2], reduceLrPatience=1, learningRate=1e-2)
@@ -182,7 +182,7 @@ def test_local_resume_within_and_between_stages_is_exact(digits, store, stop_at,
     assert resumed.initial_epoch == stop_at - 1
     assert resumed.history == through.history
     assert resumed.history["stage"] == expected_stages([2, 3])
-    for a, b in zip(resumed.weights, through.weights):
+    for a, b in zip(resumed.weights, through.weights, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -208,5 +208,5 @@ def test_horovod_two_process_cascade_fit_and_crash_resume(digits, store, tmp_pat
     resumed = cascade(store, runId="hvd-cascade-crash", **params).fit(train)   # the marker disarms the hook
     assert resumed.fitInfo["initial_epoch"] == 5
     assert resumed.getHistory() == history
-    for a, b in zip(resumed.getKerasModel().get_weights(), reference.getKerasModel().get_weights()):
+    for a, b in zip(resumed.getKerasModel().get_weights(), reference.getKerasModel().get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)

@@ -14,7 +14,7 @@ from deepflash.jobs import evolve as evolve_job
 from deepflash.jobs.config import load_config
 from deepflash.jobs.main import main
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SMALL = ["data.steps=300", "evolution.populationSize=4", "evolution.generations=1", "evolution.searchEpochs=3",
          "evolution.maxUnits=6", "evolution.maxLookBack=5", "model.epochs=20"]
 

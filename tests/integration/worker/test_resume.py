@@ -42,7 +42,7 @@ def weights(model) -> list[np.ndarray]:
 def assert_same_weights(a, b) -> None:
     wa, wb = weights(a), weights(b)
     assert len(wa) == len(wb)
-    for x, y in zip(wa, wb):
+    for x, y in zip(wa, wb, strict=True):
         np.testing.assert_array_equal(x, y)
 
 
@@ -124,7 +124,7 @@ def test_batch_stream_is_a_function_of_seed_rows_and_position():
 
     def same(xs, ys):
         return len(xs) == len(ys) and all(np.array_equal(a, c) and np.array_equal(b, d)
-                                          for (a, b), (c, d) in zip(xs, ys))
+                                          for (a, b), (c, d) in zip(xs, ys, strict=True))
 
     full = batches(Shard(x, y), 0, 40)
     assert same(batches(Shard(x, y), 17, 23), full[17:])        # a resumed stream skips to its position
@@ -221,5 +221,5 @@ def test_barrier_and_horovod_train_the_same_network(barrier_reference, horovod_r
     assert sorted(a) == sorted(b)
     for key in a:
         np.testing.assert_allclose(a[key], b[key], rtol=1e-4, err_msg=key)
-    for x, y in zip(weights(barrier_reference), weights(horovod_reference)):
+    for x, y in zip(weights(barrier_reference), weights(horovod_reference), strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-5)

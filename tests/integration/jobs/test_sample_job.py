@@ -11,7 +11,7 @@ from deepflash.evolution import mae_random_sampling
 from deepflash.jobs.main import main
 from deepflash.ml.timeseries import window_arrays
 
-CONF = str(Path(__file__).resolve().parents[2] / "conf" / "sine_mae_sampling.json")
+CONF = str(Path(__file__).resolve().parents[3] / "conf" / "sine_mae_sampling.json")
 
 
 def test_sample_job_writes_the_listing(spark, tmp_path):

@@ -41,7 +41,7 @@ def test_cosine_reaches_the_peak_after_warm_up_and_falls_towards_the_minimum():
     schedule = LrSchedule("cosine", warmup_epochs=0, min_rate=0.0, epochs=100)
     rates = [schedule.rate(e, 1.0) for e in range(100)]
     assert rates[0] == 1.0 and rates[50] == pytest.approx(0.5)
-    assert all(a > b for a, b in zip(rates, rates[1:])) and 0 < rates[-1] < 0.001
+    assert all(a > b for a, b in zip(rates, rates[1:], strict=True)) and 0 < rates[-1] < 0.001
 
 
 def test_unknown_schedule_and_negative_epoch_are_refused():
@@ -241,7 +241,7 @@ def test_an_old_checkpoint_file_loads_its_plateau_counters(tmp_path):
 @pytest.fixture(scope="module")
 def tiny(spark):
     x, y = data(120, seed=1)
-    rows = [(row.tolist(), float(target > 0)) for row, target in zip(x.astype(float), y[:, 0])]
+    rows = [(row.tolist(), float(target > 0)) for row, target in zip(x.astype(float), y[:, 0], strict=True)]
     return spark.createDataFrame(rows, ["features", "label"]).cache()
 
 

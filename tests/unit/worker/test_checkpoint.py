@@ -34,12 +34,12 @@ def test_a_checkpoint_loads_as_it_was_saved(tmp_path):
     for name in ("epoch", "history", "run_id", "learning_rate", "learning_rate_state", "stopped", "num_proc",
                  "cascade_stage", "legacy_plateau_state"):
         assert getattr(loaded, name) == getattr(saved, name), name
-    for a, b in zip(loaded.weights + loaded.optimizer, saved.weights + saved.optimizer):
+    for a, b in zip(loaded.weights + loaded.optimizer, saved.weights + saved.optimizer, strict=True):
         np.testing.assert_array_equal(a, b)
         assert a.dtype == b.dtype
     assert {k: v for k, v in loaded.early_stopping_state.items() if k != "best_weights"} == \
            {k: v for k, v in early.items() if k != "best_weights"}
-    for a, b in zip(loaded.early_stopping_state["best_weights"], best):
+    for a, b in zip(loaded.early_stopping_state["best_weights"], best, strict=True):
         np.testing.assert_array_equal(a, b)
     # A saved learning-rate state is what the callback continues from, whatever the rates.
     assert loaded.learning_rate_callback_state(1.0, True, 8) == saved.learning_rate_state

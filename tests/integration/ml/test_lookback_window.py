@@ -6,7 +6,6 @@ import logging
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import raises_before_any_job
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
@@ -14,6 +13,7 @@ from pyspark.sql import functions as F
 from deepflash import HyperoptSearch, KerasEstimator
 from deepflash.data.datasets import sine_wave
 from deepflash.ml.timeseries import LookBackWindow, window_arrays
+from helpers import raises_before_any_job
 
 RNG = np.random.default_rng(5)
 

@@ -83,7 +83,7 @@ def test_search_and_model_save_and_load(found, tmp_path):
     assert loaded.trials["best"].tolist() == pytest.approx(found.trials["best"].tolist())
     assert loaded.bestParams == found.bestParams
     w0, w1 = found.bestModel.getKerasModel().get_weights(), loaded.bestModel.getKerasModel().get_weights()
-    assert all(np.array_equal(a, b) for a, b in zip(w0, w1))
+    assert all(np.array_equal(a, b) for a, b in zip(w0, w1, strict=True))
 
     search = _search(str(tmp_path / "store"), generations=3, maxUnits=5)
     search.write().save(str(tmp_path / "search"))

@@ -6,12 +6,12 @@ the one validation pass over the data, but nothing is written to the store eithe
 from __future__ import annotations
 
 import pytest
-from helpers import fails_cleanly
 from pyspark.ml.linalg import Vectors, VectorUDT
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StructField, StructType
 
 from deepflash import KerasEstimator
+from helpers import fails_cleanly
 
 SCHEMA = StructType([StructField("features", VectorUDT()), StructField("label", DoubleType())])
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from deepflash import KerasModel
-from deepflash.ml.model import _predictor
+from deepflash.ml.model import batch_predictor
 from deepflash.serving.scoring import feature_matrix, predict_batch_rows
 from deepflash.worker.devices import choose_gpus
 
@@ -80,7 +80,7 @@ def test_scoring_function_equals_model_predict(kind, units, activation):
     data = model_to_bytes(net)
     x = np.random.default_rng(0).normal(size=(700, 5)).astype(np.float32)
     width = {"multiclass": 3, "binary": 2, "regression": 0}[kind]
-    fn = _predictor(_Broadcast(data), model_digest(data), kind, 5, width, "features")
+    fn = batch_predictor(_Broadcast(data), model_digest(data), kind, 5, width, "features")
     out = pd.concat(list(fn(iter([pd.Series(list(x[:400])), pd.Series(list(x[400:]))]))), ignore_index=True)
     expected = net.predict(x, verbose=0).astype(np.float64)
     assert list(out.columns) == ["prediction"] + [f"p{k}" for k in range(width)]

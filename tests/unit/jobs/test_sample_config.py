@@ -12,7 +12,7 @@ from deepflash.jobs.config import ConfigError, load_config
 from deepflash.jobs.main import main
 from deepflash.jobs.sources import load_series
 
-CONF = str(Path(__file__).resolve().parents[2] / "conf" / "sine_mae_sampling.json")
+CONF = str(Path(__file__).resolve().parents[3] / "conf" / "sine_mae_sampling.json")
 
 
 def test_the_shipped_config_is_the_published_listing():

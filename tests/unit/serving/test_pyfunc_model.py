@@ -29,7 +29,7 @@ def test_pyfunc_outputs_equal_the_transform_scoring_function(tmp_path, kind, uni
     import tensorflow as tf
 
     from deepflash.io.keras_files import model_digest, model_to_bytes
-    from deepflash.ml.model import _predictor
+    from deepflash.ml.model import batch_predictor
 
     tf.keras.utils.set_random_seed(0)
     net = tf.keras.Sequential([tf.keras.Input((5,)), tf.keras.layers.Dense(units, activation=activation)])
@@ -40,7 +40,7 @@ def test_pyfunc_outputs_equal_the_transform_scoring_function(tmp_path, kind, uni
     class Broadcast:
         value = model_to_bytes(net)
 
-    spark_side = next(_predictor(Broadcast, model_digest(Broadcast.value), kind, 5, width, "features")(
+    spark_side = next(batch_predictor(Broadcast, model_digest(Broadcast.value), kind, 5, width, "features")(
         iter([pd.Series(list(x))])))
     np.testing.assert_array_equal(got["prediction"].to_numpy(), spark_side["prediction"].to_numpy())
     if kind == "regression":

@@ -22,7 +22,7 @@ from deepflash import KerasEstimator
 from deepflash.serving.pyfunc import log_pyfunc, network_input_rows, network_matrix
 from helpers import free_port, wait_for_http
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")

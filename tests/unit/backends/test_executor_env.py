@@ -11,8 +11,15 @@ import sys
 import pytest
 
 import deepflash
-from deepflash.backends.executor_env import (PROBE_MODULE, PythonEnvironment, format_error, probe, problems,
-                                             shippable, summary)
+from deepflash.backends.executor_env import (
+    PROBE_MODULE,
+    PythonEnvironment,
+    format_error,
+    probe,
+    problems,
+    shippable,
+    summary,
+)
 from deepflash.backends.stage import worker_exception
 
 DRIVER = PythonEnvironment(host="driver-host", python="/opt/venv/bin/python", python_version="3.11.7",
