@@ -33,7 +33,7 @@ Checkpoints and exact resume
     first epoch's position, so stage boundaries resume exactly as well.
 
 Test-only fault injection
-    ``DEEPFLASH_TEST_CRASH`` (:data:`~deepflash.worker.progress.CRASH_ENV`) makes one rank exit at
+    ``DEEPFLASH_TEST_CRASH`` (:data:`~deepflash.worker.settings.CRASH_ENV`) makes one rank exit at
     the start of an epoch, once; see :mod:`deepflash.worker.progress`. It exists for the resume
     tests; never set it in real runs.
 """
@@ -59,8 +59,7 @@ from deepflash.worker.checkpoint import FILE as CHECKPOINT_FILE
 from deepflash.worker.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from deepflash.worker.checkpoint import Checkpoint
 from deepflash.worker.inputs import TrainingData
-from deepflash.worker.progress import CRASH_ENV
-from deepflash.worker.settings import TrainResult, TrainSettings, make_settings
+from deepflash.worker.settings import CRASH_ENV, TrainResult, TrainSettings, make_settings
 
 __all__ = ["CHECKPOINT_FILE", "CHECKPOINT_FORMAT", "CRASH_ENV", "TrainedNetwork", "TrainResult", "TrainSettings",
            "make_settings", "train", "train_network"]

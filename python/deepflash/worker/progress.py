@@ -18,8 +18,9 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from deepflash.worker.settings import CRASH_ENV
+
 log = logging.getLogger("deepflash")
-CRASH_ENV = "DEEPFLASH_TEST_CRASH"
 
 
 class CheckpointCallback(tf.keras.callbacks.Callback):

@@ -15,6 +15,9 @@ from deepflash.data.plan import FitPlan
 from deepflash.networks.cascade_plan import CascadePlan, resolve_cascade
 from deepflash.networks.schedules import LrSchedule, check_schedule
 
+# Test-only fault injection (see deepflash.worker.progress.crash_hook): "rank=1,epoch=3,marker=/path".
+CRASH_ENV = "DEEPFLASH_TEST_CRASH"
+
 
 @dataclass(frozen=True)
 class TrainSettings:

@@ -2,6 +2,7 @@
 (deepflash.worker.callbacks.ScheduledLearningRate): the `lr` history of a real Keras fit follows each formula."""
 from __future__ import annotations
 
+import itertools
 import math
 import re
 
@@ -41,7 +42,7 @@ def test_cosine_reaches_the_peak_after_warm_up_and_falls_towards_the_minimum():
     schedule = LrSchedule("cosine", warmup_epochs=0, min_rate=0.0, epochs=100)
     rates = [schedule.rate(e, 1.0) for e in range(100)]
     assert rates[0] == 1.0 and rates[50] == pytest.approx(0.5)
-    assert all(a > b for a, b in zip(rates, rates[1:], strict=True)) and 0 < rates[-1] < 0.001
+    assert all(a > b for a, b in itertools.pairwise(rates)) and 0 < rates[-1] < 0.001
 
 
 def test_unknown_schedule_and_negative_epoch_are_refused():
