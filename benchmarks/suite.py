@@ -7,6 +7,10 @@
 
 Prints a Markdown table and writes ``<output>/benchmark.json``. All timings come from one process
 in one run, so the ratios are measured side by side on the same (possibly busy) machine.
+
+Over 400 lines: the runs share one Spark session, one data preparation and the one report table
+that compares them; the search-engine, streaming, cascade and evolution benchmarks have modules of
+their own.
 """
 from __future__ import annotations
 

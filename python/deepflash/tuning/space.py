@@ -190,13 +190,19 @@ def raw_hyperopt_dimension(space: dict) -> str | None:
 REFINE_MARGIN = 0.1
 
 
-def check_refinable(space: dict) -> dict:
-    """Checks that ``refine`` can narrow a space: the dict form only."""
+def check_dict_form(space: dict, needed_by: str) -> dict:
+    """Checks that every dimension of ``space`` has the dict form, which ``needed_by`` (named in the
+    error) requires: a raw hyperopt expression can be neither translated nor narrowed."""
     name = raw_hyperopt_dimension(space)
     if name is not None:
-        raise ValueError(f"`refine` narrows dict dimensions; `space`[{name!r}] is a raw hyperopt expression, "
-                         "e.g. use {'loguniform': [1e-4, 1e-1]}")
+        raise ValueError(f"`space`[{name!r}] is a raw hyperopt expression; {needed_by} needs the dict form, "
+                         "e.g. {'loguniform': [1e-4, 1e-1]}")
     return space
+
+
+def check_refinable(space: dict) -> dict:
+    """Checks that ``refine`` can narrow a space: the dict form only."""
+    return check_dict_form(space, "`refine`")
 
 
 def narrow(space: dict, samples: list[dict], margin: float = REFINE_MARGIN) -> dict:

@@ -1,4 +1,8 @@
-"""Params of KerasEstimator and KerasModel (pyspark Params are pure Python: no SparkSession here)."""
+"""Params of KerasEstimator and KerasModel (pyspark Params are pure Python: no SparkSession here).
+
+Over 400 lines: one case or more per Param of the one table in deepflash.ml.params (its converter,
+its default, its accessors), beside the checks that span several Params.
+"""
 from __future__ import annotations
 
 import re

@@ -1,4 +1,8 @@
-"""Layer specs, presets, optimizers and losses (deepflash.networks); TensorFlow only, no Spark."""
+"""Layer specs, presets, optimizers and losses (deepflash.networks); TensorFlow only, no Spark.
+
+Over 400 lines: one case per layer type, preset, optimizer and loss, which share the fixtures and
+helpers at the top; the image layers and the cascade networks have files of their own.
+"""
 from __future__ import annotations
 
 import re

@@ -69,7 +69,7 @@ def test_a_raw_hyperopt_expression_cannot_be_refined():
     from hyperopt import hp
 
     search = HyperoptSearch(estimator=KerasEstimator(), space={"learningRate": hp.uniform("lr", 0.1, 0.2)}, refine=2)
-    with pytest.raises(ValueError, match=r"`refine` narrows dict dimensions; `space`\['learningRate'\]"):
+    with pytest.raises(ValueError, match=r"`space`\['learningRate'\] is a raw hyperopt expression; `refine` needs"):
         search.validateParams()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from deepflash.tuning.space import ARCHITECTURE_KEYS, raw_hyperopt_dimension
+from deepflash.tuning.space import ARCHITECTURE_KEYS, check_dict_form
 
 
 def _primitive(values: list) -> bool:
@@ -15,11 +15,7 @@ def _primitive(values: list) -> bool:
 
 def check_optuna_space(space: dict) -> dict:
     """Checks a space for Optuna: the dict form only (a raw hyperopt expression cannot be translated)."""
-    name = raw_hyperopt_dimension(space)
-    if name is not None:
-        raise ValueError(f"`space`[{name!r}] is a raw hyperopt expression; the Optuna engine needs the dict "
-                         "form, e.g. {'loguniform': [1e-4, 1e-1]}")
-    return space
+    return check_dict_form(space, "the Optuna engine")
 
 
 def suggest(trial: Any, space: dict) -> dict:
