@@ -45,31 +45,31 @@ def to_number(name: str, *, integer: bool = False, low: float | None = None, hig
     return convert
 
 
-def to_choice(name: str, choices: tuple[str, ...]) -> Callable[[Any], str]:
+def to_str(name: str, *, lower: bool = False) -> Callable[[Any], str]:
+    """A converter: the value must be a string; ``lower`` returns it in lower case."""
+
     def convert(value: Any) -> str:
         if not isinstance(value, str):
             raise TypeError(f"`{name}` == {_fmt(value)}, must be a string, found {type(value).__name__}")
-        if value.lower() not in choices:
-            raise ValueError(f"`{name}` == {value!r}, must be one of: {', '.join(choices)}")
-        return value.lower()
+        return value.lower() if lower else value
 
     return convert
 
 
 def to_lower(name: str) -> Callable[[Any], str]:
+    """A converter: the value must be a string, returned in lower case."""
+    return to_str(name, lower=True)
+
+
+def to_choice(name: str, choices: tuple[str, ...]) -> Callable[[Any], str]:
+    """A converter: the value must be one of ``choices`` (lower case), in any case."""
+    as_lower = to_lower(name)
+
     def convert(value: Any) -> str:
-        if not isinstance(value, str):
-            raise TypeError(f"`{name}` == {_fmt(value)}, must be a string, found {type(value).__name__}")
-        return value.lower()
-
-    return convert
-
-
-def to_str(name: str) -> Callable[[Any], str]:
-    def convert(value: Any) -> str:
-        if not isinstance(value, str):
-            raise TypeError(f"`{name}` == {_fmt(value)}, must be a string, found {type(value).__name__}")
-        return value
+        lowered = as_lower(value)
+        if lowered not in choices:
+            raise ValueError(f"`{name}` == {value!r}, must be one of: {', '.join(choices)}")
+        return lowered
 
     return convert
 

@@ -85,12 +85,9 @@ class OptunaSearch(BaseSearch, _OptunaParams):
         pruner: none, median, asha (successive halving) or hyperband; a trial reports ``metric``
             after every epoch, and a pruned one is stopped and marked ``pruned`` in ``trials``.
         storage: where parallel workers share the study (see the module docstring).
-        refine: k > 0 runs a second stage in the space narrowed around the top k trials (as
-            HyperoptSearch does).
-        trialFraction: trials train and validate on this seeded fraction of the training rows
-            (e.g. 0.25 for cheap trials); the refit uses all of them.
-        refitParams: estimator Params the refit sets over the best trial's, e.g. ``{"epochs": 30}``
-            after short trials.
+        refine, trialFraction, refitParams: as in :class:`~deepflash.tuning.hyperopt.search.HyperoptSearch`
+            (a second stage around the top k trials; cheaper trials on a fraction of the rows; Params
+            the refit sets over the best trial's).
 
     Example:
         >>> search = OptunaSearch(estimator=est, space={"learningRate": {"loguniform": [1e-4, 1e-1]}},
