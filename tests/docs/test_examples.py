@@ -72,15 +72,7 @@ def test_every_mark_is_known_and_the_readme_leads_with_the_quick_start():
     assert len((ROOT / "README.md").read_text().splitlines()) <= 250
 
 
-# The examples call the public API, which is the same on both profiles; gradle test runs them in
-# its first (classic) pass, the platform test runs the README's quick start on a Keras 3 stack, and
-# the modern pass's own tests cover Keras 3 behind that API. `gradle test -Pprofile=modern` runs them.
-EXAMPLES_ONCE = ("the examples use the same public API on both profiles; the first pass ran them, and the platform "
-                 "test runs the quick start on Keras 3")
-
-
 @pytest.mark.slow
-@pytest.mark.one_profile(EXAMPLES_ONCE)
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
 def test_page_examples_run(page, spark, tmp_path, monkeypatch):
     blocks = [b for b in examples(page) if b[1] == "python" or (b[1] == "yaml" and b[3] == "config")]
