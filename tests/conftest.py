@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import socket
 import sys
 import tempfile
 import warnings
@@ -20,12 +21,26 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+CONNECT_PORT = _free_port()
+
+
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
+    """The suite's classic session. It also serves Spark Connect on ``CONNECT_PORT`` (Spark's
+    Connect plugin), so that the ``connect`` fixture's client shares its executors."""
     from pyspark.sql import SparkSession
 
     local_dir = tmp_path_factory.mktemp("spark-local")
     session = (SparkSession.builder.master("local[2]").appName("deepflash-tests")
+               .config("spark.plugins", "org.apache.spark.sql.connect.SparkConnectPlugin")
+               .config("spark.connect.grpc.binding.address", "127.0.0.1")
+               .config("spark.connect.grpc.binding.port", str(CONNECT_PORT))
                .config("spark.ui.enabled", "false")
                .config("spark.sql.shuffle.partitions", "4")
                .config("spark.local.dir", str(local_dir))
@@ -39,12 +54,45 @@ def spark(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def connect(spark):
+    """A Spark Connect client of the suite's session (no SparkContext, no JVM in this client)."""
+    from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+    client = ConnectSession.builder.remote(f"sc://127.0.0.1:{CONNECT_PORT}").getOrCreate()
+    yield client
+    client.stop()
+
+
+@pytest.fixture(params=["classic", "connect"])
+def any_spark(request):
+    """A classic session, then a Spark Connect one: a test that takes it runs on both kinds."""
+    return request.getfixturevalue("spark" if request.param == "classic" else "connect")
+
+
+@pytest.fixture(scope="session")
 def digits(spark):
     """(train, test) DataFrames of scikit-learn's digits, split 80/20 by a fixed seed, cached."""
     from deepflash.data.datasets import load_digits
 
     train, test = load_digits(spark).randomSplit([0.8, 0.2], seed=7)
     return train.cache(), test.cache()
+
+
+@pytest.fixture(scope="session")
+def connect_digits(connect):
+    """The ``digits`` split, as DataFrames of the Connect session."""
+    from deepflash.data.datasets import load_digits
+
+    train, test = load_digits(connect).randomSplit([0.8, 0.2], seed=7)
+    return train.cache(), test.cache()
+
+
+@pytest.fixture()
+def any_digits(any_spark, request):
+    """``digits`` on the session ``any_spark`` gives."""
+    from deepflash.spark.session import is_connect
+
+    return request.getfixturevalue("connect_digits" if is_connect(any_spark) else "digits")
 
 
 

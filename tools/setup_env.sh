@@ -18,7 +18,7 @@ esac
 PY="${DEEPFLASH_PYTHON:-python3.11}"
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 STAMP="$VENV/.deepflash-setup"
-HASH="$(cat "$REQS" "$ROOT/python/requirements-gp.txt" "$ROOT/python/pyproject.toml" "$ROOT/tools/setup_env.sh" | sha256sum | cut -c1-32)"
+HASH="$(cat "$REQS" "$ROOT/python/requirements-gp.txt" "$ROOT/python/requirements-connect-classic.txt" "$ROOT/python/pyproject.toml" "$ROOT/tools/setup_env.sh" | sha256sum | cut -c1-32)"
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$HASH" ]; then
   echo "deepflash setup: $(basename "$VENV") is up to date"
@@ -47,6 +47,10 @@ if [ "$PROFILE" = modern ]; then
   echo "$HASH" > "$STAMP"
   exit 0
 fi
+
+# Spark Connect's client on pyspark 4.0 needs a protobuf newer than TensorFlow 2.15 declares
+# (see python/requirements-connect-classic.txt).
+$PIP install --quiet --no-deps -r "$ROOT/python/requirements-connect-classic.txt"
 
 if ! "$VENV/bin/python" -c "import horovod.tensorflow.keras, horovod.spark" >/dev/null 2>&1; then
   # The system cmake (3.25) is required: pip's cmake 4.x rejects gloo's cmake_minimum_required.
