@@ -5,6 +5,7 @@
   goals (``gradle bench``, i.e. ``spark-submit jobs/benchmark.py``); it runs the parts below:
 - ``cascade``: cascade against standard training of the ``deep`` preset;
 - ``engines``: the search engines side by side (``--engines``);
+- ``connect``: ``KerasModel.transform`` on a classic session against a Spark Connect one;
 - ``streaming``: ``readMode="stream"`` against ``"memory"`` on more data than memory;
 - ``evolution``: the evolutionary search on a sine wave (``python benchmarks/evolution.py``);
 - ``profile_speed``: where a second fit's and transform's time goes (``python benchmarks/profile_speed.py``).

@@ -138,7 +138,7 @@ def search_parallelism(train_df, args, store: str) -> dict:
 
 
 def goals_table(rows: list, baseline: float, infer: dict | None, search: dict | None,
-                streaming: dict | None) -> list[dict]:
+                streaming: dict | None, connect: dict | None = None) -> list[dict]:
     """The speed goals of the benchmark, each measured in this run: ``{"goal", "value", "bound", "better"}``."""
     by_name = {r["name"]: r for r in rows}
     local, hvd1 = by_name.get("local numProc=1, second fit"), by_name.get("horovod numProc=1, second fit")
@@ -154,6 +154,9 @@ def goals_table(rows: list, baseline: float, infer: dict | None, search: dict | 
                       "value": hvd1["train_seconds"] / local["train_seconds"], "bound": 1.15, "better": "lower"})
     if infer:
         goals.append({"goal": "transform / model.predict", "value": infer["ratio"], "bound": 1.5, "better": "lower"})
+    if connect and "ratio" in connect:
+        goals.append({"goal": "transform on Spark Connect / classic", "value": connect["ratio"], "bound": 1.2,
+                      "better": "lower"})
     if streaming and "stream_vs_memory_throughput" in streaming:
         goals.append({"goal": "streaming throughput / in-memory", "value": streaming["stream_vs_memory_throughput"],
                       "bound": 0.9, "better": "higher"})
@@ -264,8 +267,10 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip", default="",
-                        help="comma list of runs to skip: local,hvd1,hvd2,bar1,bar2,inference,search,algos,best,"
-                             "stream,cascade")
+                        help="comma list of runs to skip: local,hvd1,hvd2,bar1,bar2,inference,connect,search,algos,"
+                             "best,stream,cascade")
+    parser.add_argument("--connect-repeats", type=int, default=5,
+                        help="transform on classic against Connect: timed transforms per session (median)")
     parser.add_argument("--search-epochs", type=int, default=2, help="epochs per trial in the search comparison")
     parser.add_argument("--algo-rows", type=int, default=10000, help="TPE against random: training rows (0 = all)")
     parser.add_argument("--algo-epochs", type=int, default=2, help="TPE against random: epochs per trial")
@@ -326,13 +331,19 @@ def main(argv=None) -> int:
             if key not in skip:
                 # Each configuration gets its own store so that its first fit really writes the Parquet.
                 rows += estimator_runs(spark, train_df, test_df, len(x), args, backend, n, os.path.join(store, key))
-        infer = None
+        infer = connect = None
         fitted = next((r["model"] for r in rows[1:]), None)
-        if "inference" not in skip and fitted is not None:
+        if fitted is not None and not {"inference", "connect"} <= skip:
             all_x = np.concatenate([x, x_test])
             all_df = train_df.union(test_df).cache()
             all_df.count()
-            infer = inference(spark, fitted, all_df, all_x, args)
+            if "inference" not in skip:
+                infer = inference(spark, fitted, all_df, all_x, args)
+            if "connect" not in skip:
+                from benchmarks.connect import connect_benchmark
+
+                connect = connect_benchmark(fitted, all_df, spark.sparkContext.master, args.connect_repeats,
+                                            os.path.join(store, "connect"))
         search = algos = best = streaming = cascade = engines = None
         if "cascade" not in skip:
             from benchmarks.cascade import cascade_benchmark
@@ -379,6 +390,10 @@ def main(argv=None) -> int:
         lines += ["", f"Inference on {infer['rows']} rows: model.predict {infer['predict_seconds']:.2f}s, "
                       f"KerasModel.transform (noop sink) {infer['transform_seconds']:.2f}s, "
                       f"ratio {infer['ratio']:.2f} (goal <= 1.5)"]
+    if connect:
+        from benchmarks.connect import report_lines as connect_lines
+
+        lines += connect_lines(connect)
     if search:
         lines += ["", f"Search, 8 random trials of {args.search_epochs} epochs: parallelism=2 "
                       f"{search[2]['seconds']:.1f}s (best val_accuracy {search[2]['best_val_accuracy']:.4f}), "
@@ -421,7 +436,7 @@ def main(argv=None) -> int:
         from benchmarks.engines import engines_lines
 
         lines += engines_lines(engines)
-    goals = goals_table(rows, baseline, infer, search, streaming) if rows else []
+    goals = goals_table(rows, baseline, infer, search, streaming, connect) if rows else []
     if goals:
         lines += ["", "| goal | measured | bound | met |", "|---|---|---|---|"]
         lines += [f"| {g['goal']} | {g['value']:.2f} | {'<=' if g['better'] == 'lower' else '>='} {g['bound']:g} | "
@@ -458,7 +473,8 @@ def main(argv=None) -> int:
         from benchmarks.engines import engines_plot
 
         engines_plot(engines, os.path.join(args.output, "search_engines.png"))
-    result = {"rows": [{k: v for k, v in r.items() if k != "model"} for r in rows], "inference": infer, "goals": goals,
+    result = {"rows": [{k: v for k, v in r.items() if k != "model"} for r in rows], "inference": infer,
+              "connect": connect, "goals": goals,
               "cascade": cascade, "engines": engines,
               "search": search,
               "algos": algos, "best": best, "streaming": streaming, "args": vars(args), "report": report}

@@ -4,7 +4,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import socket
 import sys
 import tempfile
 import warnings
@@ -21,52 +20,35 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-CONNECT_PORT = _free_port()
+# `gradle test` runs the tests marked `connect` a second time with DEEPFLASH_TEST_SPARK=connect:
+# then `spark` is a Spark Connect session (a local Connect server, `builder.remote("local[2]")`).
+# pyspark switches a whole process to Connect once it starts a remote session, so the two kinds of
+# session never share a process, as they never do on a user's cluster.
+TEST_SPARK = os.environ.get("DEEPFLASH_TEST_SPARK", "classic")
+CONNECT = TEST_SPARK == "connect"
 
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
-    """The suite's classic session. It also serves Spark Connect on ``CONNECT_PORT`` (Spark's
-    Connect plugin), so that the ``connect`` fixture's client shares its executors."""
+    """The suite's one session: classic local[2], or in the connect pass a Spark Connect client of
+    the local Connect server that ``builder.remote("local[2]")`` starts in this process (on
+    pyspark's port 15002, so connect passes run one at a time)."""
     from pyspark.sql import SparkSession
 
     local_dir = tmp_path_factory.mktemp("spark-local")
-    session = (SparkSession.builder.master("local[2]").appName("deepflash-tests")
-               .config("spark.plugins", "org.apache.spark.sql.connect.SparkConnectPlugin")
-               .config("spark.connect.grpc.binding.address", "127.0.0.1")
-               .config("spark.connect.grpc.binding.port", str(CONNECT_PORT))
+    builder = SparkSession.builder.remote("local[2]") if CONNECT else SparkSession.builder.master("local[2]")
+    session = (builder.appName("deepflash-tests")
                .config("spark.ui.enabled", "false")
                .config("spark.sql.shuffle.partitions", "4")
                .config("spark.local.dir", str(local_dir))
                .config("spark.driver.memory", "2g")
                .config("spark.sql.execution.arrow.pyspark.enabled", "true")
                .getOrCreate())
-    session.sparkContext.setLogLevel("ERROR")
+    if not CONNECT:
+        session.sparkContext.setLogLevel("ERROR")
     logging.getLogger("deepflash").setLevel(logging.INFO)
     yield session
     session.stop()
-
-
-@pytest.fixture(scope="session")
-def connect(spark):
-    """A Spark Connect client of the suite's session (no SparkContext, no JVM in this client)."""
-    from pyspark.sql.connect.session import SparkSession as ConnectSession
-
-    client = ConnectSession.builder.remote(f"sc://127.0.0.1:{CONNECT_PORT}").getOrCreate()
-    yield client
-    client.stop()
-
-
-@pytest.fixture(params=["classic", "connect"])
-def any_spark(request):
-    """A classic session, then a Spark Connect one: a test that takes it runs on both kinds."""
-    return request.getfixturevalue("spark" if request.param == "classic" else "connect")
 
 
 @pytest.fixture(scope="session")
@@ -76,23 +58,6 @@ def digits(spark):
 
     train, test = load_digits(spark).randomSplit([0.8, 0.2], seed=7)
     return train.cache(), test.cache()
-
-
-@pytest.fixture(scope="session")
-def connect_digits(connect):
-    """The ``digits`` split, as DataFrames of the Connect session."""
-    from deepflash.data.datasets import load_digits
-
-    train, test = load_digits(connect).randomSplit([0.8, 0.2], seed=7)
-    return train.cache(), test.cache()
-
-
-@pytest.fixture()
-def any_digits(any_spark, request):
-    """``digits`` on the session ``any_spark`` gives."""
-    from deepflash.spark.session import is_connect
-
-    return request.getfixturevalue("connect_digits" if is_connect(any_spark) else "digits")
 
 
 
@@ -107,8 +72,14 @@ SECOND_PROFILE_PASS = os.environ.get("DEEPFLASH_SECOND_PROFILE_PASS") == "1"
 
 
 def pytest_collection_modifyitems(config, items):
-    """Skips tests marked ``horovod`` or ``petastorm`` where that package is not installed, and
-    those marked ``one_profile`` in the second profile pass of ``gradle test``."""
+    """Skips tests marked ``horovod`` or ``petastorm`` where that package is not installed, those
+    marked ``one_profile`` in the second profile pass of ``gradle test``, and in the connect pass
+    every test not marked ``connect``."""
+    if CONNECT:
+        skip = pytest.mark.skip(reason="the connect pass runs only the tests marked `connect`")
+        for item in items:
+            if item.get_closest_marker("connect") is None:
+                item.add_marker(skip)
     if SECOND_PROFILE_PASS:
         for item in items:
             marker = item.get_closest_marker("one_profile")

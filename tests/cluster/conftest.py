@@ -7,6 +7,7 @@ Each scenario runs in its own ``spark-submit`` driver (one SparkContext per proc
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import json
@@ -89,6 +90,9 @@ class SparkCluster:
     worker_dirs: list[str]
     log_dir: str
     root: str = str(ROOT)
+    connect_log: str | None = None  # the log of the latest Connect server (connect_server)
+    # the executor stderrs that existed before it started: its executors start with it, not with a client
+    connect_before: set | None = None
 
     def executor_stderrs(self) -> list[str]:
         """Every executor's stderr file, oldest application first."""
@@ -107,20 +111,8 @@ class SparkCluster:
         script = Path(script)
         if not script.is_absolute():
             script = ROOT / script if (ROOT / script).exists() else SCENARIOS / script
-        cmd = [os.path.join(self.spark_home, "bin", "spark-submit"), "--master", self.master_url,
-               *[a for k, v in CONF.items() for a in ("--conf", f"{k}={v}")],
-               "--conf", f"spark.pyspark.python={self.python}",
-               "--conf", f"spark.pyspark.driver.python={self.python}",
-               "--conf", "spark.executor.memory=1g", "--conf", "spark.ui.enabled=false",
-               "--driver-memory", "1g", str(script), *map(str, args)]
-        full_env = dict(os.environ)
-        full_env.update({"SPARK_HOME": self.spark_home, "SPARK_LOCAL_IP": "127.0.0.1",
-                         "SPARK_CONF_DIR": os.path.join(os.path.dirname(self.log_dir), "conf"),
-                         "PYSPARK_PYTHON": self.python, "PYSPARK_DRIVER_PYTHON": self.python,
-                         "TF_CPP_MIN_LOG_LEVEL": "2",
-                         # MLflow, where a scenario uses it, logs to the shared store, not to a driver-only /tmp
-                         "MLFLOW_TRACKING_URI": f"sqlite:///{self.shared_dir}/mlflow.db"})
-        full_env.update(env or {})
+        cmd = [*self._spark_submit(), str(script), *map(str, args)]
+        full_env = {**self._env(), **(env or {})}
         before = set(self.executor_stderrs())
         started = time.time()
         try:
@@ -138,6 +130,93 @@ class SparkCluster:
             pytest.fail(f"spark-submit {script.name} {' '.join(map(str, args))} exited {proc.returncode}\n"
                         + self.failure_report(proc.stderr, before, proc.stdout), pytrace=False)
         return proc
+
+    def _spark_submit(self) -> list[str]:
+        """spark-submit against the cluster with the suite's conf, up to the application argument."""
+        return [os.path.join(self.spark_home, "bin", "spark-submit"), "--master", self.master_url,
+                *[a for k, v in CONF.items() for a in ("--conf", f"{k}={v}")],
+                "--conf", f"spark.pyspark.python={self.python}",
+                "--conf", f"spark.pyspark.driver.python={self.python}",
+                "--conf", "spark.executor.memory=1g", "--conf", "spark.ui.enabled=false",
+                "--driver-memory", "1g"]
+
+    def _env(self) -> dict:
+        """The environment of a driver on the cluster (a spark-submit or the Connect server)."""
+        return {**os.environ, "SPARK_HOME": self.spark_home, "SPARK_LOCAL_IP": "127.0.0.1",
+                "SPARK_CONF_DIR": os.path.join(os.path.dirname(self.log_dir), "conf"),
+                "PYSPARK_PYTHON": self.python, "PYSPARK_DRIVER_PYTHON": self.python,
+                "TF_CPP_MIN_LOG_LEVEL": "2",
+                # MLflow, where a scenario uses it, logs to the shared store, not to a driver-only /tmp
+                "MLFLOW_TRACKING_URI": f"sqlite:///{self.shared_dir}/mlflow.db"}
+
+    @contextlib.contextmanager
+    def connect_server(self, timeout: float = START_TIMEOUT_S):
+        """A Spark Connect server whose driver runs against the cluster; yields its ``sc://`` URL.
+
+        The server is one more spark-submit (the Connect server class of the profile's pyspark
+        jars), in its own process group, stopped on exit. Fails the test with the tail of its log
+        when it exits or its port does not open within ``timeout`` seconds.
+        """
+        port = _free_port()
+        log_path = os.path.join(self.log_dir, f"connect-server-{port}.log")
+        self.connect_log, self.connect_before = log_path, set(self.executor_stderrs())
+        cmd = [*self._spark_submit(), "--class", "org.apache.spark.sql.connect.service.SparkConnectServer",
+               "--name", "deepflash-connect-server", "--conf", f"spark.connect.grpc.binding.port={port}",
+               "--conf", "spark.connect.grpc.binding.address=127.0.0.1", "spark-internal"]
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen(cmd, cwd=self.root, env=self._env(), stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            started = time.time()
+            while True:
+                if proc.poll() is not None:
+                    pytest.fail(f"the Connect server exited {proc.returncode} before its port {port} opened\n"
+                                f"--- {log_path} (tail)\n{_tail(log_path, 60)}", pytrace=False)
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                    s.settimeout(1)
+                    if s.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                if time.time() - started > timeout:
+                    pytest.fail(f"the Connect server's port {port} did not open within {timeout}s\n"
+                                f"--- {log_path} (tail)\n{_tail(log_path, 60)}", pytrace=False)
+                time.sleep(0.5)
+            yield f"sc://127.0.0.1:{port}"
+        finally:
+            _stop_group(proc)
+
+    def client(self, script: str | Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        """Runs a Connect client scenario with plain ``python`` (not spark-submit: its session is remote).
+
+        A non-zero exit fails the test with the client's output and the tails of the Connect
+        server's log and of the executor stderrs the run produced.
+        """
+        script = Path(script)
+        if not script.is_absolute():
+            script = SCENARIOS / script
+        cmd = [self.python, str(script), *map(str, args)]
+        before = self.connect_before if self.connect_before is not None else set(self.executor_stderrs())
+        started = time.time()
+        try:
+            proc = subprocess.run(cmd, cwd=self.root, env=self._env(), capture_output=True, text=True,
+                                  timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else e.stdout
+            err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr
+            pytest.fail(f"{script.name} timed out after {timeout}s\n" + self.failure_report(err, before, out)
+                        + self._server_tail(), pytrace=False)
+        proc.seconds = time.time() - started  # type: ignore[attr-defined]
+        proc.executor_stderrs = [f for f in self.executor_stderrs() if f not in before]  # type: ignore[attr-defined]
+        with open(os.path.join(self.log_dir, f"{script.stem}-{uuid.uuid4().hex[:6]}.log"), "w") as f:
+            f.write(f"$ {' '.join(cmd)}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
+        if proc.returncode != 0:
+            pytest.fail(f"{script.name} {' '.join(map(str, args))} exited {proc.returncode}\n"
+                        + self.failure_report(proc.stderr, before, proc.stdout) + self._server_tail(),
+                        pytrace=False)
+        return proc
+
+    def _server_tail(self) -> str:
+        path = self.connect_log
+        return f"\n--- Connect server {path} (tail)\n{_tail(path, 40)}" if path else ""
 
     def failure_report(self, driver_stderr: str | None, before: set | None = None, stdout: str | None = None) -> str:
         parts = []

@@ -131,3 +131,21 @@ def test_barrier_backend_trains_across_both_workers_without_horovod(cluster):
     assert stream["read_mode"] == "stream" and stream["rows_read_per_rank"] == [-1, -1], stream
     assert stream["reused"] is True and stream["epochs"] == 12, stream
     assert stream["accuracy"] >= 0.93, stream
+
+
+@pytest.mark.connect
+@pytest.mark.skipif(os.environ.get("DEEPFLASH_TEST_SPARK") != "connect",
+                    reason="runs in the connect pass of `gradle test` (DEEPFLASH_TEST_SPARK=connect), once")
+def test_connect_client_fits_with_barrier_saves_and_a_new_session_loads(cluster):
+    with cluster.connect_server() as url:
+        proc = cluster.client("connect_pipeline.py", url, cluster.shared_dir, timeout=600)
+    out = cluster.result(proc)
+    # the barrier ranks ran in the server's executors, one on each worker
+    assert _workers_used(cluster, proc) == {"worker-1", "worker-2"}, out
+    assert out["new_session"] is True, out
+    assert out["epochs"] == 12, out
+    assert out["accuracy"] >= 0.95, out
+    assert out["rows"] == out["loaded_rows"] > 300, out
+    assert out["equal_predictions"] == out["rows"], out
+    assert out["max_abs_probability_diff"] < 1e-6, out
+    assert os.path.isdir(os.path.join(cluster.shared_dir, "connect-model", "stages"))

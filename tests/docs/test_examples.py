@@ -72,8 +72,13 @@ def test_every_mark_is_known_and_the_readme_leads_with_the_quick_start():
     assert len((ROOT / "README.md").read_text().splitlines()) <= 250
 
 
+# Pages whose examples the connect pass of `gradle test` runs again, on a Spark Connect session.
+CONNECT_PAGES = {ROOT / "docs" / "connect.md"}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
+@pytest.mark.parametrize("page", [pytest.param(p, marks=pytest.mark.connect) if p in CONNECT_PAGES else p
+                                  for p in PAGES], ids=[str(p.relative_to(ROOT)) for p in PAGES])
 def test_page_examples_run(page, spark, tmp_path, monkeypatch):
     blocks = [b for b in examples(page) if b[1] == "python" or (b[1] == "yaml" and b[3] == "config")]
     if not blocks:

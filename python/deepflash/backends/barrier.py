@@ -227,6 +227,6 @@ class BarrierBackend(Backend):
     def check(self, spark) -> None:
         check_slots(spark, self._num_proc, "barrier")
 
-    def run(self, fn: Callable[..., Any], args: tuple = ()) -> list[Any]:
+    def run(self, spark, fn: Callable[..., Any], args: tuple = ()) -> list[Any]:
         task = _RankTask(fn, args, forwarded_env(("DEEPFLASH_",), RANK_ENV))
-        return run_stage(task, self._num_proc, FOLLOW_ON)
+        return run_stage(spark, task, self._num_proc, FOLLOW_ON)

@@ -1,6 +1,6 @@
 """The Backend interface and the single-process :class:`Communicator` every backend's communicator extends.
 
-A backend starts the training processes (:meth:`Backend.run`); its :meth:`Backend.communicator`
+A backend starts the training processes on a session's cluster (:meth:`Backend.run`); its :meth:`Backend.communicator`
 names the class that connects them inside each process (gradients, metrics, barriers). The class
 travels to the processes inside :class:`~deepflash.worker.settings.TrainSettings`, pickled by
 reference, and is created there by the training loop; it imports TensorFlow or Horovod only
@@ -113,8 +113,13 @@ class Backend(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def run(self, fn: Callable[..., Any], args: tuple = ()) -> list[Any]:
+    def run(self, spark, fn: Callable[..., Any], args: tuple = ()) -> list[Any]:
         """Calls ``fn(*args)`` in every process and returns the results ordered by rank.
+
+        Args:
+            spark: the session whose cluster runs the processes (the training DataFrame's,
+                classic or Connect); unused by a backend that runs in the driver.
+            fn, args: what every process runs.
 
         Raises:
             WorkerError: a process raised; the message carries its exception and last frames.

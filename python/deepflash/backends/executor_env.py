@@ -27,7 +27,8 @@ What it imports there, decided by cost:
 
 A passing answer is cached per Spark application (``spark.app.id``, readable on classic and Connect
 sessions), so a search's trials and later fits do not pay for it again; a failing one is not, so
-that a fix made within the session (``spark.sparkContext.addPyFile``) counts at the next fit.
+that a fix made within the session (classic: ``spark.sparkContext.addPyFile``; Connect:
+``spark.addArtifacts``) counts at the next fit.
 """
 from __future__ import annotations
 
@@ -40,7 +41,9 @@ import types
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from deepflash.backends.stage import available_slots, worker_exception
+from deepflash.backends.stage import worker_exception
+from deepflash.spark.session import conf, is_connect
+from deepflash.spark.slots import count_slots
 
 log = logging.getLogger("deepflash")
 
@@ -221,23 +224,23 @@ def format_error(driver: PythonEnvironment, found: list[tuple[PythonEnvironment,
 
 
 def python_setting(spark) -> str:
-    """Which Python this session starts on executors, as a note for the error message."""
-    try:
-        executable = spark.sparkContext.pythonExec
-    except AttributeError:  # a Spark Connect session has no sparkContext; the server decides
-        return "a Spark Connect server decides it"
-    unset = "" if os.environ.get("PYSPARK_PYTHON") else ", as PYSPARK_PYTHON was unset when it started"
-    return f"this session starts `{executable}` there{unset}"
+    """Which Python this session starts on executors, as a note for the error message: the
+    session's ``spark.pyspark.python``, else (classic) the driver's ``PYSPARK_PYTHON``; a Spark
+    Connect server decides it from its own environment."""
+    executable = conf(spark, "spark.pyspark.python")
+    if executable:
+        return f"this session starts `{executable}` there (spark.pyspark.python)"
+    if is_connect(spark):
+        return "the Spark Connect server starts the Python its own PYSPARK_PYTHON names"
+    executable = os.environ.get("PYSPARK_PYTHON")
+    if executable:
+        return f"this session starts `{executable}` there (PYSPARK_PYTHON)"
+    return "this session starts `python3` there, as PYSPARK_PYTHON was unset"
 
 
 def _task_count(spark, at_least: int) -> int:
-    """One task per task slot; Spark Connect has no SparkContext to count them, so there the
-    ``spark.default.parallelism`` setting, if any, stands in."""
-    try:
-        slots = available_slots(spark)
-    except AttributeError:  # a Spark Connect session has no sparkContext
-        slots = int(spark.conf.get("spark.default.parallelism", "0") or 0)
-    return max(slots, at_least, 1)
+    """One task per task slot (:func:`~deepflash.spark.slots.count_slots`), at least ``at_least``."""
+    return max(count_slots(spark, at_least=max(at_least, 1)).total, at_least, 1)
 
 
 def _run_probe(spark, tasks: int) -> list[PythonEnvironment]:

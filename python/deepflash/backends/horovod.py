@@ -195,6 +195,6 @@ class HorovodBackend(Backend):
         except ImportError as e:
             raise MissingDependencyError(horovod_missing(str(e))) from None
 
-    def run(self, fn: Callable[..., Any], args: tuple = ()) -> list[Any]:
+    def run(self, spark, fn: Callable[..., Any], args: tuple = ()) -> list[Any]:
         task = _RankTask(fn, args, forwarded_env(("DEEPFLASH_", "HOROVOD_"), _HOROVOD_ENV))
-        return run_stage(task, self._num_proc, FOLLOW_ON)
+        return run_stage(spark, task, self._num_proc, FOLLOW_ON)

@@ -17,5 +17,5 @@ class LocalBackend(Backend):
             raise ValueError(f"`numProc` == {self._num_proc}, must be 1 with backend='local'; "
                              "use backend='horovod' for more processes")
 
-    def run(self, fn: Callable[..., Any], args: tuple = ()) -> list[Any]:
+    def run(self, spark, fn: Callable[..., Any], args: tuple = ()) -> list[Any]:
         return [fn(*args)]  # in this process: the exception itself reaches the caller

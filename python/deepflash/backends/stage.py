@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from deepflash.backends.base import WorkerError
+from deepflash.spark.slots import Slots, count_slots
+from deepflash.spark.tasks import run_barrier
 
 log = logging.getLogger("deepflash")
 
@@ -49,21 +51,19 @@ def worker_exception(text: str) -> str | None:
     return found
 
 
-def available_slots(spark) -> int:
-    """Task slots the cluster offers right now: total cores divided by ``spark.task.cpus``."""
-    sc = spark.sparkContext
-    task_cpus = int(sc.getConf().get("spark.task.cpus", "1"))
-    return max(1, sc.defaultParallelism // max(task_cpus, 1))
+def available_slots(spark, num_proc: int = 1) -> Slots:
+    """Task slots the cluster offers (:func:`~deepflash.spark.slots.count_slots`: from the
+    session's settings, else a probe stage of at least ``num_proc`` tasks)."""
+    return count_slots(spark, at_least=num_proc)
 
 
 def check_slots(spark, num_proc: int, backend: str) -> None:
-    """Raises before any job when a barrier stage of ``num_proc`` tasks cannot be scheduled at once."""
-    slots = available_slots(spark)
-    if num_proc > slots:
+    """Raises before any training job when a barrier stage of ``num_proc`` tasks cannot be scheduled at once."""
+    slots = available_slots(spark, num_proc)
+    if num_proc > slots.total and not slots.at_least:
         raise ValueError(
-            f"`numProc` == {num_proc}, but the cluster has {slots} task slot(s) "
-            f"(spark.default.parallelism / spark.task.cpus); every process of backend={backend!r} needs its own "
-            f"slot, so lower numProc to <= {slots} or add executors")
+            f"`numProc` == {num_proc}, but the cluster has {slots.describe()}; every process of "
+            f"backend={backend!r} needs its own slot, so lower numProc to <= {slots.total} or add executors")
 
 
 @dataclass(frozen=True)
@@ -153,13 +153,13 @@ class RankTask:
     def __init__(self, fn: Callable[..., Any], args: tuple, env: dict[str, str]):
         self.fn, self.args, self.env = fn, args, env
 
-    def __call__(self, index: int, _rows) -> list[RankOutcome]:
+    def __call__(self, index: int) -> RankOutcome:
         from pyspark import BarrierTaskContext
 
         ctx = BarrierTaskContext.get()
         hosts = task_hosts(ctx)
         slots = assign_slots(hosts)
-        return [self.run_rank(index, Placement(ctx=ctx, hosts=hosts, slots=slots, slot=slots[index]))]
+        return self.run_rank(index, Placement(ctx=ctx, hosts=hosts, slots=slots, slot=slots[index]))
 
     def run_rank(self, index: int, place: Placement) -> RankOutcome:
         """Runs this task's rank; returns its value or its error (never raises for the rank's own failure)."""
@@ -175,20 +175,22 @@ def first_failure(outcomes: list[RankOutcome], follow_on: tuple[str, ...] = ()) 
     return min(failed, key=lambda o: (any(m in o.error.splitlines()[0] for m in follow_on), o.failed_at, o.rank))
 
 
-def run_stage(task: Callable[[int, Any], list[RankOutcome]], num_proc: int,
+def run_stage(spark, task: Callable[[int], RankOutcome], num_proc: int,
               follow_on: tuple[str, ...] = ()) -> list[Any]:
-    """Runs ``task`` as ``num_proc`` barrier tasks; returns the ranks' values ordered by rank.
+    """Runs ``task`` as ``num_proc`` barrier tasks of ``spark`` (a classic or Connect session,
+    through :func:`~deepflash.spark.tasks.run_barrier`); returns the ranks' values ordered by rank.
 
     Raises:
+        ValueError: ``spark`` is None (a barrier stage needs the session of the training data).
         WorkerError: a rank failed (the first cause, with its last frames), or a task ended
             without reporting (its Python worker exited or was killed).
     """
-    from pyspark.sql import SparkSession
-
-    sc = SparkSession.getActiveSession().sparkContext
+    if spark is None:
+        raise ValueError(f"a barrier stage of {num_proc} training processes needs a SparkSession, got None: "
+                         "pass the training DataFrame's session (`spark=dataset.sparkSession`)")
     n = num_proc
     try:
-        outcomes = sc.parallelize(range(n), n).barrier().mapPartitionsWithIndex(task).collect()
+        outcomes = run_barrier(spark, task, n)
     except Exception as e:  # the task itself failed: a rank's Python worker raised, exited or was killed
         text = str(e).strip()
         cause = worker_exception(text)

@@ -66,9 +66,11 @@ class LocalEvaluator(Evaluator):
 
 
 class SparkEvaluator(Evaluator):
-    """Each encoding is one Spark task (a one-partition job); ``parallelism`` of them run at once.
+    """Each encoding is one Spark task (a one-task job); ``parallelism`` of them run at once.
 
-    The jobs run in a job group of their own, cancelled when the batch ends by an error or Ctrl-C.
+    The jobs carry a job tag of their own (:func:`~deepflash.spark.tags.tagged_jobs`), interrupted
+    when the batch ends by an error or Ctrl-C. The problem (its series included) travels in each
+    task's closure, so a classic session and a Connect one serve alike.
 
     Args:
         spark: the session.
@@ -89,18 +91,18 @@ class SparkEvaluator(Evaluator):
         self.threads = trial_threads(spark, parallelism) if threads is None else int(threads)
 
     def evaluate(self, problem: Problem, encodings: Sequence[tuple[int, ...]]) -> list[Evaluation]:
-        from pyspark import inheritable_thread_target
+        from deepflash.spark.tags import tagged_jobs
+        from deepflash.spark.tasks import run_tasks
 
-        from deepflash.tuning.base import job_group
-
-        sc = self.spark.sparkContext
         task = functools.partial(evaluate_one, problem, threads=self.threads)
 
         def run(encoding: tuple[int, ...]) -> Evaluation:
-            return sc.parallelize([tuple(encoding)], 1).map(task).collect()[0]
+            return run_tasks(self.spark, task, [tuple(encoding)])[0]
 
-        with job_group(sc, f"deepflash evolutionary search: {len(encodings)} evaluations", cancel=True):
-            # Wrapped here, inside the group: each thread's jobs inherit the group's properties.
-            target = inheritable_thread_target(self.spark)(run)
-            with ThreadPoolExecutor(max_workers=self.parallelism) as pool:
-                return list(pool.map(target, encodings))
+        with tagged_jobs(self.spark, "evolution-evaluations", interrupt=True) as tag:
+            # Each pool thread tags its own jobs: a tag holds for the thread that adds it.
+            pool = ThreadPoolExecutor(max_workers=self.parallelism, initializer=tag.add)
+            try:
+                return list(pool.map(run, encodings))
+            finally:
+                pool.shutdown(wait=False, cancel_futures=True)

@@ -279,12 +279,12 @@ def _check_candidates(candidates: Any, steps: int) -> list[tuple[int, tuple[int,
 
 def _sample_task(candidate: tuple[int, tuple[int, ...]], series, settings: _Settings, threshold: float,
                  threads: int) -> SamplingResult:
-    """One Spark task: windows of the broadcast series at the candidate's look-back, then sampling."""
+    """One Spark task: windows of the series (from the task's closure) at the candidate's look-back, then sampling."""
     from deepflash.worker.devices import configure_tensorflow
 
     configure_tensorflow(threads=threads)
     look_back, hidden = candidate
-    x, y = window_arrays(series.value, look_back)
+    x, y = window_arrays(series, look_back)
     return mae_random_sampling(x, y, hidden, samples=settings.samples, init=settings.init,
                                init_scale=settings.init_scale, threshold=threshold,
                                layer_type=settings.layer_type, activation=settings.activation,
@@ -300,7 +300,8 @@ def sample_architectures(spark, series_values: np.ndarray, candidates: Sequence[
                          seed: int = 0) -> list[SamplingResult]:
     """MAE random sampling of several architectures, one Spark task each, in ``candidates`` order.
 
-    The series travels once, as a broadcast; every task windows it at its own look-back. All
+    The series travels in the tasks' closure (one job; Spark ships a large closure once per
+    executor on a classic session); every task windows it at its own look-back. All
     candidates share one threshold, so their ``log_p`` compare: by default ``threshold_fraction``
     times the mean-predictor MAE of the whole series' target (first) column. Tasks that share an
     executor split its cores (TensorFlow's thread pools are capped per task). Each candidate is
@@ -317,7 +318,8 @@ def sample_architectures(spark, series_values: np.ndarray, candidates: Sequence[
         >>> series = np.sin(2 * np.pi * np.arange(1000) / 100)
         >>> [r.log_p for r in sample_architectures(spark, series, [(2, [2, 2]), (4, [8])])]
     """
-    from deepflash.tuning.hyperopt.search import trial_threads
+    from deepflash.spark.tasks import run_tasks
+    from deepflash.tuning.base import trial_threads
 
     s = _settings(samples, init, init_scale, layer_type, activation, output_activation, threshold,
                   threshold_fraction, batch, seed)
@@ -334,12 +336,7 @@ def sample_architectures(spark, series_values: np.ndarray, candidates: Sequence[
         if shared <= 0:
             raise ValueError("`series_values` is constant, so the default threshold is 0; pass `threshold`")
     threads = trial_threads(spark, len(checked))
-    sc = spark.sparkContext
-    broadcast = sc.broadcast(series)
-    try:
-        log.info("MAE random sampling of %d architecture(s) as Spark tasks, %d draws each, %d thread(s) per task",
-                 len(checked), s.samples, threads)
-        task = functools.partial(_sample_task, series=broadcast, settings=s, threshold=shared, threads=threads)
-        return sc.parallelize(checked, len(checked)).map(task).collect()
-    finally:
-        broadcast.destroy()
+    log.info("MAE random sampling of %d architecture(s) as Spark tasks, %d draws each, %d thread(s) per task",
+             len(checked), s.samples, threads)
+    task = functools.partial(_sample_task, series=series, settings=s, threshold=shared, threads=threads)
+    return run_tasks(spark, task, checked)

@@ -47,20 +47,27 @@ def _normalize(uri: str) -> str:
     return uri.rstrip("/") if uri.rstrip("/") not in ("file:", "file://") else uri
 
 
-def qualify(path: str, hadoop_conf=None) -> str:
-    """``path`` as a fully qualified URI, resolved as Spark resolves it.
+def qualify(path: str, spark=None, *, local: bool = False) -> str:
+    """``path`` as a fully qualified URI, resolved as Spark resolves it, without the JVM.
 
     - ``dbfs:/x`` becomes ``file:///dbfs/x`` (the FUSE mount on every Databricks node);
     - a path with a scheme is kept (``file:/x`` is written ``file:///x``);
-    - a path without one is qualified against Hadoop's ``fs.defaultFS`` through the active
-      SparkContext's Hadoop configuration (a relative path against the working directory for
-      ``file:``, against the user's home for ``hdfs:``); with no SparkContext (on a worker, or
-      before Spark starts) it is a local path.
+    - a path without one is qualified against Hadoop's ``fs.defaultFS``
+      (:func:`deepflash.spark.session.default_fs`) by Hadoop's rule: for ``file:`` it becomes an
+      absolute local path (a relative one against the working directory); for any other
+      filesystem (``hdfs://nn:8020``) an absolute path is kept and a relative one is taken
+      against the user's home there, ``/user/<user>``.
 
     Args:
         path: a path or URI.
-        hadoop_conf: a JVM Hadoop ``Configuration``; the active SparkContext's when None; False
-            for a local path whatever Spark says (files that Python code writes locally: plots).
+        spark: the session whose ``spark.hadoop.fs.defaultFS`` counts (classic or Connect);
+            None: the ``core-site.xml`` of this machine (``HADOOP_CONF_DIR``), else ``file:``.
+        local: a path without a scheme is a local path whatever Spark says (files that Python
+            code writes locally: reports, plots).
+
+    Example:
+        >>> qualify("models/m", spark)  # spark.hadoop.fs.defaultFS=hdfs://nn:8020
+        'hdfs://nn:8020/user/me/models/m'
     """
     if not path:
         raise ValueError("an empty path: expected a local path or a filesystem URI")
@@ -70,32 +77,35 @@ def qualify(path: str, hadoop_conf=None) -> str:
         return _file_uri(posixpath.join(dbfs_root(), rest.lstrip("/")))
     if scheme:
         return _normalize(path)
-    conf = hadoop_conf if hadoop_conf is not None else _active_hadoop_conf()
-    if conf is None or conf is False:
+    if local:
         return _file_uri(path)
-    from pyspark import SparkContext
-
-    jvm = SparkContext._jvm
-    hpath = jvm.org.apache.hadoop.fs.Path(path)
-    qualified = str(hpath.getFileSystem(conf).makeQualified(hpath).toString())
-    return _normalize(qualified)
+    return against_default_fs(path, default_fs(spark))
 
 
-def _active_hadoop_conf():
-    try:
-        from pyspark import SparkContext
-    except ImportError:
-        return None
-    sc = SparkContext._active_spark_context
-    return None if sc is None else sc._jsc.hadoopConfiguration()
+def against_default_fs(path: str, default: str) -> str:
+    """A path without a scheme on the filesystem ``default`` (an ``fs.defaultFS`` value), as
+    Hadoop's ``FileSystem.makeQualified`` makes it (see :func:`qualify`)."""
+    base = urlparse(default)
+    if base.scheme in ("", "file"):
+        return _file_uri(path)
+    if not path.startswith("/"):
+        path = posixpath.join(hadoop_home(), path)
+    return _normalize(f"{base.scheme}://{base.netloc}{posixpath.normpath(path)}")
 
 
-def default_fs(hadoop_conf=None) -> str:
-    """Hadoop's ``fs.defaultFS`` of the active SparkContext (``file:///`` without one)."""
-    conf = hadoop_conf if hadoop_conf is not None else _active_hadoop_conf()
-    if conf is None:
-        return "file:///"
-    return str(conf.get("fs.defaultFS", "file:///"))
+def hadoop_home() -> str:
+    """The user's home directory on a Hadoop filesystem: ``/user/<user>``, the user being
+    ``HADOOP_USER_NAME`` where set, else this process's login user (as Hadoop's own client)."""
+    import getpass
+
+    return f"/user/{os.environ.get('HADOOP_USER_NAME') or getpass.getuser()}"
+
+
+def default_fs(spark=None) -> str:
+    """Hadoop's ``fs.defaultFS``: :func:`deepflash.spark.session.default_fs`."""
+    from deepflash.spark.session import default_fs as session_default_fs
+
+    return session_default_fs(spark)
 
 
 def is_local(uri: str) -> bool:

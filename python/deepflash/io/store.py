@@ -19,6 +19,9 @@ import uuid
 from typing import Any
 
 from deepflash.io import atomic, fs
+from deepflash.spark import session
+from deepflash.spark.slots import count_slots
+from deepflash.spark.tasks import run_tasks
 
 log = logging.getLogger("deepflash")
 
@@ -32,16 +35,18 @@ class Store:
 
     Args:
         root: a path or a filesystem URI; qualified with :func:`deepflash.io.fs.qualify`.
+        spark: the session whose ``fs.defaultFS`` a root without a scheme is on (None: this
+            machine's Hadoop configuration, else a local path).
 
     Example:
         >>> store = Store("hdfs://nn:8020/user/me/deepflash")
         >>> store.write_json(store.join("runs", "r1", "meta.json"), {"epochs": 3})
     """
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, spark=None):
         if not root:
             raise ValueError("`storePath` == '', must be a path or a filesystem URI")
-        self.root = fs.qualify(root)
+        self.root = fs.qualify(root, spark)
 
     def __repr__(self) -> str:
         return f"Store({self.root!r})"
@@ -100,27 +105,19 @@ class Store:
         fs.download_dir(path, local_dir)
 
 
-def is_local_master(spark) -> bool:
-    """True when the driver and every executor share one machine (``local``, ``local[N]``...)."""
-    return spark.sparkContext.master.startswith("local")
-
-
 def default_store_path(spark) -> str:
     """The store used when ``storePath`` is not set.
 
     With a distributed ``fs.defaultFS`` (HDFS, S3...) it is ``deepflash`` under the user's home
-    there, which every node reaches. Otherwise it is ``<first spark.local.dir>/deepflash`` on the
-    driver, which executors on other machines cannot see: on such a cluster
-    :func:`check_reachable` refuses it, and ``storePath`` must name shared storage.
+    there (``/user/<user>``), which every node reaches. Otherwise it is ``<first
+    spark.local.dir>/deepflash`` on the driver, which executors on other machines cannot see: on
+    such a cluster :func:`check_reachable` refuses it, and ``storePath`` must name shared storage.
     """
-    sc = spark.sparkContext
-    conf = sc._jsc.hadoopConfiguration()
-    if not fs.is_local(fs.default_fs(conf)):
-        jvm = sc._jvm
-        home = jvm.org.apache.hadoop.fs.FileSystem.get(conf).getHomeDirectory().toString()
-        return fs.join(str(home), "deepflash")
-    local_dirs = sc.getConf().get("spark.local.dir", "") or tempfile.gettempdir()
-    return fs.qualify(os.path.join(local_dirs.split(",")[0].strip(), "deepflash"), conf)
+    default = fs.default_fs(spark)
+    if not fs.is_local(default):
+        return fs.against_default_fs("deepflash", default)
+    local_dirs = session.conf(spark, "spark.local.dir") or tempfile.gettempdir()
+    return fs.qualify(os.path.join(local_dirs.split(",")[0].strip(), "deepflash"), local=True)
 
 
 def _probe_task(uri: str):
@@ -142,7 +139,7 @@ def check_reachable(store: Store, spark, *, is_default: bool) -> None:
     Elsewhere the driver writes a probe file and one task per executor slot looks for it:
     a real check, not a guess from the scheme (an NFS ``file:`` path works, ``/tmp`` does not).
     """
-    if is_local_master(spark):
+    if session.is_local_master(spark):
         return
     started = time.time()
     what = (f"`storePath` is not set, and its default {store.root!r} (under the driver's "
@@ -153,10 +150,9 @@ def check_reachable(store: Store, spark, *, is_default: bool) -> None:
     except Exception as e:  # noqa: BLE001
         raise ValueError(f"{what}: the driver cannot write to it ({type(e).__name__}: {e})") from None
     try:
-        sc = spark.sparkContext
-        slots = max(1, sc.defaultParallelism)
-        seen = sc.parallelize(range(slots), slots).map(lambda _: _probe_task(probe)).collect()
-    except Exception as e:  # noqa: BLE001  (py4j wraps the executor's error)
+        slots = max(1, count_slots(spark).total)
+        seen = run_tasks(spark, _probe_task, [probe] * slots)
+    except Exception as e:  # noqa: BLE001  (Spark wraps the executor's error)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"{what}: could not check it from the executors, the probe task failed: {first}; "
                          "executors need deepflash and pyarrow installed") from e

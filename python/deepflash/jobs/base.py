@@ -40,7 +40,7 @@ class Job:
         help: one line for ``deepflash --help``.
         run: called with the :class:`Invocation` after the config is validated.
         arguments: adds the job's own options to its parser (beyond ``--config``, ``--output``,
-            ``--set`` and ``--overwrite``, which every job has).
+            ``--set``, ``--overwrite`` and ``--remote``, which every job has).
         config_required: ``--config`` must be given.
         output_required: ``--output`` must be given (no default from the config).
     """
@@ -54,10 +54,12 @@ class Job:
 
 
 def common_arguments(parser: argparse.ArgumentParser, config_required: bool = True) -> None:
-    """``--config``, ``--output``, ``--set KEY=VALUE`` (repeatable) and ``--overwrite``."""
+    """``--config``, ``--output``, ``--set KEY=VALUE`` (repeatable), ``--overwrite`` and ``--remote``."""
     parser.add_argument("--config", required=config_required,
                         help="YAML or JSON config, e.g. conf/default.yaml")
     parser.add_argument("--output", help="output directory (default: output.dir of the config)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. model.epochs=5 (repeatable)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    parser.add_argument("--remote", metavar="URL",
+                        help="run on a Spark Connect server, e.g. sc://localhost:15002 (sets spark.remote)")

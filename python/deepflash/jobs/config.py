@@ -13,7 +13,7 @@ Sections:
     sampling  MAE random sampling of one architecture: ``look_back``, ``architecture`` (units per layer,
               input to output) and :func:`deepflash.evolution.mae_random_sampling`'s settings
     tracking  MLflow: uri, experiment, registered_model, enabled
-    spark     master and conf
+    spark     master, conf, and remote (a Spark Connect URL, ``sc://host:port``; ``--remote`` sets it)
     evaluation  human_error (or Bayes error, for the bias/variance diagnosis), beta (F-beta)
     evolution EvolutionarySearch Params (problem, populationSize, generations, bounds, ...) for ``evolve``
     output    dir
@@ -172,6 +172,19 @@ def _study_loss(path, value):
         raise ConfigError(f"{path}: {e}") from None
 
 
+_REMOTE = re.compile(r"^(sc://[^/:\s]+(:\d+)?(/.*)?|local(\[(\*|\d+)(,\s*\d+)?\])?)$")
+
+
+def remote_url(path: str, value: Any) -> str:
+    """A Spark Connect URL: ``sc://host[:port][/;param=value...]``, or ``local[n]`` for a
+    Connect server that pyspark starts in this process. ``path`` names the key or option."""
+    _type(path, value, (str,), "a Spark Connect URL")
+    if not _REMOTE.match(value):
+        raise ConfigError(f"{path}: expected a Spark Connect URL, sc://host:port (e.g. sc://localhost:15002) "
+                          f"or local[n], found {value!r}")
+    return value
+
+
 def _preset(path, value):
     from deepflash.networks.presets import PRESETS
 
@@ -184,7 +197,7 @@ SCHEMA: dict[str, dict[str, Callable]] = {
              "steps": _integer(2), "period": _positive, "noise": _non_negative},
     "tracking": {"enabled": _boolean, "uri": _optional_string, "experiment": _string,
                  "registered_model": _optional_string},
-    "spark": {"master": _string, "conf": _mapping},
+    "spark": {"master": _string, "conf": _mapping, "remote": remote_url},
     "output": {"dir": _string},
     "evaluation": {"human_error": _rate, "beta": _positive},
     "study": {"presets": _list_of(_preset), "optimizers": _list_of(_study_optimizer),

@@ -12,7 +12,7 @@ import sys
 
 from deepflash.jobs import evolve, predict, sample, study, train, tune
 from deepflash.jobs.base import Invocation, Job, common_arguments
-from deepflash.jobs.config import ConfigError, load_config
+from deepflash.jobs.config import ConfigError, load_config, remote_url
 
 log = logging.getLogger("deepflash")
 
@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging()
     try:
         config = load_config(args.config, args.set) if args.config else {}
+        if args.remote is not None:  # wins over the config's spark.remote and spark.master
+            config = {**config, "spark": {**(config.get("spark") or {}),
+                                          "remote": remote_url("--remote", args.remote)}}
     except ConfigError as e:
         parser.exit(2, f"deepflash {args.command}: config error: {e}\n")
     if job.output_required and not args.output:

@@ -37,7 +37,7 @@ def open_output(config: dict, output: str, overwrite: bool):
     from deepflash.io import atomic, fs
 
     spark = spark_session(config)
-    uri = fs.qualify(output)
+    uri = fs.qualify(output, spark)
     atomic.check_writable_target(uri, overwrite)
     return spark, uri, atomic.atomic_dir(uri, overwrite)
 

@@ -34,7 +34,7 @@ def run(config: dict, model_path: str, input_path: str | None, table: str | None
     if bool(input_path) == bool(table):
         raise ValueError("give exactly one of --input (a Parquet path) or --table")
     spark, output, staging = open_output(config, output, overwrite)
-    model_uri = fs.qualify(model_path)
+    model_uri = fs.qualify(model_path, spark)
     if not fs.exists(fs.join(model_uri, "metadata")):
         raise FileNotFoundError(f"--model {model_path}: no saved model at {model_uri} "
                                 "(expected <train output>/model)")

@@ -16,7 +16,9 @@ SINE_DEFAULTS = {"steps": 1000, "period": 100.0, "noise": 0.0, "seed": 0}
 
 
 def spark_session(config: dict):
-    """The SparkSession for a job: the config's ``spark.master`` (unless spark-submit set one) and ``spark.conf``.
+    """The SparkSession for a job: a Spark Connect session for ``spark.remote`` (``deepflash
+    <job> --remote sc://host:15002``), else a classic one on the config's ``spark.master``
+    (unless spark-submit set one); ``spark.conf`` either way.
 
     Args:
         config: a validated job config.
@@ -24,18 +26,28 @@ def spark_session(config: dict):
     from pyspark import SparkConf
     from pyspark.sql import SparkSession
 
+    from deepflash.spark.session import is_connect
+
     builder = SparkSession.builder.appName("deepflash")
     spark_conf = config.get("spark") or {}
-    # spark-submit's --master wins; the config's master applies when the job is started without
-    # spark-submit (e.g. `deepflash train`). A driver started by spark-submit finds its JVM through
-    # PYSPARK_GATEWAY_PORT; SparkConf() cannot tell, as it is read before that JVM is reached.
-    submitted = "PYSPARK_GATEWAY_PORT" in os.environ or SparkConf().contains("spark.master")
-    if spark_conf.get("master") and not submitted:
-        builder = builder.master(spark_conf["master"])
+    if spark_conf.get("remote"):
+        # A Connect client: the server's settings are its own; `spark.conf` sets the session's
+        # runtime ones (pyspark skips, silently, those a running server cannot change).
+        builder = builder.remote(spark_conf["remote"])
+    else:
+        # spark-submit's --master wins; the config's master applies when the job is started without
+        # spark-submit (e.g. `deepflash train`). A driver started by spark-submit finds its JVM through
+        # PYSPARK_GATEWAY_PORT; SparkConf() cannot tell, as it is read before that JVM is reached.
+        submitted = "PYSPARK_GATEWAY_PORT" in os.environ or SparkConf().contains("spark.master")
+        if spark_conf.get("master") and not submitted:
+            builder = builder.master(spark_conf["master"])
     for key, value in (spark_conf.get("conf") or {}).items():
         builder = builder.config(key, str(value))
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("WARN")
+    if not is_connect(spark):
+        # Classic only: the log level is the driver JVM's, through its SparkContext; a Connect
+        # client has neither (the server logs at its own level).
+        spark.sparkContext.setLogLevel("WARN")
     return spark
 
 
@@ -97,7 +109,7 @@ def load_series(data: dict) -> np.ndarray:
 
     ``source: sine`` is ``sin(2 pi t / period) + noise * N(0, 1)`` for ``t = 0 .. steps - 1``,
     the noise drawn with NumPy from ``seed`` (defaults: 1,000 steps, period 100, no noise).
-    The series is generated on the driver, where the sampling tasks' broadcast starts from.
+    The series is generated on the driver; the sampling tasks get it in their closure.
 
     Args:
         data: the config's ``data`` section.

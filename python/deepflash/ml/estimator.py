@@ -306,16 +306,18 @@ class KerasEstimator(Estimator, KerasParams, MLReadable, MLWritable):
         started = time.time()
         plan = self.plan(dataset)
         planned = time.time()
-        fitted = self.fitPlanned(plan)
+        fitted = self.fitPlanned(plan, spark=dataset.sparkSession)
         fitted.fitInfo = fitted.fitInfo.replace(seconds=time.time() - started, plan_seconds=planned - started)
         return fitted
 
-    def fitPlanned(self, plan: FitPlan, backend: Backend | None = None) -> KerasModel:
+    def fitPlanned(self, plan: FitPlan, backend: Backend | None = None, spark=None) -> KerasModel:
         """Trains on data already materialized by :meth:`plan` and returns the fitted model.
 
         Args:
             plan: from :meth:`plan` (on the same data and Params).
             backend: a :class:`~deepflash.backends.Backend`; the one the Params name by default.
+            spark: the session whose cluster runs the training processes (the planned
+                DataFrame's ``sparkSession``); needed by the distributed backends.
         """
         started = time.time()
         backend = backend or get_backend(self.getBackend(), self.getNumProc())
@@ -340,7 +342,7 @@ class KerasEstimator(Estimator, KerasParams, MLReadable, MLWritable):
         log.info("fitting %s: %d train / %d val rows, %d features, %s, %d process(es) on backend %s, run %s",
                  model.name, plan.train_rows, plan.val_rows, plan.input_dim, plan.output_kind,
                  backend.num_processes(), backend.name, run_id)
-        results = sorted(backend.run(remote.train, (settings,)),
+        results = sorted(backend.run(spark, remote.train, (settings,)),
                          key=lambda r: r.rank)
         chief = results[0]
         model.set_weights(chief.weights)

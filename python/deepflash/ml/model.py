@@ -27,6 +27,7 @@ from deepflash.ml.params import (
 from deepflash.ml.persistence import MODEL_FILE, StageReader, StageWriter
 from deepflash.networks.keras_compat import output_shape
 from deepflash.serving.scoring import feature_matrix, network_outputs, predict_batch_rows, score_outputs
+from deepflash.spark import session
 from deepflash.worker.devices import configure_tensorflow
 
 log = logging.getLogger("deepflash")
@@ -34,19 +35,21 @@ log = logging.getLogger("deepflash")
 _OUT = "__deepflash_out"
 
 
-def batch_predictor(broadcast, digest: str, output_kind: str, input_dim: int, width: int, features_col: str):
+def batch_predictor(data: bytes, digest: str, output_kind: str, input_dim: int, width: int, features_col: str):
     """The scoring function: feature arrays in, a struct of (prediction, p_0 .. p_{width-1}) out.
 
-    Per Arrow batch, Arrow's list column becomes one (rows, input_dim) float32 matrix with one C
+    The model's bytes ``data`` travel in this function's closure, the same way on classic and
+    Connect sessions (a classic SparkContext ships a closure this big as a broadcast itself). Per
+    Arrow batch, Arrow's list column becomes one (rows, input_dim) float32 matrix with one C
     concatenation (no Python loop over rows), and the probabilities leave as ``width`` double
     columns that the JVM assembles into a Vector, so no Python object is built per row. The model
-    is deserialized once per Python worker process (Spark reuses its workers), on the task's GPU
-    with memory growth when the executor has GPUs.
+    is deserialized once per Python worker process and ``digest`` (Spark reuses its workers), on
+    the task's GPU with memory growth when the executor has GPUs.
     """
 
     def predict(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
         configure_tensorflow()
-        model = cached_model(broadcast.value, digest)
+        model = cached_model(data, digest)
         rows_per_call = predict_batch_rows(model)
         for features in batches:
             x = feature_matrix(features, input_dim, features_col)
@@ -79,8 +82,6 @@ class KerasModel(Model, KerasModelParams, MLReadable, MLWritable):
         super().__init__()
         self._model_bytes: bytes | None = None
         self._model = None
-        # (SparkContext, model digest, Broadcast): one broadcast serves every transform of this model.
-        self._broadcast: tuple | None = None
         self.fitInfo: FitInfo | None = None
         self.setParams(**params)
 
@@ -98,11 +99,11 @@ class KerasModel(Model, KerasModelParams, MLReadable, MLWritable):
         """Takes a network in Keras's format, deserialized now in Keras's safe mode (no Python code
         stored in the file runs), so a bad or unsafe file fails here, not at transform."""
         model = model_from_bytes(data)
-        self._model_bytes, self._model, self._broadcast = data, model, None
+        self._model_bytes, self._model = data, model
 
     def setKerasModel(self, model) -> KerasModel:
         """Holds the trained ``keras.Model`` ``model`` as this model's network; returns self."""
-        self._model_bytes, self._model, self._broadcast = model_to_bytes(model), model, None
+        self._model_bytes, self._model = model_to_bytes(model), model
         return self
 
     def _require_model(self) -> bytes:
@@ -129,19 +130,6 @@ class KerasModel(Model, KerasModelParams, MLReadable, MLWritable):
         return StageWriter(self, MODEL_FILE)
 
     # --- transform ----------------------------------------------------------------------
-    def _model_broadcast(self, sc, data: bytes):
-        """(broadcast of ``data``, its digest), created on first use and kept for later transforms.
-
-        A broadcast belongs to one SparkContext, so a new context (or new model bytes) gets a new
-        one. Earlier ones are not destroyed: a DataFrame returned by an earlier transform may
-        still be evaluated and needs its broadcast.
-        """
-        digest = model_digest(data)
-        cached = self._broadcast
-        if cached is None or cached[0] is not sc or cached[1] != digest:
-            cached = self._broadcast = (sc, digest, sc.broadcast(data))
-        return cached[2], digest
-
     def _transform(self, dataset: DataFrame) -> DataFrame:
         data = self._require_model()
         features_col, pred_col = self.getFeaturesCol(), self.getPredictionCol()
@@ -161,9 +149,10 @@ class KerasModel(Model, KerasModelParams, MLReadable, MLWritable):
         width = 0 if output_kind == "regression" else 2 if output_kind == "binary" else self._num_outputs()
         out_type = T.StructType([T.StructField("prediction", T.DoubleType())] +
                                 [T.StructField(f"p{k}", T.DoubleType()) for k in range(width)])
+        _check_plan_size(dataset.sparkSession, data)
         _avoid_columnar_udf_input(dataset)
-        bc, digest = self._model_broadcast(dataset.sparkSession.sparkContext, data)
-        predict = F.pandas_udf(batch_predictor(bc, digest, output_kind, dim, width, features_col), out_type)
+        predict = F.pandas_udf(batch_predictor(data, model_digest(data), output_kind, dim, width, features_col),
+                               out_type)
         from pyspark.ml.functions import array_to_vector
 
         scored = dataset.withColumn(_OUT, predict(x))
@@ -178,6 +167,24 @@ class KerasModel(Model, KerasModelParams, MLReadable, MLWritable):
         if self.getNumClasses() > 0:
             return self.getNumClasses()
         return int(output_shape(self.getKerasModel())[-1])
+
+
+# A Connect client sends the UDF, and the model bytes in its closure, inside the plan: one gRPC
+# message, which the server refuses above spark.connect.grpc.maxInboundMessageSize (128 MiB by
+# default). Models above this size are refused on Connect before any job, with the sizes named.
+CONNECT_MODEL_BYTES_LIMIT = 64 * 1024 * 1024
+CONNECT_MESSAGE_SIZE_CONF = "spark.connect.grpc.maxInboundMessageSize"
+
+
+def _check_plan_size(spark, data: bytes) -> None:
+    """Raises a ValueError on a Connect session when the model is too big to travel in the plan."""
+    if not session.is_connect(spark) or len(data) <= CONNECT_MODEL_BYTES_LIMIT:
+        return
+    raise ValueError(
+        f"the Keras model is {len(data) / 2**20:.1f} MiB and a Spark Connect session sends it inside the "
+        f"transform's plan, which is limited to {CONNECT_MODEL_BYTES_LIMIT // 2**20} MiB here (the server "
+        f"refuses messages above `{CONNECT_MESSAGE_SIZE_CONF}`, 128 MiB by default); use a classic "
+        "SparkSession for this model, or score it with deepflash.serving")
 
 
 # Spark 4.3 can feed pandas UDFs columnar input (this conf, on by default), but its row-to-columnar

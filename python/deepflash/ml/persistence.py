@@ -29,9 +29,12 @@ class BinaryState(Protocol):
         """Takes back what :meth:`stateBytes` gave; raises if ``data`` cannot be decoded."""
 
 
-def load_params_instance(cls, path: str, sc):
-    """A new ``cls()`` with the Params and uid saved at ``path`` by DefaultParamsWriter."""
-    metadata = DefaultParamsReader.loadMetadata(path, sc)
+def load_params_instance(cls, path: str, spark):
+    """A new ``cls()`` with the Params and uid saved at ``path`` by DefaultParamsWriter.
+
+    ``spark`` is the SparkSession (classic or Connect) that reads the metadata through the DataFrame API.
+    """
+    metadata = DefaultParamsReader.loadMetadata(path, spark)
     instance = cls()
     DefaultParamsReader.getAndSetParams(instance, metadata)
     instance._resetUid(metadata["uid"])
@@ -48,11 +51,14 @@ class StageWriter(MLWriter):
         self.file = file
 
     def saveImpl(self, path: str) -> None:
-        DefaultParamsWriter.saveMetadata(self.instance, path, self.sc)
+        # The session, not its SparkContext: the metadata goes through the DataFrame API, which
+        # works on classic and Connect sessions alike.
+        spark = self.sparkSession
+        DefaultParamsWriter.saveMetadata(self.instance, path, spark)
         data = self.instance.stateBytes()
         if data is not None:
             # Qualified as Spark qualified the metadata path above, so both land in one directory.
-            fs.write_bytes(fs.join(fs.qualify(path, self.sc._jsc.hadoopConfiguration()), *self.file), data)
+            fs.write_bytes(fs.join(fs.qualify(path, spark), *self.file), data)
 
 
 class StageReader(MLReader):
@@ -65,8 +71,9 @@ class StageReader(MLReader):
         self.file = file
 
     def load(self, path: str):
-        instance = load_params_instance(self.cls, path, self.sc)
-        state_path = fs.join(fs.qualify(path, self.sc._jsc.hadoopConfiguration()), *self.file)
+        spark = self.sparkSession
+        instance = load_params_instance(self.cls, path, spark)
+        state_path = fs.join(fs.qualify(path, spark), *self.file)
         if fs.exists(state_path):
             instance.setStateBytes(fs.read_bytes(state_path))
         return instance

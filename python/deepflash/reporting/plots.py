@@ -33,7 +33,7 @@ def _save(fig, path: str) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
     _plt().close(fig)
-    fs.write_bytes(fs.qualify(path, hadoop_conf=False), buf.getvalue())
+    fs.write_bytes(fs.qualify(path, local=True), buf.getvalue())
     return path
 
 

@@ -81,5 +81,5 @@ def write_report(path: str, title: str, *, config: Mapping | None = None, tables
     parts.append("</body></html>")
     from deepflash.io import fs
 
-    fs.write_bytes(fs.qualify(path, hadoop_conf=False), "\n".join(parts).encode("utf-8"))
+    fs.write_bytes(fs.qualify(path, local=True), "\n".join(parts).encode("utf-8"))
     return path

@@ -8,10 +8,8 @@ of a :class:`SearchSetup` and returns a :class:`SearchOutcome`.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-import uuid
 from dataclasses import dataclass, replace
 
 import pandas as pd
@@ -76,34 +74,20 @@ class SearchOutcome:
         return first_error(self.trials)
 
 
-@contextlib.contextmanager
-def job_group(sc, description: str, cancel: bool):
-    """Runs the block's Spark jobs (and those of threads it starts) in a job group of their own;
-    with ``cancel``, cancels and interrupts whatever of it still runs when the block exits: a
-    timeout, an error, Ctrl-C. Restores the caller's job group. Yields the group id."""
-    group = f"deepflash-search-{uuid.uuid4().hex[:12]}"
-    previous = {key: sc.getLocalProperty(key) for key in
-                ("spark.jobGroup.id", "spark.job.description", "spark.job.interruptOnCancel")}
-    sc.setJobGroup(group, description, interruptOnCancel=True)
-    try:
-        yield group
-    finally:
-        if cancel:
-            sc.cancelJobGroup(group)
-        for key, value in previous.items():
-            sc.setLocalProperty(key, value)
-
-
 def trial_threads(spark, parallelism: int) -> int:
     """CPU threads per parallel trial, so that trials sharing an executor do not oversubscribe it.
 
-    An executor runs up to ``spark.executor.cores`` tasks (the whole machine on local[n]); the
-    trials on one executor split its cores evenly.
+    An executor runs :func:`~deepflash.spark.slots.count_slots`' ``per_executor`` tasks at once
+    (each of ``spark.task.cpus`` cores; the whole machine on local[n]); the trials on one executor
+    split its cores evenly. Read from the session's settings (a probe stage where they leave it
+    open), so a Connect session answers too.
     """
-    conf = spark.sparkContext.getConf()
-    cores = int(conf.get("spark.executor.cores", "0") or 0) or spark.sparkContext.defaultParallelism
-    task_cpus = int(conf.get("spark.task.cpus", "1") or 1)
-    concurrent = max(1, min(parallelism, cores // max(1, task_cpus)))
+    from deepflash.spark.session import conf_int
+    from deepflash.spark.slots import count_slots
+
+    per_executor = max(1, count_slots(spark).per_executor)
+    cores = per_executor * max(1, conf_int(spark, "spark.task.cpus", 1))
+    concurrent = max(1, min(parallelism, per_executor))
     return max(1, cores // concurrent)
 
 

@@ -96,6 +96,9 @@ def run_one(run: dict, base_values: dict, plan: FitPlan, test_url: str) -> dict:
 
 def run_study(spark, estimator, train_df, test_df, study: dict) -> list[dict]:
     """Materializes the data once, then runs every study run as one Spark task."""
+    from deepflash.spark.slots import count_slots
+    from deepflash.spark.tags import tagged_jobs
+    from deepflash.spark.tasks import run_tasks
     from deepflash.tuning.base import trial_threads
 
     runs = plan_runs(study)
@@ -103,7 +106,7 @@ def run_study(spark, estimator, train_df, test_df, study: dict) -> list[dict]:
     plan = estimator.plan(train_df, numProc=1)
     test_plan = estimator.copy().setValidationSplit(0.0).setEarlyStoppingPatience(0).setReduceLrPatience(0) \
         .plan(test_df, numProc=1)
-    slots = s["parallelism"] or spark.sparkContext.defaultParallelism
+    slots = s["parallelism"] or count_slots(spark).total
     plan = plan.replace(threads=trial_threads(spark, slots))
     base_values = estimator.paramValues()
     test_url = test_plan.train_url
@@ -113,25 +116,28 @@ def run_study(spark, estimator, train_df, test_df, study: dict) -> list[dict]:
     def task(run):
         return run_one(run, base_values, plan, test_url)
 
-    def submit(run):
-        # one Spark job of one task per run; `slots` threads keep that many runs going at once
-        sc = spark.sparkContext
-        sc.setJobDescription(f"deepflash study run {run['run'] + 1}/{len(runs)}: {run['name']}")
-        return sc.parallelize([run], 1).map(task).collect()[0]
-
     started = time.time()
     results = []
     best = None
-    with ThreadPoolExecutor(max_workers=min(slots, len(runs)), thread_name_prefix="deepflash-study") as pool:
-        for result in as_completed([pool.submit(submit, run) for run in runs]):
-            r = result.result()
-            results.append(r)
-            if r["status"] == "ok" and (best is None or r["test_accuracy"] > best["test_accuracy"]):
-                best = r
-            this = f"test accuracy {r['test_accuracy']:.4f}" if r["status"] == "ok" else f"failed ({r['error'][:100]})"
-            log.info("study run %d/%d %s: %s in %.0fs; best so far %s, %.0fs elapsed", len(results), len(runs),
-                     r["name"], this, r["seconds"],
-                     f"{best['name']} {best['test_accuracy']:.4f}" if best else "n/a", time.time() - started)
+    # One Spark job of one task per run; `slots` threads keep that many runs going at once. Their
+    # jobs carry the block's tag (each thread adds it), so an error or Ctrl-C interrupts the rest.
+    with tagged_jobs(spark, "optimizer-study", interrupt=True) as tag:
+        pool = ThreadPoolExecutor(max_workers=min(slots, len(runs)), thread_name_prefix="deepflash-study",
+                                  initializer=tag.add)
+        try:
+            for result in as_completed([pool.submit(lambda run=run: run_tasks(spark, task, [run])[0])
+                                        for run in runs]):
+                r = result.result()
+                results.append(r)
+                if r["status"] == "ok" and (best is None or r["test_accuracy"] > best["test_accuracy"]):
+                    best = r
+                this = (f"test accuracy {r['test_accuracy']:.4f}" if r["status"] == "ok"
+                        else f"failed ({r['error'][:100]})")
+                log.info("study run %d/%d %s: %s in %.0fs; best so far %s, %.0fs elapsed", len(results), len(runs),
+                         r["name"], this, r["seconds"],
+                         f"{best['name']} {best['test_accuracy']:.4f}" if best else "n/a", time.time() - started)
+        finally:  # all done, or an error or Ctrl-C: the block's exit interrupts what still runs
+            pool.shutdown(wait=False, cancel_futures=True)
     results.sort(key=lambda r: r["run"])
     return results
 

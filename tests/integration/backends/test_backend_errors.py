@@ -18,7 +18,7 @@ def test_worker_exception_type_message_and_frames_reach_the_driver(spark, tmp_pa
         return hvd.rank()
 
     with pytest.raises(WorkerError) as info:
-        get_backend("horovod", 2).run(_fails_on_rank_one, ())
+        get_backend("horovod", 2).run(spark, _fails_on_rank_one, ())
     message = str(info.value)
     assert "rank 1 of 2 failed: ValueError: shard 7 has 3 columns, expected 64" in message
     assert "_fails_on_rank_one" in message  # the worker's own frame
@@ -30,7 +30,7 @@ def test_worker_exception_type_message_and_frames_reach_the_driver(spark, tmp_pa
         return hvd.rank()
 
     # the workers are usable again: the next run starts a new Horovod job
-    assert get_backend("horovod", 2).run(_rank, ()) == [0, 1]
+    assert get_backend("horovod", 2).run(spark, _rank, ()) == [0, 1]
 
 
 def test_a_rank_failing_in_a_collective_stops_the_others(spark):
@@ -46,9 +46,10 @@ def test_a_rank_failing_in_a_collective_stops_the_others(spark):
         return hvd.rank()
 
     with pytest.raises(WorkerError, match="rank 0 of 2 failed: RuntimeError: rank 0 gave up"):
-        get_backend("horovod", 2).run(_fails_after_a_collective, ())
+        get_backend("horovod", 2).run(spark, _fails_after_a_collective, ())
 
 
+@pytest.mark.connect
 def test_a_successful_run_returns_every_rank_in_order(spark):
     def rank_and_env():
         import os
@@ -58,9 +59,9 @@ def test_a_successful_run_returns_every_rank_in_order(spark):
         hvd.init()
         return hvd.rank(), hvd.size(), hvd.local_size(), os.getpid()
 
-    first = get_backend("horovod", 2).run(rank_and_env, ())
+    first = get_backend("horovod", 2).run(spark, rank_and_env, ())
     assert [r[:3] for r in first] == [(0, 2, 2), (1, 2, 2)]
-    second = get_backend("horovod", 2).run(rank_and_env, ())
+    second = get_backend("horovod", 2).run(spark, rank_and_env, ())
     # the ranks ran in Spark's reused Python workers, not in fresh interpreters
     assert {r[3] for r in second} == {r[3] for r in first}
 

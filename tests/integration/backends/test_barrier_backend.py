@@ -1,6 +1,7 @@
 """backend="barrier": TensorFlow's MultiWorkerMirroredStrategy in Spark barrier tasks, no Horovod.
 
-Runs on both profiles (Keras 2 on the classic one, Keras 3 on the modern one). Exact resume and a
+Runs on both profiles (Keras 2 on the classic one, Keras 3 on the modern one); the tests marked
+``connect`` also run on a Spark Connect session (the barrier stage goes through the DataFrame API). Exact resume and a
 rank that crashes are in test_resume.py; the run across the test cluster's two workers is in
 tests/cluster.
 """
@@ -16,6 +17,7 @@ from pyspark.ml.functions import vector_to_array
 
 from deepflash import KerasEstimator
 from deepflash.backends import WorkerError, get_backend
+from deepflash.backends.stage import RankOutcome, RankTask, run_stage
 from helpers import accuracy
 
 pytestmark = pytest.mark.slow
@@ -31,6 +33,7 @@ def barrier_pipeline(digits, tmp_path_factory):
     return Pipeline(stages=[est]).fit(train)
 
 
+@pytest.mark.connect
 def test_two_processes_reach_095_on_held_out_digits(barrier_pipeline, digits):
     _, test = digits
     model = barrier_pipeline.stages[-1]
@@ -63,6 +66,7 @@ def test_too_few_slots_fail_before_any_job(spark, digits, tmp_path):
     assert not os.listdir(tmp_path)
 
 
+@pytest.mark.connect
 def test_a_rank_error_reaches_the_driver_with_its_frames(spark):
     def fails_on_rank_one():  # nested: cloudpickle ships it by value
         rank = int(os.environ["DEEPFLASH_RANK"])
@@ -71,16 +75,17 @@ def test_a_rank_error_reaches_the_driver_with_its_frames(spark):
         return rank
 
     with pytest.raises(WorkerError) as info:
-        get_backend("barrier", 2).run(fails_on_rank_one, ())
+        get_backend("barrier", 2).run(spark, fails_on_rank_one, ())
     assert "rank 1 of 2 failed: ValueError: shard 7 has 3 columns, expected 64" in str(info.value)
     assert "fails_on_rank_one" in str(info.value)
 
 
+@pytest.mark.connect
 def test_every_rank_gets_its_own_process_and_tf_config(spark):
     def describe():
         return os.getpid(), json.loads(os.environ["TF_CONFIG"]), os.environ["DEEPFLASH_SIZE"]
 
-    results = get_backend("barrier", 2).run(describe, ())
+    results = get_backend("barrier", 2).run(spark, describe, ())
     (pid0, config0, size0), (pid1, config1, size1) = results
     assert pid0 != pid1 and os.getpid() not in (pid0, pid1)
     assert config0["cluster"] == config1["cluster"] and len(config0["cluster"]["worker"]) == 2
@@ -88,6 +93,7 @@ def test_every_rank_gets_its_own_process_and_tf_config(spark):
     assert size0 == size1 == "2"
 
 
+@pytest.mark.connect
 def test_a_process_that_dies_is_reported_with_its_last_stderr_lines(spark):
     def dies():
         import sys
@@ -99,4 +105,42 @@ def test_a_process_that_dies_is_reported_with_its_last_stderr_lines(spark):
 
     with pytest.raises(WorkerError, match=r"(?s)rank 0 of 2 failed: .*ended without a result \(exit code 3\).*"
                                           r"about to exit hard"):
-        get_backend("barrier", 2).run(dies, ())
+        get_backend("barrier", 2).run(spark, dies, ())
+
+
+@pytest.mark.connect
+def test_a_task_that_raises_before_its_rank_reports_names_the_workers_exception(spark):
+    class Raises(RankTask):  # nested: cloudpickle ships it by value
+        def run_rank(self, index, place):
+            if place.slot.rank == 1:
+                raise KeyError("feature column 'px9' is missing in the shard")
+            return RankOutcome(rank=place.slot.rank, value=index)
+
+    with pytest.raises(WorkerError, match=r"^KeyError: \"feature column 'px9' is missing in the shard\" \(raised in "
+                                          r"the Python worker of a training process of 2, before its rank"):
+        run_stage(spark, Raises(None, (), {}), 2)
+
+
+@pytest.mark.connect
+def test_a_python_worker_that_dies_is_reported_as_ended_without_reporting(spark):
+    class Dies(RankTask):
+        def run_rank(self, index, place):
+            if place.slot.rank == 0:
+                os._exit(7)
+            return RankOutcome(rank=place.slot.rank, value=index)
+
+    with pytest.raises(WorkerError, match=r"^a training process of 2 ended without reporting \(its Python worker "
+                                          r"exited or was killed"):
+        run_stage(spark, Dies(None, (), {}), 2)
+
+
+@pytest.mark.connect
+def test_ranks_report_their_values_in_rank_order(spark):
+    class Values(RankTask):
+        def run_rank(self, index, place):
+            return RankOutcome(rank=place.slot.rank, value=(place.slot.rank, place.slot.size, os.getpid()))
+
+    values = run_stage(spark, Values(None, (), {}), 2)
+    assert [v[:2] for v in values] == [(0, 2), (1, 2)] and values[0][2] != values[1][2]
+    with pytest.raises(ValueError, match="needs a SparkSession, got None"):
+        run_stage(None, Values(None, (), {}), 2)

@@ -73,7 +73,7 @@ except Exception as e:
 out["seconds"] = time.time() - started
 out["store_exists"] = os.path.exists(store)
 try:  # the ranks themselves: their workers cannot unpickle the task
-    get_backend("barrier", 2).run(os.getpid, ())
+    get_backend("barrier", 2).run(spark, os.getpid, ())
 except WorkerError as e:
     out["worker_error"] = str(e)
 print("RESULT " + json.dumps(out))

@@ -136,6 +136,7 @@ def test_unordered_series_and_bad_params_are_refused(spark, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.connect
 def test_mae_sampling_search_scores_without_training(spark, tmp_path):
     from deepflash.evolution.sampling import mae_random_sampling
     from deepflash.ml.timeseries import window_arrays

@@ -16,38 +16,51 @@ from deepflash.io import atomic, fs
 from helpers import accuracy
 
 
-def test_paths_without_a_scheme_follow_fs_default_fs(spark):
-    """The qualification goes through Hadoop: with an HDFS default FS a plain path is on HDFS."""
-    jvm = spark.sparkContext._jvm
-    conf = jvm.org.apache.hadoop.conf.Configuration(spark.sparkContext._jsc.hadoopConfiguration())
-    conf.set("fs.defaultFS", "hdfs://localhost:8020")
-    user = jvm.java.lang.System.getProperty("user.name")
-    assert fs.qualify("/models/m", conf) == "hdfs://localhost:8020/models/m"
-    assert fs.qualify("models/m", conf) == f"hdfs://localhost:8020/user/{user}/models/m"
-    assert fs.qualify("file:/models/m", conf) == "file:///models/m"
-    # the session's own default FS is the local one
-    assert fs.qualify("/models/m") == "file:///models/m"
+@pytest.mark.connect
+def test_paths_without_a_scheme_follow_the_sessions_default_fs(spark, tmp_path, monkeypatch):
+    """No JVM: the session's spark.hadoop.fs.defaultFS decides, by Hadoop's rule."""
+    monkeypatch.delenv("HADOOP_CONF_DIR", raising=False)
+    monkeypatch.delenv("SPARK_CONF_DIR", raising=False)
+    monkeypatch.setenv("HADOOP_USER_NAME", "ana")
+    monkeypatch.chdir(tmp_path)
+    # the test session's own default FS is the local one
+    assert fs.default_fs(spark) == "file:///"
+    assert fs.qualify("/models/m", spark) == "file:///models/m"
+    assert fs.qualify("models/m", spark) == f"file://{tmp_path}/models/m"
+    spark.conf.set("spark.hadoop.fs.defaultFS", "hdfs://localhost:8020")
+    try:
+        assert fs.qualify("/models/m", spark) == "hdfs://localhost:8020/models/m"
+        assert fs.qualify("models/m", spark) == "hdfs://localhost:8020/user/ana/models/m"
+        assert fs.qualify("file:/models/m", spark) == "file:///models/m"
+        assert fs.qualify("models/m", spark, local=True) == f"file://{tmp_path}/models/m"
+    finally:
+        spark.conf.unset("spark.hadoop.fs.defaultFS")
+    assert fs.qualify("models/m", spark) == f"file://{tmp_path}/models/m"
 
 
 @pytest.mark.slow
 def test_relative_save_keeps_the_model_in_one_directory(spark, digits, tmp_path, monkeypatch):
     """A relative path means the same place to Spark's metadata writer and to the Keras file writer.
 
-    Spark resolves it against the JVM's working directory; the Python process here runs in
-    another one. Before the filesystem layer the Keras file went to Python's cwd and the
-    metadata to the JVM's: the model was split in two and loaded without its network.
+    The JVM's working directory differs from Python's here. Before the filesystem layer the Keras
+    file went to Python's cwd and the metadata to the JVM's: the model was split in two and loaded
+    without its network. Now both go where :func:`deepflash.io.fs.qualify` puts the path.
     """
     train, test = digits
     model = KerasEstimator(backend="local", epochs=2, seed=1, storePath=str(tmp_path / "store")).fit(train)
     name = f"deepflash-test-model-{uuid.uuid4().hex[:8]}"
+    # classic only: the JVM's working directory, to show that nothing lands there
     jvm_cwd = spark.sparkContext._jvm.java.lang.System.getProperty("user.dir")
-    monkeypatch.chdir(tmp_path)  # Python's cwd differs from the JVM's from here on
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)  # Python's cwd differs from the JVM's from here on
     try:
         model.write().save(name)
-        saved = os.path.join(jvm_cwd, name)
+        saved = fs.local_path(fs.qualify(name, spark))
+        assert saved == str(work / name)
         assert any(n.startswith("part-") for n in os.listdir(os.path.join(saved, "metadata")))
         assert os.path.isfile(os.path.join(saved, "keras", "model.keras"))
-        assert not (tmp_path / name).exists()
+        assert not os.path.exists(os.path.join(jvm_cwd, name))
         loaded = type(model).load(name)
         a = np.array([r.probability.toArray() for r in model.transform(test).select("probability").collect()])
         b = np.array([r.probability.toArray() for r in loaded.transform(test).select("probability").collect()])

@@ -103,6 +103,40 @@ def test_train_job_writes_model_metrics_plots_report_and_mlflow_run(spark, train
     assert [v.run_id for v in versions] == [run_id]
 
 
+# pyspark's in-process Connect server (`builder.remote("local[2]")`, the suite's session in the
+# connect pass) listens on Spark Connect's default port.
+LOCAL_CONNECT_URL = "sc://localhost:15002"
+
+
+@pytest.mark.connect
+def test_train_and_predict_jobs_run_in_process_on_the_suite_session(spark, digits, tmp_path):
+    """`deepflash train` then `deepflash predict` through jobs.main, in this process; in the
+    connect pass with `--remote` on the local Connect server, so the jobs run with no SparkContext."""
+    from deepflash.jobs import main as jobs_main
+    from deepflash.spark.session import is_connect
+
+    remote = ["--remote", LOCAL_CONNECT_URL] if is_connect(spark) else []
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump({
+        "data": {"source": "digits", "test_fraction": 0.2, "seed": 7},
+        "model": {"layers": "simple", "optimizer": "adam", "learningRate": 0.005, "epochs": 5, "backend": "local",
+                  "numProc": 1, "seed": 3, "storePath": str(tmp_path / "store")},
+        "tracking": {"enabled": False}, "spark": {"master": "local[2]"}}))
+    out = tmp_path / "train"
+    assert jobs_main.main(["train", "--config", str(config), "--output", str(out), *remote]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert metrics["test"]["accuracy"] >= 0.8 and metrics["epochs_run"] == 5
+    assert (out / "model" / "metadata").is_dir() and (out / "report.html").stat().st_size > 20000
+    _, test = digits
+    rows = tmp_path / "rows.parquet"
+    test.select("features").write.parquet(str(rows))
+    scored = tmp_path / "scored"
+    assert jobs_main.main(["predict", "--model", str(out / "model"), "--input", str(rows),
+                           "--output", str(scored), *remote]) == 0
+    predicted = spark.read.parquet(str(scored))
+    assert predicted.count() == test.count() and "prediction" in predicted.columns
+
+
 def test_existing_output_is_kept_without_overwrite(train_output):
     out, _ = train_output
     before = (out / "metrics.json").read_text()

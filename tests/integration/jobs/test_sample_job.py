@@ -14,9 +14,14 @@ from deepflash.ml.timeseries import window_arrays
 CONF = str(Path(__file__).resolve().parents[3] / "conf" / "sine_mae_sampling.json")
 
 
+@pytest.mark.connect
 def test_sample_job_writes_the_listing(spark, tmp_path):
+    """In the connect pass, with ``--remote`` on the suite's local Connect server."""
+    from deepflash.spark.session import is_connect
+
+    remote = ["--remote", "sc://localhost:15002"] if is_connect(spark) else []
     out = tmp_path / "sampling"
-    assert main(["sample", "--config", CONF, "--output", str(out), "--set", "sampling.samples=40"]) == 0
+    assert main(["sample", "--config", CONF, "--output", str(out), "--set", "sampling.samples=40", *remote]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sampling"]  # the staging sibling is gone
     listing = json.loads((out / "sampling.json").read_text())
     assert listing["look_back"] == 2 and listing["architecture"] == [1, 2, 2, 1]
@@ -33,5 +38,5 @@ def test_sample_job_writes_the_listing(spark, tmp_path):
     # An existing output is kept without --overwrite.
     before = (out / "sampling.json").read_text()
     with pytest.raises(FileExistsError, match="exists; pass --overwrite"):
-        main(["sample", "--config", CONF, "--output", str(out), "--set", "sampling.seed=1"])
+        main(["sample", "--config", CONF, "--output", str(out), "--set", "sampling.seed=1", *remote])
     assert (out / "sampling.json").read_text() == before

@@ -48,6 +48,7 @@ def test_pipeline_horovod_two_processes_reaches_095(digits_columns, tmp_path):
     assert keras_model.fitInfo.data.reused is False
 
 
+@pytest.mark.connect
 def test_pipeline_local_backend_reaches_095(local_fit, digits_columns):
     model, _ = local_fit
     train, test = digits_columns
@@ -57,6 +58,7 @@ def test_pipeline_local_backend_reaches_095(local_fit, digits_columns):
     assert 0 < info.plan_seconds and info.plan_seconds + info.read_seconds + info.fit_seconds <= info.seconds
 
 
+@pytest.mark.connect
 def test_transform_keeps_columns_and_adds_typed_outputs(local_fit, digits_columns):
     model, _ = local_fit
     _, test = digits_columns
@@ -71,6 +73,7 @@ def test_transform_keeps_columns_and_adds_typed_outputs(local_fit, digits_column
     assert out.count() == test.count()
 
 
+@pytest.mark.connect
 def test_transform_errors_name_the_column_before_any_job(local_fit, digits_columns):
     model, _ = local_fit
     _, test = digits_columns
@@ -84,33 +87,62 @@ def test_transform_errors_name_the_column_before_any_job(local_fit, digits_colum
         KerasModel().transform(test)
 
 
-def test_transforms_of_one_model_share_one_broadcast(local_fit, digits_columns, tmp_path, monkeypatch):
+def _worker_models(spark) -> list[list[str]]:
+    """Per Python worker that a 2-partition stage reaches: the model digests it holds deserialized."""
+    import pandas as pd
+
+    def held(batches):
+        from deepflash.io import keras_files
+
+        for _ in batches:
+            yield pd.DataFrame({"digests": [",".join(sorted(keras_files._LOADED))]})
+
+    rows = spark.range(0, 2, 1, numPartitions=2).mapInPandas(held, "digests string").collect()
+    return [r.digests.split(",") if r.digests else [] for r in rows]
+
+
+@pytest.mark.connect
+def test_transforms_carry_the_model_in_the_closure_and_workers_load_it_once(local_fit, digits_columns, tmp_path):
+    import cloudpickle
+
+    from deepflash.io.keras_files import model_digest
+    from deepflash.ml.model import batch_predictor
+
     model, _ = local_fit
     _, test = digits_columns
     model.stages[-1].save(str(tmp_path / "stage"))
     keras_model = KerasModel.load(str(tmp_path / "stage"))  # a model that has not transformed yet
+    data = keras_model.stateBytes()
+    digest = model_digest(data)
+    # what travels to the executors: the model's bytes once, with their digest, and little else
+    shipped = cloudpickle.dumps(batch_predictor(data, digest, "multiclass", 64, 10, "scaled"))
+    assert shipped.count(data) == 1 and digest.encode() in shipped and len(shipped) < len(data) + 4096
     scaled = model.transform(test).select("scaled")
-    sc = test.sparkSession.sparkContext
-    created = []
-
-    def recording_broadcast(value):
-        created.append(broadcast(value))
-        return created[-1]
-
-    broadcast = sc.broadcast
-    monkeypatch.setattr(sc, "broadcast", recording_broadcast)
     first = keras_model.transform(scaled).select("prediction").collect()
-    assert len(created) == 1
     second = keras_model.transform(scaled).select("prediction").collect()
-    assert len(created) == 1, "the second transform broadcast the model again"
     assert first == second
-    # the model's transform-time columns stay settable, and renaming them needs no new broadcast
+    # every Python worker that scored keeps exactly this model, deserialized once, for later tasks
+    held = _worker_models(test.sparkSession)
+    assert [digest] in held and all(h in ([], [digest]) for h in held), held
+    # the model's transform-time columns stay settable
     renamed = keras_model.setPredictionCol("p").transform(scaled)
     assert [r.p for r in renamed.select("p").collect()] == [r.prediction for r in first]
-    assert len(created) == 1
     assert not hasattr(keras_model, "setOutputKind") and not hasattr(keras_model, "setEpochs")
 
 
+@pytest.mark.connect
+def test_fit_from_a_worker_thread_uses_the_dataframes_session(digits_columns, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    train, test = digits_columns
+    pipeline = digits_pipeline(train, backend="local", storePath=str(tmp_path / "store"), epochs=3)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        fitted = pool.submit(pipeline.fit, train).result(timeout=600)
+    assert isinstance(fitted.stages[-1], KerasModel)
+    assert accuracy(fitted.transform(test)) >= 0.8
+
+
+@pytest.mark.connect
 def test_pipeline_save_load_gives_identical_predictions(local_fit, digits_columns, tmp_path):
     model, _ = local_fit
     _, test = digits_columns
@@ -128,6 +160,7 @@ def test_pipeline_save_load_gives_identical_predictions(local_fit, digits_column
                                   np.array([r.probability.toArray() for r in after]))
 
 
+@pytest.mark.connect
 def test_unfitted_pipeline_with_estimator_round_trips(digits_columns, tmp_path):
     train, _ = digits_columns
     pipeline = digits_pipeline(train, backend="local", runId="abc", earlyStoppingPatience=2)

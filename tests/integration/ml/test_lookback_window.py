@@ -34,6 +34,7 @@ def collected(out, key=None):
             np.array([r["label"] for r in rows]))
 
 
+@pytest.mark.connect
 def test_windows_match_window_arrays_one_column(spark):
     values = RNG.normal(size=12)
     out = LookBackWindow(inputCol="v", lookBack=3, orderBy="t").transform(series_frame(spark, {"v": values}))
@@ -61,6 +62,7 @@ def test_two_columns_and_horizon_two_are_time_major(spark):
     assert out.schema["features"].metadata["deepflash"]["window_shape"] == [3, 2]
 
 
+@pytest.mark.connect
 def test_windows_stay_within_their_partition_key(spark):
     lengths = {"x": 7, "y": 4, "z": 2}
     series = {k: RNG.normal(size=n) + 100 * i for i, (k, n) in enumerate(lengths.items())}
@@ -93,6 +95,7 @@ def test_dropped_rows_is_what_transform_drops(spark, caplog, look_back, horizon)
     assert f"drops the first {look_back - 1} and the last {horizon} row(s)" in caplog.text
 
 
+@pytest.mark.connect
 def test_null_values_become_nan_which_the_estimator_reports(spark, tmp_path):
     df = spark.createDataFrame([(t, None if t == 3 else float(t)) for t in range(8)], "t long, v double")
     out = LookBackWindow(inputCol="v", lookBack=2, orderBy="t").transform(df)
@@ -105,6 +108,7 @@ def test_null_values_become_nan_which_the_estimator_reports(spark, tmp_path):
         est.fit(out)
 
 
+@pytest.mark.connect
 def test_saves_and_loads_alone_and_in_a_pipeline(spark, tmp_path):
     df = series_frame(spark, {"a": RNG.normal(size=15), "b": RNG.normal(size=15)})
     lw = LookBackWindow(inputCols=["a", "b"], outputCol="w", labelCol="y", lookBack=4, horizon=2, orderBy="t")
@@ -144,6 +148,7 @@ def test_look_back_below_one_fails_before_any_job(spark):
         LookBackWindow(inputCol="v", lookBack=0, orderBy="t")
 
 
+@pytest.mark.connect
 def test_sine_wave_is_generated_in_spark_and_seeded(spark):
     clean = sine_wave(spark, 200, period=25)
     assert [(f.name, f.dataType.simpleString()) for f in clean.schema.fields] == [("t", "bigint"), ("value", "double")]
@@ -158,6 +163,7 @@ def test_sine_wave_is_generated_in_spark_and_seeded(spark):
     assert 0.09 < residual.std() < 0.11 and abs(residual.mean()) < 0.01
 
 
+@pytest.mark.connect
 def test_estimator_takes_the_window_shape_from_the_metadata(spark, tmp_path):
     rows = LookBackWindow(inputCols=["value", "t2"], lookBack=4, orderBy="t").transform(
         sine_wave(spark, 40, 10).withColumn("t2", F.col("t") / 40.0))

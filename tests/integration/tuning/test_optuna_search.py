@@ -3,6 +3,7 @@ trials, failed trials, save/load."""
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -77,6 +78,7 @@ def parallel_search(digits, tmp_path_factory):
     return search.fit(train), str(store)
 
 
+@pytest.mark.connect
 def test_parallel_trials_share_a_journal_storage_in_the_store(parallel_search):
     found, store = parallel_search
     journals = os.listdir(os.path.join(store, "optuna"))
@@ -85,6 +87,7 @@ def test_parallel_trials_share_a_journal_storage_in_the_store(parallel_search):
     assert (found.trials["status"] == "ok").sum() >= 1
 
 
+@pytest.mark.connect
 def test_a_failing_trial_is_recorded_and_the_search_completes(parallel_search):
     found, _ = parallel_search
     table = found.trials
@@ -105,3 +108,18 @@ def test_optuna_search_model_save_load(parallel_search, digits, tmp_path):
     before = [r.prediction for r in found.transform(test).select("prediction").collect()]
     after = [r.prediction for r in loaded.transform(test).select("prediction").collect()]
     assert before == after
+
+
+@pytest.mark.connect
+def test_timeout_interrupts_running_parallel_trials(digits, tmp_path, slots_free):
+    """Both trials would train for many minutes; the timeout interrupts their tasks, records them
+    as not finished, and frees the task slots."""
+    train, _ = digits
+    est = KerasEstimator(backend="local", batchSize=16, layers=DENSE, storePath=str(tmp_path))
+    search = OptunaSearch(estimator=est, space={"epochs": {"choice": [5000]}}, sampler="random", maxEvals=2,
+                          parallelism=2, timeout=15, metric="val_loss", refit=False, track=False)
+    started = time.time()
+    with pytest.raises(RuntimeError, match=r"all 2 trials failed; the first error: cancelled or not finished"):
+        search.fit(train)
+    assert time.time() - started < 15 + 60, "the search waited for its trials instead of interrupting them"
+    slots_free()

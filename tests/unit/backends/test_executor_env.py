@@ -191,22 +191,13 @@ def test_the_worker_exception_is_found_in_spark_error_text(text, expected):
 
 
 def test_a_barrier_stage_that_fails_in_its_worker_reports_the_worker_exception_first(monkeypatch):
-    from pyspark.sql import SparkSession
+    from deepflash.backends import WorkerError, stage
 
-    from deepflash.backends import WorkerError
-    from deepflash.backends.stage import run_stage
+    def failing_stage(spark, fn, n):  # the barrier stage's job fails with Spark's error text
+        raise RuntimeError(SPARK_40_BARRIER)
 
-    class FailingStage:  # stands in for the session's SparkContext and its barrier RDD
-        sparkContext = property(lambda self: self)
-
-        def __getattr__(self, name):
-            return lambda *args, **kwargs: self
-
-        def collect(self):
-            raise RuntimeError(SPARK_40_BARRIER)
-
-    monkeypatch.setattr(SparkSession, "getActiveSession", staticmethod(lambda: FailingStage()))
+    monkeypatch.setattr(stage, "run_barrier", failing_stage)
     with pytest.raises(WorkerError) as info:
-        run_stage(lambda index, rows: [], 2)
+        stage.run_stage(object(), lambda index: None, 2)
     assert str(info.value).startswith("ModuleNotFoundError: No module named 'deepflash' (raised in the Python worker "
                                       "of a training process of 2")

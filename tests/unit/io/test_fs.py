@@ -20,8 +20,24 @@ def _no_temp_files(root) -> bool:
 
 # --- qualify: Spark's rule, without a SparkContext (workers, before Spark starts) --------------
 
-def test_plain_paths_without_spark_are_local_uris(tmp_path, monkeypatch):
-    monkeypatch.setattr(fs, "_active_hadoop_conf", lambda: None)  # as on a worker, even if a test started Spark
+class FakeSession:
+    """What qualify reads of a session: ``spark.conf.get(key, default)``."""
+
+    def __init__(self, values: dict):
+        self.conf = self
+        self.values = values
+
+    def get(self, key, default=None):
+        return self.values.get(key, default)
+
+
+@pytest.fixture
+def no_hadoop_conf(monkeypatch):
+    monkeypatch.delenv("HADOOP_CONF_DIR", raising=False)
+    monkeypatch.delenv("SPARK_CONF_DIR", raising=False)
+
+
+def test_plain_paths_without_spark_are_local_uris(tmp_path, monkeypatch, no_hadoop_conf):
     monkeypatch.chdir(tmp_path)
     assert fs.qualify("/data/x") == "file:///data/x"
     assert fs.qualify("rel/x") == f"file://{tmp_path}/rel/x"
@@ -29,6 +45,36 @@ def test_plain_paths_without_spark_are_local_uris(tmp_path, monkeypatch):
     assert fs.qualify("file:///data/x/") == "file:///data/x"
     assert fs.qualify("hdfs://nn:8020/user/me/store") == "hdfs://nn:8020/user/me/store"
     assert fs.qualify("s3://bucket/key") == "s3://bucket/key"
+
+
+def test_plain_paths_follow_the_sessions_hdfs_default_fs(tmp_path, monkeypatch, no_hadoop_conf):
+    monkeypatch.setenv("HADOOP_USER_NAME", "ana")
+    monkeypatch.chdir(tmp_path)
+    spark = FakeSession({"spark.hadoop.fs.defaultFS": "hdfs://nn:8020"})
+    assert fs.qualify("/models/m", spark) == "hdfs://nn:8020/models/m"
+    assert fs.qualify("models/m", spark) == "hdfs://nn:8020/user/ana/models/m"
+    assert fs.qualify("models/../m/", spark) == "hdfs://nn:8020/user/ana/m"
+    assert fs.qualify("file:/models/m", spark) == "file:///models/m"
+    assert fs.qualify("s3://b/k", spark) == "s3://b/k"
+    # local=True: a file Python writes locally, whatever the default filesystem
+    assert fs.qualify("models/m", spark, local=True) == f"file://{tmp_path}/models/m"
+    # a session on the local filesystem: relative paths against the working directory
+    local = FakeSession({"spark.hadoop.fs.defaultFS": "file:///"})
+    assert fs.qualify("models/m", local) == f"file://{tmp_path}/models/m"
+    assert fs.default_fs(spark) == "hdfs://nn:8020"
+
+
+def test_without_a_session_core_site_xml_names_the_default_fs(tmp_path, monkeypatch, no_hadoop_conf):
+    monkeypatch.setenv("HADOOP_USER_NAME", "ana")
+    (tmp_path / "core-site.xml").write_text(
+        "<configuration><property><name>fs.defaultFS</name><value>hdfs://site:9000</value></property>"
+        "</configuration>")
+    monkeypatch.setenv("HADOOP_CONF_DIR", str(tmp_path))
+    assert fs.qualify("x/y") == "hdfs://site:9000/user/ana/x/y"
+    # the session's own setting comes first
+    assert fs.qualify("/x", FakeSession({"spark.hadoop.fs.defaultFS": "hdfs://nn:8020"})) == "hdfs://nn:8020/x"
+    # a session that leaves it unset falls back to core-site.xml, never to an active session
+    assert fs.qualify("/x", FakeSession({})) == "hdfs://site:9000/x"
 
 
 def test_dbfs_maps_to_the_fuse_mount(monkeypatch, tmp_path):

@@ -70,6 +70,10 @@ def test_overrides_do_not_change_the_input():
     ("study.losses=[hinge]", r"^study\.losses\[0\]: "),
     ("tracking.enabled=maybe", r"^tracking\.enabled: expected true or false, found str 'maybe'"),
     ("spark.conf=4", r"^spark\.conf: expected a mapping, found int 4"),
+    ("spark.remote=localhost:15002", r"^spark\.remote: expected a Spark Connect URL, sc://host:port .*"
+                                     r"found 'localhost:15002'"),
+    ("spark.remote=http://host:15002", r"^spark\.remote: expected a Spark Connect URL"),
+    ("spark.remote=5", r"^spark\.remote: expected a Spark Connect URL, found int 5"),
     ("extras.x=1", r"^extras: unknown section; valid sections are: data, model, search"),
     ("evaluation.human_error=2", r"^evaluation\.human_error: expected an error rate in \[0, 1\], found 2"),
     ("evaluation.beta=0", r"^evaluation\.beta: expected a number > 0, found 0"),
@@ -233,3 +237,10 @@ def test_overrides_on_a_json_config_parse_as_yaml_with_exponent_floats(tmp_path)
     assert config["model"]["learningRate"] == 0.001 and config["model"]["epochs"] == 7
     assert config["model"]["layers"] == [{"type": "dense", "units": 4}] and config["tracking"] == {"enabled": False}
     assert apply_overrides({}, ["a.b=-2.5E+2", "a.c=1_000", "a.d=v1e3"]) == {"a": {"b": -250.0, "c": 1000, "d": "v1e3"}}
+
+
+@pytest.mark.parametrize("url", ["sc://localhost:15002", "sc://spark-connect.example.com",
+                                 "sc://host:443/;use_ssl=true;token=abc", "local", "local[2]", "local[*]"])
+def test_spark_remote_takes_connect_urls(write, url):
+    path = write("model:\n  epochs: 2\n")
+    assert load_config(path, [f"spark.remote={url}"])["spark"]["remote"] == url

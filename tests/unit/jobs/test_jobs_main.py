@@ -77,3 +77,53 @@ def test_predict_needs_an_output(recorded, capsys):
     with pytest.raises(SystemExit) as done:
         jobs_main.main(["predict", "--model", "m", "--input", "x"])
     assert done.value.code == 2 and "--output is required" in capsys.readouterr().err and recorded == []
+
+
+def test_remote_sets_spark_remote_over_the_config(recorded, json_config):
+    jobs_main.main(["train", "--config", json_config, "--remote", "sc://localhost:15002"])
+    jobs_main.main(["predict", "--model", "m", "--input", "x", "--output", "o", "--remote", "local[2]"])
+    [train, predict] = recorded
+    assert train.config["spark"] == {**load_config(json_config)["spark"], "remote": "sc://localhost:15002"}
+    assert predict.config == {"spark": {"remote": "local[2]"}}
+
+
+def test_a_bad_remote_exits_2_naming_the_option_before_the_job(recorded, json_config, capsys):
+    with pytest.raises(SystemExit) as done:
+        jobs_main.main(["train", "--config", json_config, "--remote", "localhost:15002"])
+    assert done.value.code == 2 and recorded == []
+    assert "deepflash train: config error: --remote: expected a Spark Connect URL, sc://host:port" \
+        in capsys.readouterr().err
+
+
+def test_spark_session_builds_a_connect_session_for_spark_remote(monkeypatch):
+    """The builder gets the URL (and not the config's master); the classic-only log level is not set."""
+    from pyspark.sql import SparkSession
+
+    from deepflash.jobs import sources
+
+    calls = []
+
+    class Builder:
+        def appName(self, name):
+            return self
+
+        def remote(self, url):
+            calls.append(("remote", url))
+            return self
+
+        def master(self, master):
+            calls.append(("master", master))
+            return self
+
+        def config(self, key, value):
+            calls.append(("config", key, value))
+            return self
+
+        def getOrCreate(self):
+            return type("SparkSession", (), {"__module__": "pyspark.sql.connect.session"})()
+
+    monkeypatch.setattr(SparkSession, "builder", Builder())
+    session = sources.spark_session({"spark": {"master": "local[2]", "remote": "sc://localhost:15002",
+                                               "conf": {"spark.sql.shuffle.partitions": 4}}})
+    assert calls == [("remote", "sc://localhost:15002"), ("config", "spark.sql.shuffle.partitions", "4")]
+    assert not hasattr(session, "sparkContext")

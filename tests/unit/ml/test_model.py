@@ -1,5 +1,5 @@
-"""KerasModel without Spark: which broadcast a transform uses (a stand-in SparkContext counts them), its
-state as bytes, its fit info, and the scoring path."""
+"""KerasModel without Spark: the Connect plan-size check, the per-worker model cache, its state as
+bytes, its fit info, and the scoring path."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,30 +12,35 @@ from deepflash.serving.scoring import feature_matrix, predict_batch_rows
 from deepflash.worker.devices import choose_gpus
 
 
-class FakeContext:
-    def __init__(self):
-        self.broadcasts = []
-
-    def broadcast(self, value):
-        self.broadcasts.append(value)
-        return ("broadcast", len(self.broadcasts), value)
+class _ConnectLike:
+    """Stands in for a Spark Connect session: deepflash tells the kinds apart by the class's module."""
 
 
-def test_one_broadcast_per_model_bytes_and_spark_context():
-    model = KerasModel()
-    sc = FakeContext()
-    first, digest = model._model_broadcast(sc, b"model-a")
-    assert model._model_broadcast(sc, b"model-a") == (first, digest)
-    assert model.copy()._model_broadcast(sc, b"model-a")[0] is first  # a copy shares the broadcast
-    assert len(sc.broadcasts) == 1
+_ConnectLike.__module__ = "pyspark.sql.connect.session"
 
-    second, other = model._model_broadcast(sc, b"model-b")
-    assert second != first and other != digest and sc.broadcasts == [b"model-a", b"model-b"]
 
-    new_sc = FakeContext()
-    assert model._model_broadcast(new_sc, b"model-b")[0] == ("broadcast", 1, b"model-b")
-    assert model._model_broadcast(new_sc, b"model-b")[0] == ("broadcast", 1, b"model-b")
-    assert len(new_sc.broadcasts) == 1
+def test_connect_refuses_a_model_too_big_for_the_plan_naming_sizes_and_setting(monkeypatch):
+    from deepflash.ml import model as model_module
+
+    monkeypatch.setattr(model_module, "CONNECT_MODEL_BYTES_LIMIT", 1024)
+    with pytest.raises(ValueError, match=r"the Keras model is 0\.0 MiB .* limited to 0 MiB .*"
+                                         r"`spark\.connect\.grpc\.maxInboundMessageSize`"):
+        model_module._check_plan_size(_ConnectLike(), b"x" * 2048)
+    model_module._check_plan_size(_ConnectLike(), b"x" * 1024)  # at the limit: fine
+    model_module._check_plan_size(object(), b"x" * 2048)  # classic: Spark broadcasts a big closure itself
+
+
+def test_a_worker_deserializes_a_model_once_per_digest(monkeypatch):
+    from deepflash.io import keras_files
+
+    loads = []
+    monkeypatch.setattr(keras_files, "_LOADED", {})
+    monkeypatch.setattr(keras_files, "model_from_bytes", lambda data: loads.append(data) or ("net", data))
+    assert keras_files.cached_model(b"a", "da") == ("net", b"a")
+    assert keras_files.cached_model(b"a", "da") == ("net", b"a")
+    assert loads == [b"a"]
+    keras_files.cached_model(b"b", "db")
+    assert loads == [b"a", b"b"] and list(keras_files._LOADED) == ["db"]  # one model held at a time
 
 
 # --- the scoring path, without Spark --------------------------------------------------------
@@ -63,11 +68,6 @@ def test_predict_batches_are_sized_by_the_model():
     assert predict_batch_rows(wide) < predict_batch_rows(small)
 
 
-class _Broadcast:
-    def __init__(self, value):
-        self.value = value
-
-
 @pytest.mark.parametrize("kind,units,activation", [("multiclass", 3, "softmax"), ("binary", 1, "sigmoid"),
                                                    ("regression", 1, None)])
 def test_scoring_function_equals_model_predict(kind, units, activation):
@@ -80,7 +80,7 @@ def test_scoring_function_equals_model_predict(kind, units, activation):
     data = model_to_bytes(net)
     x = np.random.default_rng(0).normal(size=(700, 5)).astype(np.float32)
     width = {"multiclass": 3, "binary": 2, "regression": 0}[kind]
-    fn = batch_predictor(_Broadcast(data), model_digest(data), kind, 5, width, "features")
+    fn = batch_predictor(data, model_digest(data), kind, 5, width, "features")
     out = pd.concat(list(fn(iter([pd.Series(list(x[:400])), pd.Series(list(x[400:]))]))), ignore_index=True)
     expected = net.predict(x, verbose=0).astype(np.float64)
     assert list(out.columns) == ["prediction"] + [f"p{k}" for k in range(width)]

@@ -37,10 +37,8 @@ def test_pyfunc_outputs_equal_the_transform_scoring_function(tmp_path, kind, uni
     served = _serving_model(tmp_path, net, kind, width if kind == "multiclass" else 0)
     got = served.predict(None, pd.DataFrame({"features": list(x)}))
 
-    class Broadcast:
-        value = model_to_bytes(net)
-
-    spark_side = next(batch_predictor(Broadcast, model_digest(Broadcast.value), kind, 5, width, "features")(
+    data = model_to_bytes(net)
+    spark_side = next(batch_predictor(data, model_digest(data), kind, 5, width, "features")(
         iter([pd.Series(list(x))])))
     np.testing.assert_array_equal(got["prediction"].to_numpy(), spark_side["prediction"].to_numpy())
     if kind == "regression":

@@ -12,14 +12,19 @@ Only hyperopt's public pieces are used: ``Domain``, ``Trials`` (``new_trial_ids`
 """
 from __future__ import annotations
 
+import functools
 import logging
 import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from deepflash.spark.tags import JobTag
+from deepflash.spark.tasks import run_tasks
 
 log = logging.getLogger("deepflash")
 
@@ -33,16 +38,16 @@ class _Finished:
     error: BaseException | None
 
 
-def run_spark_trials(sc, fn: Callable[[Any], dict], space: Any, algo: Callable, max_evals: int, parallelism: int,
-                     timeout: float | None, seed: int, on_update: Callable[[Any], Any]):
+def run_spark_trials(spark, fn: Callable[[Any], dict], space: Any, algo: Callable, max_evals: int, parallelism: int,
+                     timeout: float | None, seed: int, on_update: Callable[[Any], Any], tag: JobTag | None = None):
     """Runs up to ``max_evals`` trials of ``fn`` over ``space``, each as a one-task Spark job.
 
-    Trial jobs run in the caller's job group (threads inherit it), so cancelling that group stops
-    them. At ``timeout`` the trials still running are left unfinished (no result): the caller
-    cancels the group.
+    Each trial's job runs in a thread that ``tag`` starts, so it carries the caller's job tag
+    (:func:`~deepflash.spark.tags.tagged_jobs`) and interrupting that tag stops it. At ``timeout``
+    the trials still running are left unfinished (no result): the caller interrupts the tag.
 
     Args:
-        sc: the SparkContext.
+        spark: the SparkSession, classic or Connect.
         fn: the objective; it runs on an executor and returns a hyperopt result dict.
         space: the hyperopt space.
         algo: a hyperopt ``suggest`` function (tpe, rand, anneal, or a custom one).
@@ -51,18 +56,19 @@ def run_spark_trials(sc, fn: Callable[[Any], dict], space: Any, algo: Callable, 
         timeout: seconds for the whole search, or None.
         seed: seeds the algorithm's random state, as ``fmin``'s ``rstate`` does.
         on_update: called with the ``Trials`` after each trial finishes (progress, MLflow).
+        tag: the caller's :class:`~deepflash.spark.tags.JobTag`; None starts untagged daemon threads.
 
     Returns:
         The hyperopt ``Trials``; trials whose Spark job failed are in state ``JOB_STATE_ERROR``
         with ``misc["error"]``, as ``SparkTrials`` leaves them.
 
     Example:
-        >>> trials = run_spark_trials(sc, objective, {"x": hp.uniform("x", -1, 1)}, tpe.suggest, 20, 2,
-        ...                           None, 0, lambda t: None)
+        >>> with tagged_jobs(spark, "trials", interrupt=True) as tag:
+        ...     trials = run_spark_trials(spark, objective, {"x": hp.uniform("x", -1, 1)}, tpe.suggest, 20, 2,
+        ...                               None, 0, lambda t: None, tag)
     """
     from hyperopt import Trials, base, space_eval
     from hyperopt.utils import coarse_utcnow
-    from pyspark import InheritableThread
 
     domain = base.Domain(fn, space)
     trials = Trials()
@@ -73,11 +79,17 @@ def run_spark_trials(sc, fn: Callable[[Any], dict], space: Any, algo: Callable, 
     submitted = 0
     exhausted = False
 
+    def start(target: Callable[[], None]) -> None:
+        if tag is not None:
+            tag.thread(target)
+        else:
+            threading.Thread(target=target, daemon=True).start()
+
     def run_one(tid: int, params: Any) -> None:
         try:
-            result = sc.parallelize([0], 1).map(lambda _: fn(params)).collect()[0]
+            result = run_tasks(spark, fn, [params])[0]
             finished.put(_Finished(tid, result, None))
-        except BaseException as e:  # a lost task, or the group cancelled at the deadline
+        except BaseException as e:  # a lost task, or the tag interrupted at the deadline
             finished.put(_Finished(tid, None, e))
 
     while True:
@@ -96,7 +108,7 @@ def run_spark_trials(sc, fn: Callable[[Any], dict], space: Any, algo: Callable, 
                 doc["book_time"] = doc["refresh_time"] = coarse_utcnow()
                 running[doc["tid"]] = doc
                 params = space_eval(space, base.spec_from_misc(doc["misc"]))
-                InheritableThread(target=run_one, args=(doc["tid"], params), daemon=True).start()
+                start(functools.partial(run_one, doc["tid"], params))
                 submitted += 1
         if not running:
             break

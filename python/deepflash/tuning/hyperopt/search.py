@@ -17,12 +17,12 @@ from pyspark import keyword_only
 from pyspark.ml.param import Param, Params
 
 from deepflash.ml.converters import add_accessors, to_choice, to_number
+from deepflash.spark.tags import tagged_jobs
 from deepflash.tuning.base import (
     BaseSearch,
     BaseSearchModel,
     SearchOutcome,
     SearchSetup,
-    job_group,
     tpe_startup_trials,
     trial_threads,
 )
@@ -160,7 +160,7 @@ class HyperoptSearch(BaseSearch, _SearchParams):
         return SearchOutcome(tuple(all_results(trials)))
 
     def _run_trials(self, spark, fn, hyperopt_space, algo, max_evals: int, timeout: float | None, progress):
-        """Runs the trials in a job group of their own; returns the hyperopt Trials, failed trials included.
+        """Runs the trials with a job tag of their own; returns the hyperopt Trials, failed trials included.
 
         ``parallelism > 1``: one Spark job per trial (:func:`run_spark_trials`); otherwise ``fmin``
         in the driver.
@@ -169,13 +169,12 @@ class HyperoptSearch(BaseSearch, _SearchParams):
         from hyperopt.exceptions import AllTrialsFailed
 
         parallelism = self.getParallelism()
-        sc = spark.sparkContext
-        # Our own group lets us cancel (and interrupt) whatever is still running when the trials
-        # return: a timeout, an error, Ctrl-C.
-        with job_group(sc, f"deepflash {self.getAlgo()} search trials", cancel=parallelism > 1):
+        # Our own tag lets us interrupt whatever is still running when the trials return: a
+        # timeout, an error, Ctrl-C.
+        with tagged_jobs(spark, f"{self.getAlgo()}-search-trials", interrupt=parallelism > 1) as tag:
             if parallelism > 1:
-                trials = run_spark_trials(sc, fn, hyperopt_space, algo, max_evals, parallelism, timeout,
-                                          self.getSeed(), progress)
+                trials = run_spark_trials(spark, fn, hyperopt_space, algo, max_evals, parallelism, timeout,
+                                          self.getSeed(), progress, tag)
             else:
                 trials = Trials()
                 try:

@@ -246,12 +246,13 @@ def run_worker(settings: EngineSettings, worker: int, n_trials: int, study=None,
 
 
 def spark_worker(settings: EngineSettings, shares: list[int]):
-    """The function of a ``mapPartitionsWithIndex`` over one partition per worker."""
+    """The function of one Spark task per worker (``run_tasks`` over the worker indexes): runs
+    worker ``index``'s share of the trials; returns how many ran."""
 
-    def run(index, _rows):
+    def run(index: int) -> int:
         import os
 
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        yield run_worker(settings, index, shares[index])
+        return run_worker(settings, index, shares[index])
 
     return run

@@ -20,7 +20,9 @@ from pyspark import keyword_only
 from pyspark.ml.param import Param, Params
 
 from deepflash.ml.converters import add_accessors, to_choice
-from deepflash.tuning.base import BaseSearch, BaseSearchModel, SearchOutcome, SearchSetup, job_group, tpe_startup_trials
+from deepflash.spark.tags import tagged_jobs
+from deepflash.spark.tasks import run_tasks
+from deepflash.tuning.base import BaseSearch, BaseSearchModel, SearchOutcome, SearchSetup, tpe_startup_trials
 from deepflash.tuning.optuna.engine import (
     MULTI_OBJECTIVE_SAMPLERS,
     PRUNERS,
@@ -183,32 +185,27 @@ class OptunaSearch(BaseSearch, _OptunaParams):
         return _outcome(trials)
 
     def _run_workers(self, spark, settings: EngineSettings, max_evals: int, progress: Progress) -> None:
-        """One Spark task per worker, each running its share of the trials against the shared study.
-        Reports trials as they finish; at the deadline, cancels the tasks still running."""
-        from pyspark import InheritableThread
-
+        """One Spark task per worker (one job), each running its share of the trials against the
+        shared study. Reports trials as they finish; at the deadline, interrupts the tasks still running."""
         parallelism = self.getParallelism()
         shares = [max_evals // parallelism + (1 if i < max_evals % parallelism else 0) for i in range(parallelism)]
-        sc = spark.sparkContext
         errors: list[BaseException] = []
 
         def collect() -> None:
-            try:
-                sc.parallelize(range(parallelism), parallelism).mapPartitionsWithIndex(
-                    spark_worker(settings, shares)).collect()
-            except BaseException as e:  # a lost task or the cancellation at the deadline
+            try:  # the workers write their trials to the shared storage: their answers are not needed
+                run_tasks(spark, spark_worker(settings, shares), range(parallelism))
+            except BaseException as e:  # a lost task or the interruption at the deadline
                 errors.append(e)
 
-        with job_group(sc, f"deepflash optuna-{self.getSampler()} search trials", cancel=True):
-            thread = InheritableThread(target=collect, daemon=True)
-            thread.start()
+        with tagged_jobs(spark, f"optuna-{self.getSampler()}-trials", interrupt=True) as tag:
+            thread = tag.thread(collect)
             study = load_study(settings)
             while thread.is_alive():
                 thread.join(POLL_SECONDS)
                 for trial in study.get_trials(deepcopy=False):
                     _report(progress, trial)
                 if settings.deadline is not None and time.time() > settings.deadline:
-                    log.info("search: timeout reached, cancelling the trials still running")
+                    log.info("search: timeout reached, interrupting the trials still running")
                     break
         thread.join()
         if errors and (settings.deadline is None or time.time() <= settings.deadline):
