@@ -269,7 +269,7 @@ class KerasEstimator(Estimator, KerasParams, MLReadable, MLWritable):
             backend.check(dataset.sparkSession)
         spark = dataset.sparkSession
         user_store = self.getOrDefault(self.storePath) if self.isDefined(self.storePath) else None
-        store = Store(user_store or default_store_path(spark))
+        store = Store(user_store or default_store_path(spark), spark)
         seed = self._seed()
         validation_col = self.getOrDefault(self.validationCol) if self.isDefined(self.validationCol) else None
         # Unset or "" (pyspark.ml's convention): unweighted.

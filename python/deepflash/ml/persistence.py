@@ -54,11 +54,13 @@ class StageWriter(MLWriter):
         # The session, not its SparkContext: the metadata goes through the DataFrame API, which
         # works on classic and Connect sessions alike.
         spark = self.sparkSession
+        # One qualified path for Spark's metadata writer and ours, so both land in one directory
+        # (a relative path: under this process's working directory, not the JVM's).
+        path = fs.qualify(path, spark)
         DefaultParamsWriter.saveMetadata(self.instance, path, spark)
         data = self.instance.stateBytes()
         if data is not None:
-            # Qualified as Spark qualified the metadata path above, so both land in one directory.
-            fs.write_bytes(fs.join(fs.qualify(path, spark), *self.file), data)
+            fs.write_bytes(fs.join(path, *self.file), data)
 
 
 class StageReader(MLReader):
@@ -72,8 +74,9 @@ class StageReader(MLReader):
 
     def load(self, path: str):
         spark = self.sparkSession
+        path = fs.qualify(path, spark)
         instance = load_params_instance(self.cls, path, spark)
-        state_path = fs.join(fs.qualify(path, spark), *self.file)
+        state_path = fs.join(path, *self.file)
         if fs.exists(state_path):
             instance.setStateBytes(fs.read_bytes(state_path))
         return instance

@@ -12,6 +12,8 @@ import pandas as pd
 from pyspark.ml import Estimator
 from pyspark.ml.util import DefaultParamsWriter, MLReader, MLWriter
 
+from deepflash.io import fs
+
 
 class SearchWriter(MLWriter):
     """Params metadata, plus the estimator (search) or best model, bestParams and trials (model)."""
@@ -23,12 +25,13 @@ class SearchWriter(MLWriter):
     def saveImpl(self, path: str) -> None:
         from deepflash.io.store import Store
 
+        path = fs.qualify(path, self.sparkSession)  # one directory for Spark's metadata and our files
         try:
-            DefaultParamsWriter.saveMetadata(self.instance, path, self.sc)
+            DefaultParamsWriter.saveMetadata(self.instance, path, self.sparkSession)
         except TypeError as e:
             raise TypeError(f"this search cannot be saved: its `space` holds raw hyperopt expressions ({e}); "
                             "use the dict form to save it") from None
-        store = Store(path)
+        store = Store(path, self.sparkSession)
         inst = self.instance
         if isinstance(inst, Estimator):
             if inst.getEstimator() is not None:
@@ -57,8 +60,9 @@ class SearchReader(MLReader):
         from deepflash.ml.model import KerasModel
         from deepflash.ml.persistence import load_params_instance
 
-        instance = load_params_instance(self.cls, path, self.sc)
-        store = Store(path)
+        path = fs.qualify(path, self.sparkSession)
+        instance = load_params_instance(self.cls, path, self.sparkSession)
+        store = Store(path, self.sparkSession)
         if isinstance(instance, Estimator):
             if store.exists(store.join("estimator")):
                 instance.setEstimator(KerasEstimator.load(store.join("estimator")))
