@@ -53,6 +53,7 @@ MOVED_NAMES: dict[str, dict[str, str]] = {
     "deepflash.fs": dict.fromkeys(["SUCCESS_MARKER", "Staging", "atomic_dir", "check_writable_target", "commit_dir",
                                    "is_complete"], "deepflash.io.atomic"),
     "deepflash.plan": {"FitInfo": "deepflash.ml.fit_info"},
+    "deepflash.store": {"is_local_master": "deepflash.spark.session"},
 }
 
 

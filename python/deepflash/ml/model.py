@@ -199,9 +199,12 @@ def _avoid_columnar_udf_input(dataset: DataFrame) -> None:
     spark = dataset.sparkSession
     if not any(isinstance(f.dataType, T.UserDefinedType) for f in dataset.schema.fields):
         return
+    major, minor = (int(x) for x in spark.version.split(".")[:2])
+    if (major, minor) < (4, 3):  # the server's Spark has no such conf (asking would log an error there)
+        return
     try:
         enabled = str(spark.conf.get(COLUMNAR_UDF_INPUT)).lower() == "true"  # its default, when not set
-    except Exception:  # noqa: BLE001  (Spark < 4.3 does not know the conf)
+    except Exception:  # noqa: BLE001  (a build without the conf)
         return
     if not enabled:
         return
