@@ -13,6 +13,18 @@ import pandas as pd
 import pytest
 
 
+class ConfSession:
+    """A stand-in for a SparkSession that only answers ``spark.conf.get(key, default)`` from
+    ``values``: what deepflash.spark.session, slots and fs.qualify read of a session."""
+
+    def __init__(self, values: dict | None = None, **settings: str):
+        self.conf = self
+        self.values = {**(values or {}), **settings}
+
+    def get(self, key, default=None):
+        return self.values.get(key, default)
+
+
 def accuracy(predictions) -> float:
     from pyspark.sql import functions as F
 

@@ -12,6 +12,7 @@ import pytest
 from deepflash.io import atomic, fs
 from deepflash.io.atomic import SUCCESS_MARKER
 from deepflash.io.store import Store
+from helpers import ConfSession
 
 
 def _no_temp_files(root) -> bool:
@@ -20,15 +21,6 @@ def _no_temp_files(root) -> bool:
 
 # --- qualify: Spark's rule, without a SparkContext (workers, before Spark starts) --------------
 
-class FakeSession:
-    """What qualify reads of a session: ``spark.conf.get(key, default)``."""
-
-    def __init__(self, values: dict):
-        self.conf = self
-        self.values = values
-
-    def get(self, key, default=None):
-        return self.values.get(key, default)
 
 
 @pytest.fixture
@@ -50,7 +42,7 @@ def test_plain_paths_without_spark_are_local_uris(tmp_path, monkeypatch, no_hado
 def test_plain_paths_follow_the_sessions_hdfs_default_fs(tmp_path, monkeypatch, no_hadoop_conf):
     monkeypatch.setenv("HADOOP_USER_NAME", "ana")
     monkeypatch.chdir(tmp_path)
-    spark = FakeSession({"spark.hadoop.fs.defaultFS": "hdfs://nn:8020"})
+    spark = ConfSession({"spark.hadoop.fs.defaultFS": "hdfs://nn:8020"})
     assert fs.qualify("/models/m", spark) == "hdfs://nn:8020/models/m"
     assert fs.qualify("models/m", spark) == "hdfs://nn:8020/user/ana/models/m"
     assert fs.qualify("models/../m/", spark) == "hdfs://nn:8020/user/ana/m"
@@ -59,7 +51,7 @@ def test_plain_paths_follow_the_sessions_hdfs_default_fs(tmp_path, monkeypatch, 
     # local=True: a file Python writes locally, whatever the default filesystem
     assert fs.qualify("models/m", spark, local=True) == f"file://{tmp_path}/models/m"
     # a session on the local filesystem: relative paths against the working directory
-    local = FakeSession({"spark.hadoop.fs.defaultFS": "file:///"})
+    local = ConfSession({"spark.hadoop.fs.defaultFS": "file:///"})
     assert fs.qualify("models/m", local) == f"file://{tmp_path}/models/m"
     assert fs.default_fs(spark) == "hdfs://nn:8020"
 
@@ -72,9 +64,9 @@ def test_without_a_session_core_site_xml_names_the_default_fs(tmp_path, monkeypa
     monkeypatch.setenv("HADOOP_CONF_DIR", str(tmp_path))
     assert fs.qualify("x/y") == "hdfs://site:9000/user/ana/x/y"
     # the session's own setting comes first
-    assert fs.qualify("/x", FakeSession({"spark.hadoop.fs.defaultFS": "hdfs://nn:8020"})) == "hdfs://nn:8020/x"
+    assert fs.qualify("/x", ConfSession({"spark.hadoop.fs.defaultFS": "hdfs://nn:8020"})) == "hdfs://nn:8020/x"
     # a session that leaves it unset falls back to core-site.xml, never to an active session
-    assert fs.qualify("/x", FakeSession({})) == "hdfs://site:9000/x"
+    assert fs.qualify("/x", ConfSession({})) == "hdfs://site:9000/x"
 
 
 def test_dbfs_maps_to_the_fuse_mount(monkeypatch, tmp_path):

@@ -4,15 +4,7 @@ from __future__ import annotations
 import pytest
 
 from deepflash.spark.session import conf, conf_int, core_site_value, default_fs, is_connect, is_local_master, kind
-
-
-class FakeSession:
-    def __init__(self, **values: str):
-        self.conf = self
-        self.values = values
-
-    def get(self, key, default=None):
-        return self.values.get(key, default)
+from helpers import ConfSession
 
 
 @pytest.fixture(autouse=True)
@@ -29,11 +21,11 @@ def _site(directory, value: str) -> None:
 
 def test_default_fs_order(tmp_path, monkeypatch):
     assert default_fs() == "file:///"
-    assert default_fs(FakeSession()) == "file:///"
+    assert default_fs(ConfSession()) == "file:///"
     _site(tmp_path, "hdfs://site:9000")
     monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
     assert default_fs(None) == "hdfs://site:9000"
-    assert default_fs(FakeSession(**{"spark.hadoop.fs.defaultFS": "hdfs://nn:8020"})) == "hdfs://nn:8020"
+    assert default_fs(ConfSession(**{"spark.hadoop.fs.defaultFS": "hdfs://nn:8020"})) == "hdfs://nn:8020"
     hadoop = tmp_path / "hadoop"
     hadoop.mkdir()
     _site(hadoop, "hdfs://hadoop:8020")
@@ -51,7 +43,7 @@ def test_core_site_value_absent_or_broken(tmp_path):
 
 
 def test_conf_and_conf_int():
-    spark = FakeSession(**{"a": "3", "empty": "", "bad": "3.5"})
+    spark = ConfSession(**{"a": "3", "empty": "", "bad": "3.5"})
     assert conf(spark, "a") == "3" and conf(spark, "empty", "d") == "d" and conf(spark, "none") is None
     assert conf_int(spark, "a", 0) == 3 and conf_int(spark, "none", 7) == 7
     with pytest.raises(ValueError, match=r"Spark setting `bad` == '3.5': expected an integer"):
@@ -59,7 +51,7 @@ def test_conf_and_conf_int():
 
 
 def test_kind_and_master():
-    assert not is_connect(FakeSession()) and kind(FakeSession()) == "classic"
-    assert is_local_master(FakeSession(**{"spark.master": "local[2]"}))
-    assert not is_local_master(FakeSession(**{"spark.master": "spark://h:7077"}))
-    assert not is_local_master(FakeSession())
+    assert not is_connect(ConfSession()) and kind(ConfSession()) == "classic"
+    assert is_local_master(ConfSession(**{"spark.master": "local[2]"}))
+    assert not is_local_master(ConfSession(**{"spark.master": "spark://h:7077"}))
+    assert not is_local_master(ConfSession())

@@ -4,21 +4,11 @@ from __future__ import annotations
 import pytest
 
 from deepflash.spark.slots import Slots, slots_from_conf
+from helpers import ConfSession
 
 
-class FakeSession:
-    """What the slot count reads of a session: ``spark.conf.get(key, default)``."""
-
-    def __init__(self, **values: str):
-        self.conf = self
-        self.values = values
-
-    def get(self, key, default=None):
-        return self.values.get(key, default)
-
-
-def session(master: str, **settings) -> FakeSession:
-    return FakeSession(**{"spark.master": master, **{f"spark.{k.replace('_', '.')}": v for k, v in settings.items()}})
+def session(master: str, **settings) -> ConfSession:
+    return ConfSession(**{"spark.master": master, **{f"spark.{k.replace('_', '.')}": v for k, v in settings.items()}})
 
 
 def test_local_masters():
@@ -56,11 +46,11 @@ def test_task_cpus_divide_the_cores():
 
 def test_gpu_amounts_cap_the_slots():
     gpus = {"spark.task.resource.gpu.amount": "1", "spark.executor.resource.gpu.amount": "2"}
-    spark = FakeSession(**{"spark.master": "yarn", "spark.executor.instances": "3", "spark.executor.cores": "8",
+    spark = ConfSession(**{"spark.master": "yarn", "spark.executor.instances": "3", "spark.executor.cores": "8",
                            **gpus})
     assert (slots_from_conf(spark).total, slots_from_conf(spark).per_executor) == (6, 2)
     half = {**spark.values, "spark.task.resource.gpu.amount": "0.5"}
-    assert slots_from_conf(FakeSession(**half)).per_executor == 4
+    assert slots_from_conf(ConfSession(**half)).per_executor == 4
 
 
 def test_dynamic_allocation_leaves_the_count_open():
