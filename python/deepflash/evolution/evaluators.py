@@ -12,7 +12,6 @@ import math
 import time
 import traceback
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from deepflash.evolution.problem import Problem
@@ -101,8 +100,5 @@ class SparkEvaluator(Evaluator):
 
         with tagged_jobs(self.spark, "evolution-evaluations", interrupt=True) as tag:
             # Each pool thread tags its own jobs: a tag holds for the thread that adds it.
-            pool = ThreadPoolExecutor(max_workers=self.parallelism, initializer=tag.add)
-            try:
+            with tag.pool(self.parallelism) as pool:
                 return list(pool.map(run, encodings))
-            finally:
-                pool.shutdown(wait=False, cancel_futures=True)

@@ -20,6 +20,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from deepflash.spark.session import is_connect
 
@@ -59,6 +60,17 @@ class JobTag:
         thread = threading.Thread(target=run, name=name or self.tag, daemon=True)
         thread.start()
         return thread
+
+    @contextlib.contextmanager
+    def pool(self, max_workers: int, name: str | None = None) -> Iterator[ThreadPoolExecutor]:
+        """A thread pool whose threads tag their jobs; on leaving the block (all done, an error,
+        Ctrl-C) the runs not yet started are dropped, without waiting for the running ones (the
+        block that holds the tag interrupts those)."""
+        pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name or self.tag, initializer=self.add)
+        try:
+            yield pool
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def interrupt(self) -> None:
         """Interrupts every job of the session that carries the tag, in any thread."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import as_completed
 
 from deepflash.data.plan import FitPlan
 
@@ -121,23 +121,17 @@ def run_study(spark, estimator, train_df, test_df, study: dict) -> list[dict]:
     best = None
     # One Spark job of one task per run; `slots` threads keep that many runs going at once. Their
     # jobs carry the block's tag (each thread adds it), so an error or Ctrl-C interrupts the rest.
-    with tagged_jobs(spark, "optimizer-study", interrupt=True) as tag:
-        pool = ThreadPoolExecutor(max_workers=min(slots, len(runs)), thread_name_prefix="deepflash-study",
-                                  initializer=tag.add)
-        try:
-            for result in as_completed([pool.submit(lambda run=run: run_tasks(spark, task, [run])[0])
-                                        for run in runs]):
-                r = result.result()
-                results.append(r)
-                if r["status"] == "ok" and (best is None or r["test_accuracy"] > best["test_accuracy"]):
-                    best = r
-                this = (f"test accuracy {r['test_accuracy']:.4f}" if r["status"] == "ok"
-                        else f"failed ({r['error'][:100]})")
-                log.info("study run %d/%d %s: %s in %.0fs; best so far %s, %.0fs elapsed", len(results), len(runs),
-                         r["name"], this, r["seconds"],
-                         f"{best['name']} {best['test_accuracy']:.4f}" if best else "n/a", time.time() - started)
-        finally:  # all done, or an error or Ctrl-C: the block's exit interrupts what still runs
-            pool.shutdown(wait=False, cancel_futures=True)
+    with tagged_jobs(spark, "optimizer-study", interrupt=True) as tag, \
+            tag.pool(min(slots, len(runs)), "deepflash-study") as pool:
+        for result in as_completed([pool.submit(lambda run=run: run_tasks(spark, task, [run])[0]) for run in runs]):
+            r = result.result()
+            results.append(r)
+            if r["status"] == "ok" and (best is None or r["test_accuracy"] > best["test_accuracy"]):
+                best = r
+            this = f"test accuracy {r['test_accuracy']:.4f}" if r["status"] == "ok" else f"failed ({r['error'][:100]})"
+            log.info("study run %d/%d %s: %s in %.0fs; best so far %s, %.0fs elapsed", len(results), len(runs),
+                     r["name"], this, r["seconds"],
+                     f"{best['name']} {best['test_accuracy']:.4f}" if best else "n/a", time.time() - started)
     results.sort(key=lambda r: r["run"])
     return results
 
