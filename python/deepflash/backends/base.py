@@ -20,6 +20,10 @@ BACKENDS: Registry[Backend] = Registry("backend")
 register = BACKENDS.register
 
 
+# Seconds a training process may go without a sign of life (the workerTimeout Param's default).
+DEFAULT_TIMEOUT = 120.0
+
+
 class WorkerError(RuntimeError):
     """A training process failed; the message carries its exception and last frames."""
 
@@ -92,14 +96,17 @@ class Backend(abc.ABC):
 
     Args:
         num_proc: number of processes.
+        timeout: seconds a process may go without a sign of life before the run fails with a
+            :class:`WorkerError` naming its rank (the ``workerTimeout`` Param).
     """
 
     name = "abstract"
     # True when the processes run on Spark executors (the data must be readable there).
     distributed = False
 
-    def __init__(self, num_proc: int = 1):
+    def __init__(self, num_proc: int = 1, timeout: float = DEFAULT_TIMEOUT):
         self._num_proc = num_proc
+        self.timeout = float(timeout)
 
     def num_processes(self) -> int:
         return self._num_proc
@@ -126,7 +133,7 @@ class Backend(abc.ABC):
         """
 
 
-def get_backend(name: str, num_proc: int) -> Backend:
+def get_backend(name: str, num_proc: int, timeout: float = DEFAULT_TIMEOUT) -> Backend:
     if name not in BACKENDS:
         raise ValueError(f"`backend` == {name!r}, must be one of: {', '.join(sorted(BACKENDS))}")
-    return BACKENDS[name](num_proc)
+    return BACKENDS[name](num_proc, timeout)

@@ -56,6 +56,28 @@ def to_str(name: str, *, lower: bool = False) -> Callable[[Any], str]:
     return convert
 
 
+RUN_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+RUN_ID_MAX = 128
+
+
+def to_run_id(value: Any) -> str:
+    """The ``runId`` converter: a non-empty name of safe characters that stays one directory of the
+    store's ``runs/`` (no path separator, not ``.`` or ``..``, at most :data:`RUN_ID_MAX` long)."""
+    if not isinstance(value, str):
+        raise TypeError(f"`runId` == {_fmt(value)}, must be a string, found {type(value).__name__}")
+    if not value:
+        raise ValueError("`runId` == '', must be a non-empty name (leave runId unset for a run that is not resumed)")
+    if value in (".", "..") or ".." in value:
+        raise ValueError(f"`runId` == {value!r}, must not contain '..': it names one directory under the store's runs/")
+    bad = sorted(set(value) - RUN_ID_CHARS)
+    if bad:
+        raise ValueError(f"`runId` == {value!r}, must hold only letters, digits, '.', '_' and '-', found "
+                         f"{', '.join(repr(c) for c in bad)}")
+    if len(value) > RUN_ID_MAX:
+        raise ValueError(f"`runId` has {len(value)} characters, must have at most {RUN_ID_MAX}")
+    return value
+
+
 def to_lower(name: str) -> Callable[[Any], str]:
     """A converter: the value must be a string, returned in lower case."""
     return to_str(name, lower=True)

@@ -264,7 +264,7 @@ class KerasEstimator(Estimator, KerasParams, MLReadable, MLWritable):
         """
         self.validateParams()
         num_proc = self.getNumProc() if numProc is None else int(numProc)
-        backend = get_backend(self.getBackend(), num_proc)
+        backend = get_backend(self.getBackend(), num_proc, self.getWorkerTimeout())
         if numProc is None:
             backend.check(dataset.sparkSession)
         spark = dataset.sparkSession
@@ -320,7 +320,7 @@ class KerasEstimator(Estimator, KerasParams, MLReadable, MLWritable):
                 DataFrame's ``sparkSession``); needed by the distributed backends.
         """
         started = time.time()
-        backend = backend or get_backend(self.getBackend(), self.getNumProc())
+        backend = backend or get_backend(self.getBackend(), self.getNumProc(), self.getWorkerTimeout())
         model = self._initial_model(plan.input_dim, plan.output_kind, plan.num_classes, plan.input_shape)
         store = Store(plan.store_url)
         values = self.paramValues()

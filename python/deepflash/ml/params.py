@@ -26,7 +26,16 @@ from pyspark.ml.param.shared import (
 from deepflash.backends import BACKENDS as BACKEND_REGISTRY
 from deepflash.data.plan import DEFAULT_READER
 from deepflash.data.readers import READERS as READER_REGISTRY
-from deepflash.ml.converters import to_choice, to_epoch_list, to_json_dict, to_lower, to_number, to_str, to_str_list
+from deepflash.ml.converters import (
+    to_choice,
+    to_epoch_list,
+    to_json_dict,
+    to_lower,
+    to_number,
+    to_run_id,
+    to_str,
+    to_str_list,
+)
 from deepflash.ml.param_table import ParamSpec, declare_params, names, set_defaults
 from deepflash.networks.augmentation import check_augmentation
 from deepflash.networks.cascade_plan import TRAINING_MODES
@@ -110,6 +119,8 @@ KERAS_PARAMS: tuple[ParamSpec, ...] = (
               to_str_list("metrics"), [], annotation="list[str]"),
     # The training loop.
     ParamSpec("batchSize", "batch size per process, >= 1", _int("batchSize", low=1), 128),
+    ParamSpec("maxClassId", "classification: the largest class id a label may hold (the network gets one output "
+              "per class up to it), >= 1", _int("maxClassId", low=1), 10_000),
     ParamSpec("epochs", "number of epochs, >= 1", _int("epochs", low=1), 10),
     ParamSpec("validationSplit", "fraction held out for validation, in [0, 1)",
               to_number("validationSplit", low=0, high=1, high_open=True), 0.1),
@@ -152,8 +163,11 @@ KERAS_PARAMS: tuple[ParamSpec, ...] = (
               "Spark executors, no Horovod) or local (in the driver)", to_choice("backend", BACKENDS), "horovod"),
     ParamSpec("storePath", "store root: a local path or a filesystem URI; default under spark.local.dir",
               TypeConverters.toString, annotation="str"),
-    ParamSpec("runId", "checkpoints go under this id; a fit with the same id resumes", TypeConverters.toString,
-              annotation="str"),
+    ParamSpec("runId", "checkpoints go under this id; a fit with the same id resumes. Letters, digits, '.', '_' "
+              "and '-' only (no path separator, not '..'), at most 128 characters", to_run_id, annotation="str"),
+    ParamSpec("workerTimeout", "seconds a training process may go without a sign of life (its start-up, the "
+              "collective's cluster formation, a step, a barrier sync, its exit) before the fit fails with a "
+              "WorkerError naming the rank, > 0", to_number("workerTimeout", low=0, low_open=True), 120.0),
     ParamSpec("verbose", "0 = quiet, 1 = log every epoch", _int("verbose", low=0, high=2), 0),
     # How training processes read the data.
     ParamSpec("reader", f"how training processes read the materialized Parquet: {', '.join(READERS)} (default "

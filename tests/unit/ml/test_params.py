@@ -59,6 +59,8 @@ VALID = {
     "backend": ("LOCAL", "local"),
     "storePath": ("/tmp/store", "/tmp/store"),
     "runId": ("run-1", "run-1"),
+    "workerTimeout": (30, 30.0),
+    "maxClassId": (20_000, 20_000),
     "verbose": (2, 2),
     "reader": ("PETASTORM", "petastorm"),
     "readMode": ("Stream", "stream"),
@@ -180,6 +182,8 @@ def test_model_history_is_json_and_copied():
     ("reduceLrFactor", 0, "`reduceLrFactor` == 0.0, must be > 0"),
     ("momentum", 1, "`momentum` == 1.0, must be < 1"),
     ("numProc", 0, "`numProc` == 0, must be >= 1"),
+    ("workerTimeout", 0, "`workerTimeout` == 0.0, must be > 0"),
+    ("maxClassId", 0, "`maxClassId` == 0, must be >= 1"),
     ("verbose", 3, "`verbose` == 3, must be <= 2"),
     ("readMode", "disk", "`readMode` == 'disk', must be one of: auto, memory, stream"),
     ("reader", "parquet", "`reader` == 'parquet', must be one of: arrow, petastorm"),
@@ -548,3 +552,21 @@ def test_stage_instances_do_not_share_state(cls):
 def test_stage_rejects_bad_values(cls):
     with pytest.raises(ValueError, match=re.escape("`epochs` == -1, must be >= 1")):
         cls()._set(epochs=-1)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("", "`runId` == '', must be a non-empty name"),
+    ("../../escaped-run", "`runId` == '../../escaped-run', must not contain '..'"),
+    ("/abs/run", "found '/'"),
+    ("a\\b", "found '\\\\'"),
+    ("run 1;rm", "found ' ', ';'"),
+    ("x" * 129, "`runId` has 129 characters, must have at most 128"),
+])
+def test_run_id_is_one_safe_directory_name(value, message):
+    """A runId names one directory under the store's runs/: empty, '..', a path separator or an unsafe
+    character is refused by name, and the Param stays unset."""
+    est = KerasEstimator()
+    with pytest.raises(ValueError, match=re.escape(message)):
+        est.setRunId(value)
+    assert not est.isSet("runId")
+    assert est.setRunId("run-1.a_b").getRunId() == "run-1.a_b"
