@@ -268,7 +268,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip", default="",
                         help="comma list of runs to skip: local,hvd1,hvd2,bar1,bar2,inference,connect,search,algos,"
-                             "best,stream,cascade")
+                             "best,stream,cascade,verify")
     parser.add_argument("--connect-repeats", type=int, default=5,
                         help="transform on classic against Connect: timed transforms per session (median)")
     parser.add_argument("--search-epochs", type=int, default=2, help="epochs per trial in the search comparison")
@@ -344,7 +344,11 @@ def main(argv=None) -> int:
 
                 connect = connect_benchmark(fitted, all_df, spark.sparkContext.master, args.connect_repeats,
                                             os.path.join(store, "connect"))
-        search = algos = best = streaming = cascade = engines = None
+        search = algos = best = streaming = cascade = engines = written = None
+        if "verify" not in skip:
+            from benchmarks.written_check import written_check_benchmark
+
+            written = [written_check_benchmark(train_df, os.path.join(store, "verify"), "Fashion-MNIST")]
         if "cascade" not in skip:
             from benchmarks.cascade import cascade_benchmark
 
@@ -386,6 +390,10 @@ def main(argv=None) -> int:
                      f"{r['seconds'] / baseline:.2f} | {r.get('plan_seconds', 0):.1f} | "
                      f"{r.get('read_seconds', 0):.1f} | "
                      f"{r.get('train_seconds', r['seconds']):.1f} | {write} | {r['test_accuracy']:.4f} |")
+    if written:
+        from benchmarks.written_check import report_lines as written_lines
+
+        lines += written_lines(written)
     if infer:
         lines += ["", f"Inference on {infer['rows']} rows: model.predict {infer['predict_seconds']:.2f}s, "
                       f"KerasModel.transform (noop sink) {infer['transform_seconds']:.2f}s, "

@@ -9,6 +9,11 @@ Layout of one materialized dataset::
         meta.json
         _DEEPFLASH_SUCCESS
 
+Before the directory is committed the written files are checked against the validation summary
+(:func:`deepflash.data.verify.verify_written`): the same row counts, and no null, NaN or infinite
+value, so that a nondeterministic input cannot train on rows that were never validated. A failed
+check deletes the temporary directory and raises.
+
 A second fit on the same data and columns finds the directory complete and reuses it. The
 fingerprint covers the weights (:func:`deepflash.data.schema.summarize`), so a weighted fit never
 reuses unweighted data, nor the other way round.
@@ -24,6 +29,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from deepflash.data.schema import FEATURES, IS_VALIDATION, LABEL, WEIGHT, DataSummary
+from deepflash.data.verify import SourceColumns, verify_written
 from deepflash.io import fs
 from deepflash.io.store import Store
 
@@ -47,6 +53,7 @@ class MaterializedData:
     reused: bool
     seconds: float = 0.0
     bytes: int = 0
+    verify_seconds: float = 0.0
 
 
 def num_train_files(rows: int, input_dim: int, num_proc: int, weighted: bool = False) -> int:
@@ -54,8 +61,13 @@ def num_train_files(rows: int, input_dim: int, num_proc: int, weighted: bool = F
     return max(MIN_FILES, num_proc, math.ceil(approx_bytes / TARGET_FILE_BYTES))
 
 
-def materialize(prepared: DataFrame, summary: DataSummary, store: Store, num_proc: int) -> MaterializedData:
-    """Returns the materialized dataset for ``summary.fingerprint``, writing it if needed."""
+def materialize(prepared: DataFrame, summary: DataSummary, store: Store, num_proc: int,
+                columns: SourceColumns | None = None) -> MaterializedData:
+    """Returns the materialized dataset for ``summary.fingerprint``, writing it if needed.
+
+    Raises :class:`~deepflash.data.verify.WrittenDataError` (nothing committed) when what was
+    written differs from ``summary``; ``columns`` names the user's columns in that message.
+    """
     train_rows_est = summary.rows
     files = num_train_files(train_rows_est, summary.input_dim, num_proc, summary.weighted)
     key = f"{summary.fingerprint}-p{files}"
@@ -74,6 +86,10 @@ def materialize(prepared: DataFrame, summary: DataSummary, store: Store, num_pro
         # One job, one pass over the input: each task writes its rows of both splits, then the
         # two partition directories are renamed to train/ and val/ (an empty split gets an empty dir).
         data.repartition(files).write.partitionBy(IS_VALIDATION).parquet(fs.join(tmp, "split"))
+        verify_started = time.time()
+        verify_written(fs.join(tmp, "split"), spark=prepared.sparkSession, train_rows=summary.rows - summary.val_rows,
+                       val_rows=summary.val_rows, num_classes=summary.num_classes, columns=columns or SourceColumns())
+        verify_seconds = time.time() - verify_started
         for value, name in (("false", "train"), ("true", "val")):
             written = fs.join(tmp, "split", f"{IS_VALIDATION}={value}")
             if fs.exists(written):
@@ -90,9 +106,10 @@ def materialize(prepared: DataFrame, summary: DataSummary, store: Store, num_pro
         raise
     seconds = time.time() - started
     nbytes = store.size(final)
-    log.info("materialized %d train / %d val rows to %s in %.1fs (%.1f MB/s)", meta["train_rows"],
-             meta["val_rows"], final, seconds, nbytes / 1e6 / max(seconds, 1e-9))
+    log.info("materialized %d train / %d val rows to %s in %.1fs (%.1f MB/s; checked in %.2fs)", meta["train_rows"],
+             meta["val_rows"], final, seconds, nbytes / 1e6 / max(seconds, 1e-9), verify_seconds)
     return MaterializedData(store.url("data", key, "train"), store.url("data", key, "val"),
-                            meta["train_rows"], meta["val_rows"], files, reused=False, seconds=seconds, bytes=nbytes)
+                            meta["train_rows"], meta["val_rows"], files, reused=False, seconds=seconds, bytes=nbytes,
+                            verify_seconds=verify_seconds)
 
 

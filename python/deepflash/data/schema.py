@@ -21,11 +21,14 @@ FEATURES = "features"
 LABEL = "label"
 WEIGHT = "weight"
 IS_VALIDATION = "is_validation"
+# The largest |x| of a row's features before the float32 cast (which turns 1e39 into inf), so that
+# an error can say what was found; only evaluated for the rows that are out of range.
+FEATURES_MAX_ABS = "features_max_abs"
 # 20 digits hold any 64-bit hash; 38 hold the sum of 2**63 of them without overflow.
 _HASH_SUM = "decimal(38,0)"
 _SECOND_HASH_SALT = "deepflash-fingerprint-2"
-# Weights are materialized as float32: a larger one would become infinite.
-_FLOAT32_MAX = 3.4028234663852886e38
+# Features, labels and weights are materialized as float32: a larger value would become infinite.
+FLOAT32_MAX = 3.4028234663852886e38
 # Column metadata: {"deepflash": {"window_shape": [lookBack, k]}} on a LookBackWindow's output.
 METADATA_KEY = "deepflash"
 WINDOW_SHAPE_KEY = "window_shape"
@@ -57,16 +60,17 @@ def check_column(df: DataFrame, param: str, name: str) -> None:
             f"`{param}` == {name!r}: no such column; the DataFrame has: {_columns_message(df)}")
 
 
-def features_as_array(df: DataFrame, param: str, name: str) -> Column:
-    """The feature column as ``array<float>``; raises if it is neither a Vector nor a numeric array."""
+def features_as_array(df: DataFrame, param: str, name: str, dtype: str = "float32") -> Column:
+    """The feature column as ``array<float>`` (or ``array<double>`` with ``dtype="float64"``);
+    raises if it is neither a Vector nor a numeric array."""
     check_column(df, param, name)
-    dtype = df.schema[name].dataType
-    if isinstance(dtype, VectorUDT):
-        return vector_to_array(F.col(name), "float32")
-    if isinstance(dtype, ArrayType) and isinstance(dtype.elementType, NumericType):
-        return F.col(name).cast("array<float>")
+    column_type = df.schema[name].dataType
+    if isinstance(column_type, VectorUDT):
+        return vector_to_array(F.col(name), dtype)
+    if isinstance(column_type, ArrayType) and isinstance(column_type.elementType, NumericType):
+        return F.col(name).cast("array<float>" if dtype == "float32" else "array<double>")
     raise TypeError(
-        f"`{param}` column {name!r} must be a Vector or an array of numbers, found {dtype.simpleString()}; "
+        f"`{param}` column {name!r} must be a Vector or an array of numbers, found {column_type.simpleString()}; "
         "assemble numeric columns with pyspark.ml.feature.VectorAssembler first")
 
 
@@ -111,7 +115,11 @@ def check_weight_col(df: DataFrame, name: str) -> None:
 
 def prepare(df: DataFrame, features_col: str, label_col: str, validation_col: str | None,
             validation_split: float, seed: int, weight_col: str | None = None) -> DataFrame:
-    """Projects to (features array<float>, label double, [weight double,] is_validation boolean).
+    """Projects to (features array<float>, label double, [weight double,] is_validation boolean,
+    features_max_abs double).
+
+    ``features_max_abs`` is the largest |x| of the features before their float32 cast; only
+    :func:`summarize` reads it, for its error message, and materialization leaves it out.
 
     The split is a hash of the row and the seed, so it is the same on every run over the same
     data whatever its partitioning. The weight does not enter the split: the same rows validate
@@ -130,8 +138,9 @@ def prepare(df: DataFrame, features_col: str, label_col: str, validation_col: st
     else:
         is_val = F.lit(False)
     weight = [F.col(weight_col).cast("double").alias(WEIGHT)] if weight_col else []
+    max_abs = F.array_max(F.transform(features_as_array(df, "featuresCol", features_col, "float64"), F.abs))
     return df.select(features.alias(FEATURES), F.col(label_col).cast("double").alias(LABEL), *weight,
-                     is_val.alias(IS_VALIDATION))
+                     is_val.alias(IS_VALIDATION), max_abs.alias(FEATURES_MAX_ABS))
 
 
 def _weight_aggregates(weight: Column) -> list[Column]:
@@ -142,7 +151,8 @@ def _weight_aggregates(weight: Column) -> list[Column]:
         F.sum(F.when(bad, 1).otherwise(0)).alias("bad_weights"),
         F.sum(F.when(good & (weight < 0), 1).otherwise(0)).alias("negative_weights"),
         F.min(F.when(good, weight)).alias("min_weight"),
-        F.sum(F.when(good & (F.abs(weight) > _FLOAT32_MAX), 1).otherwise(0)).alias("infinite_weights"),
+        F.sum(F.when(good & (F.abs(weight) > FLOAT32_MAX), 1).otherwise(0)).alias("infinite_weights"),
+        F.max(F.when(good & (F.abs(weight) > FLOAT32_MAX), F.abs(weight))).alias("max_abs_weight"),
         F.sum(F.when(good & (weight > 0) & ~F.col(IS_VALIDATION), 1).otherwise(0)).alias("positive_train_weights"),
     ]
 
@@ -156,35 +166,94 @@ def _check_weights(row, weight_col: str) -> None:
                          f"(min {row['min_weight']}); weights must be >= 0")
     if row["infinite_weights"]:
         raise ValueError(f"`weightCol` column {weight_col!r} has {row['infinite_weights']} infinite value(s) "
-                         f"or value(s) beyond float32 (> {_FLOAT32_MAX:.4g}); weights must be finite")
+                         f"or value(s) beyond float32 (> {FLOAT32_MAX:.4g}; largest |x| {row['max_abs_weight']:g}); "
+                         "weights must be finite")
     if not row["positive_train_weights"]:
         train_rows = row["rows"] - row["val_rows"]
         raise ValueError(f"`weightCol` column {weight_col!r} is 0 in all {train_rows} training rows: expected at "
                          "least one weight > 0, found none, so there is nothing to learn from")
 
 
+def _check_classes(row, label_col: str, max_class_id: int | None) -> int:
+    """The number of classes (the largest class id + 1) of a valid classification label column."""
+    if row["fractional_labels"] or row["negative_labels"]:
+        raise ValueError(
+            f"`labelCol` column {label_col!r} must hold class ids 0, 1, 2, ... for task 'classification', "
+            f"found {row['fractional_labels']} non-integer and {row['negative_labels']} negative labels; "
+            "index labels with StringIndexer, or use task='regression'")
+    largest = int(row["max_label"])
+    if max_class_id is not None and largest > max_class_id:
+        raise ValueError(f"`labelCol` column {label_col!r} holds class id {largest}, above `maxClassId` == "
+                         f"{max_class_id} (the network would get {largest + 1} outputs); index labels with "
+                         "StringIndexer, or raise `maxClassId` if that many classes are meant")
+    if int(row["min_label"]) == largest:
+        raise ValueError(f"`labelCol` column {label_col!r} has a single class ({largest}) for task "
+                         "'classification': expected at least two classes")
+    return largest + 1
+
+
+def in_float32_range(x: Column) -> Column:
+    """|x| <= float32 max: false for null, NaN (Spark orders NaN above every number) and +-inf."""
+    return F.coalesce(F.abs(x) <= F.lit(FLOAT32_MAX), F.lit(False))
+
+
+def is_fractional(x: Column) -> Column:
+    """True for a number with a fractional part; false for null, NaN, +-inf and every |x| >= 2**53
+    (all integers), for which ``floor`` is never evaluated: under ANSI mode it overflows a long."""
+    return F.coalesce(F.when(F.abs(x) < F.lit(2.0 ** 53), x != F.floor(x)), F.lit(False))
+
+
+def array_out_of_float32_range(values: Column) -> Column:
+    """True for a null array or one holding a null, NaN, +-inf or |x| beyond float32. Built from
+    codegen-able array functions (no lambda): ``array_max`` ranks NaN above every number and
+    skips nulls, which ``array_compact`` counts."""
+    largest, smallest = F.array_max(values), F.array_min(values)
+    out = ((largest > F.lit(FLOAT32_MAX)) | (smallest < F.lit(-FLOAT32_MAX))
+           | (F.size(F.array_compact(values)) != F.size(values)))
+    return values.isNull() | F.coalesce(out, F.size(values) > 0)
+
+
+def _out_of_range_message(param: str, name: str, rows: int, largest: float) -> str:
+    return (f"`{param}` column {name!r} holds {rows} rows with inf/-inf or values beyond float32 "
+            f"(largest |x| {largest:g}); training on them ends in a NaN loss: drop, clip or rescale them first")
+
+
 def summarize(prepared: DataFrame, *, task: str, features_col: str, label_col: str,
-              key_extra: dict, weight_col: str | None = None) -> DataSummary:
+              key_extra: dict, weight_col: str | None = None, max_class_id: int | None = None) -> DataSummary:
     """Runs the single validation pass; raises ValueError naming the column on bad data.
 
-    With ``weight_col`` the prepared data has a WEIGHT column (:func:`prepare`): the same pass
-    checks it and the fingerprint covers it.
+    Refused: nulls and NaN; inf, -inf and values beyond float32 in the features, the labels and
+    the weights (they are materialized as float32); for classification, fractional or negative
+    labels, a single class, and class ids above ``max_class_id`` (the ``maxClassId`` Param; None:
+    no bound). With ``weight_col`` the prepared data has a WEIGHT column (:func:`prepare`): the
+    same pass checks it and the fingerprint covers it.
     """
     feats, label = F.col(FEATURES), F.col(LABEL)
-    bad_feature = feats.isNull() | F.exists(feats, lambda x: x.isNull() | F.isnan(x))
+    # No lambda over the elements of every row; the rows flagged (rare) are then told apart.
+    any_bad_feature = array_out_of_float32_range(feats)
+    nan_feature = any_bad_feature & (feats.isNull() | F.exists(feats, lambda x: x.isNull() | F.isnan(x)))
+    huge_feature = any_bad_feature & ~nan_feature
+    max_abs = (F.col(FEATURES_MAX_ABS) if FEATURES_MAX_ABS in prepared.columns
+               else F.array_max(F.transform(feats, F.abs)))
     bad_label = label.isNull() | F.isnan(label)
     good_label = ~bad_label
+    huge_label = good_label & ~in_float32_range(label)
     # Without weights the row hash is what it always was, so earlier materializations stay valid.
     hashed = [feats, label, F.col(IS_VALIDATION)] + ([F.col(WEIGHT)] if weight_col else [])
     row = prepared.agg(
         F.count(F.lit(1)).alias("rows"),
-        F.sum(F.when(bad_feature, 1).otherwise(0)).alias("bad_features"),
+        F.sum(F.when(nan_feature, 1).otherwise(0)).alias("bad_features"),
+        F.sum(F.when(huge_feature, 1).otherwise(0)).alias("huge_features"),
+        F.max(F.when(huge_feature, max_abs)).alias("max_abs_feature"),
         F.min(F.size(feats)).alias("min_len"),
         F.max(F.size(feats)).alias("max_len"),
         F.sum(F.when(bad_label, 1).otherwise(0)).alias("bad_labels"),
-        F.sum(F.when(good_label & (label != F.floor(label)), 1).otherwise(0)).alias("fractional_labels"),
+        F.sum(F.when(huge_label, 1).otherwise(0)).alias("huge_labels"),
+        F.max(F.when(huge_label, F.abs(label))).alias("max_abs_label"),
+        F.sum(F.when(is_fractional(label), 1).otherwise(0)).alias("fractional_labels"),
         F.sum(F.when(good_label & (label < 0), 1).otherwise(0)).alias("negative_labels"),
         F.max(F.when(good_label, label)).alias("max_label"),
+        F.min(F.when(good_label, label)).alias("min_label"),
         F.sum(F.when(F.col(IS_VALIDATION), 1).otherwise(0)).alias("val_rows"),
         # Exact (decimal) sums of two independent 64-bit row hashes: unlike XOR, a row that
         # appears twice adds twice instead of cancelling out, and the order of rows is irrelevant.
@@ -198,6 +267,9 @@ def summarize(prepared: DataFrame, *, task: str, features_col: str, label_col: s
     if row["bad_features"]:
         raise ValueError(f"`featuresCol` column {features_col!r} has null or NaN values in "
                          f"{row['bad_features']} of {row['rows']} rows; drop or impute them first")
+    if row["huge_features"]:
+        raise ValueError(_out_of_range_message("featuresCol", features_col, row["huge_features"],
+                                               row["max_abs_feature"]))
     if row["min_len"] != row["max_len"]:
         raise ValueError(f"`featuresCol` column {features_col!r} must hold arrays of one length, "
                          f"found lengths from {row['min_len']} to {row['max_len']}")
@@ -206,17 +278,11 @@ def summarize(prepared: DataFrame, *, task: str, features_col: str, label_col: s
     if row["bad_labels"]:
         raise ValueError(f"`labelCol` column {label_col!r} has null or NaN values in "
                          f"{row['bad_labels']} of {row['rows']} rows; drop them first")
+    if row["huge_labels"]:
+        raise ValueError(_out_of_range_message("labelCol", label_col, row["huge_labels"], row["max_abs_label"]))
 
     if task == "classification":
-        if row["fractional_labels"] or row["negative_labels"]:
-            raise ValueError(
-                f"`labelCol` column {label_col!r} must hold class ids 0, 1, 2, ... for task 'classification', "
-                f"found {row['fractional_labels']} non-integer and {row['negative_labels']} negative labels; "
-                "index labels with StringIndexer, or use task='regression'")
-        num_classes = int(row["max_label"]) + 1
-        if num_classes < 2:
-            raise ValueError(f"`labelCol` column {label_col!r} has a single class (0) for task "
-                             "'classification': expected at least two classes")
+        num_classes = _check_classes(row, label_col, max_class_id)
         output_kind = "binary" if num_classes == 2 else "multiclass"
     else:
         num_classes, output_kind = 0, "regression"

@@ -283,7 +283,7 @@ class KerasEstimator(Estimator, KerasParams, MLReadable, MLWritable):
             check_executors(spark, at_least=num_proc)
         check_reachable(store, spark, is_default=not user_store)
         summary = summarize(prepared, task=self.getTask(), features_col=self.getFeaturesCol(),
-                            label_col=self.getLabelCol(), weight_col=weight_col,
+                            label_col=self.getLabelCol(), weight_col=weight_col, max_class_id=self.getMaxClassId(),
                             key_extra={"task": self.getTask(), "split": self.getValidationSplit(),
                                        "seed": seed, "validationCol": validation_col})
         resolve_loss(self.getLoss(), summary.output_kind)
@@ -295,7 +295,10 @@ class KerasEstimator(Estimator, KerasParams, MLReadable, MLWritable):
         # before anything is written.
         input_shape = self._input_shape(dataset)
         self._initial_model(summary.input_dim, summary.output_kind, summary.num_classes, input_shape)
-        data = materialize(prepared, summary, store, num_proc)
+        from deepflash.data.verify import SourceColumns
+
+        data = materialize(prepared, summary, store, num_proc,
+                           SourceColumns(self.getFeaturesCol(), self.getLabelCol(), weight_col))
         return FitPlan(train_url=data.train_url, val_url=data.val_url, train_rows=data.train_rows,
                        val_rows=data.val_rows, output_kind=summary.output_kind, num_classes=summary.num_classes,
                        input_dim=summary.input_dim, data_fingerprint=summary.fingerprint, store_url=store.url(),

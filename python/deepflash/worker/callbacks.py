@@ -1,5 +1,5 @@
-"""The Keras callbacks that take training's decisions, the learning rate and early stopping, and
-the optimizer state a checkpoint carries.
+"""The Keras callbacks that take training's decisions, the learning rate, early stopping and the
+stop on a diverged (NaN or infinite) loss, and the optimizer state a checkpoint carries.
 
 The two stateful callbacks (:class:`ScheduledLearningRate`, :class:`RestoreBestEarlyStopping`)
 expose ``get_state()`` / ``set_state()``: the checkpoint (:class:`~deepflash.worker.checkpoint.Checkpoint`)
@@ -182,6 +182,55 @@ class RestoreBestEarlyStopping(_PendingState, tf.keras.callbacks.EarlyStopping):
         self.best = _scalar_value(state["best"])
         weights = state.get("best_weights")
         self.best_weights = None if weights is None else [np.array(w) for w in weights]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training diverged: a loss or the weights became NaN or infinite."""
+
+
+class StopOnNonFiniteLoss(tf.keras.callbacks.Callback):
+    """Ends the fit with :class:`NonFiniteLossError` as soon as the loss is NaN or infinite.
+
+    Every batch's running ``loss`` is checked (so a diverged fit stops within the batch, not at
+    the end of its epochs), every epoch's losses (``loss``, ``val_loss``, ...) too, and the weights
+    when the fit ends: an update can make them NaN after the last finite loss. So a fit returns
+    finite weights or raises; the error names the epoch and suggests a lower ``learningRate``.
+    It goes before the checkpoint callback, so a diverged epoch is never checkpointed.
+
+    Args:
+        learning_rate: the ``learningRate`` Param, quoted in the error.
+
+    Example:
+        >>> model.fit(ds, epochs=5, callbacks=[StopOnNonFiniteLoss(0.5)])
+    """
+
+    def __init__(self, learning_rate: float):
+        super().__init__()
+        self.learning_rate = float(learning_rate)
+        self.epoch = 0
+
+    def _fail(self, what: str) -> None:
+        raise NonFiniteLossError(
+            f"{what} in epoch {self.epoch + 1}: training diverged; lower `learningRate` (now "
+            f"{self.learning_rate:g}), or scale the features (e.g. StandardScaler)")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(to_float(loss)):
+            self._fail(f"the training loss became {to_float(loss)} at batch {batch + 1}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch = epoch
+        for name, value in sorted((logs or {}).items()):
+            if name.endswith("loss") and value is not None and not np.isfinite(to_float(value)):
+                self._fail(f"`{name}` became {to_float(value)}")
+
+    def on_train_end(self, logs=None):
+        if not all(np.isfinite(w).all() for w in self.model.get_weights()):
+            self._fail("the weights became NaN or infinite")
 
 
 def optimizer_variables(optimizer) -> list:

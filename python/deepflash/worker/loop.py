@@ -259,6 +259,7 @@ class _Run:
     def callbacks(self, span: _Span, decisions: _Decisions) -> list:
         """The span's callbacks, in the order they must run: the communicator's, validation, the
         decisions, the caller's, the stage, the checkpoint, the crash hook, the log line."""
+        from deepflash.worker.callbacks import StopOnNonFiniteLoss
         from deepflash.worker.progress import CheckpointCallback, EpochLogger, StageLog, crash_hook
         from deepflash.worker.sync import ShardedValidation
 
@@ -269,6 +270,8 @@ class _Run:
             callbacks.insert(0, ShardedValidation(data.validation, data.validation_rows, comm.sum,
                                                   steps=data.validation_steps, global_metrics=comm.global_evaluate))
         callbacks += [cb for cb in (decisions.learning_rate, decisions.early_stopping) if cb is not None]
+        # After early stopping (it checks the weights that one restores), before the checkpoint.
+        callbacks.append(StopOnNonFiniteLoss(settings.learning_rate))
         callbacks += self.extra_callbacks
         if span.stage is not None:
             callbacks.append(StageLog(span.stage.index + 1))

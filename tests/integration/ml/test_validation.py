@@ -80,6 +80,9 @@ def test_non_boolean_validation_col(spark, store_dir, good):
     ([([1.0, 2.0], 0.5), ([1.0, 2.0], 1), ([1.0, 2.0], 0)], r"found 1 non-integer and 0 negative labels"),
     ([([1.0, 2.0], -1), ([1.0, 2.0], 1), ([1.0, 2.0], 0)], r"found 0 non-integer and 1 negative labels"),
     ([([1.0, 2.0], 0), ([2.0, 2.0], 0)], r"has a single class"),
+    ([([1.0, 2.0], 1), ([2.0, 2.0], 1)], r"`labelCol` column 'label' has a single class \(1\)"),
+    ([([1.0, float("inf")], 0), ([1e39, 2.0], 1), ([1.0, 2.0], 1)],
+     r"`featuresCol` column 'features' holds 2 rows with inf/-inf or values beyond float32"),
 ])
 def test_bad_data(spark, store_dir, rows, match):
     fails_cleanly(spark, store_dir, _vec_df(spark, rows), local(), ValueError, match, no_job=False)
@@ -108,3 +111,19 @@ def test_null_array_counts_as_bad_feature(spark, store_dir):
 def test_out_of_range_numbers_fail_at_construction(kwargs, match):
     with pytest.raises((TypeError, ValueError), match=match):
         KerasEstimator(**kwargs)
+
+
+def test_class_ids_above_max_class_id(spark, store_dir):
+    df = _vec_df(spark, [([1.0, 2.0], 0), ([2.0, 2.0], 1), ([3.0, 2.0], 7)])
+    fails_cleanly(spark, store_dir, df, local(maxClassId=5), ValueError,
+                  r"`labelCol` column 'label' holds class id 7, above `maxClassId` == 5", no_job=False)
+
+
+@pytest.mark.one_profile(reason="trains; tests/unit/worker/test_nonfinite_loss.py checks the callback on both profiles")
+def test_a_diverging_fit_fails_naming_the_epoch(spark, store_dir):
+    from deepflash.worker.callbacks import NonFiniteLossError
+
+    df = _vec_df(spark, [([1e3 * i, -1e3 * i], 1e3 * i) for i in range(40)])
+    est = local(task="regression", optimizer="sgd", learningRate=10.0, batchSize=4, validationSplit=0.0)
+    with pytest.raises(NonFiniteLossError, match=r"in epoch 1: training diverged; lower `learningRate` \(now 10\)"):
+        est.setStorePath(store_dir).fit(df)

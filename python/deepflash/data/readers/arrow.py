@@ -9,44 +9,16 @@ per-row Python. A ``weight`` column, where the data has one, is read with the sa
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 
 from deepflash.data.readers.base import WEIGHT, Reader, Shard, register
+from deepflash.data.readers.pieces import Piece, list_pieces, shard_pieces
 from deepflash.io import fs
 
+__all__ = ["ArrowReader", "Piece", "list_pieces", "shard_pieces", "table_to_arrays"]
+
 FEATURES, LABEL = "features", "label"
-
-
-@dataclass(frozen=True)
-class Piece:
-    """One row group of one Parquet file."""
-
-    path: str          # path on the filesystem (not a URI)
-    row_group: int
-    rows: int
-
-
-def list_pieces(url: str) -> list[Piece]:
-    """Every row group under the dataset directory ``url``, in file-name order."""
-    import pyarrow.parquet as pq
-
-    filesystem, root = fs.resolve(url)
-    names = [n for n in fs.listdir(url) if n.endswith(".parquet") and not n.startswith((".", "_"))]
-    pieces = []
-    for name in names:
-        path = f"{root.rstrip('/')}/{name}"
-        with filesystem.open_input_file(path) as f:
-            meta = pq.ParquetFile(f).metadata
-        pieces.extend(Piece(path, i, meta.row_group(i).num_rows) for i in range(meta.num_row_groups))
-    return pieces
-
-
-def shard_pieces(pieces: list[Piece], shard: int, num_shards: int) -> list[Piece]:
-    if num_shards <= 1:
-        return list(pieces)
-    return [p for i, p in enumerate(pieces) if i % num_shards == shard]
 
 
 def table_to_arrays(table) -> tuple[np.ndarray, np.ndarray]:

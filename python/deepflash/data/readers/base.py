@@ -6,12 +6,16 @@ Worker code imports it: it imports neither Spark nor the estimator.
 from __future__ import annotations
 
 import abc
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
+from deepflash.data.readers.pieces import list_pieces, shard_pieces
 from deepflash.registry import Registry
+
+log = logging.getLogger("deepflash")
 
 # The materialized weight column (deepflash.data.schema.WEIGHT; this module must not import Spark).
 WEIGHT = "weight"
@@ -32,6 +36,10 @@ class Shard:
     features: np.ndarray   # (rows, input_dim) float32
     labels: np.ndarray     # (rows,) float32
     weights: np.ndarray | None = None   # (rows,) float32 when the data has a weight column, else None
+
+
+class ShortReadError(RuntimeError):
+    """A reader returned other than the rows the Parquet metadata of its shard lists, twice."""
 
 
 def _concat(parts: list[Shard]) -> Shard:
@@ -60,7 +68,30 @@ class Reader(abc.ABC):
         weighted data, weights (rows,), all float32."""
 
     def load(self, url: str, shard: int = 0, num_shards: int = 1) -> Shard:
-        """The whole shard in memory (``(0, 0)`` features when it holds no rows)."""
+        """The whole shard in memory (``(0, 0)`` features when it holds no rows).
+
+        Its rows are counted against the row counts in the Parquet metadata of the shard's files
+        (Petastorm has been seen to end a read early without an error): a read that returns other
+        than that many is retried once, and :class:`ShortReadError`, naming the files and both
+        counts, is raised when the retry is wrong too.
+        """
+        pieces = shard_pieces(list_pieces(url), shard, num_shards)
+        expected = sum(p.rows for p in pieces)
+        loaded = self._load_once(url, shard, num_shards)
+        if len(loaded.labels) == expected:
+            return loaded
+        log.warning("the %s reader read %d rows of shard %d/%d of %s, its Parquet metadata lists %d; reading it "
+                    "again", self.name, len(loaded.labels), shard, num_shards, url, expected)
+        loaded = self._load_once(url, shard, num_shards)
+        if len(loaded.labels) != expected:
+            files = sorted({p.path for p in pieces})
+            raise ShortReadError(
+                f"the {self.name!r} reader read {len(loaded.labels)} rows of shard {shard} of {num_shards} of {url}, "
+                f"twice, but the Parquet metadata of its files lists {expected}: {', '.join(files)}; the data is "
+                "damaged or the reader lost rows: try `reader='arrow'`, or materialize the data again")
+        return loaded
+
+    def _load_once(self, url: str, shard: int, num_shards: int) -> Shard:
         parts = [part for part in self.iter_batches(url, shard, num_shards) if len(part.labels)]
         if not parts:
             return Shard(np.zeros((0, 0), np.float32), np.zeros((0,), np.float32))
