@@ -256,6 +256,7 @@ class EvolutionarySearch(BaseSearch, _EvolutionParams):
         found.setResults(best_model, {k: v for k, v in best_params.items() if v is not None},
                          pd.DataFrame(result.history_rows()))
         found.mlflowRunId = run_id
+        found.trackingFailure = tracker.failure
         return found
 
     def _refit(self, spark, series: np.ndarray, arch: Architecture, best_params: dict):

@@ -63,3 +63,19 @@ def common_arguments(parser: argparse.ArgumentParser, config_required: bool = Tr
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     parser.add_argument("--remote", metavar="URL",
                         help="run on a Spark Connect server, e.g. sc://localhost:15002 (sets spark.remote)")
+
+
+class TrackingFailedError(RuntimeError):
+    """A job whose outputs are in place but whose MLflow tracking failed (``tracking.required``, the
+    default); ``deepflash`` exits with status 3 on it.
+
+    Args:
+        message: names the output directory and the failed MLflow call.
+        result: what the job's ``run`` would have returned.
+    """
+
+    exit_status = 3
+
+    def __init__(self, message: str, result: Any = None):
+        super().__init__(message)
+        self.result = result

@@ -12,7 +12,8 @@ Sections:
     study     the optimizer study's grid (presets, optimizers, learning rates, losses, batch sizes)
     sampling  MAE random sampling of one architecture: ``look_back``, ``architecture`` (units per layer,
               input to output) and :func:`deepflash.evolution.mae_random_sampling`'s settings
-    tracking  MLflow: uri, experiment, registered_model, enabled
+    tracking  MLflow: uri, experiment, registered_model, enabled, required (default true: a job whose
+              tracking failed exits with an error once its outputs are in place)
     spark     master, conf, and remote (a Spark Connect URL, ``sc://host:port``; ``--remote`` sets it)
     evaluation  human_error (or Bayes error, for the bias/variance diagnosis), beta (F-beta)
     evolution EvolutionarySearch Params (problem, populationSize, generations, bounds, ...) for ``evolve``
@@ -196,7 +197,7 @@ SCHEMA: dict[str, dict[str, Callable]] = {
              "seed": _integer(), "limit": _integer(1), "features": _features, "label": _string,
              "steps": _integer(2), "period": _positive, "noise": _non_negative},
     "tracking": {"enabled": _boolean, "uri": _optional_string, "experiment": _string,
-                 "registered_model": _optional_string},
+                 "registered_model": _optional_string, "required": _boolean},
     "spark": {"master": _string, "conf": _mapping, "remote": remote_url},
     "output": {"dir": _string},
     "evaluation": {"human_error": _rate, "beta": _positive},

@@ -3,7 +3,8 @@ section: EvolutionarySearch Params; ``model``: the KerasEstimator that trains th
 the final network). Writes best.json, model.json (Keras config), model/ (a PipelineModel:
 LookBackWindow, then the trained network, so it scores the raw series), generations.csv,
 generations.png, metrics.json and report.html, atomically; the search is an MLflow parent run
-with a nested run per generation.
+with a nested run per generation. A tracking failure leaves the outputs in place and is recorded in
+metrics.json (``tracking_error``).
 
 Example:
     deepflash evolve --config conf/sine_evolution.json --output output/evolve
@@ -20,7 +21,7 @@ import pandas as pd
 
 from deepflash.jobs.base import Job
 from deepflash.jobs.config import ConfigError
-from deepflash.jobs.outputs import open_output, start_tracking, write_json
+from deepflash.jobs.outputs import local_files, open_output, settle_tracking, start_tracking, write_json
 
 log = logging.getLogger("deepflash")
 
@@ -69,9 +70,9 @@ def run(config: dict, output: str, overwrite: bool = False) -> dict:
                           f"{search.getValueCols()}")
     test_fraction = float(data.get("test_fraction", 0.2))
     spark, output, staging = open_output(config, output, overwrite)
+    tracking = start_tracking(config, output, "deepflash-evolve")
+    search.setTrack(tracking.active)
     with staging as out:
-        tracking = start_tracking(config, output, "deepflash-evolve")
-        search.setTrack(tracking.enabled)
         # The series is generated on the driver; the search collects a series there anyway.
         values = load_series(data)
         rows = pd.DataFrame({search.getOrderBy(): np.arange(len(values)), search.getValueCols()[0]: values})
@@ -105,16 +106,20 @@ def run(config: dict, output: str, overwrite: bool = False) -> dict:
                      tables={"Best architecture": {k: v for k, v in best.items() if k != "config"},
                              "Test": metrics, "Generations": found.trials},
                      plots=[plot])
-        if tracking.enabled and found.mlflowRunId:
-            from deepflash.reporting.tracking import RunTracker
+    failure = found.trackingFailure
+    if tracking.active and failure is None and found.mlflowRunId:
+        from deepflash.reporting.tracking import RunTracker
 
-            with RunTracker.resume(found.mlflowRunId) as tracker:
-                tracker.log_metrics({"test": test})
-                tracker.log_files([plot], "plots")
-                tracker.log_files([os.path.join(out.local, n) for n in ("best.json", "model.json", "generations.csv",
-                                                                      "report.html")])
+        with RunTracker.resume(found.mlflowRunId) as tracker, \
+                local_files(output, ["generations.png", "best.json", "model.json", "generations.csv",
+                                     "report.html"]) as files:
+            tracker.log_metrics({"test": test})
+            tracker.log_files(files[:1], "plots")
+            tracker.log_files(files[1:])
+        failure = tracker.failure
     print(json.dumps({"output": output, "fitness": best["fitness"], "layers": best["layers"],
                       "look_back": best["look_back"], **test}, indent=2))
+    settle_tracking(tracking, failure, output, "metrics.json", best)
     return best
 
 

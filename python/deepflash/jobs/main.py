@@ -11,7 +11,7 @@ import logging
 import sys
 
 from deepflash.jobs import evolve, predict, sample, study, train, tune
-from deepflash.jobs.base import Invocation, Job, common_arguments
+from deepflash.jobs.base import Invocation, Job, TrackingFailedError, common_arguments
 from deepflash.jobs.config import ConfigError, load_config, remote_url
 
 log = logging.getLogger("deepflash")
@@ -50,7 +50,8 @@ def build_parser(jobs: tuple[Job, ...] = JOBS) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Parses ``argv`` (default: ``sys.argv[1:]``), validates the config and runs the job.
 
-    A config error exits with status 2 and a message naming the key, before Spark starts.
+    A config error exits with status 2 and a message naming the key, before Spark starts. A job
+    whose outputs are in place but whose MLflow tracking failed exits with status 3.
 
     Args:
         argv: the subcommand and its arguments, e.g. ``["train", "--config", "conf/default.yaml"]``.
@@ -75,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         job.run(Invocation(args.command, config, output, args.overwrite, args))
     except ConfigError as e:
         parser.exit(2, f"deepflash {args.command}: config error: {e}\n")
+    except TrackingFailedError as e:
+        parser.exit(e.exit_status, f"deepflash {args.command}: {e}\n")
     return 0
 
 

@@ -4,6 +4,8 @@ and the metrics, plots and report tables of a fitted model.
 Every job opens its output with :func:`open_output` before any data is read: an existing output
 without ``--overwrite`` is refused before any Spark job or write, and everything is written into a
 temporary sibling that is renamed into place at the end (``deepflash.io.atomic.atomic_dir``).
+Tracking comes after that rename and never undoes it: a failed MLflow call is recorded in the
+job's JSON document as ``tracking_error`` by :func:`settle_tracking`.
 
 Example:
     spark, uri, staging = open_output(config, "output/train", overwrite=False)
@@ -12,13 +14,20 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from deepflash.jobs.base import TrackingFailedError
 from deepflash.jobs.sources import spark_session
+
+if TYPE_CHECKING:
+    from deepflash.reporting.tracking import RunTracker, TrackingFailure
 
 log = logging.getLogger("deepflash")
 
@@ -50,10 +59,26 @@ def write_json(path: str, data: Any) -> None:
 
 @dataclass(frozen=True)
 class Tracking:
-    """Whether a job logs to MLflow, and the registered model name its model goes under (if any)."""
+    """Whether a job logs to MLflow, the registered model name its model goes under (if any),
+    whether a tracking failure fails the job, and the failure of the set-up itself (if it failed)."""
 
     enabled: bool
     registered_model: str | None = None
+    required: bool = True
+    failure: TrackingFailure | None = None
+
+    @property
+    def active(self) -> bool:
+        """Tracking is on and its set-up reached MLflow."""
+        return self.enabled and self.failure is None
+
+    def start_run(self, name: str, params: dict, tags: dict) -> RunTracker | None:
+        """A new :class:`~deepflash.reporting.tracking.RunTracker` when :attr:`active`, else None."""
+        if not self.active:
+            return None
+        from deepflash.reporting.tracking import RunTracker
+
+        return RunTracker(name, params, tags=tags)
 
 
 def output_root(output: str) -> str:
@@ -66,6 +91,9 @@ def output_root(output: str) -> str:
 def start_tracking(config: dict, output: str, default_experiment: str) -> Tracking:
     """Points MLflow at the configured store (default: ``<output root>/mlruns.db``) unless tracking is off.
 
+    An unreachable store does not stop the job: it logs a warning and the returned
+    :class:`Tracking` carries the failure (and is not :attr:`~Tracking.active`).
+
     Args:
         config: the validated job config (its ``tracking`` section).
         output: the job's qualified output URI.
@@ -74,12 +102,70 @@ def start_tracking(config: dict, output: str, default_experiment: str) -> Tracki
     tracking = config.get("tracking") or {}
     if not tracking.get("enabled", True):
         return Tracking(False)
-    from deepflash.reporting.tracking import configure
+    from deepflash.reporting.tracking import TrackingFailure, configure
 
+    settings = {"registered_model": tracking.get("registered_model"), "required": tracking.get("required", True)}
     experiment = tracking.get("experiment", default_experiment)
-    uri, _ = configure(tracking.get("uri"), experiment, output_root(output))
+    try:
+        uri, _ = configure(tracking.get("uri"), experiment, output_root(output))
+    except Exception as e:
+        failure = TrackingFailure.of("configure", e)
+        log.warning("MLflow tracking failed (%s); the job runs untracked", failure)
+        return Tracking(True, failure=failure, **settings)
     log.info("tracking to MLflow at %s, experiment %s", uri, experiment)
-    return Tracking(True, tracking.get("registered_model"))
+    return Tracking(True, **settings)
+
+
+@contextlib.contextmanager
+def local_files(output: str, names: Sequence[str]) -> Iterator[list[str]]:
+    """Local paths of the files ``names`` (relative to the output directory ``output``), for MLflow's
+    artifact calls: the files themselves on a local output, copies in a temporary directory otherwise."""
+    from deepflash.io import fs
+
+    if fs.is_local(output):
+        yield [os.path.join(fs.local_path(output), name) for name in names]
+        return
+    with tempfile.TemporaryDirectory(prefix="deepflash-artifacts-") as tmp:
+        paths = []
+        for name in names:
+            path = os.path.join(tmp, name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(fs.read_bytes(fs.join(output, name)))
+            paths.append(path)
+        yield paths
+
+
+def settle_tracking(tracking: Tracking, failure: TrackingFailure | None, output: str, document: str,
+                    result: Any = None) -> None:
+    """After a job's outputs are in place: records a tracking failure (the set-up's, else ``failure``)
+    as ``tracking_error`` in the JSON ``document`` of the output, then raises
+    :class:`~deepflash.jobs.base.TrackingFailedError` when ``tracking.required`` (the default), or
+    logs a warning and lets the job succeed.
+
+    Args:
+        tracking: the job's :func:`start_tracking`.
+        failure: the first failure of the job's trackers after the set-up, if any.
+        output: the job's output URI.
+        document: the JSON file the failure is recorded in, e.g. ``metrics.json``.
+        result: what the job returns, carried by the error.
+    """
+    from deepflash.io import fs
+
+    failure = tracking.failure or failure
+    if failure is None:
+        return
+    path = fs.join(output, document)
+    data = json.loads(fs.read_bytes(path))
+    data["tracking_error"] = failure.as_dict()
+    fs.write_bytes(path, json.dumps(data, indent=2, default=str).encode())
+    where = fs.local_path(output) if fs.is_local(output) else output
+    message = (f"the outputs are in place at {where}, but tracking to MLflow failed ({failure}); "
+               f"{document} records it as tracking_error")
+    if tracking.required:
+        raise TrackingFailedError(f"{message}. Set tracking.required: false to let the job succeed untracked",
+                                  result)
+    log.warning("%s; tracking.required is false, so the job succeeds", message)
 
 
 # ------------------------------------------------------------------------------- evaluation

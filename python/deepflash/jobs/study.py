@@ -1,5 +1,7 @@
 """``deepflash study``: the optimizer / learning-rate / loss / batch-size study, one Spark task per
-run; writes results.csv, results.md, results.json, plots and a report.
+run; writes results.csv, results.md, results.json, plots and a report, then logs them to an MLflow
+run. A tracking failure leaves the outputs in place and is recorded in results.json
+(``tracking_error``).
 
 Example:
     deepflash study --config conf/study_optimizers.yaml --set study.epochs=2
@@ -11,7 +13,7 @@ import os
 import time
 
 from deepflash.jobs.base import Job
-from deepflash.jobs.outputs import open_output, start_tracking, write_json
+from deepflash.jobs.outputs import local_files, open_output, settle_tracking, start_tracking, write_json
 from deepflash.jobs.sources import load_data, pipeline_stages
 
 log = logging.getLogger("deepflash")
@@ -33,8 +35,8 @@ def run(config: dict, output: str, overwrite: bool = False) -> list:
     model_conf.setdefault("backend", "local")
     estimator = KerasEstimator(**model_conf)
     spark, output, staging = open_output(config, output, overwrite)
+    tracking = start_tracking(config, output, "deepflash-study")
     with staging as out:
-        tracking = start_tracking(config, output, "deepflash-study")
         train_df, test_df = load_data(spark, config.get("data") or {})
         stages = pipeline_stages(estimator, config.get("data") or {})
         if len(stages) > 1:  # assemble raw feature columns once, up front
@@ -51,19 +53,19 @@ def run(config: dict, output: str, overwrite: bool = False) -> list:
         paths = figures(results, os.path.join(out.local, "plots"))
         write_report(os.path.join(out.local, "report.html"), "deepflash optimizer study", config=config,
                      tables={"Results": table}, plots=paths, notes=[f"{len(results)} runs in {seconds:.0f}s"])
-        if tracking.enabled:
-            from deepflash.reporting.tracking import RunTracker
-
-            with RunTracker("study", {"runs": len(results)}, tags={"deepflash.job": "study"}) as tracker:
-                for r in results:
-                    if r["status"] == "ok":
-                        tracker.mlflow.log_metric(f"test_accuracy.{r['run']:02d}", r["test_accuracy"])
-                tracker.log_files(paths, "plots")
-                tracker.log_files([os.path.join(out.local, n) for n in ("results.csv", "results.md", "report.html")])
+        plot_names = [os.path.relpath(p, out.local) for p in paths]
+    tracker = tracking.start_run("study", {"runs": len(results)}, tags={"deepflash.job": "study"})
+    if tracker is not None:
+        with tracker, local_files(output, [*plot_names, "results.csv", "results.md", "report.html"]) as files:
+            tracker.log_metrics({f"test_accuracy.{r['run']:02d}": r["test_accuracy"] for r in results
+                                 if r["status"] == "ok"})
+            tracker.log_files(files[:len(plot_names)], "plots")
+            tracker.log_files(files[len(plot_names):])
     print(markdown)
     failed = [r for r in results if r["status"] != "ok"]
     if failed:
         log.warning("%d of %d study runs failed; the first: %s", len(failed), len(results), failed[0]["error"])
+    settle_tracking(tracking, tracker.failure if tracker is not None else None, output, "results.json", results)
     return results
 
 

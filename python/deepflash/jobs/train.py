@@ -1,6 +1,7 @@
 """``deepflash train``: fits the configured estimator; writes model/, metrics.json, plots/, report.html
 and, with tracking on, an MLflow run with the logged Spark model (``model``) and its network as a
-pyfunc model (``network``) for serving without Spark.
+pyfunc model (``network``) for serving without Spark, and run.json naming them. A tracking failure
+leaves the outputs in place and is recorded in metrics.json (``tracking_error``).
 
 Example:
     deepflash train --config conf/default.yaml --set model.epochs=5 --output /tmp/digits
@@ -14,7 +15,16 @@ import os
 import time
 
 from deepflash.jobs.base import Job
-from deepflash.jobs.outputs import evaluate, evaluation_outputs, open_output, report_tables, start_tracking, write_json
+from deepflash.jobs.outputs import (
+    evaluate,
+    evaluation_outputs,
+    local_files,
+    open_output,
+    report_tables,
+    settle_tracking,
+    start_tracking,
+    write_json,
+)
 from deepflash.jobs.sources import load_data, pipeline_stages
 
 log = logging.getLogger("deepflash")
@@ -22,6 +32,11 @@ log = logging.getLogger("deepflash")
 
 def run(config: dict, output: str, overwrite: bool = False) -> dict:
     """Fits the configured estimator and writes its outputs atomically; returns the metrics.
+
+    The outputs are in place before the run's metrics, files and models are logged, and an MLflow
+    failure never removes them: it is recorded in metrics.json as ``tracking_error`` and, with
+    ``tracking.required`` (the default), raises :class:`~deepflash.jobs.base.TrackingFailedError`
+    once everything is written.
 
     Args:
         config: a validated config (``deepflash.jobs.config.load_config`` or ``validate``).
@@ -31,21 +46,19 @@ def run(config: dict, output: str, overwrite: bool = False) -> dict:
     from pyspark.ml import Pipeline
 
     from deepflash import KerasEstimator
+    from deepflash.io import fs
     from deepflash.reporting.report import write_report
 
     estimator = KerasEstimator(**(config.get("model") or {}))
     spark, output, staging = open_output(config, output, overwrite)
-    with staging as out:
-        tracking = start_tracking(config, output, "deepflash-train")
-        train_df, test_df = load_data(spark, config.get("data") or {})
-        tracker = None
-        if tracking.enabled:
-            from deepflash.reporting.tracking import RunTracker
-
-            source = (config.get("data") or {}).get("source", "digits")
-            tracker = RunTracker("train", {**(config.get("model") or {}), "data.source": source},
+    tracking = start_tracking(config, output, "deepflash-train")
+    source = (config.get("data") or {}).get("source", "digits")
+    tracker = tracking.start_run("train", {**(config.get("model") or {}), "data.source": source},
                                  tags={"deepflash.job": "train", "deepflash.output": output})
-        with tracker or contextlib.nullcontext():
+    # The run spans the fit (it ends FAILED if the fit raises); the outputs never depend on it.
+    with tracker or contextlib.nullcontext():
+        with staging as out:
+            train_df, test_df = load_data(spark, config.get("data") or {})
             started = time.time()
             model = Pipeline(stages=pipeline_stages(estimator, config.get("data") or {})).fit(train_df)
             fit_seconds = time.time() - started
@@ -63,21 +76,25 @@ def run(config: dict, output: str, overwrite: bool = False) -> dict:
             write_report(os.path.join(out.local, "report.html"), "deepflash train", config=config,
                          tables=report_tables(metrics, test_report, diagnosis), plots=paths,
                          notes=[f"Fit in {fit_seconds:.1f}s; output {output}"])
-            if tracker is not None:
+            plot_names = [os.path.relpath(p, out.local) for p in paths]
+        log.info("wrote the model, metrics, plots and report to %s", output)
+        if tracker is not None:
+            with local_files(output, [*plot_names, "metrics.json", "report.html"]) as files:
                 tracker.log_history(keras_model.getHistory())
                 tracker.log_metrics({"train": metrics["train"], "test": metrics["test"], "fit_seconds": fit_seconds})
-                tracker.log_files(paths, "plots")
-                tracker.log_files([os.path.join(out.local, "metrics.json"), os.path.join(out.local, "report.html")])
-                metrics["model_uri"] = tracker.log_pipeline_model(model, tracking.registered_model,
+                tracker.log_files(files[:len(plot_names)], "plots")
+                tracker.log_files(files[len(plot_names):])
+            metrics["model_uri"] = tracker.log_pipeline_model(model, tracking.registered_model,
                                                               estimator.getFeaturesCol())
-                metrics["network_uri"] = tracker.log_network_model(model, test_df)
-                metrics["mlflow_run_id"] = tracker.run_id
-                write_json(os.path.join(out.local, "run.json"), {"mlflow_run_id": tracker.run_id,
-                                                                 "model_uri": metrics["model_uri"],
-                                                                 "network_uri": metrics["network_uri"]})
+            metrics["network_uri"] = tracker.log_network_model(model, test_df)
+            metrics["mlflow_run_id"] = tracker.run_id
+    if tracker is not None and tracker.failure is None:
+        fs.write_bytes(fs.join(output, "run.json"), json.dumps(
+            {"mlflow_run_id": tracker.run_id, "model_uri": metrics["model_uri"],
+             "network_uri": metrics["network_uri"]}, indent=2).encode())
     log.info("test metrics: %s", json.dumps(metrics["test"]))
-    log.info("wrote the model, metrics, plots and report to %s", output)
     print(json.dumps({"output": output, "test": metrics["test"], "fit_seconds": round(fit_seconds, 1)}, indent=2))
+    settle_tracking(tracking, tracker.failure if tracker is not None else None, output, "metrics.json", metrics)
     return metrics
 
 

@@ -1,7 +1,9 @@
 """``deepflash tune``: the config's ``search`` section (HyperoptSearch, or OptunaSearch for
 ``search.engine: optuna``); writes model/ (the search model), trials.csv, metrics.json, plots and a
 report; the search is an MLflow parent run with a nested run per trial, and the best model is logged
-to it as a Spark model (``model``) and its network as a pyfunc model (``network``).
+to it as a Spark model (``model``) and its network as a pyfunc model (``network``). A tracking failure
+(during the search or after it) leaves the outputs in place and is recorded in metrics.json
+(``tracking_error``).
 
 Example:
     deepflash tune --config conf/fashion_mnist_search.yaml --set search.maxEvals=8
@@ -16,7 +18,16 @@ from typing import Any
 
 from deepflash.jobs.base import Job
 from deepflash.jobs.config import ConfigError
-from deepflash.jobs.outputs import evaluate, evaluation_outputs, open_output, report_tables, start_tracking, write_json
+from deepflash.jobs.outputs import (
+    evaluate,
+    evaluation_outputs,
+    local_files,
+    open_output,
+    report_tables,
+    settle_tracking,
+    start_tracking,
+    write_json,
+)
 from deepflash.jobs.sources import load_data, pipeline_stages
 
 log = logging.getLogger("deepflash")
@@ -24,6 +35,9 @@ log = logging.getLogger("deepflash")
 
 def run(config: dict, output: str, overwrite: bool = False) -> dict:
     """Runs the configured search and writes its outputs atomically; returns the search metrics.
+
+    The outputs are in place before the best model is logged to the search's run; an MLflow failure
+    never removes them (see :func:`deepflash.jobs.outputs.settle_tracking`).
 
     Args:
         config: a validated config with a ``search.space``.
@@ -43,9 +57,9 @@ def run(config: dict, output: str, overwrite: bool = False) -> dict:
     search = search_class(settings.pop("engine", "hyperopt"))(estimator=estimator, **settings)
     search.validateParams()
     spark, output, staging = open_output(config, output, overwrite)
+    tracking = start_tracking(config, output, "deepflash-tune")
+    search.setTrack(tracking.active)
     with staging as out:
-        tracking = start_tracking(config, output, "deepflash-tune")
-        search.setTrack(tracking.enabled)
         train_df, test_df = load_data(spark, config.get("data") or {})
         started = time.time()
         model = Pipeline(stages=pipeline_stages(estimator, config.get("data") or {})[:-1] + [search]).fit(train_df)
@@ -88,23 +102,28 @@ def run(config: dict, output: str, overwrite: bool = False) -> dict:
         tables["Trials"] = found.trials.drop(columns=["error"], errors="ignore")
         write_report(os.path.join(out.local, "report.html"), "deepflash tune", config=config, tables=tables,
                      plots=paths)
-        if tracking.enabled and found.mlflowRunId:
-            from deepflash.reporting.tracking import RunTracker
+        plot_names = [os.path.relpath(p, out.local) for p in paths]
+    failure = found.trackingFailure
+    if tracking.active and failure is None and found.mlflowRunId:
+        from deepflash.reporting.tracking import RunTracker
 
-            with RunTracker.resume(found.mlflowRunId) as tracker:
-                if test_report is not None:
-                    tracker.log_metrics({"train": metrics["train"], "test": metrics["test"]})
-                tracker.log_files(paths, "plots")
-                tracker.log_files([os.path.join(out.local, "trials.csv"), os.path.join(out.local, "report.html")])
-                if found.bestModel is not None:
-                    from pyspark.ml import PipelineModel
+        with RunTracker.resume(found.mlflowRunId) as tracker:
+            if test_report is not None:
+                tracker.log_metrics({"train": metrics["train"], "test": metrics["test"]})
+            with local_files(output, [*plot_names, "trials.csv", "report.html"]) as files:
+                tracker.log_files(files[:len(plot_names)], "plots")
+                tracker.log_files(files[len(plot_names):])
+            if found.bestModel is not None:
+                from pyspark.ml import PipelineModel
 
-                    best = PipelineModel(model.stages[:-1] + [found.bestModel])
-                    metrics["model_uri"] = tracker.log_pipeline_model(best, tracking.registered_model,
-                                                                      estimator.getFeaturesCol())
-                    metrics["network_uri"] = tracker.log_network_model(best, test_df)
+                best = PipelineModel(model.stages[:-1] + [found.bestModel])
+                metrics["model_uri"] = tracker.log_pipeline_model(best, tracking.registered_model,
+                                                                  estimator.getFeaturesCol())
+                metrics["network_uri"] = tracker.log_network_model(best, test_df)
+        failure = tracker.failure
     log.info("search done: best %s %.4f with %s", metric, metrics["best_metric"], json.dumps(found.bestParams))
     print(json.dumps({"output": output, "best_metric": metrics["best_metric"], "test": metrics.get("test")}, indent=2))
+    settle_tracking(tracking, failure, output, "metrics.json", metrics)
     return metrics
 
 

@@ -271,6 +271,7 @@ class BaseSearch(Estimator, MLReadable, MLWritable):
         found.setResults(best_model, dict(best_result.params), table)
         found.refinedSpace = refined
         found.mlflowRunId = run_id
+        found.trackingFailure = tracker.failure
         found.timing = {"search_seconds": time.time() - started, "trials_seconds": trials_seconds}
         return found
 
@@ -319,6 +320,7 @@ class BaseSearchModel(Model, MLReadable, MLWritable):
         self.bestParams: dict = {}
         self.trials: pd.DataFrame = pd.DataFrame()
         self.mlflowRunId: str | None = None  # the search's MLflow parent run, when it was tracked
+        self.trackingFailure = None  # the MLflow call that failed and turned the search's tracking off
         self.refinedSpace: dict | None = None  # the second stage's space, when the search ran with refine
         # Seconds of the whole fit (plan, trials, refit) and of the trials alone (from the first
         # trial's start to the last one's end, both stages): {"search_seconds", "trials_seconds"}.
