@@ -14,8 +14,10 @@ GPUs: the task's ``TaskContext.resources()["gpu"]`` addresses become the child's
 
 The child's stderr (epoch logs, TensorFlow's messages) goes to the executor's stderr as it comes;
 the last lines travel with the error when the child dies without a result. A rank that raises
-returns its traceback; a dead peer makes the others fail in TensorFlow's health check (about a
-minute) rather than wait forever.
+returns its traceback. Every wait is bounded (:mod:`deepflash.backends.watch`): a rank whose
+process dies, hangs or loses its task makes every other rank's task kill its process within
+``workerTimeout`` seconds (at once for a death), the driver raises a ``WorkerError`` naming the
+first rank that failed, and no training process outlives its task.
 
 Inside each rank, :class:`MultiWorkerMirroredCommunicator` connects the training loop to the strategy.
 """
@@ -26,24 +28,28 @@ import contextlib
 import math
 import os
 import pickle
+import shutil
+import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from deepflash.backends.base import Backend, Communicator, register
+from deepflash.backends.base import DEFAULT_TIMEOUT, Backend, Communicator, register
 from deepflash.backends.stage import Placement, RankOutcome, RankTask, check_slots, forwarded_env, run_stage
+from deepflash.backends.watch import BEAT_SECONDS, Heartbeat, PeerWatch, payload_dir
 
 # Errors a rank raises because another rank failed first; the driver reports the first cause.
 FOLLOW_ON = ("UnavailableError", "CancelledError", "Collective ops is aborted", "Socket closed",
              "failed to connect", "peer", "ended without a result")
 # Per-rank variables the child receives; the driver's DEEPFLASH_* ones are forwarded as they are.
-RANK_ENV = ("TF_CONFIG", "DEEPFLASH_RANK", "DEEPFLASH_SIZE", "DEEPFLASH_LOCAL_RANK", "DEEPFLASH_LOCAL_SIZE")
+RANK_ENV = ("TF_CONFIG", "DEEPFLASH_RANK", "DEEPFLASH_SIZE", "DEEPFLASH_LOCAL_RANK", "DEEPFLASH_LOCAL_SIZE",
+            "DEEPFLASH_PARENT_PID", "DEEPFLASH_HEARTBEAT")
 STDERR_TAIL = 40
 
 
@@ -72,24 +78,33 @@ def rank_env(workers: list[str], slot, gpus: list[str]) -> dict[str, str]:
     return env
 
 
-def run_in_process(fn: Callable[..., Any], args: tuple, env: dict[str, str], rank: int) -> RankOutcome:
+def run_in_process(fn: Callable[..., Any], args: tuple, env: dict[str, str], rank: int,
+                   timeout: float = DEFAULT_TIMEOUT, watch: PeerWatch | None = None) -> RankOutcome:
     """Runs ``fn(*args)`` in a fresh Python process with ``env`` added; returns its outcome.
 
     The function and its result travel as pickles in a private temporary directory; the child
     sees this process's ``sys.path``, so it imports deepflash and the user's code as this one does.
+    The child runs in its own process group, watches this process (it exits when this one is gone)
+    and beats every second; it is killed, with its group, when it gives no sign of life for
+    ``timeout`` seconds, when ``watch`` says a peer failed, and whenever this function returns or
+    raises. Every wait here is bounded.
     """
     from pyspark import cloudpickle
 
-    with tempfile.TemporaryDirectory(prefix="deepflash-rank-") as tmp:
+    tmp = payload_dir()
+    proc = None
+    try:
         payload, result = os.path.join(tmp, "payload.pkl"), os.path.join(tmp, "result.pkl")
+        heartbeat = Heartbeat(os.path.join(tmp, "alive"))
         with open(payload, "wb") as f:
             cloudpickle.dump((fn, args), f)
-        child_env = {**os.environ, **env,
-                     "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        child_env = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+                     "DEEPFLASH_PARENT_PID": str(os.getpid()), "DEEPFLASH_HEARTBEAT": heartbeat.path}
         tail: collections.deque = collections.deque(maxlen=STDERR_TAIL)
+        started = time.time()
         proc = subprocess.Popen([sys.executable, "-m", "deepflash.backends.rank_process", payload, result],
                                 env=child_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True, errors="replace")
+                                stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True)
 
         def forward() -> None:
             for line in proc.stderr:
@@ -99,41 +114,92 @@ def run_in_process(fn: Callable[..., Any], args: tuple, env: dict[str, str], ran
 
         reader = threading.Thread(target=forward, daemon=True)
         reader.start()
-        code = proc.wait()
-        reader.join(timeout=10)
+        while True:
+            try:
+                code = proc.wait(timeout=BEAT_SECONDS)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            reason = watch.failed() if watch is not None else None
+            if reason is not None:
+                kill_group(proc)
+                return RankOutcome.failure(rank, f"RuntimeError: rank {rank} stopped because a peer failed: {reason}")
+            silent = heartbeat.age(started)
+            if silent > timeout:
+                kill_group(proc)
+                return RankOutcome.failure(rank, f"TimeoutError: the training process of rank {rank} (pid {proc.pid}) "
+                                                 f"gave no sign of life for {silent:.0f}s, more than workerTimeout="
+                                                 f"{timeout:g}s: it was killed (hung, or stopped)")
+        reader.join(timeout=BEAT_SECONDS * 5)
         if os.path.exists(result):
             with open(result, "rb") as f:
                 return pickle.load(f)
         return RankOutcome.failure(rank, f"RuntimeError: the training process of rank {rank} ended without a "
                                          f"result (exit code {code}); its last stderr lines:\n{''.join(tail)}")
+    finally:
+        if proc is not None:
+            kill_group(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """Kills ``proc`` and every process of its group (what it started), and reaps it (bounded)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=BEAT_SECONDS * 10)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 class _RankTask(RankTask):
-    """The barrier task body: a port, TF_CONFIG, the rank's own process."""
+    """The barrier task body: a port, TF_CONFIG, the peer watch, the rank's own process."""
+
+    def __init__(self, fn: Callable[..., Any], args: tuple, env: dict[str, str], timeout: float):
+        super().__init__(fn, args, env)
+        self.timeout = timeout
 
     def run_rank(self, index: int, place: Placement) -> RankOutcome:
+        import json
+
         from deepflash.worker.devices import task_gpu_addresses
 
         ctx, slots, slot = place.ctx, place.slots, place.slot
+        server = PeerWatch.listen() if slot.rank == 0 else None
         try:
             address = f"{slot.host}:{free_port()}"
         except OSError as e:
             address = f"error: {e}"
-        addresses = ctx.allGather(address)
+        hub = f"{slot.host}:{server.getsockname()[1]}" if server is not None else ""
+        shared = [json.loads(m) for m in ctx.allGather(json.dumps({"address": address, "hub": hub}))]
         # TF_CONFIG's worker list is in rank order, so that its task index is the rank.
         workers = [None] * len(slots)
         for i, s in enumerate(slots):
-            workers[s.rank] = addresses[i]
+            workers[s.rank] = shared[i]["address"]
+        hub = next(m["hub"] for m in shared if m["hub"])
         bad = [w for w in workers if w.startswith("error:")]
         if bad:
-            outcome = RankOutcome.failure(slot.rank, f"OSError: a rank found no free port: {bad[0]}")
-        else:
+            if server is not None:
+                server.close()
+            return RankOutcome.failure(slot.rank, f"OSError: a rank found no free port: {bad[0]}")
+        watch = PeerWatch(slot.rank, slot.size, self.timeout, server=server, hub=hub)
+        try:
             try:
                 env = {**self.env, **rank_env(workers, slot, task_gpu_addresses())}
-                outcome = run_in_process(self.fn, self.args, env, slot.rank)
+                outcome = run_in_process(self.fn, self.args, env, slot.rank, self.timeout, watch)
             except BaseException as e:  # noqa: BLE001  (reported to the driver)
                 outcome = RankOutcome.failure(slot.rank, e)
-        ctx.barrier()
+            watch.report(outcome.error is None, "" if outcome.error is None else outcome.error.splitlines()[0])
+            if outcome.error is None:
+                # In place of a barrier: every rank's task waits for the others, bounded by their silence.
+                reason = watch.finish()
+                if reason is not None:
+                    outcome = RankOutcome.failure(slot.rank, f"RuntimeError: rank {slot.rank} finished, but a peer "
+                                                             f"failed: {reason}")
+        finally:
+            watch.close()
         return outcome
 
 
@@ -228,5 +294,5 @@ class BarrierBackend(Backend):
         check_slots(spark, self._num_proc, "barrier")
 
     def run(self, spark, fn: Callable[..., Any], args: tuple = ()) -> list[Any]:
-        task = _RankTask(fn, args, forwarded_env(("DEEPFLASH_",), RANK_ENV))
+        task = _RankTask(fn, args, forwarded_env(("DEEPFLASH_",), RANK_ENV), self.timeout)
         return run_stage(spark, task, self._num_proc, FOLLOW_ON)

@@ -1,7 +1,11 @@
 """The entry point of one ``barrier`` rank's own process: ``python -m deepflash.backends.rank_process
 PAYLOAD RESULT``. It unpickles ``(fn, args)`` from PAYLOAD, calls it, and pickles a
 :class:`~deepflash.backends.stage.RankOutcome` (the value, or the error with its traceback) to RESULT,
-through a temporary name and a rename, so that a half-written result is never read."""
+through a temporary name and a rename, so that a half-written result is never read.
+
+Before anything else it arms the watches of :mod:`deepflash.backends.watch`: it exits when its
+task's Python worker (``DEEPFLASH_PARENT_PID``) is gone, and beats into ``DEEPFLASH_HEARTBEAT``
+every second so that its task can tell a hung process from a busy one."""
 from __future__ import annotations
 
 import os
@@ -10,6 +14,14 @@ import sys
 
 
 def main(payload: str, result: str) -> int:
+    from deepflash.backends.watch import Heartbeat, watch_parent
+
+    parent = os.environ.get("DEEPFLASH_PARENT_PID")
+    if parent:
+        watch_parent(int(parent))
+    if os.environ.get("DEEPFLASH_HEARTBEAT"):
+        Heartbeat(os.environ["DEEPFLASH_HEARTBEAT"]).start()
+
     from deepflash.backends.stage import RankOutcome
 
     rank = int(os.environ.get("DEEPFLASH_RANK", "0"))
