@@ -46,7 +46,9 @@ from deepflash.backends.watch import BEAT_SECONDS, Heartbeat, PeerWatch, payload
 
 # Errors a rank raises because another rank failed first; the driver reports the first cause.
 FOLLOW_ON = ("UnavailableError", "CancelledError", "Collective ops is aborted", "Socket closed",
-             "failed to connect", "peer", "ended without a result")
+             "failed to connect", "peer")
+# A rank process that ended without a result: the cause unless a rank raised an error of its own.
+DIED = ("ended without a result",)
 # Per-rank variables the child receives; the driver's DEEPFLASH_* ones are forwarded as they are.
 RANK_ENV = ("TF_CONFIG", "DEEPFLASH_RANK", "DEEPFLASH_SIZE", "DEEPFLASH_LOCAL_RANK", "DEEPFLASH_LOCAL_SIZE",
             "DEEPFLASH_PARENT_PID", "DEEPFLASH_HEARTBEAT")
@@ -295,4 +297,4 @@ class BarrierBackend(Backend):
 
     def run(self, spark, fn: Callable[..., Any], args: tuple = ()) -> list[Any]:
         task = _RankTask(fn, args, forwarded_env(("DEEPFLASH_",), RANK_ENV), self.timeout)
-        return run_stage(spark, task, self._num_proc, FOLLOW_ON)
+        return run_stage(spark, task, self._num_proc, FOLLOW_ON, DIED)

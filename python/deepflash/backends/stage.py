@@ -166,17 +166,30 @@ class RankTask:
         raise NotImplementedError
 
 
-def first_failure(outcomes: list[RankOutcome], follow_on: tuple[str, ...] = ()) -> RankOutcome | None:
-    """The error to report: a rank's own failure before the ones it caused in the other ranks
-    (errors whose first line holds one of the ``follow_on`` markers)."""
+def first_failure(outcomes: list[RankOutcome], follow_on: tuple[str, ...] = (),
+                  died: tuple[str, ...] = ()) -> RankOutcome | None:
+    """The error to report: a rank's own failure before the ones it caused in the other ranks.
+
+    Errors rank in three tiers, then by time and rank: a rank's own error first; then a rank whose
+    process died (first line holding one of the ``died`` markers), which may be the cause or the
+    effect of a peer's error; then errors whose first line holds one of the ``follow_on`` markers
+    (what a collective reports when a peer broke off).
+    """
     failed = [o for o in outcomes if o.error is not None]
     if not failed:
         return None
-    return min(failed, key=lambda o: (any(m in o.error.splitlines()[0] for m in follow_on), o.failed_at, o.rank))
+
+    def tier(o: RankOutcome) -> int:
+        first = o.error.splitlines()[0]
+        if any(m in first for m in follow_on):
+            return 2
+        return 1 if any(m in first for m in died) else 0
+
+    return min(failed, key=lambda o: (tier(o), o.failed_at, o.rank))
 
 
 def run_stage(spark, task: Callable[[int], RankOutcome], num_proc: int,
-              follow_on: tuple[str, ...] = ()) -> list[Any]:
+              follow_on: tuple[str, ...] = (), died: tuple[str, ...] = ()) -> list[Any]:
     """Runs ``task`` as ``num_proc`` barrier tasks of ``spark`` (a classic or Connect session,
     through :func:`~deepflash.spark.tasks.run_barrier`); returns the ranks' values ordered by rank.
 
@@ -200,7 +213,7 @@ def run_stage(spark, task: Callable[[int], RankOutcome], num_proc: int,
         reason = text.splitlines()[0] if text else type(e).__name__
         raise WorkerError(f"a training process of {n} ended without reporting (its Python worker exited "
                           f"or was killed; see the executor's log): {reason}") from e
-    failure = first_failure(outcomes, follow_on)
+    failure = first_failure(outcomes, follow_on, died)
     if failure is not None:
         for o in outcomes:
             if o.error is not None:

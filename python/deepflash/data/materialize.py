@@ -29,7 +29,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from deepflash.data.schema import FEATURES, IS_VALIDATION, LABEL, WEIGHT, DataSummary
-from deepflash.data.verify import SourceColumns, verify_written
+from deepflash.data.readers.pieces import list_pieces
+from deepflash.data.verify import SourceColumns, WrittenDataError, verify_written
 from deepflash.io import fs
 from deepflash.io.store import Store
 
@@ -61,6 +62,31 @@ def num_train_files(rows: int, input_dim: int, num_proc: int, weighted: bool = F
     return max(MIN_FILES, num_proc, math.ceil(approx_bytes / TARGET_FILE_BYTES))
 
 
+def check_reused(final: str, summary: DataSummary) -> dict:
+    """The ``meta.json`` of the committed dataset ``final``, checked before it is reused: it was
+    written for ``summary`` (the same validated rows), and its files' Parquet metadata hold the row
+    counts it records (nothing lost, torn or added since).
+
+    Raises:
+        WrittenDataError: it differs, naming the directory to delete.
+    """
+    train_rows, val_rows = summary.rows - summary.val_rows, summary.val_rows
+    try:
+        meta = Store.read_json(fs.join(final, "meta.json"))
+        found = {split: sum(p.rows for p in list_pieces(fs.join(final, split))) for split in ("train", "val")}
+    except (OSError, ValueError) as e:
+        raise WrittenDataError(f"the materialized data {final} cannot be read ({type(e).__name__}: {e}); delete "
+                               "that directory and fit again") from e
+    expected = {"train": train_rows, "val": val_rows}
+    recorded = {"train": meta.get("train_rows"), "val": meta.get("val_rows")}
+    if found != expected or recorded != expected or meta.get("fingerprint") != summary.fingerprint:
+        raise WrittenDataError(
+            f"the materialized data {final} does not hold what its name says: its files have {found['train']} "
+            f"training and {found['val']} validation rows and it records {recorded['train']} and {recorded['val']}, "
+            f"but the input validated now has {train_rows} and {val_rows}; delete that directory and fit again")
+    return meta
+
+
 def materialize(prepared: DataFrame, summary: DataSummary, store: Store, num_proc: int,
                 columns: SourceColumns | None = None) -> MaterializedData:
     """Returns the materialized dataset for ``summary.fingerprint``, writing it if needed.
@@ -73,7 +99,7 @@ def materialize(prepared: DataFrame, summary: DataSummary, store: Store, num_pro
     key = f"{summary.fingerprint}-p{files}"
     final = store.dataset_dir(key)
     if store.is_complete(final):
-        meta = store.read_json(fs.join(final, "meta.json"))
+        meta = check_reused(final, summary)
         log.info("reusing materialized data %s (%d train / %d val rows)", final, meta["train_rows"], meta["val_rows"])
         return MaterializedData(store.url("data", key, "train"), store.url("data", key, "val"),
                                 meta["train_rows"], meta["val_rows"], files, reused=True)

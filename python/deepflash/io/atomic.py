@@ -44,20 +44,28 @@ def commit_dir(tmp: str, final: str) -> bool:
     Two writers may commit the same ``final`` at once (two fits of one dataset): the first rename
     wins, the loser's copy is dropped and both return normally. Returns True when this call's
     copy is the one in place.
+
+    A local rename moves the whole tree at once, so the marker goes in first. An object store
+    "renames" a directory file by file, so there the marker is written after the move, into
+    ``final``: a reader never finds it beside part files that are still being copied.
     """
-    write_bytes(join(tmp, SUCCESS_MARKER), b"")
+    local = is_local(final)
+    if local:
+        write_bytes(join(tmp, SUCCESS_MARKER), b"")
     makedirs(parent(final))
     fs, tmp_path = resolve(tmp)
     _, final_path = resolve(final)
     if not exists(final):
         try:
-            if is_local(final):
+            if local:
                 os.rename(tmp_path, final_path)  # fails on a non-empty final: never merges
             else:
                 fs.move(tmp_path, final_path)
             if exists(join(final, basename(tmp))):  # a store that nests a rename onto a directory
                 remove(join(final, basename(tmp)))
                 return False
+            if not local:
+                write_bytes(join(final, SUCCESS_MARKER), b"")
             return True
         except OSError:
             pass

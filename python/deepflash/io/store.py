@@ -10,6 +10,7 @@ file before anything is written.
 """
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 import os
@@ -110,14 +111,34 @@ def default_store_path(spark) -> str:
 
     With a distributed ``fs.defaultFS`` (HDFS, S3...) it is ``deepflash`` under the user's home
     there (``/user/<user>``), which every node reaches. Otherwise it is ``<first
-    spark.local.dir>/deepflash`` on the driver, which executors on other machines cannot see: on
-    such a cluster :func:`check_reachable` refuses it, and ``storePath`` must name shared storage.
+    spark.local.dir>/deepflash-store-<user>`` on the driver, private to the user (mode 0700; one
+    owned by someone else, or open to others, is refused), which executors on other machines
+    cannot see: on such a cluster :func:`check_reachable` refuses it, and ``storePath`` must name
+    shared storage.
     """
     default = fs.default_fs(spark)
     if not fs.is_local(default):
         return fs.against_default_fs("deepflash", default)
     local_dirs = session.conf(spark, "spark.local.dir") or tempfile.gettempdir()
-    return fs.qualify(os.path.join(local_dirs.split(",")[0].strip(), "deepflash"), local=True)
+    path = os.path.join(local_dirs.split(",")[0].strip(), f"deepflash-store-{getpass.getuser()}")
+    private_dir(path)
+    return fs.qualify(path, local=True)
+
+
+def private_dir(path: str) -> None:
+    """Creates ``path`` (mode 0700) or checks that it is this user's and closed to others.
+
+    Raises:
+        PermissionError: it belongs to another user, or others can read or write it.
+    """
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    st = os.stat(path)
+    if st.st_uid != os.getuid():
+        raise PermissionError(f"the default store {path} belongs to uid {st.st_uid}, not to you (uid {os.getuid()}): "
+                              "its data could have been planted; set `storePath` to a directory of your own")
+    if st.st_mode & 0o077:
+        raise PermissionError(f"the default store {path} has mode {oct(st.st_mode & 0o777)}, open to other users; "
+                              f"expected 0o700 (`chmod 700 {path}`), or set `storePath`")
 
 
 def _probe_task(uri: str):

@@ -2,6 +2,7 @@
 (:meth:`~KerasEstimator.fitPlanned`: ``backend.run`` of the training loop in each process) -> KerasModel."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -19,6 +20,7 @@ from deepflash.data.materialize import materialize
 from deepflash.data.plan import FitPlan
 from deepflash.data.schema import prepare, summarize, window_shape
 from deepflash.io import fs
+from deepflash.io.runs import RunLock, check_stream, stream_values
 from deepflash.io.keras_files import model_from_bytes, model_to_bytes
 from deepflash.io.store import Store, check_reachable, default_store_path
 from deepflash.ml.converters import add_accessors
@@ -329,8 +331,13 @@ class KerasEstimator(Estimator, KerasParams, MLReadable, MLWritable):
         values = self.paramValues()
         user_run_id = values.get("runId")
         run_id = user_run_id or uuid.uuid4().hex
-        # Checkpoints only where they can be used: a run resumes through the runId its user gave.
-        checkpoint_path = fs.join(store.run_dir(run_id), remote.CHECKPOINT_FILE) if user_run_id else None
+        # Checkpoints where they can be used: a run resumes through the runId its user gave; a
+        # distributed fit without one keeps them under an internal run id, so that an attempt of
+        # the training stage that Spark retries (a lost task or executor) resumes from the last
+        # epoch, and removes that run when it ends.
+        internal = not user_run_id and backend.distributed
+        run_dir = store.run_dir(run_id)
+        checkpoint_path = fs.join(run_dir, remote.CHECKPOINT_FILE) if user_run_id or internal else None
         # Resuming is only safe onto the same architecture, data and training setup.
         identity = {"model": _architecture(model), "data": plan.data_fingerprint, "loss": values["loss"],
                     "optimizer": values["optimizer"], "batch": values["batchSize"]}
@@ -345,8 +352,14 @@ class KerasEstimator(Estimator, KerasParams, MLReadable, MLWritable):
         log.info("fitting %s: %d train / %d val rows, %d features, %s, %d process(es) on backend %s, run %s",
                  model.name, plan.train_rows, plan.val_rows, plan.input_dim, plan.output_kind,
                  backend.num_processes(), backend.name, run_id)
-        results = sorted(backend.run(spark, remote.train, (settings,)),
-                         key=lambda r: r.rank)
+        with contextlib.ExitStack() as run:
+            if checkpoint_path is not None:
+                run.enter_context(RunLock(run_dir, run_id))
+                if internal:
+                    run.callback(_remove_run, run_dir)
+                else:
+                    check_stream(run_dir, run_id, stream_values({**values, "numProc": backend.num_processes()}))
+            results = sorted(backend.run(spark, remote.train, (settings,)), key=lambda r: r.rank)
         chief = results[0]
         model.set_weights(chief.weights)
         read_seconds, fit_seconds = max(r.read_seconds for r in results), max(r.fit_seconds for r in results)
@@ -364,6 +377,14 @@ class KerasEstimator(Estimator, KerasParams, MLReadable, MLWritable):
             seconds=time.time() - started, rows_read_per_rank=[r.train_rows_read for r in results],
             read_mode=chief.read_mode)
         return fitted
+
+
+def _remove_run(run_dir: str) -> None:
+    """Removes an internal run's directory (its checkpoint); a failure is only logged."""
+    try:
+        fs.remove(run_dir)
+    except OSError as e:
+        log.warning("could not remove the internal run directory %s: %s", run_dir, e)
 
 
 add_accessors(KerasEstimator, SHARED_PARAM_NAMES)

@@ -29,12 +29,18 @@ class BinaryState(Protocol):
         """Takes back what :meth:`stateBytes` gave; raises if ``data`` cannot be decoded."""
 
 
-def load_params_instance(cls, path: str, spark):
+# The metadata key that records the state file a stage was saved with.
+STATE_KEY = "deepflashStateFile"
+
+
+def load_params_instance(cls, path: str, spark, metadata: dict | None = None):
     """A new ``cls()`` with the Params and uid saved at ``path`` by DefaultParamsWriter.
 
-    ``spark`` is the SparkSession (classic or Connect) that reads the metadata through the DataFrame API.
+    ``spark`` is the SparkSession (classic or Connect) that reads the metadata through the DataFrame
+    API; ``metadata``, when already read, is used as it is.
     """
-    metadata = DefaultParamsReader.loadMetadata(path, spark)
+    if metadata is None:
+        metadata = DefaultParamsReader.loadMetadata(path, spark)
     instance = cls()
     DefaultParamsReader.getAndSetParams(instance, metadata)
     instance._resetUid(metadata["uid"])
@@ -42,8 +48,9 @@ def load_params_instance(cls, path: str, spark):
 
 
 class StageWriter(MLWriter):
-    """Saves a :class:`BinaryState` stage: Params metadata, then its state bytes (if any) at
-    ``<path>/<file...>``, atomically through :func:`deepflash.io.fs.write_bytes`."""
+    """Saves a :class:`BinaryState` stage: its state bytes (if any) at ``<path>/<file...>``,
+    atomically through :func:`deepflash.io.fs.write_bytes`, then the Params metadata, which records
+    that the state file belongs to the stage."""
 
     def __init__(self, instance: BinaryState, file: tuple[str, ...]):
         super().__init__()
@@ -57,15 +64,17 @@ class StageWriter(MLWriter):
         # One qualified path for Spark's metadata writer and ours, so both land in one directory
         # (a relative path: under this process's working directory, not the JVM's).
         path = fs.qualify(path, spark)
-        DefaultParamsWriter.saveMetadata(self.instance, path, spark)
         data = self.instance.stateBytes()
         if data is not None:
             fs.write_bytes(fs.join(path, *self.file), data)
+        extra = {STATE_KEY: "/".join(self.file)} if data is not None else None
+        DefaultParamsWriter.saveMetadata(self.instance, path, spark, extraMetadata=extra)
 
 
 class StageReader(MLReader):
     """Loads a stage written by :class:`StageWriter`: its Params, then ``setStateBytes`` with the
-    state file's bytes when there is one."""
+    state file's bytes when there is one. A state file that the metadata records but that is gone
+    fails the load, naming it."""
 
     def __init__(self, cls: type, file: tuple[str, ...]):
         super().__init__()
@@ -75,8 +84,12 @@ class StageReader(MLReader):
     def load(self, path: str):
         spark = self.sparkSession
         path = fs.qualify(path, spark)
-        instance = load_params_instance(self.cls, path, spark)
+        metadata = DefaultParamsReader.loadMetadata(path, spark)
+        instance = load_params_instance(self.cls, path, spark, metadata)
         state_path = fs.join(path, *self.file)
         if fs.exists(state_path):
             instance.setStateBytes(fs.read_bytes(state_path))
+        elif metadata.get(STATE_KEY):
+            raise FileNotFoundError(f"{self.cls.__name__} at {path} was saved with {metadata[STATE_KEY]}, which is "
+                                    f"missing ({state_path}): the stage directory is incomplete; save the stage again")
         return instance

@@ -51,6 +51,10 @@ def _collect(spark, fn: Callable[[int], Any], n: int, barrier: bool) -> list[Any
     import cloudpickle
 
     frame = spark.range(0, n, 1, numPartitions=n).mapInArrow(_Body(fn), RESULT_SCHEMA, barrier=barrier)
+    if barrier:
+        # Spark never retries a failed barrier *result* stage; a barrier stage that feeds a shuffle
+        # is retried whole (up to spark.stage.maxConsecutiveAttempts) when a task is lost.
+        frame = frame.repartition(1)
     rows = frame.collect()
     return [cloudpickle.loads(row.payload) for row in sorted(rows, key=lambda row: row["task"])]
 
@@ -70,7 +74,13 @@ def run_tasks(spark, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any
 
 def run_barrier(spark, fn: Callable[[int], Any], n: int) -> list[Any]:
     """``fn(index)`` for ``index`` in ``range(n)`` as one barrier stage: all ``n`` tasks start
-    together (Spark fails the job when fewer slots are free); results ordered by index."""
+    together (Spark fails the job when fewer slots are free); results ordered by index.
+
+    When a task fails (its Python worker dies, its executor is lost), Spark runs the whole stage
+    again, up to ``spark.stage.maxConsecutiveAttempts`` times (4 by default), every task anew: ``fn``
+    must be safe to run again. An exception that ``fn`` raises fails the attempt the same way, so
+    ``fn`` should return its own errors as values.
+    """
     if n < 1:
         raise ValueError(f"a barrier stage of {n} tasks: expected at least 1")
     return _collect(spark, fn, n, barrier=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,6 +86,14 @@ class Checkpoint:
         """
         if not store.exists(path):
             return None
+        try:
+            return cls._read(store, path, fingerprint)
+        except (zipfile.BadZipFile, KeyError, EOFError, json.JSONDecodeError) as e:
+            raise ValueError(f"the checkpoint {path} is damaged ({type(e).__name__}: {e}): delete it to start "
+                             "that run over, or use another runId") from e
+
+    @classmethod
+    def _read(cls, store: Store, path: str, fingerprint: str) -> Checkpoint:
         with np.load(io.BytesIO(store.read_bytes(path)), allow_pickle=False) as z:
             state = json.loads(str(z["state"]))
             if int(state.get("format", 0)) > FORMAT:

@@ -6,13 +6,15 @@ Test-only fault injection
     barrier-stage backends pass the driver's ``DEEPFLASH_*`` variables to their ranks) makes process
     ``rank`` end with ``os._exit(1)`` at the start of ``epoch`` (1-based), once: it creates the
     marker file first, and does nothing when the marker exists, so the next fit runs through. The
-    marker path must not contain a comma. :func:`crash_hook` reads the variable; the training loop
+    marker path must not contain a comma. ``,kill=parent`` kills the process's parent first (a
+    barrier rank's task Python worker: the task is lost, and Spark retries the stage). :func:`crash_hook` reads the variable; the training loop
     adds the hook it returns. This exists for the resume tests; never set it in real runs.
 """
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from collections.abc import Callable
 
@@ -81,11 +83,12 @@ class EpochLogger(tf.keras.callbacks.Callback):
 class CrashHook(tf.keras.callbacks.Callback):
     """Test-only fault injection (see :func:`crash_hook`): ends this process with
     ``os._exit(1)`` at the start of ``epoch`` (1-based), once: the marker file is created first
-    and a marker that exists disarms the hook."""
+    and a marker that exists disarms the hook. With ``kill_parent`` it first kills its parent
+    with SIGKILL: for a barrier rank process, the task's Python worker (as when Spark loses it)."""
 
-    def __init__(self, epoch: int, marker: str):
+    def __init__(self, epoch: int, marker: str, kill_parent: bool = False):
         super().__init__()
-        self.epoch, self.marker = epoch, marker
+        self.epoch, self.marker, self.kill_parent = epoch, marker, kill_parent
 
     def on_epoch_begin(self, epoch, logs=None):
         if epoch + 1 != self.epoch:
@@ -95,7 +98,10 @@ class CrashHook(tf.keras.callbacks.Callback):
         except FileExistsError:
             return
         os.close(fd)
-        log.warning("DEEPFLASH_TEST_CRASH: rank process %d exits at the start of epoch %d", os.getpid(), epoch + 1)
+        log.warning("DEEPFLASH_TEST_CRASH: rank process %d exits at the start of epoch %d%s", os.getpid(), epoch + 1,
+                    ", killing its parent" if self.kill_parent else "")
+        if self.kill_parent:
+            os.kill(os.getppid(), signal.SIGKILL)
         os._exit(1)
 
 
@@ -108,6 +114,10 @@ def crash_hook(rank: int) -> CrashHook | None:
     try:
         fields = dict(part.split("=", 1) for part in spec.split(",") if part.strip())
         target_rank, epoch, marker = int(fields.get("rank", 0)), int(fields["epoch"]), fields["marker"]
+        kill = fields.get("kill", "self")
+        if kill not in ("self", "parent"):
+            raise ValueError(kill)
     except (KeyError, ValueError):
-        raise ValueError(f"{CRASH_ENV} == {spec!r}, must look like 'rank=1,epoch=3,marker=/path'") from None
-    return CrashHook(epoch, marker) if target_rank == rank else None
+        raise ValueError(f"{CRASH_ENV} == {spec!r}, must look like 'rank=1,epoch=3,marker=/path' "
+                         "(optionally ',kill=parent')") from None
+    return CrashHook(epoch, marker, kill_parent=kill == "parent") if target_rank == rank else None

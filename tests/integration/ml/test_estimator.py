@@ -130,6 +130,19 @@ def test_transforms_carry_the_model_in_the_closure_and_workers_load_it_once(loca
     assert not hasattr(keras_model, "setOutputKind") and not hasattr(keras_model, "setEpochs")
 
 
+def test_a_saved_model_without_its_network_fails_at_load_naming_the_file(local_fit, tmp_path):
+    import shutil
+
+    model, _ = local_fit
+    model.stages[-1].save(str(tmp_path / "stage"))
+    shutil.copytree(tmp_path / "stage", tmp_path / "torn")
+    (tmp_path / "torn" / "keras" / "model.keras").unlink()
+    with pytest.raises(FileNotFoundError, match=r"^KerasModel at .*torn was saved with keras/model.keras, which is "
+                                                r"missing .*: the stage directory is incomplete"):
+        KerasModel.load(str(tmp_path / "torn"))
+    assert KerasModel.load(str(tmp_path / "stage")).getKerasModel() is not None
+
+
 @pytest.mark.connect
 def test_fit_from_a_worker_thread_uses_the_dataframes_session(digits_columns, tmp_path):
     from concurrent.futures import ThreadPoolExecutor

@@ -195,11 +195,20 @@ def test_horovod_resume_is_exact(digits, store, horovod_reference):
     check_resume_is_exact(digits[0], store, horovod_reference, "hvd-resumed", HOROVOD)
 
 
-# Horovod's Spark thread raises too when the job of a crashed rank is cancelled: expected here.
+# Horovod's Spark thread raises too when the attempt of a crashed rank is killed: expected here.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 @pytest.mark.horovod
-def test_horovod_rank_crash_resumes_from_last_checkpoint(digits, store, horovod_reference, tmp_path, monkeypatch):
-    check_crash_resumes(digits[0], store, horovod_reference, "hvd-crash", HOROVOD, tmp_path / "crashed", monkeypatch)
+def test_horovod_rank_crash_is_retried_by_spark_and_resumes_from_last_checkpoint(digits, store, horovod_reference,
+                                                                               tmp_path, monkeypatch):
+    """A Horovod rank is its task's Python worker: its death is a lost task, so Spark runs the
+    training stage again, and the new attempt resumes from the checkpoint of epoch 2."""
+    marker = tmp_path / "crashed"
+    monkeypatch.setenv(CRASH_ENV, f"rank=1,epoch=3,marker={marker}")
+    resumed = estimator(store, epochs=4, runId="hvd-crash", **HOROVOD).fit(digits[0])
+    assert marker.exists()
+    assert resumed.fitInfo["initial_epoch"] == 2
+    assert_same_history(resumed.getHistory(), horovod_reference.getHistory())
+    assert_same_weights(resumed, horovod_reference)
 
 
 # --- barrier backend (MultiWorkerMirroredStrategy) ---------------------------------------------
@@ -211,6 +220,22 @@ def test_barrier_resume_is_exact(digits, store, barrier_reference):
 def test_barrier_rank_crash_resumes_from_last_checkpoint(digits, store, barrier_reference, tmp_path, monkeypatch):
     check_crash_resumes(digits[0], store, barrier_reference, "barrier-crash", BARRIER, tmp_path / "crashed",
                         monkeypatch, error="rank 1 .*ended without a result")
+
+
+def test_a_lost_barrier_task_is_retried_by_spark_and_resumes_from_the_last_epoch(digits, store, barrier_reference,
+                                                                                  tmp_path, monkeypatch):
+    """Rank 1's task loses its Python worker at the start of epoch 3 (as when Spark loses a task or
+    an executor): Spark runs the training stage again, which resumes from the checkpoint of epoch 2
+    of the fit's internal run (no runId given) and ends as the uninterrupted run; the internal run
+    is gone afterwards."""
+    marker = tmp_path / "lost"
+    monkeypatch.setenv(CRASH_ENV, f"rank=1,epoch=3,marker={marker},kill=parent")
+    fitted = estimator(store, epochs=4, **BARRIER).fit(digits[0])
+    assert marker.exists()
+    assert fitted.fitInfo["initial_epoch"] == 2
+    assert_same_history(fitted.getHistory(), barrier_reference.getHistory())
+    assert_same_weights(fitted, barrier_reference)
+    assert not os.path.exists(os.path.join(store, "runs", fitted.fitInfo["run_id"]))
 
 
 @pytest.mark.horovod

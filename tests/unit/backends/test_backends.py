@@ -39,6 +39,18 @@ def test_the_reported_failure_is_the_cause_not_its_consequences():
     assert first_failure([late, early]) is early
 
 
+def test_a_dead_rank_process_outranks_the_collective_errors_it_caused_but_not_a_raised_error():
+    from deepflash.backends.barrier import DIED
+    from deepflash.backends.barrier import FOLLOW_ON as TF_FOLLOW_ON
+
+    aborted = RankOutcome(rank=0, error="UnavailableError: Graph execution error:\n...", failed_at=1.0)
+    dead = RankOutcome(rank=1, error="RuntimeError: the training process of rank 1 ended without a result "
+                                     "(exit code 1); its last stderr lines:\n...", failed_at=2.0)
+    raised = RankOutcome(rank=0, error="ValueError: bad shard\n...", failed_at=3.0)
+    assert first_failure([aborted, dead], TF_FOLLOW_ON, DIED) is dead
+    assert first_failure([dead, raised], TF_FOLLOW_ON, DIED) is raised
+
+
 def test_barrier_rank_environment_names_every_worker_in_rank_order():
     import json
 

@@ -96,3 +96,24 @@ def test_the_spark_scan_counts_what_the_driver_scan_counts(spark, split, monkeyp
     monkeypatch.setattr(verify, "DRIVER_SCAN_BYTES", -1)
     assert verify.choose_scan(0) is verify.scan_with_spark
     assert verify.scan_with_spark(url, spark, 2) == expected
+
+
+def test_reused_data_is_checked_against_its_metadata_and_a_changed_copy_is_refused(spark, tmp_path):
+    df = spark.range(40).select(F.array(F.col("id").cast("double"), F.lit(1.0)).alias("pixels"),
+                                (F.col("id") % 2).cast("double").alias("target"))
+    prepared = prepare(df, "pixels", "target", None, 0.25, 1)
+    summary = summarize(prepared, task="classification", features_col="pixels", label_col="target", key_extra={})
+    store = Store(fs.qualify(str(tmp_path / "store")))
+    first = materialize(prepared, summary, store, 1)
+    again = materialize(prepared, summary, store, 1)
+    assert again.reused and (again.train_rows, again.val_rows) == (first.train_rows, first.val_rows)
+    train_dir = fs.local_path(first.train_url)
+    victim = sorted(n for n in os.listdir(train_dir) if n.endswith(".parquet") and
+                    pq.ParquetFile(os.path.join(train_dir, n)).metadata.num_rows)[0]
+    lost = pq.ParquetFile(os.path.join(train_dir, victim)).metadata.num_rows
+    os.remove(os.path.join(train_dir, victim))  # a file lost (or a dataset planted with other rows)
+    with pytest.raises(WrittenDataError, match=rf"does not hold what its name says: its files have "
+                                               rf"{first.train_rows - lost} training and {first.val_rows} validation "
+                                               rf"rows .* but the input validated now has {first.train_rows} and "
+                                               rf"{first.val_rows}; delete that directory"):
+        materialize(prepared, summary, store, 1)

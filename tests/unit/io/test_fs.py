@@ -243,6 +243,25 @@ def test_remote_store_round_trip_replaces_by_renaming_aside():
     assert clone.read_json(path) == {"x": 2}
 
 
+def test_on_an_object_store_the_success_marker_is_written_after_the_part_files_are_in_place(monkeypatch):
+    store = Store(f"memory://deepflash-test-{uuid.uuid4().hex}")
+    tmp, final = store.temp_dir("k"), store.dataset_dir("k")
+    for name in ("part-0", "part-1"):
+        store.write_bytes(fs.join(tmp, name), b"p")
+    seen = []
+    real = atomic.write_bytes
+
+    def spy(uri, data):
+        if uri.endswith(SUCCESS_MARKER):
+            seen.append((uri, [store.exists(fs.join(final, n)) for n in ("part-0", "part-1")]))
+        real(uri, data)
+
+    monkeypatch.setattr(atomic, "write_bytes", spy)
+    assert store.commit_dir(tmp, final) is True
+    assert seen == [(fs.join(final, SUCCESS_MARKER), [True, True])]
+    assert store.is_complete(final)
+
+
 # --- atomic_dir: job outputs appear whole or not at all ---------------------------------------
 
 def test_atomic_dir_appears_only_on_success(tmp_path):

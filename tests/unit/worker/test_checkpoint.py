@@ -58,3 +58,12 @@ def test_train_settings_default_nothing():
     missing = [f.name for f in dataclasses.fields(TrainSettings)
                if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING]
     assert missing == []
+
+
+def test_a_damaged_checkpoint_is_refused_naming_its_file(tmp_path):
+    store, path = Store(str(tmp_path)), str(tmp_path / "runs" / "r" / "checkpoint.npz")
+    written(tmp_path).save(store, path)
+    data = (tmp_path / "runs" / "r" / "checkpoint.npz").read_bytes()
+    (tmp_path / "runs" / "r" / "checkpoint.npz").write_bytes(data[: len(data) // 2])  # torn by a full disk
+    with pytest.raises(ValueError, match=r"the checkpoint .*runs/r/checkpoint.npz is damaged \(BadZipFile"):
+        Checkpoint.load(store, path, "fp")
