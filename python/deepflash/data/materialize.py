@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from deepflash.data.schema import FEATURES, IS_VALIDATION, LABEL, WEIGHT, DataSummary
 from deepflash.data.readers.pieces import list_pieces
+from deepflash.data.schema import FEATURES, IS_VALIDATION, LABEL, WEIGHT, DataSummary
 from deepflash.data.verify import SourceColumns, WrittenDataError, verify_written
 from deepflash.io import fs
 from deepflash.io.store import Store

@@ -20,8 +20,8 @@ from deepflash.data.materialize import materialize
 from deepflash.data.plan import FitPlan
 from deepflash.data.schema import prepare, summarize, window_shape
 from deepflash.io import fs
-from deepflash.io.runs import RunLock, check_stream, stream_values
 from deepflash.io.keras_files import model_from_bytes, model_to_bytes
+from deepflash.io.runs import RunLock, check_stream, stream_values
 from deepflash.io.store import Store, check_reachable, default_store_path
 from deepflash.ml.converters import add_accessors
 from deepflash.ml.fit_info import FitData, FitInfo

@@ -7,8 +7,9 @@ Test-only fault injection
     ``rank`` end with ``os._exit(1)`` at the start of ``epoch`` (1-based), once: it creates the
     marker file first, and does nothing when the marker exists, so the next fit runs through. The
     marker path must not contain a comma. ``,kill=parent`` kills the process's parent first (a
-    barrier rank's task Python worker: the task is lost, and Spark retries the stage). :func:`crash_hook` reads the variable; the training loop
-    adds the hook it returns. This exists for the resume tests; never set it in real runs.
+    barrier rank's task Python worker: the task is lost, and Spark retries the stage).
+    :func:`crash_hook` reads the variable; the training loop adds the hook it returns. This exists
+    for the resume tests; never set it in real runs.
 """
 from __future__ import annotations
 
