@@ -33,6 +33,8 @@ import tempfile
 import threading
 import time
 
+from deepflash.processes import pid_alive
+
 BEAT_SECONDS = 1.0
 PAYLOAD_PREFIX = "deepflash-rank-"
 
@@ -87,21 +89,6 @@ class Heartbeat:
         except OSError:
             last = started
         return time.time() - max(last, started)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def payload_dir() -> str:

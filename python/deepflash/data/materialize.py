@@ -62,10 +62,21 @@ def num_train_files(rows: int, input_dim: int, num_proc: int, weighted: bool = F
     return max(MIN_FILES, num_proc, math.ceil(approx_bytes / TARGET_FILE_BYTES))
 
 
+def manifest(dataset_dir: str) -> dict[str, int]:
+    """``{"train/part-....parquet": bytes, ...}``: every data file of a materialized dataset."""
+    out = {}
+    for split in ("train", "val"):
+        split_dir = fs.join(dataset_dir, split)
+        for name in fs.listdir(split_dir):
+            if name.endswith(".parquet") and not name.startswith((".", "_")):
+                out[f"{split}/{name}"] = fs.size(fs.join(split_dir, name))
+    return out
+
+
 def check_reused(final: str, summary: DataSummary) -> dict:
     """The ``meta.json`` of the committed dataset ``final``, checked before it is reused: it was
-    written for ``summary`` (the same validated rows), and its files' Parquet metadata hold the row
-    counts it records (nothing lost, torn or added since).
+    written for ``summary`` (the same validated rows), its files are those of its manifest with their
+    sizes, and their Parquet metadata hold the row counts it records (nothing lost, torn or added).
 
     Raises:
         WrittenDataError: it differs, naming the directory to delete.
@@ -74,9 +85,15 @@ def check_reused(final: str, summary: DataSummary) -> dict:
     try:
         meta = Store.read_json(fs.join(final, "meta.json"))
         found = {split: sum(p.rows for p in list_pieces(fs.join(final, split))) for split in ("train", "val")}
+        files = manifest(final)
     except (OSError, ValueError) as e:
         raise WrittenDataError(f"the materialized data {final} cannot be read ({type(e).__name__}: {e}); delete "
                                "that directory and fit again") from e
+    if "files" in meta and files != meta["files"]:
+        changed = sorted(set(files) ^ set(meta["files"]) | {n for n in files if files[n] != meta["files"].get(n)})
+        raise WrittenDataError(f"the materialized data {final} is not what deepflash wrote: its files differ from its "
+                               f"manifest (meta.json) in {', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''};"
+                               " delete that directory and fit again")
     expected = {"train": train_rows, "val": val_rows}
     recorded = {"train": meta.get("train_rows"), "val": meta.get("val_rows")}
     if found != expected or recorded != expected or meta.get("fingerprint") != summary.fingerprint:
@@ -105,6 +122,7 @@ def materialize(prepared: DataFrame, summary: DataSummary, store: Store, num_pro
                                 meta["train_rows"], meta["val_rows"], files, reused=True)
 
     started = time.time()
+    store.sweep_temp()
     tmp = store.temp_dir(key)
     weight = [F.col(WEIGHT).cast("float").alias(WEIGHT)] if summary.weighted else []
     data = prepared.select(F.col(FEATURES), F.col(LABEL).cast("float").alias(LABEL), *weight, F.col(IS_VALIDATION))
@@ -124,7 +142,7 @@ def materialize(prepared: DataFrame, summary: DataSummary, store: Store, num_pro
                 fs.makedirs(fs.join(tmp, name))
         fs.remove(fs.join(tmp, "split"))
         meta = {"train_rows": summary.rows - summary.val_rows, "val_rows": summary.val_rows,
-                "num_files": files, **summary.to_json()}
+                "num_files": files, "files": manifest(tmp), **summary.to_json()}
         store.write_json(fs.join(tmp, "meta.json"), meta)
         store.commit_dir(tmp, final)  # a concurrent fit that committed the same data first wins
     except BaseException:

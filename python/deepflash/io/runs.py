@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from deepflash.io import fs
+from deepflash.processes import pid_alive
 
 log = logging.getLogger("deepflash")
 
@@ -31,16 +32,6 @@ RUN_FILE = "run.json"
 STALE_SECONDS = 24 * 3600.0
 # The Params whose values decide which rows each process reads, in which order, and at which rate.
 STREAM_PARAMS = ("numProc", "seed", "batchSize", "lrSchedule", "readMode", "shuffleBufferRows", "reader")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class RunLock:
@@ -72,7 +63,7 @@ class RunLock:
             return True
         if time.time() - float(holder.get("time", 0)) > STALE_SECONDS:
             return True
-        return holder.get("host") == socket.gethostname() and not _pid_alive(int(holder.get("pid", -1)))
+        return holder.get("host") == socket.gethostname() and not pid_alive(int(holder.get("pid", -1)))
 
     def __enter__(self) -> RunLock:
         holder = self._holder()

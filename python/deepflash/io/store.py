@@ -11,15 +11,19 @@ file before anything is written.
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
 import logging
 import os
+import re
+import socket
 import tempfile
 import time
 import uuid
 from typing import Any
 
 from deepflash.io import atomic, fs
+from deepflash.processes import pid_alive
 from deepflash.spark import session
 from deepflash.spark.slots import count_slots
 from deepflash.spark.tasks import run_tasks
@@ -27,6 +31,14 @@ from deepflash.spark.tasks import run_tasks
 log = logging.getLogger("deepflash")
 
 DATA_DIR = "data"
+STALE_TEMP_SECONDS = 24 * 3600.0
+_TEMP_NAME = re.compile(r"-pid(\d+)-([0-9a-f]{8})-[0-9a-f]{12}$")
+
+
+def _host_tag() -> str:
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
 RUNS_DIR = "runs"
 PROBE_DIR = "_probe"
 
@@ -79,8 +91,39 @@ class Store:
         return self.join(RUNS_DIR, run_id)
 
     def temp_dir(self, prefix: str) -> str:
-        """A fresh temporary directory name under the store's data dir (not created)."""
-        return self.join(DATA_DIR, f".tmp-{prefix}-{uuid.uuid4().hex[:12]}")
+        """A fresh temporary directory name under the store's data dir (not created); it names the
+        host and process writing it, so that :meth:`sweep_temp` knows when its writer is gone."""
+        return self.join(DATA_DIR, f".tmp-{prefix}-pid{os.getpid()}-{_host_tag()}-{uuid.uuid4().hex[:12]}")
+
+    def sweep_temp(self) -> list[str]:
+        """Removes the temporary directories of the data dir that a crashed fit left: those whose
+        writer ran on this host and is gone, and any older than :data:`STALE_TEMP_SECONDS`.
+        Returns the names removed (a failure to remove one is logged, never raised)."""
+        import pyarrow.fs as pafs
+
+        filesystem, path = fs.resolve(self.join(DATA_DIR))
+        try:
+            infos = filesystem.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+        except OSError:
+            return []
+        removed = []
+        for info in infos:
+            match = _TEMP_NAME.search(info.base_name) if info.base_name.startswith(".tmp-") else None
+            if match is None:
+                continue
+            pid, host = int(match.group(1)), match.group(2)
+            age = time.time() - info.mtime.timestamp() if info.mtime is not None else 0.0
+            if not ((host == _host_tag() and not pid_alive(pid)) or age > STALE_TEMP_SECONDS):
+                continue
+            try:
+                fs.remove(self.join(DATA_DIR, info.base_name))
+                removed.append(info.base_name)
+            except OSError as e:
+                log.warning("could not remove the stale temporary directory %s: %s", info.base_name, e)
+        if removed:
+            log.info("removed %d temporary director%s that an earlier fit left in %s", len(removed),
+                     "y" if len(removed) == 1 else "ies", self.join(DATA_DIR))
+        return removed
 
     # --- I/O (thin: the filesystem layer does the work) --------------------------------
     exists = staticmethod(fs.exists)

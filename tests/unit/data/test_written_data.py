@@ -98,7 +98,9 @@ def test_the_spark_scan_counts_what_the_driver_scan_counts(spark, split, monkeyp
     assert verify.scan_with_spark(url, spark, 2) == expected
 
 
-def test_reused_data_is_checked_against_its_metadata_and_a_changed_copy_is_refused(spark, tmp_path):
+def test_reused_data_is_checked_against_its_manifest_and_metadata_and_a_changed_copy_is_refused(spark, tmp_path):
+    import json
+
     df = spark.range(40).select(F.array(F.col("id").cast("double"), F.lit(1.0)).alias("pixels"),
                                 (F.col("id") % 2).cast("double").alias("target"))
     prepared = prepare(df, "pixels", "target", None, 0.25, 1)
@@ -111,7 +113,15 @@ def test_reused_data_is_checked_against_its_metadata_and_a_changed_copy_is_refus
     victim = sorted(n for n in os.listdir(train_dir) if n.endswith(".parquet") and
                     pq.ParquetFile(os.path.join(train_dir, n)).metadata.num_rows)[0]
     lost = pq.ParquetFile(os.path.join(train_dir, victim)).metadata.num_rows
-    os.remove(os.path.join(train_dir, victim))  # a file lost (or a dataset planted with other rows)
+    os.remove(os.path.join(train_dir, victim))  # a file lost (or a dataset planted with other files)
+    with pytest.raises(WrittenDataError, match=rf"is not what deepflash wrote: its files differ from its manifest "
+                                               rf"\(meta.json\) in train/{victim}; delete that directory"):
+        materialize(prepared, summary, store, 1)
+    meta_path = os.path.join(os.path.dirname(train_dir), "meta.json")
+    meta = json.loads(open(meta_path).read())
+    del meta["files"]  # a copy written before manifests: the row counts are still checked
+    with open(meta_path, "w") as f:
+        f.write(json.dumps(meta))
     with pytest.raises(WrittenDataError, match=rf"does not hold what its name says: its files have "
                                                rf"{first.train_rows - lost} training and {first.val_rows} validation "
                                                rf"rows .* but the input validated now has {first.train_rows} and "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import threading
+import time
 import uuid
 
 import pytest
@@ -300,3 +301,23 @@ def test_atomic_dir_on_a_remote_filesystem_uploads_the_staging_dir():
         fs.write_bytes(out.join("model", "metadata"), b"{}")
     assert fs.read_bytes(fs.join(final, "report.html")) == b"<html></html>"
     assert fs.read_bytes(fs.join(final, "model", "metadata")) == b"{}"
+
+
+def test_the_next_fit_removes_temporary_dirs_whose_writer_is_gone_and_keeps_a_live_ones(tmp_path):
+    import subprocess
+    import sys
+
+    from deepflash.io.store import STALE_TEMP_SECONDS
+
+    store = Store(str(tmp_path))
+    live = store.temp_dir("live")  # this process: alive
+    dead_pid = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                                  text=True, check=True).stdout)
+    dead = live.replace(f"-pid{os.getpid()}-", f"-pid{dead_pid}-").replace(".tmp-live-", ".tmp-dead-")
+    old = store.join("data", ".tmp-old-pid1-00000000-0123456789ab")  # another host, long ago
+    for d in (live, dead, old):
+        store.write_bytes(fs.join(d, "part-0.parquet"), b"rows")
+    os.utime(fs.local_path(old), (time.time() - STALE_TEMP_SECONDS - 60,) * 2)
+    removed = store.sweep_temp()
+    assert sorted(removed) == sorted([fs.basename(dead), fs.basename(old)])
+    assert store.exists(live) and not store.exists(dead) and not store.exists(old)
