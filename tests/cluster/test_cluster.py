@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -131,6 +132,24 @@ def test_barrier_backend_trains_across_both_workers_without_horovod(cluster):
     assert stream["read_mode"] == "stream" and stream["rows_read_per_rank"] == [-1, -1], stream
     assert stream["reused"] is True and stream["epochs"] == 12, stream
     assert stream["accuracy"] >= 0.93, stream
+
+
+@pytest.mark.one_profile(reason="Spark's retry of a lost stage is the same on both profiles; the modern profile's "
+                                "resume from a retried stage is covered by tests/integration/worker/test_resume.py")
+def test_a_lost_executor_is_replaced_and_the_fit_resumes_from_its_last_epoch(cluster):
+    """Rank 1 kills its executor JVM at the start of epoch 4: the fit still returns, from a
+    second attempt of the training stage that resumed from epoch 3's checkpoint in the shared store."""
+    marker = os.path.join(cluster.shared_dir, "lost-executor-marker")
+    proc = cluster.submit("lost_executor.py", cluster.shared_dir, timeout=600,
+                          env={"DEEPFLASH_TEST_CRASH": f"rank=1,epoch=4,marker={marker},kill=executor"})
+    out = cluster.result(proc)
+    assert os.path.exists(marker), "the crash hook never fired"
+    # the driver saw the executor die of SIGKILL, and got a new one in its place
+    assert re.search(r"Lost executor \d+ .*exited with code 137", proc.stderr), "no executor was lost"
+    assert len(proc.executor_stderrs) >= 3, f"no executor replaced the lost one: {proc.executor_stderrs}"
+    assert out["initial_epoch"] == 3 and out["epochs"] == 6, out
+    assert out["accuracy"] >= 0.9, out
+    assert out["run_dir_left"] is False, out
 
 
 @pytest.mark.connect

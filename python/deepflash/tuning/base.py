@@ -55,6 +55,17 @@ class SearchSetup:
     def multi_objective(self) -> bool:
         return len(self.objectives) > 1
 
+    @property
+    def in_tasks(self) -> bool:
+        """Whether the trials run as Spark tasks: with ``parallelism > 1``, and with a timeout at
+        any parallelism, since only a task can be cancelled when the timeout comes."""
+        return trials_in_tasks(self.parallelism, self.timeout)
+
+
+def trials_in_tasks(parallelism: int, timeout: float | None) -> bool:
+    """See :attr:`SearchSetup.in_tasks`."""
+    return parallelism > 1 or timeout is not None
+
 
 @dataclass(frozen=True)
 class SearchOutcome:
@@ -211,15 +222,16 @@ class BaseSearch(Estimator, MLReadable, MLWritable):
         fraction = self.getOrDefault(self.trialFraction)
         # A sample seeded by the search's seed: every trial sees the same rows.
         trial_data = dataset if fraction >= 1 else dataset.sample(fraction=fraction, seed=self.getSeed())
-        plan = est.plan(trial_data) if parallelism == 1 else est.plan(trial_data, numProc=1)
-        if parallelism > 1:
+        timeout = self.getOrDefault(self.timeout) if self.isDefined(self.timeout) else None
+        in_tasks = trials_in_tasks(parallelism, timeout)
+        plan = est.plan(trial_data, numProc=1) if in_tasks else est.plan(trial_data)
+        if in_tasks:
             plan = plan.replace(threads=trial_threads(spark, parallelism))
         objectives = tuple(zip(self.metricList(), self.modeList(), strict=True))
         metric, mode = objectives[0]
         setup = SearchSetup(base_values=est.paramValues(), plan=plan, space=self.getOrDefault(self.space),
                             metric=metric, mode=mode, metric_epoch=self.getMetricEpoch(),
-                            max_evals=self.getMaxEvals(), parallelism=parallelism,
-                            timeout=self.getOrDefault(self.timeout) if self.isDefined(self.timeout) else None,
+                            max_evals=self.getMaxEvals(), parallelism=parallelism, timeout=timeout,
                             seed=self.getSeed(), objectives=objectives)
         strategy = self._strategy()
         if fraction < 1:

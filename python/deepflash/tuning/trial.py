@@ -16,6 +16,8 @@ from typing import Any
 
 # Why a trial that never reported has no result.
 NOT_FINISHED = "cancelled or not finished (timeout)"
+# A trial that was running when the search's timeout came, and was cancelled.
+CANCELLED = "cancelled at the search's timeout"
 
 
 class TrialStatus(enum.Enum):
@@ -45,6 +47,7 @@ class TrialResult:
         num_params, latency_ms: the network's size and its median batch latency.
         error: a failed trial's error in one line.
         traceback: a failed trial's whole traceback (it ends with the error).
+        cancelled: it was running when the search's timeout came and was cancelled (it is FAILED).
     """
 
     status: TrialStatus
@@ -61,6 +64,7 @@ class TrialResult:
     latency_ms: float | None = None
     error: str | None = None
     traceback: str | None = None
+    cancelled: bool = False
 
     @classmethod
     def failure(cls, error: BaseException, seconds: float, params: Mapping[str, Any],
@@ -92,7 +96,8 @@ class TrialResult:
         return f"{self.error}\n{detail}" if self.error and self.error != detail else detail
 
     def row(self) -> dict:
-        """One trials-table row: params, metric, final metrics, epochs, seconds, status and error.
+        """One trials-table row: params, metric, final metrics, epochs, seconds, status, error, and
+        whether the search's timeout cancelled it (``cancelled``).
 
         ``epochs_run`` is how many epochs the trial trained; ``epochs`` is the trial's ``epochs``
         Param, as every Param the trial ran with (the epochs run where the Param was not searched).
@@ -100,7 +105,7 @@ class TrialResult:
         row = {"trial": self.number, "status": self.status.value, "metric": _number(self.metric),
                "epochs": self.epochs, "epochs_run": self.epochs, "seconds": _number(self.seconds),
                "num_params": _number(self.num_params), "latency_ms": _number(self.latency_ms),
-               "error": self.detail}
+               "error": self.detail, "cancelled": self.cancelled}
         for k, v in self.params.items():
             row[k] = v if not isinstance(v, (list, dict)) else str(v)
         for k, v in self.final.items():

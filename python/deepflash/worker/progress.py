@@ -7,7 +7,9 @@ Test-only fault injection
     ``rank`` end with ``os._exit(1)`` at the start of ``epoch`` (1-based), once: it creates the
     marker file first, and does nothing when the marker exists, so the next fit runs through. The
     marker path must not contain a comma. ``,kill=parent`` kills the process's parent first (a
-    barrier rank's task Python worker: the task is lost, and Spark retries the stage).
+    barrier rank's task Python worker: the task is lost, and Spark retries the stage);
+    ``,kill=executor`` kills the executor JVM that runs the task (on a cluster: the executor is
+    lost, its worker starts a new one, and Spark retries the stage).
     :func:`crash_hook` reads the variable; the training loop adds the hook it returns. This exists
     for the resume tests; never set it in real runs.
 """
@@ -84,12 +86,13 @@ class EpochLogger(tf.keras.callbacks.Callback):
 class CrashHook(tf.keras.callbacks.Callback):
     """Test-only fault injection (see :func:`crash_hook`): ends this process with
     ``os._exit(1)`` at the start of ``epoch`` (1-based), once: the marker file is created first
-    and a marker that exists disarms the hook. With ``kill_parent`` it first kills its parent
-    with SIGKILL: for a barrier rank process, the task's Python worker (as when Spark loses it)."""
+    and a marker that exists disarms the hook. ``kill="parent"`` first kills its parent with
+    SIGKILL (for a barrier rank process, the task's Python worker, as when Spark loses it);
+    ``kill="executor"`` the executor JVM above it."""
 
-    def __init__(self, epoch: int, marker: str, kill_parent: bool = False):
+    def __init__(self, epoch: int, marker: str, kill: str = "self"):
         super().__init__()
-        self.epoch, self.marker, self.kill_parent = epoch, marker, kill_parent
+        self.epoch, self.marker, self.kill = epoch, marker, kill
 
     def on_epoch_begin(self, epoch, logs=None):
         if epoch + 1 != self.epoch:
@@ -99,11 +102,31 @@ class CrashHook(tf.keras.callbacks.Callback):
         except FileExistsError:
             return
         os.close(fd)
+        victim = {"self": lambda: None, "parent": os.getppid, "executor": executor_jvm}[self.kill]()
         log.warning("DEEPFLASH_TEST_CRASH: rank process %d exits at the start of epoch %d%s", os.getpid(), epoch + 1,
-                    ", killing its parent" if self.kill_parent else "")
-        if self.kill_parent:
-            os.kill(os.getppid(), signal.SIGKILL)
+                    f", killing {self.kill} process {victim}" if victim else "")
+        if victim:
+            os.kill(victim, signal.SIGKILL)
         os._exit(1)
+
+
+def executor_jvm() -> int:
+    """The pid of the executor JVM (``CoarseGrainedExecutorBackend``) that this process descends from.
+
+    Raises:
+        RuntimeError: when no ancestor is one (local mode runs tasks in the driver's JVM).
+    """
+    pid = os.getppid()
+    while pid > 1:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"CoarseGrainedExecutorBackend" in f.read():
+                    return pid
+            with open(f"/proc/{pid}/stat") as f:
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            break
+    raise RuntimeError(f"{CRASH_ENV}: kill=executor, but process {os.getpid()} runs under no executor JVM")
 
 
 def crash_hook(rank: int) -> CrashHook | None:
@@ -116,9 +139,9 @@ def crash_hook(rank: int) -> CrashHook | None:
         fields = dict(part.split("=", 1) for part in spec.split(",") if part.strip())
         target_rank, epoch, marker = int(fields.get("rank", 0)), int(fields["epoch"]), fields["marker"]
         kill = fields.get("kill", "self")
-        if kill not in ("self", "parent"):
+        if kill not in ("self", "parent", "executor"):
             raise ValueError(kill)
     except (KeyError, ValueError):
         raise ValueError(f"{CRASH_ENV} == {spec!r}, must look like 'rank=1,epoch=3,marker=/path' "
-                         "(optionally ',kill=parent')") from None
-    return CrashHook(epoch, marker, kill_parent=kill == "parent") if target_rank == rank else None
+                         "(optionally ',kill=parent' or ',kill=executor')") from None
+    return CrashHook(epoch, marker, kill=kill) if target_rank == rank else None

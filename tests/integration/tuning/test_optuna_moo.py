@@ -116,7 +116,8 @@ def test_a_parallel_timeout_cancels_the_running_trials(spark, digits, tmp_path):
                          track=False).fit(train)
     table = found.trials.set_index("epochs")
     assert table.loc[1, "status"] == "ok" and table.loc[1, "epochs_run"] == 1
-    assert table.loc[2000, "status"] == "failed" and "cancelled or not finished" in table.loc[2000, "error"]
+    assert table.loc[2000, "status"] == "failed" and table.loc[2000, "error"] == "cancelled at the search's timeout"
+    assert bool(table.loc[2000, "cancelled"]) and not bool(table.loc[1, "cancelled"])
     tracker = spark.sparkContext.statusTracker()
     deadline = time.time() + 15  # a killed task takes a moment to report back
     while tracker.getActiveJobsIds() and time.time() < deadline:

@@ -1,6 +1,8 @@
 """HyperoptSearch on local Spark: TPE with SparkTrials, failing trials, grid, save/load."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from deepflash import HyperoptSearch, HyperoptSearchModel, KerasEstimator, KerasModel
@@ -162,13 +164,40 @@ def test_grid_needs_choices_and_horovod_trials_need_parallelism_one(digits, tmp_
     assert not (tmp_path / "data").exists()
 
 
-def test_timeout_stops_the_search_and_keeps_finished_trials(digits, tmp_path):
+@pytest.mark.one_profile("the timeout's cancelling is Spark orchestration, alike on both profiles; Keras 3 inside "
+                         "trials is covered by the other search tests")
+@pytest.mark.parametrize("engine", ["hyperopt", "optuna"])
+def test_a_timeout_bounds_a_search_of_parallelism_1_cancelling_the_running_trial(engine, digits, tmp_path,
+                                                                                slots_free):
+    """Trial 0 trains 1 epoch; trial 1 would train for over 15 minutes. With parallelism 1 the trials
+    run as Spark tasks one at a time, so the timeout cancels trial 1: fit returns soon after it, the
+    table keeps trial 0 and marks trial 1 cancelled, and no task slot stays held."""
+    from deepflash import OptunaSearch
+
     train, _ = digits
-    est = KerasEstimator(backend="local", epochs=2, storePath=str(tmp_path))
-    found = HyperoptSearch(estimator=est, space={"learningRate": {"loguniform": [1e-3, 1e-2]}}, algo="random",
-                           maxEvals=200, timeout=1, metric="val_loss", refit=False).fit(train)
-    assert 1 <= len(found.trials) < 200
-    assert (found.trials["status"] == "ok").sum() >= 1
+    est = KerasEstimator(backend="local", batchSize=16, layers=[{"type": "dense", "units": 8}],
+                         storePath=str(tmp_path))
+    timeout = 20
+    if engine == "hyperopt":
+        search = HyperoptSearch(estimator=est, space={"epochs": {"choice": [1, 5000]}}, algo="grid", maxEvals=2,
+                                parallelism=1, timeout=timeout, metric="val_loss", refit=False, track=False)
+    else:
+        # Optuna's GridSampler draws the grid in a seeded random order: seed 1 draws epochs=1 first.
+        search = OptunaSearch(estimator=est, space={"epochs": {"choice": [1, 5000]}}, sampler="grid", maxEvals=2,
+                              parallelism=1, timeout=timeout, metric="val_loss", refit=False, track=False, seed=1)
+    started = time.time()
+    found = search.fit(train)
+    late = time.time() - started - timeout
+    print(f"{engine}: fit returned {late:.1f}s after its timeout (materializing and Spark start-up included)")
+    # Trial 1 alone would train for over 15 minutes (5000 epochs of 0.2 s).
+    assert late < 60, f"the search ran {late:.0f}s past its timeout"
+    table = found.trials.set_index("trial")
+    done = table[table["status"] == "ok"]
+    assert len(done) == 1 and done["epochs_run"].tolist() == [1]
+    cancelled = table[table["cancelled"].astype(bool)]
+    assert len(cancelled) == 1 and cancelled["status"].tolist() == ["failed"]
+    assert cancelled["error"].tolist() == ["cancelled at the search's timeout"]
+    slots_free()
 
 
 @pytest.mark.connect
@@ -181,7 +210,8 @@ def test_timeout_cancels_running_spark_trials_and_frees_their_slots(digits, tmp_
     found = search.fit(train)
     table = found.trials.set_index("trial")
     assert table.loc[0, "status"] == "ok" and table.loc[0, "epochs"] == 1
-    assert table.loc[1, "status"] == "failed"
+    assert table.loc[1, "status"] == "failed" and bool(table.loc[1, "cancelled"])
+    assert not bool(table.loc[0, "cancelled"])
     slots_free()  # the cancelled trial's task no longer holds its slot
 
 

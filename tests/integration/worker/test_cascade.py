@@ -186,7 +186,7 @@ def test_local_resume_within_and_between_stages_is_exact(digits, store, stop_at,
         np.testing.assert_array_equal(a, b)
 
 
-# Horovod's Spark thread raises too when the job of a crashed rank is cancelled: expected here.
+# Horovod's Spark thread raises too when the task of a crashed rank is lost: expected here.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 @pytest.mark.horovod
 def test_horovod_two_process_cascade_fit_and_crash_resume(digits, store, tmp_path, monkeypatch):
@@ -198,14 +198,14 @@ def test_horovod_two_process_cascade_fit_and_crash_resume(digits, store, tmp_pat
     assert history["stage"] == expected_stages(STAGES)
     assert accuracy(reference.transform(test)) >= 0.9
 
+    # A Horovod rank is its task's Python worker: its death is a lost task, Spark runs the training
+    # stage again (the marker disarms the hook), and the new attempt resumes within stage 2.
     marker = tmp_path / "crashed"
     monkeypatch.setenv(CRASH_ENV, f"rank=1,epoch=6,marker={marker}")   # within stage 2 (epochs 4-7)
-    with pytest.raises(RuntimeError):
-        cascade(store, runId="hvd-cascade-crash", **params).fit(train)
+    resumed = cascade(store, runId="hvd-cascade-crash", **params).fit(train)
     assert marker.exists()
     state = checkpoint_state(os.path.join(store, "runs", "hvd-cascade-crash", CHECKPOINT_FILE))
-    assert (state["epoch"], state["cascade_stage"]) == (5, 1)
-    resumed = cascade(store, runId="hvd-cascade-crash", **params).fit(train)   # the marker disarms the hook
+    assert (state["epoch"], state["cascade_stage"]) == (12, 2)
     assert resumed.fitInfo["initial_epoch"] == 5
     assert resumed.getHistory() == history
     for a, b in zip(resumed.getKerasModel().get_weights(), reference.getKerasModel().get_weights(), strict=True):

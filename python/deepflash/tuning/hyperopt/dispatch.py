@@ -114,7 +114,11 @@ def run_spark_trials(spark, fn: Callable[[Any], dict], space: Any, algo: Callabl
             break
         wait = None if deadline is None else deadline - time.time()
         if wait is not None and wait <= 0:
-            log.info("search: timeout reached with %d trial(s) still running", len(running))
+            log.info("search: timeout reached, cancelling the %d trial(s) still running", len(running))
+            for doc in running.values():
+                doc["state"], doc["refresh_time"] = base.JOB_STATE_ERROR, coarse_utcnow()
+                doc["misc"]["cancelled"] = True
+            trials.refresh()
             break
         try:
             done = finished.get(timeout=wait)

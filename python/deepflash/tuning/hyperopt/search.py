@@ -3,8 +3,9 @@
 ``parallelism > 1`` runs one trial per Spark job (:mod:`deepflash.tuning.hyperopt.dispatch`, which
 replaces hyperopt's polling ``SparkTrials``); each trial trains
 a single-process model on its executor from the Parquet that was materialized once in the store.
-``parallelism == 1`` runs the trials one after another in the driver with ``Trials``; then a trial
-can itself use ``backend="horovod"`` with ``numProc > 1``. A Spark task cannot run distributed
+``parallelism == 1`` without a ``timeout`` runs the trials one after another in the driver with
+``Trials``; with a ``timeout`` they run one Spark job each, one at a time, so that the timeout can
+cancel the running one. A Spark task cannot run distributed
 training inside a trial, so the choice is many small trials at once, or one large trial at a time.
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ from deepflash.tuning.base import (
     SearchSetup,
     tpe_startup_trials,
     trial_threads,
+    trials_in_tasks,
 )
 from deepflash.tuning.hyperopt.dispatch import run_spark_trials
 from deepflash.tuning.hyperopt.space import grid_points, to_hyperopt
@@ -162,17 +164,18 @@ class HyperoptSearch(BaseSearch, _SearchParams):
     def _run_trials(self, spark, fn, hyperopt_space, algo, max_evals: int, timeout: float | None, progress):
         """Runs the trials with a job tag of their own; returns the hyperopt Trials, failed trials included.
 
-        ``parallelism > 1``: one Spark job per trial (:func:`run_spark_trials`); otherwise ``fmin``
-        in the driver.
+        ``parallelism > 1`` or a timeout: one Spark job per trial (:func:`run_spark_trials`), which
+        the timeout cancels; otherwise ``fmin`` in the driver.
         """
         from hyperopt import Trials, fmin
         from hyperopt.exceptions import AllTrialsFailed
 
         parallelism = self.getParallelism()
+        in_tasks = trials_in_tasks(parallelism, timeout)
         # Our own tag lets us interrupt whatever is still running when the trials return: a
         # timeout, an error, Ctrl-C.
-        with tagged_jobs(spark, f"{self.getAlgo()}-search-trials", interrupt=parallelism > 1) as tag:
-            if parallelism > 1:
+        with tagged_jobs(spark, f"{self.getAlgo()}-search-trials", interrupt=in_tasks) as tag:
+            if in_tasks:
                 trials = run_spark_trials(spark, fn, hyperopt_space, algo, max_evals, parallelism, timeout,
                                           self.getSeed(), progress, tag)
             else:

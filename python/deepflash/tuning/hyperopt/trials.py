@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from deepflash.tuning.trial import NOT_FINISHED, TrialResult, TrialStatus
+from deepflash.tuning.trial import CANCELLED, NOT_FINISHED, TrialResult, TrialStatus
 from deepflash.tuning.trial import trials_table as results_table
 
 # hyperopt's status words for a trial with a result
@@ -36,6 +36,8 @@ def result_from_hyperopt(doc: dict) -> TrialResult:
         record["status"] = (TrialStatus.OK if status == OK else TrialStatus.FAILED).value
         return TrialResult.from_record(record).numbered(doc["tid"])
     error = (doc.get("misc") or {}).get("error")
+    if (doc.get("misc") or {}).get("cancelled"):
+        return TrialResult(TrialStatus.FAILED, number=doc["tid"], error=CANCELLED, cancelled=True)
     if doc.get("state") == JOB_STATE_ERROR and error:
         why = f"the trial's Spark task failed: {error[0]}\n{error[1] or ''}".rstrip()
     else:

@@ -1,8 +1,9 @@
 """OptunaSearch: Optuna samplers (TPE, random, GP, CMA-ES, grid) and pruners over KerasEstimator Params.
 
 The same dict space, trial function, trials table, MLflow runs and result model as HyperoptSearch
-(see ``deepflash.tuning.base``); only the engine differs. ``parallelism == 1`` runs the trials in the
-driver on an in-memory study. ``parallelism > 1`` runs one Spark task per parallel worker; the workers share one
+(see ``deepflash.tuning.base``); only the engine differs. ``parallelism == 1`` without a ``timeout`` runs the
+trials in the driver on an in-memory study. ``parallelism > 1``, or a ``timeout``, runs one Spark task per parallel
+worker (which the timeout cancels); the workers share one
 study through a storage that the driver and every executor reach: a JournalFileBackend file in the
 estimator's store when that is a ``file:`` path (a POSIX path, shared by all nodes on a cluster),
 or the ``storage`` Param (``sqlite:///...``, ``postgresql://...``).
@@ -14,6 +15,7 @@ import math
 import os
 import time
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from pyspark import keyword_only
@@ -22,7 +24,14 @@ from pyspark.ml.param import Param, Params
 from deepflash.ml.converters import add_accessors, to_choice
 from deepflash.spark.tags import tagged_jobs
 from deepflash.spark.tasks import run_tasks
-from deepflash.tuning.base import BaseSearch, BaseSearchModel, SearchOutcome, SearchSetup, tpe_startup_trials
+from deepflash.tuning.base import (
+    BaseSearch,
+    BaseSearchModel,
+    SearchOutcome,
+    SearchSetup,
+    tpe_startup_trials,
+    trials_in_tasks,
+)
 from deepflash.tuning.optuna.engine import (
     MULTI_OBJECTIVE_SAMPLERS,
     PRUNERS,
@@ -40,7 +49,7 @@ from deepflash.tuning.optuna.engine import (
 from deepflash.tuning.optuna.space import check_optuna_space, optuna_grid
 from deepflash.tuning.params import COMMON_PARAMS, CommonSearchParams
 from deepflash.tuning.progress import Progress
-from deepflash.tuning.trial import NOT_FINISHED, TrialResult, TrialStatus
+from deepflash.tuning.trial import CANCELLED, NOT_FINISHED, TrialResult, TrialStatus
 
 log = logging.getLogger("deepflash")
 POLL_SECONDS = 2.0
@@ -126,10 +135,14 @@ class OptunaSearch(BaseSearch, _OptunaParams):
         if self.getSampler() == "grid":
             optuna_grid(space)
         store = self.estimator.getOrDefault("storePath") if self.estimator.isDefined("storePath") else None
-        if self.getParallelism() > 1 and self._user_storage() is None and store and not fs.is_local(fs.qualify(store)):
-            raise ValueError(f"`parallelism` == {self.getParallelism()} shares one Optuna study between Spark tasks; "
-                             f"the store {store!r} is not a file: path that a journal file can lock, so set "
-                             "`storage` to an RDB URL, e.g. postgresql://user@host/db")
+        timeout = self.getOrDefault(self.timeout) if self.isDefined(self.timeout) else None
+        if trials_in_tasks(self.getParallelism(), timeout) and self._user_storage() is None and store and \
+                not fs.is_local(fs.qualify(store)):
+            why = (f"`parallelism` == {self.getParallelism()}" if self.getParallelism() > 1 else
+                   f"`timeout` == {timeout:g} (the trials run as Spark tasks, which the timeout can cancel)")
+            raise ValueError(f"{why} shares one Optuna study between Spark tasks; the store {store!r} is not a file: "
+                             "path that a journal file can lock, so set `storage` to an RDB URL, e.g. "
+                             "postgresql://user@host/db")
 
     def _user_storage(self) -> str | None:
         return self.getOrDefault(self.storage) if self.isDefined(self.storage) else None
@@ -147,12 +160,14 @@ class OptunaSearch(BaseSearch, _OptunaParams):
         """The user's storage, else in-memory for one worker, else a journal file in the store."""
         from deepflash.io import fs
 
-        if self._user_storage() is not None or setup.parallelism == 1:
+        if self._user_storage() is not None or not setup.in_tasks:
             return self._user_storage()
         store = setup.plan.store_url
         if not fs.is_local(store):
-            raise ValueError(f"`parallelism` == {setup.parallelism} needs an Optuna storage that every executor "
-                             f"reaches; the store {store!r} is not a file: path, so set `storage` to an RDB URL")
+            why = (f"`parallelism` == {setup.parallelism}" if setup.parallelism > 1 else
+                   f"`timeout` == {setup.timeout:g} (trials run as Spark tasks, so that the timeout can cancel them)")
+            raise ValueError(f"{why} needs an Optuna storage that every executor reaches; the store {store!r} is not "
+                             "a file: path, so set `storage` to an RDB URL")
         directory = fs.local_path(fs.join(store, "optuna"))
         os.makedirs(directory, exist_ok=True)
         return f"journal:{os.path.join(directory, study_name + '.log')}"
@@ -170,24 +185,28 @@ class OptunaSearch(BaseSearch, _OptunaParams):
             deadline=None if setup.timeout is None else time.time() + setup.timeout,
             startup_trials=tpe_startup_trials(max_evals), max_epochs=int(setup.base_values["epochs"]),
             objectives=setup.objectives if setup.multi_objective else ())
-        if setup.parallelism == 1:
+        cancelled: list[int] = []
+        if not setup.in_tasks:
             study = create_study(settings, make_storage(settings.storage))
             run_worker(settings, 0, max_evals, study=study,
                        callbacks=[lambda _, trial: _report(progress, trial)])
         else:
             create_study(settings)
-            self._run_workers(spark, settings, max_evals, progress)
-            _close_unfinished(load_study(settings, neutral=True))
+            self._run_workers(spark, settings, max_evals, setup.parallelism, progress)
+            closed = _close_unfinished(load_study(settings, neutral=True))
+            if settings.deadline is not None and time.time() >= settings.deadline:
+                cancelled = closed  # running when the timeout came: interrupted
             study = load_study(settings)
         trials = study.get_trials(deepcopy=False)
-        for trial in trials:
-            _report(progress, trial)
-        return _outcome(trials)
+        outcome = _outcome(trials, cancelled)
+        for result in outcome.trials:
+            progress.report(result)
+        return outcome
 
-    def _run_workers(self, spark, settings: EngineSettings, max_evals: int, progress: Progress) -> None:
+    def _run_workers(self, spark, settings: EngineSettings, max_evals: int, parallelism: int,
+                     progress: Progress) -> None:
         """One Spark task per worker (one job), each running its share of the trials against the
         shared study. Reports trials as they finish; at the deadline, interrupts the tasks still running."""
-        parallelism = self.getParallelism()
         shares = [max_evals // parallelism + (1 if i < max_evals % parallelism else 0) for i in range(parallelism)]
         errors: list[BaseException] = []
 
@@ -218,21 +237,30 @@ def _report(progress: Progress, trial) -> None:
         progress.report(result)
 
 
-def _close_unfinished(study) -> None:
-    """Marks the trials that a cancelled or lost task left running as failed, in the storage too."""
+def _close_unfinished(study) -> list[int]:
+    """Marks the trials that a cancelled or lost task left running as failed, in the storage too;
+    returns their numbers."""
     from optuna.trial import TrialState
 
+    closed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+        closed.append(trial.number)
         try:
             study.tell(trial.number, state=trial_state(TrialStatus.FAILED), skip_if_finished=True)
         except Exception as e:  # the table still says failed
             log.warning("could not close trial %d in the Optuna storage: %s", trial.number, e)
+    return closed
 
 
-def _outcome(trials) -> SearchOutcome:
-    """Every trial of the study as a numbered TrialResult; one still open counts as failed."""
-    results = [trial_result(t) or TrialResult(TrialStatus.FAILED, number=t.number, error=NOT_FINISHED)
-               for t in sorted(trials, key=lambda t: t.number)]
+def _outcome(trials, cancelled: list[int] = ()) -> SearchOutcome:
+    """Every trial of the study as a numbered TrialResult; one still open counts as failed, and
+    those in ``cancelled`` (running at the timeout) say so."""
+    results = []
+    for t in sorted(trials, key=lambda t: t.number):
+        result = trial_result(t) or TrialResult(TrialStatus.FAILED, number=t.number, error=NOT_FINISHED)
+        if t.number in cancelled:
+            result = replace(result, status=TrialStatus.FAILED, error=CANCELLED, traceback=None, cancelled=True)
+        results.append(result)
     return SearchOutcome(tuple(results))
 
 
