@@ -190,6 +190,10 @@ def stream_dataset(reader: Reader, url: str, *, shard: int, num_shards: int, bat
     so the stream is a deterministic function of the data, the seed and the position. Each pass
     yields every row once; its last batch may be short. A resumed run starts at ``start_batch``
     by reading and dropping the batches before it (streaming has no random access).
+
+    Raises:
+        ShortReadError: at the end of a pass whose rows are not the ones the Parquet metadata of
+            the shard lists (a stream cannot read a pass again without changing it).
     """
     import tensorflow as tf
 
@@ -202,12 +206,18 @@ def stream_dataset(reader: Reader, url: str, *, shard: int, num_shards: int, bat
     y_shape = encode_targets(sample.labels[:1], target_encoding, num_classes).shape[1:]
     y_dtype = tf.int32 if target_encoding == "sparse" else tf.float32
 
+    expected = reader.expected_rows(url, shard, num_shards)
+
     def one_pass(p: int) -> Iterator[Shard]:
         rng = np.random.default_rng([key, p])
         order_seed = int(rng.integers(2 ** 31))
         pool = ShuffleBuffer(buffer_rows, dim, weighted, rng)
+        rows = 0
         for part in reader.iter_batches(url, shard, num_shards, seed=order_seed):
+            rows += len(part.labels)
             yield from pool.add(part, batch_size)
+        if rows != expected:
+            raise reader.short_read(url, shard, num_shards, rows, f"in streaming pass {p + 1}")
         yield from pool.drain(batch_size)
 
     def batches():

@@ -57,3 +57,21 @@ def test_rows_beyond_the_metadata_count_too(dataset, monkeypatch):
     monkeypatch.setattr(ArrowReader, "iter_batches", lambda self, *a, **k: iter([*original(self, *a, **k), extra]))
     with pytest.raises(ShortReadError, match=r"read 31 rows of shard 0 of 1 .* lists 30"):
         ArrowReader().load(dataset)
+
+
+def test_a_streaming_pass_that_comes_up_short_stops_the_stream_naming_the_pass(dataset):
+    """A stream cannot read a pass again without changing it: the short pass raises at its end."""
+    import tensorflow as tf
+
+    from deepflash.data.pipeline import stream_dataset
+
+    def stream(reader):
+        return stream_dataset(reader, dataset, shard=1, num_shards=2, batch_size=4, buffer_rows=8,
+                              target_encoding="raw", num_classes=0, seed=3)
+
+    # 15 rows a pass: 4 batches; two passes read whole
+    assert sum(len(y) for _, y in stream(ArrowReader()).take(8)) == 30
+    # the sample read and pass 1 lose a row group, pass 2 reads whole: pass 1 fails
+    with pytest.raises(tf.errors.OpError, match=r"ShortReadError: .*read 10 rows of shard 1 of 2 .*, in streaming "
+                                                r"pass 1, but the Parquet metadata of its files lists 15"):
+        list(stream(DroppingReader(lossy_reads=2)).take(8))

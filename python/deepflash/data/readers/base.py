@@ -75,8 +75,7 @@ class Reader(abc.ABC):
         than that many is retried once, and :class:`ShortReadError`, naming the files and both
         counts, is raised when the retry is wrong too.
         """
-        pieces = shard_pieces(list_pieces(url), shard, num_shards)
-        expected = sum(p.rows for p in pieces)
+        expected = self.expected_rows(url, shard, num_shards)
         loaded = self._load_once(url, shard, num_shards)
         if len(loaded.labels) == expected:
             return loaded
@@ -84,12 +83,23 @@ class Reader(abc.ABC):
                     "again", self.name, len(loaded.labels), shard, num_shards, url, expected)
         loaded = self._load_once(url, shard, num_shards)
         if len(loaded.labels) != expected:
-            files = sorted({p.path for p in pieces})
-            raise ShortReadError(
-                f"the {self.name!r} reader read {len(loaded.labels)} rows of shard {shard} of {num_shards} of {url}, "
-                f"twice, but the Parquet metadata of its files lists {expected}: {', '.join(files)}; the data is "
-                "damaged or the reader lost rows: try `reader='arrow'`, or materialize the data again")
+            raise self.short_read(url, shard, num_shards, len(loaded.labels), "twice")
         return loaded
+
+    @staticmethod
+    def expected_rows(url: str, shard: int = 0, num_shards: int = 1) -> int:
+        """The rows of the shard, as the Parquet metadata of its files counts them."""
+        return sum(p.rows for p in shard_pieces(list_pieces(url), shard, num_shards))
+
+    def short_read(self, url: str, shard: int, num_shards: int, rows: int, how: str) -> ShortReadError:
+        """The error for a read of ``rows`` rows that the shard's Parquet metadata does not list
+        (``how``: "twice", or which streaming pass)."""
+        pieces = shard_pieces(list_pieces(url), shard, num_shards)
+        files = sorted({p.path for p in pieces})
+        return ShortReadError(
+            f"the {self.name!r} reader read {rows} rows of shard {shard} of {num_shards} of {url}, {how}, but the "
+            f"Parquet metadata of its files lists {sum(p.rows for p in pieces)}: {', '.join(files)}; the data is "
+            "damaged or the reader lost rows: try `reader='arrow'`, or materialize the data again")
 
     def _load_once(self, url: str, shard: int, num_shards: int) -> Shard:
         parts = [part for part in self.iter_batches(url, shard, num_shards) if len(part.labels)]
