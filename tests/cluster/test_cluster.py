@@ -137,8 +137,9 @@ def test_barrier_backend_trains_across_both_workers_without_horovod(cluster):
 @pytest.mark.one_profile(reason="Spark's retry of a lost stage is the same on both profiles; the modern profile's "
                                 "resume from a retried stage is covered by tests/integration/worker/test_resume.py")
 def test_a_lost_executor_is_replaced_and_the_fit_resumes_from_its_last_epoch(cluster):
-    """Rank 1 kills its executor JVM at the start of epoch 4: the fit still returns, from a
-    second attempt of the training stage that resumed from epoch 3's checkpoint in the shared store."""
+    """Rank 1 kills its executor JVM (by pid) at the start of epoch 4: the fit still returns, from a
+    second attempt of the training stage that resumed from epoch 3's checkpoint in the shared store,
+    with the weights and history of an uninterrupted fit."""
     marker = os.path.join(cluster.shared_dir, "lost-executor-marker")
     proc = cluster.submit("lost_executor.py", cluster.shared_dir, timeout=600,
                           env={"DEEPFLASH_TEST_CRASH": f"rank=1,epoch=4,marker={marker},kill=executor"})
@@ -150,6 +151,9 @@ def test_a_lost_executor_is_replaced_and_the_fit_resumes_from_its_last_epoch(clu
     assert out["initial_epoch"] == 3 and out["epochs"] == 6, out
     assert out["accuracy"] >= 0.9, out
     assert out["run_dir_left"] is False, out
+    # and it ended as the same fit run through without a fault
+    assert out["reference_initial_epoch"] == 0 and out["same_history"], out
+    assert out["max_abs_weight_diff"] == 0.0, out
 
 
 @pytest.mark.connect
