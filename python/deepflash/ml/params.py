@@ -168,6 +168,9 @@ KERAS_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("workerTimeout", "seconds a training process may go without a sign of life (its start-up, the "
               "collective's cluster formation, a step, a barrier sync, its exit) before the fit fails with a "
               "WorkerError naming the rank, > 0", to_number("workerTimeout", low=0, low_open=True), 120.0),
+    ParamSpec("trainTimeout", "seconds the training may take from its start; past them the fit fails with "
+              "TrainTimeoutError at the next batch (its checkpoints kept, so a runId run can resume); unset = no "
+              "limit, > 0", to_number("trainTimeout", low=0, low_open=True), annotation="float"),
     ParamSpec("verbose", "0 = quiet, 1 = log every epoch", _int("verbose", low=0, high=2), 0),
     # How training processes read the data.
     ParamSpec("reader", f"how training processes read the materialized Parquet: {', '.join(READERS)} (default "

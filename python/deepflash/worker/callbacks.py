@@ -14,6 +14,7 @@ processes: validation, metric averaging, the initial weights) and :mod:`deepflas
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -186,6 +187,38 @@ class RestoreBestEarlyStopping(_PendingState, tf.keras.callbacks.EarlyStopping):
 
 class NonFiniteLossError(FloatingPointError):
     """Training diverged: a loss or the weights became NaN or infinite."""
+
+
+class TrainTimeoutError(TimeoutError):
+    """Training ran past its ``trainTimeout``."""
+
+
+class StopAtDeadline(tf.keras.callbacks.Callback):
+    """Ends the fit with :class:`TrainTimeoutError` at the first batch that ends past ``deadline``
+    (a ``time.time()`` value), naming the ``trainTimeout`` and the epoch. Every rank checks the same
+    deadline; a rank that stops first fails the fit for all.
+
+    Example:
+        >>> model.fit(ds, epochs=5, callbacks=[StopAtDeadline(time.time() + 60, 60)])
+    """
+
+    def __init__(self, deadline: float, timeout: float):
+        super().__init__()
+        self.deadline, self.timeout = float(deadline), float(timeout)
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self._check()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check()
+
+    def _check(self) -> None:
+        if time.time() > self.deadline:
+            raise TrainTimeoutError(
+                f"training ran past `trainTimeout` == {self.timeout:g} s, in epoch {self.epoch + 1}; raise "
+                "`trainTimeout` (a fit with a `runId` resumes from its last finished epoch)")
 
 
 class StopOnNonFiniteLoss(tf.keras.callbacks.Callback):

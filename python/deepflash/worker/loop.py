@@ -258,8 +258,9 @@ class _Run:
 
     def callbacks(self, span: _Span, decisions: _Decisions) -> list:
         """The span's callbacks, in the order they must run: the communicator's, validation, the
-        decisions, the caller's, the stage, the checkpoint, the crash hook, the log line."""
-        from deepflash.worker.callbacks import StopOnNonFiniteLoss
+        decisions, the non-finite and deadline checks, the caller's, the stage, the checkpoint,
+        the crash hook, the log line."""
+        from deepflash.worker.callbacks import StopAtDeadline, StopOnNonFiniteLoss
         from deepflash.worker.progress import CheckpointCallback, EpochLogger, StageLog, crash_hook
         from deepflash.worker.sync import ShardedValidation
 
@@ -272,6 +273,8 @@ class _Run:
         callbacks += [cb for cb in (decisions.learning_rate, decisions.early_stopping) if cb is not None]
         # After early stopping (it checks the weights that one restores), before the checkpoint.
         callbacks.append(StopOnNonFiniteLoss(settings.learning_rate))
+        if settings.deadline is not None:
+            callbacks.append(StopAtDeadline(settings.deadline, settings.train_timeout))
         callbacks += self.extra_callbacks
         if span.stage is not None:
             callbacks.append(StageLog(span.stage.index + 1))

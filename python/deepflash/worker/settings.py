@@ -8,6 +8,7 @@ the Param values (``KerasEstimator.paramValues()``), so the defaults live in the
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 from deepflash.backends.base import Communicator
@@ -67,6 +68,10 @@ class TrainSettings:
     run_fingerprint: str
     run_id: str
     log_prefix: str
+    # trainTimeout (seconds, None = no limit) and the wall-clock time it ends at, fixed on the
+    # driver when the settings are made: a stage attempt that Spark retries keeps the fit's deadline.
+    train_timeout: float | None
+    deadline: float | None
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,7 @@ def make_settings(values: dict, plan: FitPlan, model_bytes: bytes, *, run_finger
     # Search trials reach here without the estimator's validation: a schedule that cannot run fails the trial.
     lr_schedule = LrSchedule.from_values(values)
     check_schedule(lr_schedule, values["learningRate"])
+    timeout = values.get("trainTimeout")
     return TrainSettings(
         model_bytes=model_bytes, communicator=communicator,
         optimizer=values["optimizer"], learning_rate=values["learningRate"], momentum=values["momentum"],
@@ -115,7 +121,8 @@ def make_settings(values: dict, plan: FitPlan, model_bytes: bytes, *, run_finger
         target_encoding=target_encoding, num_classes=plan.num_classes, train_url=plan.train_url,
         val_url=plan.val_url, train_rows=plan.train_rows, val_rows=plan.val_rows, store_url=plan.store_url,
         reader=plan.reader, input_dim=plan.input_dim, weighted=plan.weighted, threads=int(plan.threads or 0),
-        checkpoint_path=checkpoint_path, run_fingerprint=run_fingerprint, run_id=run_id, log_prefix=log_prefix)
+        checkpoint_path=checkpoint_path, run_fingerprint=run_fingerprint, run_id=run_id, log_prefix=log_prefix,
+        train_timeout=timeout, deadline=None if timeout is None else time.time() + timeout)
 
 
 def choose_read_mode(settings: TrainSettings, num_proc: int) -> str:

@@ -127,3 +127,18 @@ def test_a_diverging_fit_fails_naming_the_epoch(spark, store_dir):
     est = local(task="regression", optimizer="sgd", learningRate=10.0, batchSize=4, validationSplit=0.0)
     with pytest.raises(NonFiniteLossError, match=r"in epoch 1: training diverged; lower `learningRate` \(now 10\)"):
         est.setStorePath(store_dir).fit(df)
+
+
+@pytest.mark.one_profile(reason="trains; tests/unit/worker/test_train_deadline.py checks the callback on both profiles")
+def test_a_fit_past_its_train_timeout_fails_naming_it(spark, store_dir):
+    import time
+
+    from deepflash.worker.callbacks import TrainTimeoutError
+
+    df = _vec_df(spark, [([float(i % 7), float(i % 3)], i % 2) for i in range(200)])
+    est = KerasEstimator(backend="local", batchSize=4, epochs=100_000, trainTimeout=3)
+    started = time.time()
+    with pytest.raises(TrainTimeoutError, match=r"training ran past `trainTimeout` == 3 s, in epoch \d+"):
+        est.setStorePath(store_dir).fit(df)
+    # 100,000 epochs would take hours; the data's checks and writing come before the 3 s
+    assert time.time() - started < 60

@@ -60,6 +60,7 @@ VALID = {
     "storePath": ("/tmp/store", "/tmp/store"),
     "runId": ("run-1", "run-1"),
     "workerTimeout": (30, 30.0),
+    "trainTimeout": (600, 600.0),
     "maxClassId": (20_000, 20_000),
     "verbose": (2, 2),
     "reader": ("PETASTORM", "petastorm"),
@@ -231,6 +232,14 @@ def test_converter_value_errors(name, value, message):
         getattr(est, "set" + cap(name))(value)
     assert est.getOrDefault(name) == before  # a rejected value leaves the Param alone
     assert not est.isSet(name)
+
+
+def test_train_timeout_is_unset_by_default_and_must_be_positive():
+    est = KerasEstimator()
+    assert not est.isDefined(est.trainTimeout)
+    with pytest.raises(ValueError, match=r"^`trainTimeout` == -1\.0, must be > 0$"):
+        est.setTrainTimeout(-1)
+    assert est.setTrainTimeout(60).getTrainTimeout() == 60.0
 
 
 @pytest.mark.parametrize("name, value, message", [
