@@ -8,11 +8,17 @@ of the rows, the seed and the position, so a resumed run continues where the int
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Iterator
 
 import numpy as np
 
 from deepflash.data.readers import Reader, Shard
+
+log = logging.getLogger("deepflash")
+# Reads of a streaming pass that comes up short before letting any batch out (Petastorm has been
+# seen to return no rows at all for a pass, now and then).
+PASS_ATTEMPTS = 5
 
 
 def to_dataset(shard: Shard, *, batch_size: int, target_encoding: str, num_classes: int,
@@ -191,9 +197,13 @@ def stream_dataset(reader: Reader, url: str, *, shard: int, num_shards: int, bat
     yields every row once; its last batch may be short. A resumed run starts at ``start_batch``
     by reading and dropping the batches before it (streaming has no random access).
 
+    Every pass is counted against the row counts in the shard's Parquet metadata. A short pass
+    that has let no batch out yet (its rows all still in the buffer) is read again, up to
+    :data:`PASS_ATTEMPTS` times, from the same seeds, so the stream does not change.
+
     Raises:
-        ShortReadError: at the end of a pass whose rows are not the ones the Parquet metadata of
-            the shard lists (a stream cannot read a pass again without changing it).
+        ShortReadError: at the end of a short pass that has let batches out (reading it again
+            would change the stream), or that stays short.
     """
     import tensorflow as tf
 
@@ -209,16 +219,25 @@ def stream_dataset(reader: Reader, url: str, *, shard: int, num_shards: int, bat
     expected = reader.expected_rows(url, shard, num_shards)
 
     def one_pass(p: int) -> Iterator[Shard]:
-        rng = np.random.default_rng([key, p])
-        order_seed = int(rng.integers(2 ** 31))
-        pool = ShuffleBuffer(buffer_rows, dim, weighted, rng)
-        rows = 0
-        for part in reader.iter_batches(url, shard, num_shards, seed=order_seed):
-            rows += len(part.labels)
-            yield from pool.add(part, batch_size)
-        if rows != expected:
-            raise reader.short_read(url, shard, num_shards, rows, f"in streaming pass {p + 1}")
-        yield from pool.drain(batch_size)
+        for attempt in range(1, PASS_ATTEMPTS + 1):
+            rng = np.random.default_rng([key, p])
+            order_seed = int(rng.integers(2 ** 31))
+            pool = ShuffleBuffer(buffer_rows, dim, weighted, rng)
+            rows = emitted = 0
+            for part in reader.iter_batches(url, shard, num_shards, seed=order_seed):
+                rows += len(part.labels)
+                for batch in pool.add(part, batch_size):
+                    emitted += 1
+                    yield batch
+            if rows == expected:
+                yield from pool.drain(batch_size)
+                return
+            if emitted:  # batches of this pass are out: reading it again would change the stream
+                raise reader.short_read(url, shard, num_shards, rows, f"in streaming pass {p + 1}")
+            log.warning("the %s reader read %d of the %d rows of shard %d/%d of %s in streaming pass %d; "
+                        "reading the pass again (attempt %d of %d)", reader.name, rows, expected, shard, num_shards,
+                        url, p + 1, attempt + 1, PASS_ATTEMPTS)
+        raise reader.short_read(url, shard, num_shards, rows, f"in streaming pass {p + 1}, {PASS_ATTEMPTS} times")
 
     def batches():
         produced = 0

@@ -66,12 +66,29 @@ def test_a_streaming_pass_that_comes_up_short_stops_the_stream_naming_the_pass(d
     from deepflash.data.pipeline import stream_dataset
 
     def stream(reader):
-        return stream_dataset(reader, dataset, shard=1, num_shards=2, batch_size=4, buffer_rows=8,
+        return stream_dataset(reader, dataset, shard=1, num_shards=2, batch_size=4, buffer_rows=2,
                               target_encoding="raw", num_classes=0, seed=3)
 
     # 15 rows a pass: 4 batches; two passes read whole
     assert sum(len(y) for _, y in stream(ArrowReader()).take(8)) == 30
-    # the sample read and pass 1 lose a row group, pass 2 reads whole: pass 1 fails
+    # the sample read and pass 1 lose a row group, pass 2 reads whole: pass 1 has let batches
+    # out of its 2-row buffer, so it cannot be read again unchanged, and fails
     with pytest.raises(tf.errors.OpError, match=r"ShortReadError: .*read 10 rows of shard 1 of 2 .*, in streaming "
                                                 r"pass 1, but the Parquet metadata of its files lists 15"):
         list(stream(DroppingReader(lossy_reads=2)).take(8))
+
+
+def test_a_short_streaming_pass_that_let_no_batch_out_is_read_again_and_the_stream_is_unchanged(dataset):
+    from deepflash.data.pipeline import PASS_ATTEMPTS, stream_dataset
+
+    def stream(reader):
+        # a buffer larger than the shard: every batch of a pass leaves at its end
+        ds = stream_dataset(reader, dataset, shard=1, num_shards=2, batch_size=4, buffer_rows=100,
+                            target_encoding="raw", num_classes=0, seed=3)
+        return [y.numpy().ravel().tolist() for _, y in ds.take(8)]
+
+    # the sample read and the first read of pass 1 lose a row group
+    assert stream(DroppingReader(lossy_reads=2)) == stream(ArrowReader())
+    with pytest.raises(Exception, match=rf"ShortReadError: .*read 10 rows .*in streaming pass 1, {PASS_ATTEMPTS} "
+                                        "times"):
+        stream(DroppingReader(lossy_reads=PASS_ATTEMPTS + 1))
