@@ -222,7 +222,7 @@ class BaseSearch(Estimator, MLReadable, MLWritable):
         fraction = self.getOrDefault(self.trialFraction)
         # A sample seeded by the search's seed: every trial sees the same rows.
         trial_data = dataset if fraction >= 1 else dataset.sample(fraction=fraction, seed=self.getSeed())
-        timeout = self.getOrDefault(self.timeout) if self.isDefined(self.timeout) else None
+        timeout = self.timeoutSeconds()
         in_tasks = trials_in_tasks(parallelism, timeout)
         plan = est.plan(trial_data, numProc=1) if in_tasks else est.plan(trial_data)
         if in_tasks:

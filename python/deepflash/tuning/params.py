@@ -115,6 +115,10 @@ class CommonSearchParams(HasSeed):
                          refit=True, seed=0, track=True, satisficing={}, refine=0, trialFraction=1.0,
                          refitParams={})
 
+    def timeoutSeconds(self) -> float | None:
+        """``timeout``, or None when it is not set (no limit)."""
+        return self.getOrDefault(self.timeout) if self.isDefined(self.timeout) else None
+
     def metricList(self) -> list[str]:
         """``metric`` as a list (one name for a single-objective search)."""
         metric = self.getOrDefault(self.metric)

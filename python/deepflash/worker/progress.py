@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from deepflash.processes import parent_pid
 from deepflash.worker.settings import CRASH_ENV
 
 log = logging.getLogger("deepflash")
@@ -122,8 +123,7 @@ def executor_jvm() -> int:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 if b"CoarseGrainedExecutorBackend" in f.read():
                     return pid
-            with open(f"/proc/{pid}/stat") as f:
-                pid = int(f.read().rsplit(")", 1)[1].split()[1])
+            pid = parent_pid(pid)
         except OSError:
             break
     raise RuntimeError(f"{CRASH_ENV}: kill=executor, but process {os.getpid()} runs under no executor JVM")

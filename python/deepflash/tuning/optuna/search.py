@@ -135,14 +135,12 @@ class OptunaSearch(BaseSearch, _OptunaParams):
         if self.getSampler() == "grid":
             optuna_grid(space)
         store = self.estimator.getOrDefault("storePath") if self.estimator.isDefined("storePath") else None
-        timeout = self.getOrDefault(self.timeout) if self.isDefined(self.timeout) else None
+        timeout = self.timeoutSeconds()
         if trials_in_tasks(self.getParallelism(), timeout) and self._user_storage() is None and store and \
                 not fs.is_local(fs.qualify(store)):
-            why = (f"`parallelism` == {self.getParallelism()}" if self.getParallelism() > 1 else
-                   f"`timeout` == {timeout:g} (the trials run as Spark tasks, which the timeout can cancel)")
-            raise ValueError(f"{why} shares one Optuna study between Spark tasks; the store {store!r} is not a file: "
-                             "path that a journal file can lock, so set `storage` to an RDB URL, e.g. "
-                             "postgresql://user@host/db")
+            raise ValueError(f"{_tasks_reason(self.getParallelism(), timeout)} shares one Optuna study between Spark "
+                             f"tasks; the store {store!r} is not a file: path that a journal file can lock, so set "
+                             "`storage` to an RDB URL, e.g. postgresql://user@host/db")
 
     def _user_storage(self) -> str | None:
         return self.getOrDefault(self.storage) if self.isDefined(self.storage) else None
@@ -164,10 +162,9 @@ class OptunaSearch(BaseSearch, _OptunaParams):
             return self._user_storage()
         store = setup.plan.store_url
         if not fs.is_local(store):
-            why = (f"`parallelism` == {setup.parallelism}" if setup.parallelism > 1 else
-                   f"`timeout` == {setup.timeout:g} (trials run as Spark tasks, so that the timeout can cancel them)")
-            raise ValueError(f"{why} needs an Optuna storage that every executor reaches; the store {store!r} is not "
-                             "a file: path, so set `storage` to an RDB URL")
+            raise ValueError(f"{_tasks_reason(setup.parallelism, setup.timeout)} needs an Optuna storage that every "
+                             f"executor reaches; the store {store!r} is not a file: path, so set `storage` to an RDB "
+                             "URL")
         directory = fs.local_path(fs.join(store, "optuna"))
         os.makedirs(directory, exist_ok=True)
         return f"journal:{os.path.join(directory, study_name + '.log')}"
@@ -235,6 +232,13 @@ def _report(progress: Progress, trial) -> None:
     result = trial_result(trial)
     if result is not None:
         progress.report(result)
+
+
+def _tasks_reason(parallelism: int, timeout: float | None) -> str:
+    """Which Param makes the trials run as Spark tasks, for an error message."""
+    if parallelism > 1:
+        return f"`parallelism` == {parallelism}"
+    return f"`timeout` == {timeout:g} (the trials run as Spark tasks, so that the timeout can cancel them)"
 
 
 def _close_unfinished(study) -> list[int]:
