@@ -65,27 +65,45 @@ def digits(spark):
 OPTIONAL_STACKS = {"horovod": "horovod", "petastorm": "petastorm"}
 
 
-# Set by `gradle test` for its second pass (the modern profile after the classic one): slow tests
-# marked `one_profile` ran in the first pass, and what differs between the profiles in them is
-# covered in this pass by other tests (see each test's marker reason).
-SECOND_PROFILE_PASS = os.environ.get("DEEPFLASH_SECOND_PROFILE_PASS") == "1"
+# `gradle test` runs the suite on both profiles, and sets DEEPFLASH_PROFILE_PASS to the pass's
+# profile. A test of whole features (tests/integration, tests/docs, tests/cluster) runs in one pass:
+# the classic one unless marked `one_profile(profile="modern")`. Those marked `both_profiles` run in
+# both, because what they check differs between Keras 2 and Keras 3 (saving, layers, training on
+# each backend). Unit tests run in both passes. Outside `gradle test` (the variable unset, as in
+# `gradle test -Pargs=...` or a bare pytest) every test runs.
+PROFILE_PASS = os.environ.get("DEEPFLASH_PROFILE_PASS", "")
+WHOLE_FEATURE_DIRS = ("integration", "docs", "cluster")
+
+
+def _pass_of(item) -> str | None:
+    """The one profile pass that runs ``item``, or None where every pass runs it."""
+    marker = item.get_closest_marker("one_profile")
+    if marker is not None:
+        return marker.kwargs.get("profile", "classic")
+    if item.get_closest_marker("both_profiles") is not None:
+        return None
+    parts = item.path.relative_to(item.config.rootpath).parts
+    if len(parts) > 1 and parts[0] == "tests" and parts[1] in WHOLE_FEATURE_DIRS:
+        return "classic"
+    return None
 
 
 def pytest_collection_modifyitems(config, items):
     """Skips tests marked ``horovod`` or ``petastorm`` where that package is not installed, those
-    marked ``one_profile`` in the second profile pass of ``gradle test``, and in the connect pass
-    every test not marked ``connect``."""
+    another profile pass runs (see PROFILE_PASS), and in the connect pass every test not marked
+    ``connect``."""
     if CONNECT:
         skip = pytest.mark.skip(reason="the connect pass runs only the tests marked `connect`")
         for item in items:
             if item.get_closest_marker("connect") is None:
                 item.add_marker(skip)
-    if SECOND_PROFILE_PASS:
+    elif PROFILE_PASS:
         for item in items:
-            marker = item.get_closest_marker("one_profile")
-            if marker is not None:
-                reason = marker.kwargs.get("reason") or marker.args[0]
-                item.add_marker(pytest.mark.skip(reason=f"ran on the classic profile; here {reason}"))
+            profile = _pass_of(item)
+            if profile is not None and profile != PROFILE_PASS:
+                marker = item.get_closest_marker("one_profile")
+                why = f": {marker.kwargs.get('reason') or marker.args[0]}" if marker is not None else ""
+                item.add_marker(pytest.mark.skip(reason=f"runs in the {profile} pass of `gradle test`{why}"))
     for marker, module in OPTIONAL_STACKS.items():
         if importlib.util.find_spec(module) is not None:
             continue

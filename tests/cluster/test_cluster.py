@@ -11,9 +11,6 @@ import numpy as np
 import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
-# The searches orchestrate trials alike on both profiles; what differs is Keras inside the trials.
-SEARCH_COVERED = ("the searches' Keras 3 trials are covered by the local[2] search tests, and Keras 3 training on both "
-                  "workers by the barrier and train-job scenarios")
 
 
 def _workers_used(cluster, proc) -> set[str]:
@@ -82,7 +79,6 @@ def test_train_job_on_the_cluster(cluster):
     assert metrics["metrics"]["test"]["accuracy"] >= 0.9, metrics["metrics"]["test"]
 
 
-@pytest.mark.one_profile(SEARCH_COVERED)
 def test_hyperopt_search_with_spark_trials_on_the_cluster(cluster):
     out = cluster.result(cluster.submit("search.py", cluster.shared_dir, timeout=600))
     assert out["trials"] == 4, out
@@ -90,7 +86,6 @@ def test_hyperopt_search_with_spark_trials_on_the_cluster(cluster):
     assert out["accuracy"] >= 0.9, out
 
 
-@pytest.mark.one_profile(SEARCH_COVERED)
 def test_optuna_search_and_ran_on_the_cluster(cluster):
     proc = cluster.submit("optuna_ran.py", cluster.shared_dir, timeout=600)
     out = cluster.result(proc)
@@ -101,7 +96,6 @@ def test_optuna_search_and_ran_on_the_cluster(cluster):
     assert _workers_used(cluster, proc) == {"worker-1", "worker-2"}, "the trials did not run on both workers"
 
 
-@pytest.mark.one_profile(SEARCH_COVERED)
 def test_mae_sampling_and_evolutionary_search_on_the_cluster(cluster):
     proc = cluster.submit("evolution_sampling.py", cluster.shared_dir, timeout=600)
     out = cluster.result(proc)
@@ -113,6 +107,8 @@ def test_mae_sampling_and_evolutionary_search_on_the_cluster(cluster):
     assert _workers_used(cluster, proc) == {"worker-1", "worker-2"}, "the evaluations did not run on both workers"
 
 
+@pytest.mark.one_profile(profile="modern", reason="the modern profile has no Horovod, so the barrier backend is "
+                                                  "its way across workers; the classic one crosses them with Horovod")
 def test_barrier_backend_trains_across_both_workers_without_horovod(cluster):
     proc = cluster.submit("barrier_fit.py", cluster.shared_dir, timeout=600)
     out = cluster.result(proc)
@@ -134,8 +130,6 @@ def test_barrier_backend_trains_across_both_workers_without_horovod(cluster):
     assert stream["accuracy"] >= 0.93, stream
 
 
-@pytest.mark.one_profile(reason="Spark's retry of a lost stage is the same on both profiles; the modern profile's "
-                                "resume from a retried stage is covered by tests/integration/worker/test_resume.py")
 def test_a_lost_executor_is_replaced_and_the_fit_resumes_from_its_last_epoch(cluster):
     """Rank 1 kills its executor JVM (by pid) at the start of epoch 4: the fit still returns, from a
     second attempt of the training stage that resumed from epoch 3's checkpoint in the shared store,
@@ -159,8 +153,6 @@ def test_a_lost_executor_is_replaced_and_the_fit_resumes_from_its_last_epoch(clu
 @pytest.mark.connect
 @pytest.mark.skipif(os.environ.get("DEEPFLASH_TEST_SPARK") != "connect",
                     reason="runs in the connect pass of `gradle test` (DEEPFLASH_TEST_SPARK=connect), once")
-@pytest.mark.one_profile(reason="the modern connect pass fits with backend=\"barrier\" on its local Connect server "
-                                "(tests/integration/backends); this scenario passed on both profiles")
 def test_connect_client_fits_with_barrier_saves_and_a_new_session_loads(cluster):
     with cluster.connect_server() as url:
         proc = cluster.client("connect_pipeline.py", url, cluster.shared_dir, timeout=600)

@@ -34,6 +34,7 @@ def barrier_pipeline(digits, tmp_path_factory):
 
 
 @pytest.mark.connect
+@pytest.mark.both_profiles(reason="MultiWorkerMirroredStrategy trains a Keras 2 or a Keras 3 network")
 def test_two_processes_reach_095_on_held_out_digits(barrier_pipeline, digits):
     _, test = digits
     model = barrier_pipeline.stages[-1]
@@ -46,6 +47,7 @@ def test_two_processes_reach_095_on_held_out_digits(barrier_pipeline, digits):
     assert all(r > 0 for r in rows) and abs(rows[0] - rows[1]) <= 0.2 * sum(rows), rows
 
 
+@pytest.mark.both_profiles(reason="a Keras 2 or a Keras 3 network saved by rank 0")
 def test_save_and_load_give_identical_predictions(barrier_pipeline, digits, tmp_path):
     _, test = digits
     barrier_pipeline.write().save(str(tmp_path / "model"))
@@ -81,6 +83,7 @@ def test_a_rank_error_reaches_the_driver_with_its_frames(spark):
 
 
 @pytest.mark.connect
+@pytest.mark.both_profiles(reason="TF_CONFIG as each TensorFlow reads it")
 def test_every_rank_gets_its_own_process_and_tf_config(spark):
     def describe():
         return os.getpid(), json.loads(os.environ["TF_CONFIG"]), os.environ["DEEPFLASH_SIZE"]

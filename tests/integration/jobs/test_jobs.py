@@ -109,6 +109,7 @@ LOCAL_CONNECT_URL = "sc://localhost:15002"
 
 
 @pytest.mark.connect
+@pytest.mark.both_profiles(reason="the jobs save and score a Keras 2 or a Keras 3 network")
 def test_train_and_predict_jobs_run_in_process_on_the_suite_session(spark, digits, tmp_path):
     """`deepflash train` then `deepflash predict` through jobs.main, in this process; in the
     connect pass with `--remote` on the local Connect server, so the jobs run with no SparkContext."""

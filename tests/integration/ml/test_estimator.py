@@ -12,7 +12,8 @@ from deepflash import KerasEstimator, KerasModel
 from deepflash.networks.keras_compat import output_shape
 from helpers import accuracy, frame
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow,
+              pytest.mark.both_profiles(reason="the Pipeline trains, saves, loads and scores a Keras 2 or a Keras 3 network")]
 
 
 def digits_pipeline(train, **params) -> Pipeline:

@@ -11,7 +11,7 @@ from deepflash import KerasEstimator, KerasModel
 from deepflash.data.datasets import FASHION_MNIST_DIR, from_numpy, load_idx_numpy
 from helpers import fails_cleanly
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.both_profiles(reason="Keras 2 and Keras 3 preprocessing layers differ")]
 
 CONV = [{"type": "conv2d", "filters": 8, "kernel_size": 3, "padding": "same", "activation": "relu"},
         {"type": "maxpool2d"}, {"type": "flatten"}, {"type": "dense", "units": 32, "activation": "relu"}]

@@ -18,6 +18,9 @@ from helpers import raises_before_any_job
 RNG = np.random.default_rng(5)
 
 
+
+pytestmark = pytest.mark.both_profiles(reason="LSTM stacks and their windows' shapes, on Keras 2 and Keras 3")
+
 def series_frame(spark, columns: dict, key=None):
     """A DataFrame of the given columns plus ``t`` (0..n-1), its rows shuffled over 3 partitions."""
     pdf = pd.DataFrame(columns)

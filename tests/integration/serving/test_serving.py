@@ -23,6 +23,7 @@ from deepflash.serving.pyfunc import log_pyfunc, network_input_rows, network_mat
 from helpers import free_port, wait_for_http
 
 ROOT = Path(__file__).resolve().parents[3]
+pytestmark = pytest.mark.both_profiles(reason="the MLflow model loads and scores a Keras 2 or a Keras 3 network")
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ def pruned_search(digits, tmp_path_factory):
     return search.fit(train)
 
 
+@pytest.mark.both_profiles(reason="the pruning callback stops a Keras 2 or a Keras 3 fit")
 def test_pruned_trials_are_stopped_and_marked(pruned_search, digits):
     _, test = digits
     found = pruned_search

@@ -139,6 +139,7 @@ def test_batch_stream_is_a_function_of_seed_rows_and_position():
 
 # --- local backend ----------------------------------------------------------------------------
 
+@pytest.mark.both_profiles(reason="checkpoints hold Keras 2 or Keras 3 optimizer state")
 def test_local_resume_is_exact(digits, store):
     train, _ = digits
     full = estimator(store, epochs=4, **LOCAL).fit(train)   # no runId: no checkpoint
@@ -213,6 +214,7 @@ def test_horovod_rank_crash_is_retried_by_spark_and_resumes_from_last_checkpoint
 
 # --- barrier backend (MultiWorkerMirroredStrategy) ---------------------------------------------
 
+@pytest.mark.both_profiles(reason="checkpoints hold Keras 2 or Keras 3 optimizer state")
 def test_barrier_resume_is_exact(digits, store, barrier_reference):
     check_resume_is_exact(digits[0], store, barrier_reference, "barrier-resumed", BARRIER)
 
