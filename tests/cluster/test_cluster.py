@@ -18,9 +18,15 @@ def _workers_used(cluster, proc) -> set[str]:
     return {os.path.relpath(f, cluster.root).split(os.sep)[2] for f in proc.executor_stderrs}
 
 
-def test_executors_do_not_see_the_driver_tmp_but_see_the_shared_dir(cluster):
-    out = cluster.result(cluster.submit("isolation.py", cluster.shared_dir, timeout=180))
-    tasks = out["tasks"]
+@pytest.fixture(scope="module")
+def isolation(cluster):
+    """isolation.py's result: what each executor sees of the driver's /tmp and the shared dir, then
+    how a fit without storePath failed."""
+    return cluster.result(cluster.submit("isolation.py", cluster.shared_dir, timeout=300))
+
+
+def test_executors_do_not_see_the_driver_tmp_but_see_the_shared_dir(isolation, cluster):
+    tasks = isolation["tasks"]
     assert len(tasks) == 2
     for task in tasks:
         assert not task["sees_driver_tmp_file"], f"an executor sees the driver's /tmp: {task}"
@@ -55,8 +61,8 @@ def test_a_new_driver_loads_the_model_and_predicts_the_same(cluster, fitted):
     assert out["max_abs_probability_diff"] < 1e-5, out
 
 
-def test_fit_without_store_path_fails_fast_naming_store_path(cluster):
-    out = cluster.result(cluster.submit("default_store.py", timeout=300))
+def test_fit_without_store_path_fails_fast_naming_store_path(isolation):
+    out = isolation["default_store"]
     assert out["type"] == "ValueError", out
     assert "`storePath`" in out["message"], out
     assert out["seconds"] < 30, out
@@ -79,32 +85,36 @@ def test_train_job_on_the_cluster(cluster):
     assert metrics["metrics"]["test"]["accuracy"] >= 0.9, metrics["metrics"]["test"]
 
 
-def test_hyperopt_search_with_spark_trials_on_the_cluster(cluster):
-    out = cluster.result(cluster.submit("search.py", cluster.shared_dir, timeout=600))
+@pytest.fixture(scope="module")
+def searches(cluster):
+    """searches.py's results (hyperopt, optuna_ran, evolution) and the workers its executors ran on."""
+    proc = cluster.submit("searches.py", cluster.shared_dir, timeout=900)
+    return {**cluster.result(proc), "workers": _workers_used(cluster, proc)}
+
+
+def test_hyperopt_search_with_spark_trials_on_the_cluster(searches):
+    out = searches["hyperopt"]
     assert out["trials"] == 4, out
     assert out["ok"] == 4, out
     assert out["accuracy"] >= 0.9, out
 
 
-def test_optuna_search_and_ran_on_the_cluster(cluster):
-    proc = cluster.submit("optuna_ran.py", cluster.shared_dir, timeout=600)
-    out = cluster.result(proc)
+def test_optuna_search_and_ran_on_the_cluster(searches):
+    out = searches["optuna_ran"]
     assert out["trials"] == 6 and set(out["statuses"]) <= {"ok", "pruned"}, out
     assert "ok" in out["statuses"], out
     assert out["accuracy"] >= 0.9, out
     assert out["ran_units"] >= 3 and out["ran_mae"] < 0.1, out
-    assert _workers_used(cluster, proc) == {"worker-1", "worker-2"}, "the trials did not run on both workers"
+    assert searches["workers"] == {"worker-1", "worker-2"}, "the trials did not run on both workers"
 
 
-def test_mae_sampling_and_evolutionary_search_on_the_cluster(cluster):
-    proc = cluster.submit("evolution_sampling.py", cluster.shared_dir, timeout=600)
-    out = cluster.result(proc)
+def test_mae_sampling_and_evolutionary_search_on_the_cluster(searches):
+    out = searches["evolution"]
     assert [s["architecture"] for s in out["sampled"]] == [[1, 2, 2, 1], [1, 8, 1]], out
     for s in out["sampled"]:
         assert s["metrics"]["samples"] == 50 and np.isfinite(s["metrics"]["log_p"]), s
     assert out["layers"][0] == 1 and out["layers"][-1] == 1 and 1 <= out["look_back"] <= 6, out
     assert out["model_mae"] < 0.8 * out["persistence_mae"], out
-    assert _workers_used(cluster, proc) == {"worker-1", "worker-2"}, "the evaluations did not run on both workers"
 
 
 @pytest.mark.one_profile(profile="modern", reason="the modern profile has no Horovod, so the barrier backend is "

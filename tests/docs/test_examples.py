@@ -83,6 +83,9 @@ def test_page_examples_run(page, spark, tmp_path, monkeypatch):
     blocks = [b for b in examples(page) if b[1] == "python" or (b[1] == "yaml" and b[3] == "config")]
     if not blocks:
         pytest.skip("no examples on this page")
+    in_gradle_test = bool(os.environ.get("DEEPFLASH_PROFILE_PASS"))
+    if page in CONNECT_PAGES and os.environ.get("DEEPFLASH_TEST_SPARK") != "connect" and in_gradle_test:
+        pytest.skip("a page about Spark Connect: `gradle test` runs its examples in the connect pass")
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "__example__", "spark": spark}
     left_out = []

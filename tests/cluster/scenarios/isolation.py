@@ -1,4 +1,7 @@
 """Cluster scenario: proves the executors' /tmp is not the driver's, and that the shared dir is shared.
+Then a distributed fit (the barrier backend, which both profiles have) with no storePath: the default
+store would sit in the driver's local temp dir, which the executors cannot reach, so the fit must fail
+fast and say so.
 
 Usage: spark-submit isolation.py SHARED
 """
@@ -36,7 +39,18 @@ try:
 finally:
     os.remove(driver_file)
     os.remove(shared_file)
+
+from deepflash import KerasEstimator  # noqa: E402 - after the probe, which needs nothing of deepflash
+from deepflash.data.datasets import load_digits  # noqa: E402
+
+started = time.time()
+try:
+    KerasEstimator(backend="barrier", numProc=2, epochs=2, seed=1).fit(load_digits(spark))
+    default_store = {"type": None, "message": None}
+except Exception as e:  # noqa: BLE001 - the scenario reports whatever was raised
+    default_store = {"type": type(e).__name__, "message": str(e)[:4000]}
+default_store["seconds"] = time.time() - started
 print("RESULT " + json.dumps({"driver": {"host": socket.gethostname(), "pid": os.getpid(),
                                          "tmp_entries": len(os.listdir("/tmp"))},
-                              "tasks": tasks}))
+                              "tasks": tasks, "default_store": default_store}))
 spark.stop()

@@ -13,7 +13,7 @@ from deepflash.networks.keras_compat import output_shape
 from helpers import accuracy, frame
 
 pytestmark = [pytest.mark.slow,
-              pytest.mark.both_profiles(reason="the Pipeline trains, saves, loads and scores a Keras 2 or a Keras 3 network")]
+              pytest.mark.both_profiles(reason="the Pipeline trains, saves, loads and scores Keras 2 or 3 networks")]
 
 
 def digits_pipeline(train, **params) -> Pipeline:

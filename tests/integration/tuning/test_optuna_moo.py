@@ -112,7 +112,7 @@ def test_a_parallel_timeout_cancels_the_running_trials(spark, digits, tmp_path):
     est = KerasEstimator(backend="local", batchSize=32, seed=3, layers=DENSE, storePath=str(tmp_path))
     # Seeded per worker (seed + worker): worker 0 draws 1 epoch, worker 1 draws 2000 (minutes of training).
     found = OptunaSearch(estimator=est, space={"epochs": {"choice": [1, 2000]}}, sampler="random", maxEvals=2,
-                         parallelism=2, timeout=45, seed=2, metric="val_accuracy", mode="max", refit=False,
+                         parallelism=2, timeout=30, seed=2, metric="val_accuracy", mode="max", refit=False,
                          track=False).fit(train)
     table = found.trials.set_index("epochs")
     assert table.loc[1, "status"] == "ok" and table.loc[1, "epochs_run"] == 1
