@@ -104,6 +104,6 @@ def test_ga_on_trained_error_improves():
     space = ArchitectureSpace(look_back=(1, 4), hidden_layers=(1, 2), units=(1, 8), layer_types=("dense",),
                               activations=("tanh", "relu"))
     problem = TrainedErrorProblem(series, space, TrainingSettings(epochs=8, learning_rate=0.02, batch_size=16))
-    result = GeneticAlgorithm(population_size=6, generations=3, seed=0).run(problem)
+    result = GeneticAlgorithm(population_size=4, generations=2, seed=0).run(problem)
     assert result.history[-1].best_so_far < result.history[0].mean
     assert result.best.fitness[0] == pytest.approx(problem.evaluate(result.best)[0], rel=1e-4)
