@@ -36,12 +36,10 @@ if [ "$PROFILE" = docs ]; then
   exit 0
 fi
 echo "deepflash setup: installing the pinned $PROFILE stack ($(basename "$REQS"))"
-# --no-compile: Python compiles a module when it is first imported; compiling every module of
-# TensorFlow, Spark and the rest up front took 70 s of a 110 s install.
-$PIP install --quiet --no-compile -r "$REQS"
+$PIP install --quiet -r "$REQS"
 # PyTorch for Optuna's GP sampler (the gp extra), on both profiles, without its setuptools>=77 pin
 # that the lock files' setuptools<70 excludes (see python/requirements-gp.txt).
-$PIP install --quiet --no-compile --no-deps -r "$ROOT/python/requirements-gp.txt"
+$PIP install --quiet --no-deps -r "$ROOT/python/requirements-gp.txt"
 
 if [ "$PROFILE" = modern ]; then
   $PIP install --quiet --no-deps --no-build-isolation -e "$ROOT/python"
