@@ -281,8 +281,8 @@ class PeerWatch:
             except OSError:
                 return
             reader = threading.Thread(target=self._read_peer, args=(conn,), name="deepflash-watch-peer", daemon=True)
-            self._readers.append(reader)
             reader.start()
+            self._readers.append(reader)
 
     def _read_peer(self, conn: socket.socket) -> None:
         rank = None
