@@ -51,7 +51,7 @@ FOLLOW_ON = ("UnavailableError", "CancelledError", "Collective ops is aborted", 
 DIED = ("ended without a result",)
 # Per-rank variables the child receives; the driver's DEEPFLASH_* ones are forwarded as they are.
 RANK_ENV = ("TF_CONFIG", "DEEPFLASH_RANK", "DEEPFLASH_SIZE", "DEEPFLASH_LOCAL_RANK", "DEEPFLASH_LOCAL_SIZE",
-            "DEEPFLASH_PARENT_PID", "DEEPFLASH_HEARTBEAT")
+            "DEEPFLASH_PARENT_PID", "DEEPFLASH_HEARTBEAT", "DEEPFLASH_MASTER", "DEEPFLASH_WORKER_TIMEOUT")
 STDERR_TAIL = 40
 
 
@@ -71,8 +71,11 @@ def tf_config(workers: list[str], index: int) -> str:
 
 def rank_env(workers: list[str], slot, gpus: list[str]) -> dict[str, str]:
     """The variables that make the child process rank ``slot.rank`` of a multi-worker job
-    (``workers`` in rank order, so the rank is the worker's index)."""
-    env = {"TF_CONFIG": tf_config(workers, slot.rank), "DEEPFLASH_RANK": str(slot.rank),
+    (``workers`` in rank order, so the rank is the worker's index). ``TF_CONFIG`` serves
+    TensorFlow; ``DEEPFLASH_MASTER`` (rank 0's ``host:port``) is where ``torch.distributed`` and
+    ``jax.distributed`` meet."""
+    env = {"TF_CONFIG": tf_config(workers, slot.rank), "DEEPFLASH_MASTER": workers[0],
+           "DEEPFLASH_RANK": str(slot.rank),
            "DEEPFLASH_SIZE": str(slot.size), "DEEPFLASH_LOCAL_RANK": str(slot.local_rank),
            "DEEPFLASH_LOCAL_SIZE": str(slot.local_size)}
     if gpus:
@@ -189,7 +192,8 @@ class _RankTask(RankTask):
         watch = PeerWatch(slot.rank, slot.size, self.timeout, server=server, hub=hub)
         try:
             try:
-                env = {**self.env, **rank_env(workers, slot, task_gpu_addresses())}
+                env = {**self.env, **rank_env(workers, slot, task_gpu_addresses()),
+                       "DEEPFLASH_WORKER_TIMEOUT": str(self.timeout)}
                 outcome = run_in_process(self.fn, self.args, env, slot.rank, self.timeout, watch)
             except BaseException as e:  # noqa: BLE001  (reported to the driver)
                 outcome = RankOutcome.failure(slot.rank, e)
@@ -284,17 +288,34 @@ class MultiWorkerMirroredCommunicator(Communicator):
 
 @register("barrier")
 class BarrierBackend(Backend):
-    """``numProc`` processes as one Spark barrier stage, data-parallel with TensorFlow's
-    ``MultiWorkerMirroredStrategy``; no Horovod needed."""
+    """``numProc`` processes as one Spark barrier stage, each a fresh Python on the ``kerasBackend``
+    framework, data-parallel with that framework's own collectives: TensorFlow's
+    ``MultiWorkerMirroredStrategy``, or ``torch.distributed``
+    (:class:`~deepflash.backends.torch_collectives.TorchCommunicator`); no Horovod needed."""
 
     distributed = True
 
     def communicator(self) -> type[Communicator]:
+        if self.keras_backend == "torch":
+            from deepflash.backends.torch_collectives import TorchCommunicator
+
+            return TorchCommunicator
+        if self.keras_backend == "jax":
+            from deepflash.backends.jax_collectives import JaxCommunicator
+
+            return JaxCommunicator
         return MultiWorkerMirroredCommunicator
 
     def check(self, spark) -> None:
         check_slots(spark, self._num_proc, "barrier")
+        if self.keras_backend == "jax":
+            from deepflash.backends.jax_collectives import check_processes
+
+            check_processes(self._num_proc)
 
     def run(self, spark, fn: Callable[..., Any], args: tuple = ()) -> list[Any]:
-        task = _RankTask(fn, args, forwarded_env(("DEEPFLASH_",), RANK_ENV), self.timeout)
+        from deepflash.networks.keras_backends import child_env
+
+        env = {**forwarded_env(("DEEPFLASH_",), RANK_ENV), **child_env(self.keras_backend)}
+        task = _RankTask(fn, args, env, self.timeout)
         return run_stage(spark, task, self._num_proc, FOLLOW_ON, DIED)

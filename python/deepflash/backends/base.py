@@ -52,11 +52,11 @@ class Communicator:
     def configure_devices(self, threads: int = 0) -> None:
         """Pins this process to the GPU(s) of its Spark task (or its local rank's) when there are
         GPUs, and splits CPU threads between the processes of a host otherwise."""
-        from deepflash.worker.devices import configure_tensorflow
+        from deepflash.worker.devices import configure_devices
 
         if threads <= 0 and self.local_size > 1:
             threads = max(1, (os.cpu_count() or 1) // self.local_size)
-        configure_tensorflow(local_rank=self.local_rank, threads=threads)
+        configure_devices(local_rank=self.local_rank, threads=threads)
 
     def wrap_optimizer(self, optimizer):
         """The optimizer ``fit`` uses: ``optimizer``, or one that combines the processes' gradients."""
@@ -98,15 +98,20 @@ class Backend(abc.ABC):
         num_proc: number of processes.
         timeout: seconds a process may go without a sign of life before the run fails with a
             :class:`WorkerError` naming its rank (the ``workerTimeout`` Param).
+        keras_backend: tensorflow, torch or jax (the ``kerasBackend`` Param); None: the driver's.
     """
 
     name = "abstract"
     # True when the processes run on Spark executors (the data must be readable there).
     distributed = False
 
-    def __init__(self, num_proc: int = 1, timeout: float = DEFAULT_TIMEOUT):
+    def __init__(self, num_proc: int = 1, timeout: float = DEFAULT_TIMEOUT, keras_backend: str | None = None):
+        from deepflash.networks.keras_backends import resolve
+
         self._num_proc = num_proc
         self.timeout = float(timeout)
+        # The framework Keras trains on in the processes (the kerasBackend Param; the driver's by default).
+        self.keras_backend = resolve(keras_backend)
 
     def num_processes(self) -> int:
         return self._num_proc
@@ -133,7 +138,8 @@ class Backend(abc.ABC):
         """
 
 
-def get_backend(name: str, num_proc: int, timeout: float = DEFAULT_TIMEOUT) -> Backend:
+def get_backend(name: str, num_proc: int, timeout: float = DEFAULT_TIMEOUT,
+                keras_backend: str | None = None) -> Backend:
     if name not in BACKENDS:
         raise ValueError(f"`backend` == {name!r}, must be one of: {', '.join(sorted(BACKENDS))}")
-    return BACKENDS[name](num_proc, timeout)
+    return BACKENDS[name](num_proc, timeout, keras_backend)

@@ -40,6 +40,7 @@ from deepflash.networks import (
     validate_layers,
 )
 from deepflash.networks.cascade_plan import resolve_cascade
+from deepflash.networks.keras_backends import check as check_keras_backend
 from deepflash.networks.keras_compat import output_shape
 from deepflash.networks.schedules import LrSchedule, check_schedule
 from deepflash.requirements import PETASTORM, TENSORFLOW, require
@@ -155,6 +156,7 @@ class KerasEstimator(Estimator, KerasParams, MLReadable, MLWritable):
         """Checks that need several Params together; raises ValueError naming them, or
         MissingDependencyError naming a package this Python lacks. No Spark job."""
         require(TENSORFLOW)
+        check_keras_backend(self.kerasBackendValue(), self.getBackend())
         if self.getReader() == "petastorm":
             require(PETASTORM)
         check_optimizer(self.getOptimizer())
@@ -266,7 +268,7 @@ class KerasEstimator(Estimator, KerasParams, MLReadable, MLWritable):
         """
         self.validateParams()
         num_proc = self.getNumProc() if numProc is None else int(numProc)
-        backend = get_backend(self.getBackend(), num_proc, self.getWorkerTimeout())
+        backend = get_backend(self.getBackend(), num_proc, self.getWorkerTimeout(), self.kerasBackendValue())
         if numProc is None:
             backend.check(dataset.sparkSession)
         spark = dataset.sparkSession
@@ -325,7 +327,8 @@ class KerasEstimator(Estimator, KerasParams, MLReadable, MLWritable):
                 DataFrame's ``sparkSession``); needed by the distributed backends.
         """
         started = time.time()
-        backend = backend or get_backend(self.getBackend(), self.getNumProc(), self.getWorkerTimeout())
+        backend = backend or get_backend(self.getBackend(), self.getNumProc(), self.getWorkerTimeout(),
+                                         self.kerasBackendValue())
         model = self._initial_model(plan.input_dim, plan.output_kind, plan.num_classes, plan.input_shape)
         store = Store(plan.store_url)
         values = self.paramValues()
@@ -349,9 +352,9 @@ class KerasEstimator(Estimator, KerasParams, MLReadable, MLWritable):
         settings = remote.make_settings(values, plan, model_to_bytes(model), run_fingerprint=fingerprint,
                                         run_id=run_id, checkpoint_path=checkpoint_path,
                                         communicator=backend.communicator())
-        log.info("fitting %s: %d train / %d val rows, %d features, %s, %d process(es) on backend %s, run %s",
-                 model.name, plan.train_rows, plan.val_rows, plan.input_dim, plan.output_kind,
-                 backend.num_processes(), backend.name, run_id)
+        log.info("fitting %s: %d train / %d val rows, %d features, %s, %d process(es) on backend %s (Keras on %s), "
+                 "run %s", model.name, plan.train_rows, plan.val_rows, plan.input_dim, plan.output_kind,
+                 backend.num_processes(), backend.name, backend.keras_backend, run_id)
         with contextlib.ExitStack() as run:
             if checkpoint_path is not None:
                 run.enter_context(RunLock(run_dir, run_id))
@@ -375,7 +378,7 @@ class KerasEstimator(Estimator, KerasParams, MLReadable, MLWritable):
                                         seconds=plan.write_seconds, bytes=plan.bytes),
             read_seconds=read_seconds, fit_seconds=fit_seconds, initial_epoch=chief.initial_epoch,
             seconds=time.time() - started, rows_read_per_rank=[r.train_rows_read for r in results],
-            read_mode=chief.read_mode)
+            read_mode=chief.read_mode, keras_backend=chief.keras_backend)
         return fitted
 
 

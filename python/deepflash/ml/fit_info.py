@@ -58,6 +58,8 @@ class FitInfo(_ItemAccess):
         read_mode: ``memory`` or ``stream``, as chosen by the training processes.
         plan_seconds: of ``seconds``, the validation pass and the materialization (or finding it
             done): :meth:`~deepflash.KerasEstimator.plan`. 0 for ``fitPlanned`` alone.
+        keras_backend: the framework Keras trained on in the training processes (tensorflow,
+            torch or jax), as they reported it.
     """
 
     run_id: str
@@ -69,6 +71,7 @@ class FitInfo(_ItemAccess):
     rows_read_per_rank: list[int] = field(default_factory=list)
     read_mode: str = "memory"
     plan_seconds: float = 0.0
+    keras_backend: str = "tensorflow"
 
     def replace(self, **changes: Any) -> FitInfo:
         """A copy with ``changes`` (field name to value)."""

@@ -25,17 +25,19 @@ from deepflash.ml.params import (
     KerasModelParams,
 )
 from deepflash.ml.persistence import MODEL_FILE, StageReader, StageWriter
+from deepflash.networks.keras_backends import prefer_backend
 from deepflash.networks.keras_compat import output_shape
 from deepflash.serving.scoring import feature_matrix, network_outputs, predict_batch_rows, score_outputs
 from deepflash.spark import session
-from deepflash.worker.devices import configure_tensorflow
+from deepflash.worker.devices import configure_devices
 
 log = logging.getLogger("deepflash")
 
 _OUT = "__deepflash_out"
 
 
-def batch_predictor(data: bytes, digest: str, output_kind: str, input_dim: int, width: int, features_col: str):
+def batch_predictor(data: bytes, digest: str, output_kind: str, input_dim: int, width: int, features_col: str,
+                    keras_backend: str | None = None):
     """The scoring function: feature arrays in, a struct of (prediction, p_0 .. p_{width-1}) out.
 
     The model's bytes ``data`` travel in this function's closure, the same way on classic and
@@ -44,11 +46,14 @@ def batch_predictor(data: bytes, digest: str, output_kind: str, input_dim: int, 
     concatenation (no Python loop over rows), and the probabilities leave as ``width`` double
     columns that the JVM assembles into a Vector, so no Python object is built per row. The model
     is deserialized once per Python worker process and ``digest`` (Spark reuses its workers), on
-    the task's GPU with memory growth when the executor has GPUs.
+    the task's GPU with memory growth when the executor has GPUs. ``keras_backend`` (the
+    ``kerasBackend`` Param) is the framework a Python worker that has not imported Keras yet
+    scores on (:func:`~deepflash.networks.keras_backends.prefer_backend`).
     """
 
     def predict(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
-        configure_tensorflow()
+        prefer_backend(keras_backend)
+        configure_devices()
         model = cached_model(data, digest)
         rows_per_call = predict_batch_rows(model)
         for features in batches:
@@ -151,8 +156,8 @@ class KerasModel(Model, KerasModelParams, MLReadable, MLWritable):
                                 [T.StructField(f"p{k}", T.DoubleType()) for k in range(width)])
         _check_plan_size(dataset.sparkSession, data)
         _avoid_columnar_udf_input(dataset)
-        predict = F.pandas_udf(batch_predictor(data, model_digest(data), output_kind, dim, width, features_col),
-                               out_type)
+        predict = F.pandas_udf(batch_predictor(data, model_digest(data), output_kind, dim, width, features_col,
+                                               self.kerasBackendValue()), out_type)
         from pyspark.ml.functions import array_to_vector
 
         scored = dataset.withColumn(_OUT, predict(x))

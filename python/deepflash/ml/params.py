@@ -39,6 +39,7 @@ from deepflash.ml.converters import (
 from deepflash.ml.param_table import ParamSpec, declare_params, names, set_defaults
 from deepflash.networks.augmentation import check_augmentation
 from deepflash.networks.cascade_plan import TRAINING_MODES
+from deepflash.networks.keras_backends import KERAS_BACKENDS
 from deepflash.networks.layers import INITIALIZERS
 from deepflash.networks.schedules import SCHEDULES
 
@@ -161,6 +162,10 @@ KERAS_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("numProc", "number of training processes (horovod or barrier backend), >= 1", _int("numProc", low=1), 1),
     ParamSpec("backend", "horovod (Horovod on Spark executors), barrier (TensorFlow's MultiWorkerMirroredStrategy on "
               "Spark executors, no Horovod) or local (in the driver)", to_choice("backend", BACKENDS), "horovod"),
+    ParamSpec("kerasBackend", "the framework Keras 3 trains on: tensorflow, torch or jax; unset = the driver's "
+              "keras.backend(). Keras 2 trains on tensorflow only. A fitted model's transform prefers it on the "
+              "executors (a Python worker that already runs another backend scores with that one)",
+              to_choice("kerasBackend", KERAS_BACKENDS), annotation="str", transform=True),
     ParamSpec("storePath", "store root: a local path or a filesystem URI; default under spark.local.dir",
               TypeConverters.toString, annotation="str"),
     ParamSpec("runId", "checkpoints go under this id; a fit with the same id resumes. Letters, digits, '.', '_' "
@@ -211,6 +216,10 @@ class KerasParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProbabilityC
     def __init__(self) -> None:
         super().__init__()
         set_defaults(self, ESTIMATOR_PARAMS)
+
+    def kerasBackendValue(self) -> str | None:
+        """The ``kerasBackend`` Param, None when unset (the driver's backend)."""
+        return self.getOrDefault(self.kerasBackend) if self.isDefined(self.kerasBackend) else None
 
 
 class KerasModelParams(KerasParams):

@@ -82,3 +82,35 @@ def configure_tensorflow(local_rank: int = 0, threads: int = 0) -> list[int]:
         except RuntimeError as e:
             log.debug("TensorFlow threads unchanged (%s)", e)
     return []
+
+
+def configure_devices(local_rank: int = 0, threads: int = 0) -> list[int]:
+    """Pins this process's GPUs and caps its CPU threads for the framework Keras runs on here.
+
+    On TensorFlow, :func:`configure_tensorflow`. On PyTorch or JAX, TensorFlow (which still reads the
+    data through ``tf.data``) is kept off the GPUs, and the framework takes the GPU of its task (the
+    barrier backend has already narrowed ``CUDA_VISIBLE_DEVICES`` to it) or of its local rank.
+    """
+    from deepflash.networks.keras_backends import running_backend
+
+    backend = running_backend()
+    if backend == "tensorflow":
+        return configure_tensorflow(local_rank=local_rank, threads=threads)
+    import tensorflow as tf
+
+    try:
+        tf.config.set_visible_devices([], "GPU")
+    except RuntimeError as e:  # TensorFlow's runtime already started in this process
+        log.debug("TensorFlow's GPUs unchanged: %s", e)
+    if backend == "torch":
+        import torch
+
+        chosen = choose_gpus(torch.cuda.device_count(), task_gpu_addresses(), local_rank)
+        if chosen:
+            torch.cuda.set_device(chosen[0])
+        elif threads > 0:
+            torch.set_num_threads(threads)
+        return chosen
+    import jax
+
+    return [d.id for d in jax.local_devices() if d.platform == "gpu"]

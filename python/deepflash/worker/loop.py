@@ -55,6 +55,7 @@ from deepflash.data.plan import FitPlan
 from deepflash.io.keras_files import model_from_bytes
 from deepflash.io.store import Store
 from deepflash.networks.cascade_plan import CascadeStage
+from deepflash.networks.keras_backends import running_backend
 from deepflash.worker.checkpoint import FILE as CHECKPOINT_FILE
 from deepflash.worker.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from deepflash.worker.checkpoint import Checkpoint
@@ -107,7 +108,8 @@ def train(settings: TrainSettings, callbacks: Sequence[Any] = ()) -> TrainResult
         return TrainResult(rank=comm.rank, history=history, initial_epoch=run.initial_epoch,
                            read_seconds=data.read_seconds, fit_seconds=time.time() - fit_started,
                            read_mode=data.read_mode, train_rows_read=data.train_rows_read,
-                           weights=model.get_weights() if comm.rank == 0 else None)
+                           weights=model.get_weights() if comm.rank == 0 else None,
+                           keras_backend=running_backend())
 
 
 def _read_checkpoint(settings: TrainSettings, store: Store) -> Checkpoint | None:
@@ -336,6 +338,18 @@ def train_network(values: dict, plan: FitPlan, log_prefix: str = "",
                         kernel_initializer=values["kernelInitializer"])
     settings = make_settings(values, plan, model_to_bytes(model), run_fingerprint="", run_id=uuid.uuid4().hex,
                              checkpoint_path=None, communicator=Communicator, log_prefix=log_prefix)
-    result = train(settings, callbacks)
+    chosen = values.get("kerasBackend") or running_backend()
+    if chosen == running_backend():
+        result = train(settings, callbacks)
+    else:
+        # Keras runs on one framework per process: another one trains in a child process.
+        if callbacks:
+            raise ValueError(f"`kerasBackend` == {chosen!r}, but this process runs Keras on {running_backend()!r}, "
+                             "so the network trains in a child process, which cannot report to a pruner: set "
+                             "kerasBackend to the executors' backend (spark.executorEnv.KERAS_BACKEND), or turn "
+                             "pruning off")
+        from deepflash.backends import get_backend
+
+        result = get_backend("local", 1, values["workerTimeout"], chosen).run(None, train, (settings,))[0]
     model.set_weights(result.weights)
     return TrainedNetwork(model=model, history=result.history, fit_seconds=result.fit_seconds)

@@ -86,6 +86,7 @@ class TrainResult:
     train_rows_read: int       # -1 when streamed (not counted)
     read_mode: str
     weights: list | None       # rank 0's final weights; None on the other ranks
+    keras_backend: str = "tensorflow"   # the framework Keras ran on in this process
 
 
 def make_settings(values: dict, plan: FitPlan, model_bytes: bytes, *, run_fingerprint: str, run_id: str,

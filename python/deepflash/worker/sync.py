@@ -1,9 +1,10 @@
 """The Keras callbacks that combine the training processes: validation over every process's rows,
 training metrics averaged over the processes, and rank 0's weights at the start.
 
-The communicators (:mod:`deepflash.backends`) add :class:`BroadcastInitialWeights` and
-:class:`AverageMetrics`; the training loop adds :class:`ShardedValidation` first, so that the
-learning-rate and early-stopping callbacks read the combined ``val_`` metrics.
+The communicators (:mod:`deepflash.backends`) add :class:`BroadcastInitialWeights` (Horovod),
+:class:`BroadcastTorchWeights` (``torch.distributed``) and :class:`AverageMetrics`; the training
+loop adds :class:`ShardedValidation` first, so that the learning-rate and early-stopping callbacks
+read the combined ``val_`` metrics.
 """
 from __future__ import annotations
 
@@ -22,6 +23,22 @@ class BroadcastInitialWeights(tf.keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         for i, weight in enumerate(self.model.weights):
             weight.assign(self.hvd.broadcast(weight.value(), self.root_rank, name=f"deepflash_weight_{i}"))
+
+
+class BroadcastTorchWeights(tf.keras.callbacks.Callback):
+    """Sets every rank's weights to rank 0's when training begins (Keras 3 on PyTorch): each
+    variable's tensor is overwritten in place by ``broadcast`` (``torch.distributed.broadcast``)."""
+
+    def __init__(self, broadcast):
+        super().__init__()
+        self.broadcast = broadcast
+
+    def on_train_begin(self, logs=None):
+        import torch
+
+        with torch.no_grad():
+            for weight in self.model.weights:
+                self.broadcast(weight.value.data)
 
 
 class ShardedValidation(tf.keras.callbacks.Callback):

@@ -1,0 +1,124 @@
+"""Keras 3 on PyTorch under a TensorFlow driver: data-parallel barrier training, exact resume, a
+local fit in a child process, and models that score the same on either framework."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from pyspark.ml import Pipeline
+from pyspark.ml.functions import vector_to_array
+
+from deepflash import KerasEstimator
+from deepflash.networks.keras_compat import keras_major
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.one_profile(profile="modern", reason="Keras 3 runs on PyTorch; Keras 2 trains on TensorFlow only"),
+    pytest.mark.skipif(keras_major() == 2, reason="Keras 2 trains on TensorFlow only"),
+    pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="PyTorch is not installed"),
+]
+
+LAYERS = [{"type": "dense", "units": 64, "activation": "relu"}]
+TORCH = dict(backend="barrier", numProc=2, kerasBackend="torch")
+
+
+def accuracy(df) -> float:
+    rows = df.select("label", "prediction").collect()
+    return sum(r["label"] == r["prediction"] for r in rows) / len(rows)
+
+
+def probabilities(df) -> np.ndarray:
+    return np.array([r["p"] for r in df.select(vector_to_array("probability").alias("p")).collect()])
+
+
+def features(df) -> np.ndarray:
+    return np.array([r["f"] for r in df.select(vector_to_array("features").alias("f")).collect()], np.float32)
+
+
+def predict_in(backend: str, model_path: str, x: np.ndarray, tmp_path) -> np.ndarray:
+    """``model.predict`` of the ``.keras`` file in a fresh Python whose Keras runs on ``backend``."""
+    np.save(tmp_path / "x.npy", x)
+    code = ("import sys, numpy as np, keras; assert keras.backend.backend() == sys.argv[1], keras.backend.backend();"
+            "m = keras.models.load_model(sys.argv[2]);"
+            "np.save(sys.argv[4], m.predict(np.load(sys.argv[3]), verbose=0))")
+    out = tmp_path / f"p-{backend}.npy"
+    subprocess.run([sys.executable, "-c", code, backend, model_path, str(tmp_path / "x.npy"), str(out)], check=True,
+                   env={**os.environ, "KERAS_BACKEND": backend}, timeout=120)
+    return np.load(out)
+
+
+@pytest.fixture(scope="module")
+def torch_pipeline(digits, tmp_path_factory):
+    train, _ = digits
+    est = KerasEstimator(layers=LAYERS, learningRate=0.01, batchSize=32, epochs=12, seed=5,
+                         storePath=str(tmp_path_factory.mktemp("torch-store")), **TORCH)
+    return Pipeline(stages=[est]).fit(train)
+
+
+def test_two_torch_processes_reach_095_on_held_out_digits(torch_pipeline, digits):
+    _, test = digits
+    model = torch_pipeline.stages[-1]
+    assert model.fitInfo.keras_backend == "torch"
+    assert accuracy(torch_pipeline.transform(test)) >= 0.95
+    history = model.getHistory()
+    assert len(history["loss"]) == 12 and history["loss"][-1] < history["loss"][0]
+    rows = model.fitInfo.rows_read_per_rank
+    assert len(rows) == 2 and all(r > 0 for r in rows), rows
+
+
+def test_a_torch_model_scores_the_same_on_tensorflow_and_on_torch(torch_pipeline, digits, tmp_path):
+    """Trained on PyTorch, scored by this TensorFlow driver's transform: the same probabilities as
+    PyTorch's own predict on the saved .keras file."""
+    _, test = digits
+    model = torch_pipeline.stages[-1]
+    path = str(tmp_path / "model.keras")
+    model.getKerasModel().save(path)
+    on_tensorflow = probabilities(model.transform(test))
+    on_torch = predict_in("torch", path, features(test), tmp_path)
+    np.testing.assert_allclose(on_tensorflow, on_torch, rtol=1e-4, atol=1e-6)
+
+
+def test_a_tensorflow_model_scores_the_same_on_torch(digits, tmp_path):
+    """The reverse: a network trained on TensorFlow predicts the same on PyTorch."""
+    train, test = digits
+    model = KerasEstimator(layers=LAYERS, epochs=3, seed=1, backend="local", storePath=str(tmp_path / "s")).fit(train)
+    assert model.fitInfo.keras_backend == "tensorflow"
+    path = str(tmp_path / "model.keras")
+    model.getKerasModel().save(path)
+    on_torch = predict_in("torch", path, features(test), tmp_path)
+    np.testing.assert_allclose(probabilities(model.transform(test)), on_torch, rtol=1e-4, atol=1e-6)
+
+
+def test_a_local_torch_fit_under_a_tensorflow_driver_trains_in_a_child_process(digits, tmp_path):
+    train, test = digits
+    est = KerasEstimator(layers=LAYERS, learningRate=0.01, epochs=6, seed=2, backend="local", kerasBackend="torch",
+                         storePath=str(tmp_path))
+    model = est.fit(train)
+    assert model.fitInfo.keras_backend == "torch"
+    assert accuracy(model.transform(test)) >= 0.9
+
+
+RESUME = dict(layers=[{"type": "dense", "units": 32, "activation": "relu"}], optimizer="adam", batchSize=128, seed=3,
+              learningRate=1e-7, reduceLrPatience=1, reduceLrFactor=0.5, earlyStoppingPatience=3,
+              earlyStoppingMonitor="val_loss", **TORCH)
+
+
+def test_torch_resume_is_exact(digits, tmp_path):
+    """2 epochs, then the same runId for 4: bitwise the history and weights of 4 in one go."""
+    train, _ = digits
+    store = str(tmp_path)
+    reference = KerasEstimator(epochs=4, runId="torch-reference", storePath=store, **RESUME).fit(train)
+    assert min(reference.getHistory()["lr"]) < reference.getHistory()["lr"][0]   # the plateau state matters
+    KerasEstimator(epochs=2, runId="torch-resumed", storePath=store, **RESUME).fit(train)
+    resumed = KerasEstimator(epochs=4, runId="torch-resumed", storePath=store, **RESUME).fit(train)
+    assert resumed.fitInfo["initial_epoch"] == 2
+    a, b = resumed.getHistory(), reference.getHistory()
+    assert sorted(a) == sorted(b)
+    for key in a:
+        np.testing.assert_array_equal(np.array(a[key]), np.array(b[key]), err_msg=key)
+    for x, y in zip(resumed.getKerasModel().get_weights(), reference.getKerasModel().get_weights(), strict=True):
+        np.testing.assert_array_equal(x, y)
