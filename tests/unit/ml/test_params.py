@@ -60,6 +60,7 @@ VALID = {
     "storePath": ("/tmp/store", "/tmp/store"),
     "runId": ("run-1", "run-1"),
     "workerTimeout": (30, 30.0),
+    "kerasBackend": ("TORCH", "torch"),
     "trainTimeout": (600, 600.0),
     "maxClassId": (20_000, 20_000),
     "verbose": (2, 2),
