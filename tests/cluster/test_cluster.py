@@ -133,8 +133,11 @@ def test_barrier_backend_trains_across_both_workers_without_horovod(cluster):
     # Each rank ran in its own process, whose stderr went to its executor's log: rank 0 logs the epochs.
     logs = "".join(open(f, errors="replace").read() for f in proc.executor_stderrs)
     assert "epoch 12/12" in logs, "rank 0's epoch log did not reach an executor's stderr"
-    # readMode="stream": both ranks streamed their shards (held none whole) from the data the first fit wrote.
+    assert out["keras_backend"] == "tensorflow", out
+    # On PyTorch, readMode="stream": both ranks streamed their shards (held none whole) from the data
+    # the first fit wrote, and their gradients crossed the workers through torch.distributed (Gloo).
     stream = out["stream"]
+    assert stream["keras_backend"] == "torch", stream
     assert stream["read_mode"] == "stream" and stream["rows_read_per_rank"] == [-1, -1], stream
     assert stream["reused"] is True and stream["epochs"] == 12, stream
     assert stream["accuracy"] >= 0.93, stream

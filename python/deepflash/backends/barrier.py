@@ -290,8 +290,9 @@ class MultiWorkerMirroredCommunicator(Communicator):
 class BarrierBackend(Backend):
     """``numProc`` processes as one Spark barrier stage, each a fresh Python on the ``kerasBackend``
     framework, data-parallel with that framework's own collectives: TensorFlow's
-    ``MultiWorkerMirroredStrategy``, or ``torch.distributed``
-    (:class:`~deepflash.backends.torch_collectives.TorchCommunicator`); no Horovod needed."""
+    ``MultiWorkerMirroredStrategy``, ``torch.distributed``
+    (:class:`~deepflash.backends.torch_collectives.TorchCommunicator`) or ``jax.distributed``
+    (:class:`~deepflash.backends.jax_collectives.JaxCommunicator`); no Horovod needed."""
 
     distributed = True
 
@@ -308,10 +309,6 @@ class BarrierBackend(Backend):
 
     def check(self, spark) -> None:
         check_slots(spark, self._num_proc, "barrier")
-        if self.keras_backend == "jax":
-            from deepflash.backends.jax_collectives import check_processes
-
-            check_processes(self._num_proc)
 
     def run(self, spark, fn: Callable[..., Any], args: tuple = ()) -> list[Any]:
         from deepflash.networks.keras_backends import child_env

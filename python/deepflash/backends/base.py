@@ -85,6 +85,11 @@ class Communicator:
     def prepare_model(self, model) -> None:
         """Readies a compiled model for ``fit`` under this communicator."""
 
+    def evaluate(self, model, dataset, steps: int | None) -> dict:
+        """``model.evaluate`` of this process's validation ``dataset`` (``steps`` steps, None: to
+        its end): the metrics by name."""
+        return model.evaluate(dataset, steps=steps, verbose=0, return_dict=True)
+
     def validation_steps(self, rows: int, batch_size: int) -> int | None:
         """The steps of this process's validation (``rows`` rows in batches of ``batch_size``);
         None: to the end of its dataset."""

@@ -271,7 +271,8 @@ class _Run:
         if data.validation is not None:
             # First: the LR and early-stopping callbacks read the val_ metrics it puts in the epoch's logs.
             callbacks.insert(0, ShardedValidation(data.validation, data.validation_rows, comm.sum,
-                                                  steps=data.validation_steps, global_metrics=comm.global_evaluate))
+                                                  steps=data.validation_steps, global_metrics=comm.global_evaluate,
+                                                  evaluate=comm.evaluate))
         callbacks += [cb for cb in (decisions.learning_rate, decisions.early_stopping) if cb is not None]
         # After early stopping (it checks the weights that one restores), before the checkpoint.
         callbacks.append(StopOnNonFiniteLoss(settings.learning_rate))

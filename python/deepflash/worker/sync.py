@@ -61,12 +61,17 @@ class ShardedValidation(tf.keras.callbacks.Callback):
             under a multi-worker ``tf.distribute`` strategy, whose metric states are all-reduced):
             every process evaluates ``steps`` steps (the strategy needs all of them in each step)
             and the results are used as they are.
+        evaluate: ``(model, dataset, steps) -> metrics by name`` (the communicator's
+            :meth:`~deepflash.backends.base.Communicator.evaluate`); ``model.evaluate`` by default.
     """
 
-    def __init__(self, dataset, rows: int, all_sum, steps: int | None = None, global_metrics: bool = False):
+    def __init__(self, dataset, rows: int, all_sum, steps: int | None = None, global_metrics: bool = False,
+                 evaluate=None):
         super().__init__()
         self.dataset, self.rows, self.all_sum = dataset, rows, all_sum
         self.steps, self.global_metrics = steps, global_metrics
+        self._evaluate = evaluate or (lambda model, dataset, steps: model.evaluate(
+            dataset, steps=steps, verbose=0, return_dict=True))
 
     def on_epoch_end(self, epoch, logs=None):
         if self.global_metrics:
@@ -77,7 +82,7 @@ class ShardedValidation(tf.keras.callbacks.Callback):
         names = list(self.model.metrics_names)
         means = np.zeros(len(names))
         if self.rows:
-            result = self.model.evaluate(self.dataset, steps=self.steps, verbose=0, return_dict=True)
+            result = self._evaluate(self.model, self.dataset, self.steps)
             names = list(result)
             means = np.array([float(result[n]) for n in names])
         totals = self.all_sum(np.concatenate([means * self.rows, [float(self.rows)]]))

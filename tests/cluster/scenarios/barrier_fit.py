@@ -1,7 +1,8 @@
 """Cluster scenario: fit digits with backend="barrier" (TensorFlow's MultiWorkerMirroredStrategy,
 2 processes, no Horovod), store in the shared dir, then save the Pipeline, load it back and score.
-Then fit again with readMode="stream" (the ranks stream their shards from the shared store through
-the shuffle buffer) and score that model too. Reports the executor Pythons that the first fit's
+Then fit again on PyTorch (kerasBackend="torch": torch.distributed across the workers) with
+readMode="stream" (the ranks stream their shards from the shared store through the shuffle buffer)
+and score that model too. Reports the executor Pythons that the first fit's
 executor check saw (the cached answer: no job).
 
 Usage: spark-submit barrier_fit.py SHARED
@@ -45,7 +46,7 @@ def scored(m):
 a, b = scored(model), scored(loaded)
 labels = {r["id"]: r["label"] for r in test.withColumn("id", F.monotonically_increasing_id()).collect()}
 accuracy = sum(a[i][0] == labels[i] for i in a) / len(a)
-streamed = est.copy({est.readMode: "stream", est.shuffleBufferRows: 200}).fit(train)
+streamed = est.copy({est.readMode: "stream", est.shuffleBufferRows: 200, est.kerasBackend: "torch"}).fit(train)
 s = scored(streamed)
 print("RESULT " + json.dumps({
     "accuracy": accuracy, "fit_seconds": fit_seconds, "rows": len(a),
@@ -53,7 +54,9 @@ print("RESULT " + json.dumps({
     "max_abs_probability_diff": max(max(abs(x - y) for x, y in zip(a[i][1], b[i][1], strict=True)) for i in a),
     "epochs": len(model.stages[-1].getHistory()["loss"]),
     "checked_workdirs": [env.workdir for env in checked],
-    "stream": {"read_mode": streamed.fitInfo.read_mode, "rows_read_per_rank": streamed.fitInfo.rows_read_per_rank,
+    "keras_backend": model.stages[-1].fitInfo.keras_backend,
+    "stream": {"keras_backend": streamed.fitInfo.keras_backend, "read_mode": streamed.fitInfo.read_mode,
+               "rows_read_per_rank": streamed.fitInfo.rows_read_per_rank,
                "reused": streamed.fitInfo.data["reused"], "accuracy": sum(s[i][0] == labels[i] for i in s) / len(s),
                "epochs": len(streamed.getHistory()["loss"])}}))
 spark.stop()

@@ -1,5 +1,5 @@
-"""Keras 3 on PyTorch under a TensorFlow driver: data-parallel barrier training, exact resume, a
-local fit in a child process, and models that score the same on either framework."""
+"""Keras 3 on PyTorch and JAX under a TensorFlow driver: data-parallel barrier training, exact
+resume, a local fit in a child process, and models that score the same on either framework."""
 from __future__ import annotations
 
 import importlib.util
@@ -19,11 +19,15 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.one_profile(profile="modern", reason="Keras 3 runs on PyTorch; Keras 2 trains on TensorFlow only"),
     pytest.mark.skipif(keras_major() == 2, reason="Keras 2 trains on TensorFlow only"),
-    pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="PyTorch is not installed"),
+    pytest.mark.skipif(importlib.util.find_spec("torch") is None or importlib.util.find_spec("jax") is None,
+                       reason="PyTorch or JAX is not installed"),
 ]
+FRAMEWORKS = ["torch", "jax"]
 
 LAYERS = [{"type": "dense", "units": 64, "activation": "relu"}]
-TORCH = dict(backend="barrier", numProc=2, kerasBackend="torch")
+# The plateau callback and early stopping are on, so that resuming restores their state too.
+PIPELINE = dict(backend="barrier", numProc=2, layers=LAYERS, learningRate=0.01, batchSize=32, epochs=12, seed=5,
+                reduceLrPatience=2, earlyStoppingPatience=4)
 
 
 def accuracy(df) -> float:
@@ -51,46 +55,49 @@ def predict_in(backend: str, model_path: str, x: np.ndarray, tmp_path) -> np.nda
     return np.load(out)
 
 
-@pytest.fixture(scope="module")
-def torch_pipeline(digits, tmp_path_factory):
+@pytest.fixture(scope="module", params=FRAMEWORKS)
+def pipeline(request, digits, tmp_path_factory):
+    """The digits Pipeline fitted by 2 barrier processes on ``request.param``."""
     train, _ = digits
-    est = KerasEstimator(layers=LAYERS, learningRate=0.01, batchSize=32, epochs=12, seed=5,
-                         storePath=str(tmp_path_factory.mktemp("torch-store")), **TORCH)
-    return Pipeline(stages=[est]).fit(train)
+    est = KerasEstimator(storePath=str(tmp_path_factory.mktemp("store")), kerasBackend=request.param, **PIPELINE)
+    return request.param, Pipeline(stages=[est]).fit(train)
 
 
-def test_two_torch_processes_reach_095_on_held_out_digits(torch_pipeline, digits):
+def test_two_processes_reach_095_on_held_out_digits(pipeline, digits):
     _, test = digits
-    model = torch_pipeline.stages[-1]
-    assert model.fitInfo.keras_backend == "torch"
-    assert accuracy(torch_pipeline.transform(test)) >= 0.95
+    framework, fitted = pipeline
+    model = fitted.stages[-1]
+    assert model.fitInfo.keras_backend == framework
+    assert accuracy(fitted.transform(test)) >= 0.95
     history = model.getHistory()
     assert len(history["loss"]) == 12 and history["loss"][-1] < history["loss"][0]
     rows = model.fitInfo.rows_read_per_rank
     assert len(rows) == 2 and all(r > 0 for r in rows), rows
 
 
-def test_a_torch_model_scores_the_same_on_tensorflow_and_on_torch(torch_pipeline, digits, tmp_path):
-    """Trained on PyTorch, scored by this TensorFlow driver's transform: the same probabilities as
-    PyTorch's own predict on the saved .keras file."""
+def test_a_model_scores_the_same_on_tensorflow_and_on_the_framework_it_trained_on(pipeline, digits, tmp_path):
+    """Trained on PyTorch (or JAX), scored by this TensorFlow driver's transform: the same
+    probabilities as that framework's own predict on the saved .keras file."""
     _, test = digits
-    model = torch_pipeline.stages[-1]
+    framework, fitted = pipeline
+    model = fitted.stages[-1]
     path = str(tmp_path / "model.keras")
     model.getKerasModel().save(path)
     on_tensorflow = probabilities(model.transform(test))
-    on_torch = predict_in("torch", path, features(test), tmp_path)
-    np.testing.assert_allclose(on_tensorflow, on_torch, rtol=1e-4, atol=1e-6)
+    on_framework = predict_in(framework, path, features(test), tmp_path)
+    np.testing.assert_allclose(on_tensorflow, on_framework, rtol=1e-4, atol=1e-6)
 
 
-def test_a_tensorflow_model_scores_the_same_on_torch(digits, tmp_path):
-    """The reverse: a network trained on TensorFlow predicts the same on PyTorch."""
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_a_tensorflow_model_scores_the_same_on_torch_and_jax(digits, tmp_path, framework):
+    """The reverse: a network trained on TensorFlow predicts the same on PyTorch and on JAX."""
     train, test = digits
     model = KerasEstimator(layers=LAYERS, epochs=3, seed=1, backend="local", storePath=str(tmp_path / "s")).fit(train)
     assert model.fitInfo.keras_backend == "tensorflow"
     path = str(tmp_path / "model.keras")
     model.getKerasModel().save(path)
-    on_torch = predict_in("torch", path, features(test), tmp_path)
-    np.testing.assert_allclose(probabilities(model.transform(test)), on_torch, rtol=1e-4, atol=1e-6)
+    on_framework = predict_in(framework, path, features(test), tmp_path)
+    np.testing.assert_allclose(probabilities(model.transform(test)), on_framework, rtol=1e-4, atol=1e-6)
 
 
 def test_a_local_torch_fit_under_a_tensorflow_driver_trains_in_a_child_process(digits, tmp_path):
@@ -102,22 +109,18 @@ def test_a_local_torch_fit_under_a_tensorflow_driver_trains_in_a_child_process(d
     assert accuracy(model.transform(test)) >= 0.9
 
 
-RESUME = dict(layers=[{"type": "dense", "units": 32, "activation": "relu"}], optimizer="adam", batchSize=128, seed=3,
-              learningRate=1e-7, reduceLrPatience=1, reduceLrFactor=0.5, earlyStoppingPatience=3,
-              earlyStoppingMonitor="val_loss", **TORCH)
-
-
-def test_torch_resume_is_exact(digits, tmp_path):
-    """2 epochs, then the same runId for 4: bitwise the history and weights of 4 in one go."""
+def test_resume_is_exact(pipeline, digits, tmp_path):
+    """6 epochs, then the same runId for 12: bitwise the history and weights of the 12 in one go
+    (the pipeline's fit)."""
+    framework, fitted = pipeline
     train, _ = digits
-    store = str(tmp_path)
-    reference = KerasEstimator(epochs=4, runId="torch-reference", storePath=store, **RESUME).fit(train)
-    assert min(reference.getHistory()["lr"]) < reference.getHistory()["lr"][0]   # the plateau state matters
-    KerasEstimator(epochs=2, runId="torch-resumed", storePath=store, **RESUME).fit(train)
-    resumed = KerasEstimator(epochs=4, runId="torch-resumed", storePath=store, **RESUME).fit(train)
-    assert resumed.fitInfo["initial_epoch"] == 2
+    reference = fitted.stages[-1]
+    params = {**PIPELINE, "kerasBackend": framework, "storePath": str(tmp_path), "runId": "resumed"}
+    KerasEstimator(**{**params, "epochs": 6}).fit(train)
+    resumed = KerasEstimator(**params).fit(train)
+    assert resumed.fitInfo["initial_epoch"] == 6 and resumed.fitInfo.keras_backend == framework
     a, b = resumed.getHistory(), reference.getHistory()
-    assert sorted(a) == sorted(b)
+    assert sorted(a) == sorted(b) and len(a["loss"]) == 12
     for key in a:
         np.testing.assert_array_equal(np.array(a[key]), np.array(b[key]), err_msg=key)
     for x, y in zip(resumed.getKerasModel().get_weights(), reference.getKerasModel().get_weights(), strict=True):
