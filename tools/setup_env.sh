@@ -18,6 +18,10 @@ esac
 PY="${DEEPFLASH_PYTHON:-python3.11}"
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 STAMP="$VENV/.deepflash-setup"
+# One setup of a profile at a time (tools/setup_all.sh runs the profiles side by side): a second
+# one waits here, then finds the stamp.
+exec 9>"$VENV.lock"
+flock 9
 HASH="$(cat "$REQS" "$ROOT/python/requirements-gp.txt" "$ROOT/python/requirements-connect-classic.txt" "$ROOT/python/pyproject.toml" "$ROOT/tools/setup_env.sh" | sha256sum | cut -c1-32)"
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$HASH" ]; then
