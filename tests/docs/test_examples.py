@@ -8,6 +8,8 @@ not have is marked by an HTML comment on the line before its fence, ``<!-- examp
 
 - ``fashion-mnist``: runs where Debian's dataset-fashion-mnist is installed, else skipped;
 - ``horovod``: runs where Horovod is installed (the classic profile), else skipped;
+- ``keras-3``: runs where Keras 3 runs with PyTorch and JAX installed (the modern profile), else
+  skipped; ``gradle test`` runs the pages in MODERN_PAGES in its modern pass;
 - ``cluster``, ``gpu``, ``mlflow-server``: skipped with that reason (the multi-node scenarios run
   in tests/cluster, as separate spark-submit drivers).
 
@@ -32,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>[\w-]*)[^\n]*\n(?P<body>.*?)^(?P=indent)```[ \t]*$", re.S | re.M)
 MARK = re.compile(r"<!--\s*example:\s*(?P<what>[\w -]+?)\s*-->\s*$")
-NEEDS = {"fashion-mnist", "horovod", "cluster", "gpu", "mlflow-server"}
+NEEDS = {"fashion-mnist", "horovod", "keras-3", "cluster", "gpu", "mlflow-server"}
 KINDS = {"config"} | {f"needs {n}" for n in NEEDS}
 
 
@@ -59,6 +61,11 @@ def missing(mark: str) -> str | None:
         return None if os.path.isdir(FASHION_MNIST_DIR) else f"needs Fashion-MNIST in {FASHION_MNIST_DIR}"
     if need == "horovod":
         return None if importlib.util.find_spec("horovod") else "needs Horovod, which this profile does not install"
+    if need == "keras-3":
+        from deepflash.networks.keras_compat import keras_major
+
+        ready = keras_major() >= 3 and all(importlib.util.find_spec(m) for m in ("torch", "jax"))
+        return None if ready else "needs Keras 3 with PyTorch and JAX (the modern profile)"
     return {"cluster": "needs a multi-node cluster (the scenarios run in tests/cluster)",
             "gpu": "needs a GPU", "mlflow-server": "needs an MLflow tracking server"}[need]
 
@@ -74,11 +81,20 @@ def test_every_mark_is_known_and_the_readme_leads_with_the_quick_start():
 
 # Pages whose examples the connect pass of `gradle test` runs again, on a Spark Connect session.
 CONNECT_PAGES = {ROOT / "docs" / "connect.md"}
+# Pages about Keras 3 only: `gradle test` runs their examples in its modern pass.
+MODERN_PAGES = {ROOT / "docs" / "frameworks.md"}
+
+
+def _page_param(page: Path):
+    if page in CONNECT_PAGES:
+        return pytest.param(page, marks=pytest.mark.connect)
+    if page in MODERN_PAGES:
+        return pytest.param(page, marks=pytest.mark.one_profile(profile="modern", reason="a page about Keras 3"))
+    return page
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("page", [pytest.param(p, marks=pytest.mark.connect) if p in CONNECT_PAGES else p
-                                  for p in PAGES], ids=[str(p.relative_to(ROOT)) for p in PAGES])
+@pytest.mark.parametrize("page", [_page_param(p) for p in PAGES], ids=[str(p.relative_to(ROOT)) for p in PAGES])
 def test_page_examples_run(page, spark, tmp_path, monkeypatch):
     blocks = [b for b in examples(page) if b[1] == "python" or (b[1] == "yaml" and b[3] == "config")]
     if not blocks:

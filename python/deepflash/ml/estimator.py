@@ -156,7 +156,11 @@ class KerasEstimator(Estimator, KerasParams, MLReadable, MLWritable):
         """Checks that need several Params together; raises ValueError naming them, or
         MissingDependencyError naming a package this Python lacks. No Spark job."""
         require(TENSORFLOW)
-        check_keras_backend(self.kerasBackendValue(), self.getBackend())
+        framework = check_keras_backend(self.kerasBackendValue(), self.getBackend())
+        if framework != "tensorflow" and self.getAugmentation():
+            raise ValueError(f"`augmentation` == {self.getAugmentation()!r} trains on TensorFlow only (its layers run "
+                             f"TensorFlow ops), but `kerasBackend` == {framework!r}: leave augmentation empty, or "
+                             "use kerasBackend='tensorflow'")
         if self.getReader() == "petastorm":
             require(PETASTORM)
         check_optimizer(self.getOptimizer())

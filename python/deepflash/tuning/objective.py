@@ -91,7 +91,7 @@ def values_for_table(values: dict) -> dict:
     return {k: values[k] for k in ("layers", "augmentation", "kernelInitializer", "optimizer", "learningRate",
                                    "momentum", "loss", "batchSize", "epochs", "earlyStoppingPatience",
                                    "reduceLrPatience", "lrSchedule", "lrDecay", "lrStepEpochs", "lrStepFactor",
-                                   "lrWarmupEpochs", "lrMinRate")
+                                   "lrWarmupEpochs", "lrMinRate", "kerasBackend")
             if k in values}
 
 

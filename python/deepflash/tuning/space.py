@@ -23,11 +23,11 @@ from typing import Any
 SEARCHABLE = ("layers", "optimizer", "learningRate", "momentum", "nesterov", "loss", "batchSize", "epochs",
               "earlyStoppingPatience", "reduceLrPatience", "reduceLrFactor", "lrSchedule", "lrDecay", "lrStepEpochs",
               "lrStepFactor", "lrWarmupEpochs", "lrMinRate", "scaleLearningRate", "augmentation", "kernelInitializer",
-              "dropout", "l1", "l2", "trainingMode", "cascadeGrowth", "cascadeFineTuneRate")
+              "dropout", "l1", "l2", "trainingMode", "cascadeGrowth", "cascadeFineTuneRate", "kerasBackend")
 INTEGER_PARAMS = ("batchSize", "epochs", "earlyStoppingPatience", "reduceLrPatience", "lrStepEpochs", "lrWarmupEpochs")
 # Choices of these Params go through the Param's converter when the space is checked, so that a
 # misspelt schedule fails the search before it starts rather than every trial that picks it.
-CHECKED_CHOICES = ("lrSchedule", "augmentation", "kernelInitializer", "trainingMode")
+CHECKED_CHOICES = ("lrSchedule", "augmentation", "kernelInitializer", "trainingMode", "kerasBackend")
 # Params whose values are not numbers on a scale: only a `choice` can pick them.
 CHOICE_ONLY = ("augmentation", "kernelInitializer", "trainingMode")
 # Layer types whose kernel the `l1` and `l2` dimensions regularize.

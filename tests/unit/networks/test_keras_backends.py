@@ -51,6 +51,15 @@ def test_torch_trains_on_barrier_and_local_not_on_horovod():
 
 
 @KERAS3
+@HAS_TORCH
+def test_augmentation_is_refused_on_another_framework():
+    est = KerasEstimator(kerasBackend="torch", backend="local", inputShape=[8, 8, 1],
+                         augmentation=[{"type": "flip"}])
+    with pytest.raises(ValueError, match=r"`augmentation` == .* trains on TensorFlow only.*`kerasBackend` == 'torch'"):
+        est.validateParams()
+
+
+@KERAS3
 @pytest.mark.skipif(importlib.util.find_spec("jax") is not None, reason="JAX is installed")
 def test_a_missing_framework_names_the_extra_that_installs_it():
     with pytest.raises(MissingDependencyError, match=r"kerasBackend='jax' needs jax.*deepflash\[jax\]"):
@@ -120,3 +129,16 @@ def test_a_fresh_scoring_worker_takes_the_preferred_backend():
     env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=True)
     assert out.stdout.strip().splitlines()[-1] == "torch"
+
+
+def test_a_pruned_search_over_the_framework_is_refused_before_any_job():
+    from deepflash import OptunaSearch
+
+    space = {"learningRate": {"loguniform": [1e-4, 1e-2]}}
+    OptunaSearch(estimator=KerasEstimator(), space=space, pruner="median").validateParams()
+    searched = OptunaSearch(estimator=KerasEstimator(), pruner="median",
+                            space={**space, "kerasBackend": {"choice": ["tensorflow", "torch"]}})
+    with pytest.raises(ValueError, match=r"`pruner` == 'median', but `kerasBackend` is searched over: a trial on "
+                                         r"another framework than the executors' \('tensorflow'\)"):
+        searched.validateParams()
+    OptunaSearch(estimator=KerasEstimator(), space=searched.getOrDefault("space")).validateParams()   # unpruned

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from deepflash.data.plan import FitPlan
+from deepflash.networks.keras_backends import running_backend
 from deepflash.requirements import TORCH, MissingDependencyError
 from deepflash.tuning.objective import run_trial, values_for_table
 from deepflash.tuning.optuna.space import optuna_grid, suggest
@@ -192,7 +193,11 @@ def objective(settings: EngineSettings):
             params, drawn = values_for_table(values), plain(sample)
             trial.set_user_attr(RESULT_ATTR, TrialResult(TrialStatus.FAILED, params=params, sample=drawn).record())
             # Optuna prunes single-objective studies only; a multi-objective one trains every trial fully.
-            callback = pruning_callback(trial, settings.metric) if len(settings.directions) == 1 else None
+            # A trial on another Keras framework than this process's trains in a child process, which
+            # cannot report (OptunaSearch refuses a pruner for it before the search starts).
+            foreign = values.get("kerasBackend") not in (None, running_backend())
+            callback = pruning_callback(trial, settings.metric) if len(settings.directions) == 1 and not foreign \
+                else None
             result = run_trial(values, settings.plan, settings.metric, settings.mode, settings.metric_epoch,
                                callbacks=[callback] if callback else [], objectives=settings.objectives)
             result = replace(result, params=params, sample=drawn)

@@ -132,6 +132,8 @@ class OptunaSearch(BaseSearch, _OptunaParams):
             if self.getPruner() != "none":
                 raise ValueError(f"`pruner` == {self.getPruner()!r}: Optuna prunes single-objective searches only; "
                                  f"use pruner='none' with `metric` == {self.metricList()!r}")
+        if self.getPruner() != "none":
+            self._check_pruned_framework(space)
         if self.getSampler() == "grid":
             optuna_grid(space)
         store = self.estimator.getOrDefault("storePath") if self.estimator.isDefined("storePath") else None
@@ -141,6 +143,18 @@ class OptunaSearch(BaseSearch, _OptunaParams):
             raise ValueError(f"{_tasks_reason(self.getParallelism(), timeout)} shares one Optuna study between Spark "
                              f"tasks; the store {store!r} is not a file: path that a journal file can lock, so set "
                              "`storage` to an RDB URL, e.g. postgresql://user@host/db")
+
+    def _check_pruned_framework(self, space: dict) -> None:
+        """A trial on another Keras framework than its executor's trains in a child process, which
+        cannot report to the pruner: refused before any job."""
+        from deepflash.networks.keras_backends import running_backend
+
+        here, fixed = running_backend(), self.estimator.kerasBackendValue()
+        if "kerasBackend" in space or (fixed and fixed != here):
+            found = "searched over" if "kerasBackend" in space else f"{fixed!r}"
+            raise ValueError(f"`pruner` == {self.getPruner()!r}, but `kerasBackend` is {found}: a trial on another "
+                             f"framework than the executors' ({here!r}) trains in a child process, which cannot report "
+                             "to the pruner; use pruner='none', or keep kerasBackend at the executors' framework")
 
     def _user_storage(self) -> str | None:
         return self.getOrDefault(self.storage) if self.isDefined(self.storage) else None
