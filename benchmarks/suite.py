@@ -4,6 +4,8 @@
     gradle bench -Pargs="--rows 6000 --epochs 1"   # a quick smoke run
     gradle bench -Pargs="--engines --skip local,hvd1,hvd2,inference,search,algos,best,stream"
                                       # only the search engines (benchmarks.engines)
+    gradle bench -Pprofile=modern -Pargs="--frameworks --skip local,bar1,bar2,inference,connect,search,..."
+                                      # the Keras frameworks (benchmarks.frameworks)
 
 Prints a Markdown table and writes ``<output>/benchmark.json``. All timings come from one process
 in one run, so the ratios are measured side by side on the same (possibly busy) machine.
@@ -288,6 +290,9 @@ def main(argv=None) -> int:
                         help="cascade against standard: training rows (0 = all 60k)")
     parser.add_argument("--cascade-epochs", type=int, default=12, help="cascade against standard: total epochs")
     parser.add_argument("--cascade-lr", type=float, default=1e-3, help="cascade against standard: Adam's rate")
+    parser.add_argument("--frameworks", action="store_true",
+                        help="add the Keras frameworks comparison (benchmarks.frameworks; modern profile, with "
+                             "PyTorch and JAX)")
     parser.add_argument("--engines", action="store_true",
                         help="add the search-engine comparison (benchmarks.engines; about an hour at its defaults)")
     parser.add_argument("--engines-list", default="hyperopt-tpe,optuna-tpe,optuna-tpe-asha,optuna-gp",
@@ -344,7 +349,13 @@ def main(argv=None) -> int:
 
                 connect = connect_benchmark(fitted, all_df, spark.sparkContext.master, args.connect_repeats,
                                             os.path.join(store, "connect"))
-        search = algos = best = streaming = cascade = engines = written = None
+        search = algos = best = streaming = cascade = engines = written = frameworks = None
+        if args.frameworks:
+            from benchmarks.frameworks import frameworks_benchmark
+
+            every_row = train_df.union(test_df).cache()
+            frameworks = frameworks_benchmark(spark, train_df, test_df, every_row, args,
+                                              os.path.join(store, "frameworks"))
         if "verify" not in skip:
             from benchmarks.written_check import written_check_benchmark
 
@@ -444,6 +455,10 @@ def main(argv=None) -> int:
         from benchmarks.engines import engines_lines
 
         lines += engines_lines(engines)
+    if frameworks:
+        from benchmarks.frameworks import frameworks_lines
+
+        lines += frameworks_lines(frameworks, len(x), args.epochs)
     goals = goals_table(rows, baseline, infer, search, streaming, connect) if rows else []
     if goals:
         lines += ["", "| goal | measured | bound | met |", "|---|---|---|---|"]
@@ -483,7 +498,7 @@ def main(argv=None) -> int:
         engines_plot(engines, os.path.join(args.output, "search_engines.png"))
     result = {"rows": [{k: v for k, v in r.items() if k != "model"} for r in rows], "inference": infer,
               "connect": connect, "goals": goals,
-              "cascade": cascade, "engines": engines,
+              "cascade": cascade, "engines": engines, "frameworks": frameworks,
               "search": search,
               "algos": algos, "best": best, "streaming": streaming, "args": vars(args), "report": report}
     fs.write_bytes(fs.qualify(os.path.join(args.output, "benchmark.json")),
