@@ -99,26 +99,40 @@ def frameworks_benchmark(spark, train_df, test_df, all_df, args, store: str) -> 
         model.transform(all_df).write.format("noop").mode("overwrite").save()
         row["transform_seconds"] = time.time() - started
         results[framework] = row
-    base = results["tensorflow"]["local"]["test_accuracy"]
-    for row in results.values():
-        row["accuracy_points_from_tensorflow"] = 100 * (row["local"]["test_accuracy"] - base)
     return results
 
 
+RUNS = ("plain", "local", "barrier1", "barrier2")
+
+
+def mean_accuracy(row: dict) -> float:
+    """A framework's test accuracy over its runs: one seeded run of this MLP varies by about half a
+    point between runs that differ only in float rounding (TensorFlow's plain and local fits did),
+    so the frameworks are compared on the mean of their four runs."""
+    return float(np.mean([row[k]["test_accuracy"] for k in RUNS]))
+
+
 def frameworks_lines(results: dict, rows: int, epochs: int) -> list[str]:
-    """The Markdown table of :func:`frameworks_benchmark`, with the accuracy goal."""
-    lines = ["", f"Keras frameworks: the MLP on {rows} rows, {epochs} epochs (seconds; accuracy on the 10k test rows)",
-             "", "| framework | plain Keras fit | local fit | barrier 1 | barrier 2 | transform / predict | "
-             "local accuracy | from TensorFlow (points) |", "|---|---|---|---|---|---|---|---|"]
+    """The Markdown tables of :func:`frameworks_benchmark`, with the accuracy goal."""
+    lines = ["", f"Keras frameworks: the MLP on {rows} rows, {epochs} epochs (seconds)", "",
+             "| framework | plain Keras fit | local fit | barrier 1 | barrier 2 | transform / predict |",
+             "|---|---|---|---|---|---|"]
     for framework, r in results.items():
         ratio = r["transform_seconds"] / r["plain"]["predict_seconds"]
         lines.append(f"| {framework} | {r['plain']['fit_seconds']:.1f} | {r['local']['seconds']:.1f} "
                      f"({r['local']['train_seconds']:.1f} training) | {r['barrier1']['seconds']:.1f} | "
                      f"{r['barrier2']['seconds']:.1f} | {r['transform_seconds']:.2f} / "
-                     f"{r['plain']['predict_seconds']:.2f} = {ratio:.1f}x | {r['local']['test_accuracy']:.4f} | "
-                     f"{r['accuracy_points_from_tensorflow']:+.2f} |")
-    worst = max(abs(r["accuracy_points_from_tensorflow"]) for r in results.values())
-    lines.append(f"\nlargest accuracy gap to TensorFlow: {worst:.2f} points (goal <= 0.5: "
+                     f"{r['plain']['predict_seconds']:.2f} = {ratio:.1f}x |")
+    base = mean_accuracy(results["tensorflow"])
+    lines += ["", "Test accuracy (10k rows) of each run, and the mean's distance from TensorFlow's", "",
+              "| framework | plain | local | barrier 1 | barrier 2 | mean | from TensorFlow (points) |",
+              "|---|---|---|---|---|---|---|"]
+    for framework, r in results.items():
+        accuracies = " | ".join(f"{r[k]['test_accuracy']:.4f}" for k in RUNS)
+        gap = 100 * (mean_accuracy(r) - base)
+        lines.append(f"| {framework} | {accuracies} | {mean_accuracy(r):.4f} | {gap:+.2f} |")
+    worst = max(abs(100 * (mean_accuracy(r) - base)) for r in results.values())
+    lines.append(f"\nlargest gap of the mean accuracy to TensorFlow's: {worst:.2f} points (goal <= 0.5: "
                  f"{'met' if worst <= 0.5 else 'missed'})")
     return lines
 

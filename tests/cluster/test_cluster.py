@@ -173,6 +173,7 @@ def test_connect_client_fits_with_barrier_saves_and_a_new_session_loads(cluster)
     # the barrier ranks ran in the server's executors, one on each worker
     assert _workers_used(cluster, proc) == {"worker-1", "worker-2"}, out
     assert out["new_session"] is True, out
+    assert out["keras_backend"] == "jax", out
     assert out["epochs"] == 12, out
     assert out["accuracy"] >= 0.95, out
     assert out["rows"] == out["loaded_rows"] > 300, out

@@ -1,6 +1,7 @@
-"""Cluster scenario, a Spark Connect client: fit digits with backend="barrier" (2 processes) through
-a Connect server whose driver runs on the cluster, save the Pipeline to the shared dir, then load
-it in a new Connect session and score the same rows. The client has no SparkContext: it is plain
+"""Cluster scenario, a Spark Connect client: fit digits with backend="barrier" (2 processes, Keras
+on JAX: one jax.distributed job across the workers) through a Connect server whose driver runs on
+the cluster, save the Pipeline to the shared dir, then load it in a new Connect session and score
+the same rows. The client has no SparkContext: it is plain
 ``python``, not spark-submit.
 
 Usage: python connect_pipeline.py sc://HOST:PORT SHARED
@@ -28,7 +29,7 @@ rows_path = os.path.join(shared, "connect-test-rows")
 test.withColumn("id", F.monotonically_increasing_id()).write.mode("overwrite").parquet(rows_path)
 est = KerasEstimator(backend="barrier", numProc=2, storePath=shared + "/connect-store",
                      layers=[{"type": "dense", "units": 64, "activation": "relu"}], learningRate=0.01,
-                     batchSize=32, epochs=12, seed=11)
+                     batchSize=32, epochs=12, seed=11, kerasBackend="jax")
 started = time.time()
 model = Pipeline(stages=[est]).fit(train)
 fit_seconds = time.time() - started
@@ -57,5 +58,5 @@ print("RESULT " + json.dumps({
     "equal_predictions": sum(a[i][1] == b[i][1] for i in a if i in b),
     "max_abs_probability_diff": max(max(abs(x - y) for x, y in zip(a[i][2], b[i][2], strict=True))
                                     for i in a if i in b),
-    "epochs": epochs}))
+    "epochs": epochs, "keras_backend": model.stages[-1].fitInfo.keras_backend}))
 spark.stop()
