@@ -106,9 +106,9 @@ RUNS = ("plain", "local", "barrier1", "barrier2")
 
 
 def mean_accuracy(row: dict) -> float:
-    """A framework's test accuracy over its runs: one seeded run of this MLP varies by about half a
-    point between runs that differ only in float rounding (TensorFlow's plain and local fits did),
-    so the frameworks are compared on the mean of their four runs."""
+    """A framework's test accuracy over its runs: one seeded run of this MLP moves by about half a
+    point with its batch order and float rounding (TensorFlow's plain and local fits did), so the
+    frameworks are compared on the mean of their four runs."""
     return float(np.mean([row[k]["test_accuracy"] for k in RUNS]))
 
 
