@@ -88,11 +88,11 @@ class JaxCommunicator(Communicator):
 @contextlib.contextmanager
 def _no_distribution():
     """No Keras distribution inside (a local network, on this process's devices alone)."""
-    from keras.src.distribution import distribution_lib
+    import keras
 
-    before = distribution_lib.distribution()
-    distribution_lib.set_distribution(None)
+    before = keras.distribution.distribution()
+    keras.distribution.set_distribution(None)
     try:
         yield
     finally:
-        distribution_lib.set_distribution(before)
+        keras.distribution.set_distribution(before)

@@ -102,14 +102,17 @@ np.savez(sys.argv[4], **{f"{k}_{i}": v for k, arrays in got.items() for i, v in 
 
 @pytest.mark.petastorm
 def test_petastorm_reader_weights_follow_their_rows(weighted_parquet, tmp_path):
-    """In a fresh process, as in test_arrow_reader (Petastorm sometimes ends a read early: its rows
-    are then a prefix; one of eight reads must be complete)."""
+    """In a fresh process, as in test_arrow_reader. Petastorm sometimes ends a read early; the reader
+    reads a short shard again once and raises ShortReadError when it stays short, so a process may
+    fail that way (then the next attempt runs): one of eight must read every row."""
     url, total = weighted_parquet
     complete = False
     for attempt in range(8):
         out = tmp_path / f"peta-{attempt}.npz"
         run = subprocess.run([sys.executable, "-c", _PETASTORM, url, str(total), os.path.dirname(__file__), str(out)],
                              capture_output=True, text=True)
+        if run.returncode != 0 and "ShortReadError" in run.stderr:
+            continue
         assert run.returncode == 0, run.stderr[-3000:]
         with np.load(out) as z:
             x, y, w = z["loaded_0"], z["loaded_1"], z["loaded_2"]
