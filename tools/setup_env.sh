@@ -13,10 +13,18 @@ case "$PROFILE" in
   classic) VENV="$ROOT/.venv"; REQS="$ROOT/python/requirements.txt" ;;
   modern) VENV="$ROOT/.venv-modern"; REQS="$ROOT/python/requirements-modern.txt" ;;
   docs) VENV="$ROOT/.venv-docs"; REQS="$ROOT/python/requirements-docs.txt" ;;
-  *) echo "--profile == $PROFILE, must be classic, modern or docs" >&2; exit 2 ;;
+  # The platform install test's stack alone (python/requirements-platform.txt, Python 3.12, no
+  # deepflash): tests/platform copies it and installs the wheel into the copy.
+  platform) VENV="$ROOT/.venv-platform"; REQS="$ROOT/python/requirements-platform.txt" ;;
+  *) echo "--profile == $PROFILE, must be classic, modern, docs or platform" >&2; exit 2 ;;
 esac
 PY="${DEEPFLASH_PYTHON:-python3.11}"
 command -v "$PY" >/dev/null 2>&1 || PY=python3
+if [ "$PROFILE" = platform ]; then
+  PY="${DEEPFLASH_PLATFORM_PYTHON:-$(ls -d "$(pyenv root 2>/dev/null)"/versions/3.12.*/bin/python3.12 2>/dev/null | tail -1)}"
+  [ -x "$PY" ] || PY="$(command -v python3.12 || true)"
+  [ -n "$PY" ] || { echo "deepflash setup: no Python 3.12 for the platform stack (pyenv install 3.12)" >&2; exit 1; }
+fi
 STAMP="$VENV/.deepflash-setup"
 # One setup of a profile at a time (tools/setup_all.sh runs the profiles side by side): a second
 # one waits here, then finds the stamp.
@@ -29,6 +37,14 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$HASH" ]; then
   exit 0
 fi
 
+if [ "$PROFILE" = platform ]; then
+  rm -rf "$VENV"
+  "$PY" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install --quiet -r "$REQS"
+  echo "$HASH" > "$STAMP"
+  echo "deepflash setup: platform stack ready ($("$VENV/bin/python" --version))"
+  exit 0
+fi
 "$PY" -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found %s" % sys.version.split()[0]'
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 PIP="$VENV/bin/python -m pip"

@@ -80,11 +80,14 @@ def platform(tmp_path_factory, wheel):
     base = _platform_python()
     if base is None:
         pytest.skip("no Python 3.12 found (set DEEPFLASH_PLATFORM_PYTHON, or install it with pyenv)")
-    venv = tmp_path_factory.mktemp("platform") / "venv"
-    _run([base, "-m", "venv", str(venv)], 300)
-    python = str(venv / "bin" / "python")
+    # The stack alone, as `tools/setup_env.sh --profile platform` builds it (gradle test builds it
+    # ahead, beside the profiles; a no-op when it is there), copied: the wheel goes into a fresh copy.
     started = time.time()
-    _run([python, "-m", "pip", "install", "--quiet", "-r", str(PLATFORM_REQUIREMENTS)], INSTALL_TIMEOUT)
+    _run(["bash", str(ROOT / "tools" / "setup_env.sh"), "--profile", "platform"], INSTALL_TIMEOUT,
+         env={**os.environ, "DEEPFLASH_PLATFORM_PYTHON": base})
+    venv = tmp_path_factory.mktemp("platform") / "venv"
+    _run(["cp", "-a", str(ROOT / ".venv-platform"), str(venv)], 600)
+    python = str(venv / "bin" / "python")
     stack_seconds = time.time() - started
     before = _freeze(python)
     started = time.time()
