@@ -21,9 +21,10 @@ esac
 PY="${DEEPFLASH_PYTHON:-python3.11}"
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 if [ "$PROFILE" = platform ]; then
-  PY="${DEEPFLASH_PLATFORM_PYTHON:-$(ls -d "$(pyenv root 2>/dev/null)"/versions/3.12.*/bin/python3.12 2>/dev/null | tail -1)}"
+  PY="${DEEPFLASH_PLATFORM_PYTHON:-$( (ls -d "$(pyenv root 2>/dev/null)"/versions/3.12.*/bin/python3.12 2>/dev/null || true) | tail -1)}"
   [ -x "$PY" ] || PY="$(command -v python3.12 || true)"
-  [ -n "$PY" ] || { echo "deepflash setup: no Python 3.12 for the platform stack (pyenv install 3.12)" >&2; exit 1; }
+  # Without a Python 3.12 the platform test skips; nothing to build for it.
+  [ -n "$PY" ] || { echo "deepflash setup: no Python 3.12, so no platform stack (tests/platform skips)"; exit 0; }
 fi
 STAMP="$VENV/.deepflash-setup"
 # One setup of a profile at a time (tools/setup_all.sh runs the profiles side by side): a second
