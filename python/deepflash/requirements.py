@@ -2,7 +2,8 @@
 
 The wheel's core requirements leave out everything a platform brings in its own build (the training
 framework) and everything only one feature uses (Horovod, Petastorm, PyTorch for the GP sampler);
-they are extras (``deepflash[tensorflow]``, ``[horovod]``, ``[petastorm]``, ``[gp]``). Each feature
+they are extras (``deepflash[tensorflow]``, ``[horovod]``, ``[petastorm]``, ``[gp]``, ``[torch]``,
+``[jax]``). Each feature
 checks its package before any Spark job and raises :class:`MissingDependencyError` naming the
 command that installs it, instead of a ``ModuleNotFoundError`` on an executor: the estimator calls
 :func:`require` for TensorFlow and Petastorm; the Horovod backend and Optuna's GP sampler, whose
@@ -51,6 +52,9 @@ TENSORFLOW = Requirement("tensorflow", "tensorflow", "tensorflow",
 HOROVOD = Requirement("horovod", "horovod", "horovod", "backend='horovod'")
 PETASTORM = Requirement("petastorm", "petastorm", "petastorm", "reader='petastorm'")
 TORCH = Requirement("torch", "torch", "gp", "OptunaSearch(sampler='gp') (Optuna's GPSampler)")
+# Keras 3 on PyTorch or JAX (the kerasBackend Param).
+TORCH_BACKEND = Requirement("torch", "torch", "torch", "kerasBackend='torch'")
+JAX_BACKEND = Requirement("jax", "jax", "jax", "kerasBackend='jax'")
 
 
 def require(requirement: Requirement) -> None:

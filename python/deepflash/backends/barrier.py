@@ -228,9 +228,7 @@ class MultiWorkerMirroredCommunicator(Communicator):
 
         self.tf = tf
         self.global_evaluate = distributed_metrics_are_global()
-        self.rank = int(os.environ.get("DEEPFLASH_RANK", "0"))
-        self.local_rank = int(os.environ.get("DEEPFLASH_LOCAL_RANK", "0"))
-        self.local_size = int(os.environ.get("DEEPFLASH_LOCAL_SIZE", "1"))
+        self.read_rank_env()
         # Devices (GPU pinning, CPU threads) are fixed before the strategy starts TensorFlow's runtime.
         super().__init__(threads)
         options = tf.distribute.experimental.CommunicationOptions(

@@ -49,6 +49,22 @@ class Communicator:
     def __init__(self, threads: int = 0) -> None:
         self.configure_devices(threads)
 
+    def read_rank_env(self) -> None:
+        """Takes this process's place among the ranks from the variables its barrier task set
+        (:func:`~deepflash.backends.barrier.rank_env`); one process alone without them."""
+        self.rank = int(os.environ.get("DEEPFLASH_RANK", "0"))
+        self.size = int(os.environ.get("DEEPFLASH_SIZE", "1"))
+        self.local_rank = int(os.environ.get("DEEPFLASH_LOCAL_RANK", "0"))
+        self.local_size = int(os.environ.get("DEEPFLASH_LOCAL_SIZE", "1"))
+
+    def rendezvous(self, framework: str) -> tuple[str, float]:
+        """Where the ranks meet (rank 0's ``host:port``) and the seconds their collectives may wait
+        (``workerTimeout``), from the barrier task's variables."""
+        master = os.environ.get("DEEPFLASH_MASTER")
+        if not master:
+            raise RuntimeError(f"DEEPFLASH_MASTER is not set: a {framework} rank runs inside backend='barrier'")
+        return master, float(os.environ.get("DEEPFLASH_WORKER_TIMEOUT", DEFAULT_TIMEOUT))
+
     def configure_devices(self, threads: int = 0) -> None:
         """Pins this process to the GPU(s) of its Spark task (or its local rank's) when there are
         GPUs, and splits CPU threads between the processes of a host otherwise."""

@@ -17,11 +17,10 @@ the cluster's formation are bounded by ``workerTimeout``. Worker-safe.
 from __future__ import annotations
 
 import contextlib
-import os
 
 import numpy as np
 
-from deepflash.backends.base import DEFAULT_TIMEOUT, Communicator
+from deepflash.backends.base import Communicator
 
 
 class JaxCommunicator(Communicator):
@@ -31,17 +30,11 @@ class JaxCommunicator(Communicator):
     def __init__(self, threads: int = 0) -> None:
         import jax
 
-        self.rank = int(os.environ.get("DEEPFLASH_RANK", "0"))
-        self.size = int(os.environ.get("DEEPFLASH_SIZE", "1"))
-        self.local_rank = int(os.environ.get("DEEPFLASH_LOCAL_RANK", "0"))
-        self.local_size = int(os.environ.get("DEEPFLASH_LOCAL_SIZE", "1"))
+        self.read_rank_env()
         self.distribution = None
         self._local_model = None
         if self.size > 1:
-            master = os.environ.get("DEEPFLASH_MASTER")
-            if not master:
-                raise RuntimeError("DEEPFLASH_MASTER is not set: a jax rank runs inside backend='barrier'")
-            timeout = float(os.environ.get("DEEPFLASH_WORKER_TIMEOUT", DEFAULT_TIMEOUT))
+            master, timeout = self.rendezvous("jax")
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
             jax.distributed.initialize(coordinator_address=master, num_processes=self.size, process_id=self.rank,
                                        initialization_timeout=max(1, int(timeout)))

@@ -26,9 +26,9 @@ class LocalBackend(Backend):
 
     def in_child(self) -> bool:
         """True when the fit trains in a child process (its kerasBackend is not the driver's)."""
-        from deepflash.networks.keras_backends import running_backend
+        from deepflash.networks.keras_backends import foreign
 
-        return self.keras_backend != running_backend()
+        return foreign(self.keras_backend)
 
     def run(self, spark, fn: Callable[..., Any], args: tuple = ()) -> list[Any]:
         if not self.in_child():

@@ -16,11 +16,10 @@ watch bounds the rest. Worker-safe.
 from __future__ import annotations
 
 import datetime
-import os
 
 import numpy as np
 
-from deepflash.backends.base import DEFAULT_TIMEOUT, Communicator
+from deepflash.backends.base import Communicator
 
 
 class TorchCommunicator(Communicator):
@@ -32,18 +31,12 @@ class TorchCommunicator(Communicator):
         import torch.distributed as dist
 
         self.torch, self.dist = torch, dist
-        self.rank = int(os.environ.get("DEEPFLASH_RANK", "0"))
-        self.size = int(os.environ.get("DEEPFLASH_SIZE", "1"))
-        self.local_rank = int(os.environ.get("DEEPFLASH_LOCAL_RANK", "0"))
-        self.local_size = int(os.environ.get("DEEPFLASH_LOCAL_SIZE", "1"))
+        self.read_rank_env()
         super().__init__(threads)
         cuda = torch.cuda.is_available()
         self.device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
         if not dist.is_initialized():
-            master = os.environ.get("DEEPFLASH_MASTER")
-            if not master:
-                raise RuntimeError("DEEPFLASH_MASTER is not set: a torch rank runs inside backend='barrier'")
-            timeout = float(os.environ.get("DEEPFLASH_WORKER_TIMEOUT", DEFAULT_TIMEOUT))
+            master, timeout = self.rendezvous("torch")
             dist.init_process_group("nccl" if cuda else "gloo", init_method=f"tcp://{master}", rank=self.rank,
                                     world_size=self.size, timeout=datetime.timedelta(seconds=timeout))
 

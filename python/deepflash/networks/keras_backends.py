@@ -15,17 +15,13 @@ import logging
 import os
 import sys
 
-from deepflash.requirements import MissingDependencyError, Requirement
+from deepflash.requirements import JAX_BACKEND, TORCH_BACKEND, MissingDependencyError
 
 log = logging.getLogger("deepflash")
 
 KERAS_BACKENDS = ("tensorflow", "torch", "jax")
-# What each backend needs besides Keras 3, and the extra that installs it.
-FRAMEWORKS = {
-    "tensorflow": Requirement("tensorflow", "tensorflow", "tensorflow", "kerasBackend='tensorflow'"),
-    "torch": Requirement("torch", "torch", "torch", "kerasBackend='torch'"),
-    "jax": Requirement("jax", "jax", "jax", "kerasBackend='jax'"),
-}
+# What PyTorch and JAX need besides Keras 3 (TensorFlow is required by every fit).
+FRAMEWORKS = {"torch": TORCH_BACKEND, "jax": JAX_BACKEND}
 
 
 def running_backend() -> str:
@@ -47,6 +43,12 @@ def loaded_backend() -> str | None:
     if backend is None or not hasattr(backend, "backend"):
         return None
     return str(backend.backend())
+
+
+def foreign(value: str | None) -> bool:
+    """True when ``value`` (a ``kerasBackend``) names another framework than this process's, so
+    that training on it needs a child process."""
+    return bool(value) and value != running_backend()
 
 
 def resolve(value: str | None) -> str:

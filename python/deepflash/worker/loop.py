@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from deepflash.backends.base import Communicator
+from deepflash.backends.local import LocalBackend
 from deepflash.data.plan import FitPlan
 from deepflash.io.keras_files import model_from_bytes
 from deepflash.io.store import Store
@@ -339,18 +340,13 @@ def train_network(values: dict, plan: FitPlan, log_prefix: str = "",
                         kernel_initializer=values["kernelInitializer"])
     settings = make_settings(values, plan, model_to_bytes(model), run_fingerprint="", run_id=uuid.uuid4().hex,
                              checkpoint_path=None, communicator=Communicator, log_prefix=log_prefix)
-    chosen = values.get("kerasBackend") or running_backend()
-    if chosen == running_backend():
-        result = train(settings, callbacks)
-    else:
-        # Keras runs on one framework per process: another one trains in a child process.
-        if callbacks:
-            raise ValueError(f"`kerasBackend` == {chosen!r}, but this process runs Keras on {running_backend()!r}, "
-                             "so the network trains in a child process, which cannot report to a pruner: set "
-                             "kerasBackend to the executors' backend (spark.executorEnv.KERAS_BACKEND), or turn "
-                             "pruning off")
-        from deepflash.backends import get_backend
-
-        result = get_backend("local", 1, values["workerTimeout"], chosen).run(None, train, (settings,))[0]
+    # Keras runs on one framework per process: another one trains in a child process (LocalBackend).
+    backend = LocalBackend(1, values["workerTimeout"], values.get("kerasBackend"))
+    if callbacks and backend.in_child():
+        raise ValueError(f"`kerasBackend` == {backend.keras_backend!r}, but this process runs Keras on "
+                         f"{running_backend()!r}, so the network trains in a child process, which cannot report to "
+                         "a pruner: set kerasBackend to the executors' backend (spark.executorEnv.KERAS_BACKEND), or "
+                         "turn pruning off")
+    result = backend.run(None, train, (settings, callbacks))[0]
     model.set_weights(result.weights)
     return TrainedNetwork(model=model, history=result.history, fit_seconds=result.fit_seconds)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from deepflash.data.plan import FitPlan
-from deepflash.networks.keras_backends import running_backend
+from deepflash.networks.keras_backends import foreign
 from deepflash.requirements import TORCH, MissingDependencyError
 from deepflash.tuning.objective import run_trial, values_for_table
 from deepflash.tuning.optuna.space import optuna_grid, suggest
@@ -195,8 +195,8 @@ def objective(settings: EngineSettings):
             # Optuna prunes single-objective studies only; a multi-objective one trains every trial fully.
             # A trial on another Keras framework than this process's trains in a child process, which
             # cannot report (OptunaSearch refuses a pruner for it before the search starts).
-            foreign = values.get("kerasBackend") not in (None, running_backend())
-            callback = pruning_callback(trial, settings.metric) if len(settings.directions) == 1 and not foreign \
+            in_child = foreign(values.get("kerasBackend"))
+            callback = pruning_callback(trial, settings.metric) if len(settings.directions) == 1 and not in_child \
                 else None
             result = run_trial(values, settings.plan, settings.metric, settings.mode, settings.metric_epoch,
                                callbacks=[callback] if callback else [], objectives=settings.objectives)

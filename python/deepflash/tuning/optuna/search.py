@@ -147,10 +147,10 @@ class OptunaSearch(BaseSearch, _OptunaParams):
     def _check_pruned_framework(self, space: dict) -> None:
         """A trial on another Keras framework than its executor's trains in a child process, which
         cannot report to the pruner: refused before any job."""
-        from deepflash.networks.keras_backends import running_backend
+        from deepflash.networks.keras_backends import foreign, running_backend
 
         here, fixed = running_backend(), self.estimator.kerasBackendValue()
-        if "kerasBackend" in space or (fixed and fixed != here):
+        if "kerasBackend" in space or foreign(fixed):
             found = "searched over" if "kerasBackend" in space else f"{fixed!r}"
             raise ValueError(f"`pruner` == {self.getPruner()!r}, but `kerasBackend` is {found}: a trial on another "
                              f"framework than the executors' ({here!r}) trains in a child process, which cannot report "
