@@ -3,7 +3,9 @@
 #   classic (default): .venv, the verified stack (shared/DESIGN.md), Horovod 0.28.1 compiled;
 #   modern (--profile modern): .venv-modern, python/requirements-modern.txt (Spark 4.3, Keras 3,
 #   numpy 2), no Horovod and no Petastorm;
-#   docs (--profile docs): .venv-docs, python/requirements-docs.txt (mkdocs, for gradle docs).
+#   docs (--profile docs): .venv-docs, python/requirements-docs.txt (mkdocs, for gradle docs);
+#   platform (--profile platform): .venv-platform, python/requirements-platform.txt on Python 3.12,
+#   the platform install test's stack (no deepflash).
 # Idempotent: a stamp holding the hash of the inputs makes a second run a no-op.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"

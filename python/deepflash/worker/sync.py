@@ -61,17 +61,16 @@ class ShardedValidation(tf.keras.callbacks.Callback):
             under a multi-worker ``tf.distribute`` strategy, whose metric states are all-reduced):
             every process evaluates ``steps`` steps (the strategy needs all of them in each step)
             and the results are used as they are.
-        evaluate: ``(model, dataset, steps) -> metrics by name`` (the communicator's
-            :meth:`~deepflash.backends.base.Communicator.evaluate`); ``model.evaluate`` by default.
+        evaluate: ``(model, dataset, steps) -> metrics by name``: the communicator's
+            :meth:`~deepflash.backends.base.Communicator.evaluate`.
     """
 
-    def __init__(self, dataset, rows: int, all_sum, steps: int | None = None, global_metrics: bool = False,
-                 evaluate=None):
+    def __init__(self, dataset, rows: int, all_sum, steps: int | None = None, global_metrics: bool = False, *,
+                 evaluate):
         super().__init__()
         self.dataset, self.rows, self.all_sum = dataset, rows, all_sum
         self.steps, self.global_metrics = steps, global_metrics
-        self._evaluate = evaluate or (lambda model, dataset, steps: model.evaluate(
-            dataset, steps=steps, verbose=0, return_dict=True))
+        self._evaluate = evaluate
 
     def on_epoch_end(self, epoch, logs=None):
         if self.global_metrics:
