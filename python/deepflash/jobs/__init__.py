@@ -6,6 +6,8 @@ Modules:
     sources   the Spark session from the ``spark`` section, the ``data`` section's DataFrames or series
     outputs   the atomic output directory, JSON files, MLflow set-up, evaluation metrics and plots
     config    loading a YAML or JSON config, ``--set`` overrides and the schema every job is checked against
+    console   the log lines on stderr (``setup_console``), one per phase with its seconds (``phase``), and the
+              driver JVM's log at WARN (``log4j2.properties``, ``driver_console_conf``)
     train, tune, predict, study, sample, evolve   one job each; ``run(...)`` is its Python API
 
 Every job validates its whole config before Spark starts, writes its output into a temporary

@@ -21,6 +21,7 @@ import pandas as pd
 
 from deepflash.jobs.base import Job
 from deepflash.jobs.config import ConfigError
+from deepflash.jobs.console import phase
 from deepflash.jobs.outputs import local_files, open_output, settle_tracking, start_tracking, write_json
 
 log = logging.getLogger("deepflash")
@@ -89,28 +90,37 @@ def run(config: dict, output: str, overwrite: bool = False) -> dict:
                                 labelCol=estimator.getLabelCol(), lookBack=arch.look_back,
                                 orderBy=search.getOrderBy())
         pipeline = PipelineModel(stages=[window, found.bestModel])
-        test = _test_errors(pipeline, rows, spark, first_test, arch.look_back) if first_test < steps else {}
+        test = {}
+        if first_test < steps:
+            with phase("scored the test windows"):
+                test = _test_errors(pipeline, rows, spark, first_test, arch.look_back)
         best = {"fitness": found.getBestFitness(), "fitness_name": found.getFitnessName(),
                 "layers": list(arch.layers), "look_back": arch.look_back, "layer_type": arch.layer_type,
                 "activation": arch.activation, "config": json.loads(model_json)}
         write_json(os.path.join(out.local, "best.json"), best)
         with open(os.path.join(out.local, "model.json"), "w") as f:
             f.write(model_json)
-        pipeline.save(out.join("model"))
+        with phase("saved the model"):
+            pipeline.save(out.join("model"))
         found.trials.to_csv(os.path.join(out.local, "generations.csv"), index=False)
-        plot = plots.generations(found.trials.to_dict(orient="records"), os.path.join(out.local, "generations.png"),
-                                 fitness=found.getFitnessName(), title=f"Evolutionary search ({search.getProblem()})")
+        with phase("drew the generations plot"):
+            plot = plots.generations(found.trials.to_dict(orient="records"),
+                                     os.path.join(out.local, "generations.png"), fitness=found.getFitnessName(),
+                                     title=f"Evolutionary search ({search.getProblem()})")
         metrics = {"search_seconds": seconds, "evaluations": int(found.trials["evaluated"].sum()), **test}
-        write_json(os.path.join(out.local, "metrics.json"), {"metrics": metrics, "best": best, "config": config})
-        write_report(os.path.join(out.local, "report.html"), "deepflash evolve", config=config,
-                     tables={"Best architecture": {k: v for k, v in best.items() if k != "config"},
-                             "Test": metrics, "Generations": found.trials},
-                     plots=[plot])
+        with phase("wrote metrics.json and report.html"):
+            write_json(os.path.join(out.local, "metrics.json"), {"metrics": metrics, "best": best, "config": config})
+            write_report(os.path.join(out.local, "report.html"), "deepflash evolve", config=config,
+                         tables={"Best architecture": {k: v for k, v in best.items() if k != "config"},
+                                 "Test": metrics, "Generations": found.trials},
+                         plots=[plot])
     failure = found.trackingFailure
     if tracking.active and failure is None and found.mlflowRunId:
         from deepflash.reporting.tracking import RunTracker
 
+        # A failed MLflow call warns and turns the tracker off: then no "logged" line.
         with RunTracker.resume(found.mlflowRunId) as tracker, \
+                phase("logged the test errors, plot and files to MLflow", ok=lambda: tracker.failure is None), \
                 local_files(output, ["generations.png", "best.json", "model.json", "generations.csv",
                                      "report.html"]) as files:
             tracker.log_metrics({"test": test})

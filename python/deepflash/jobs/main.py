@@ -13,6 +13,7 @@ import sys
 from deepflash.jobs import evolve, predict, sample, study, train, tune
 from deepflash.jobs.base import Invocation, Job, TrackingFailedError, common_arguments
 from deepflash.jobs.config import ConfigError, load_config, remote_url
+from deepflash.jobs.console import setup_console
 
 log = logging.getLogger("deepflash")
 
@@ -25,14 +26,6 @@ JOBS: tuple[Job, ...] = (
     sample.JOB,
     evolve.JOB,
 )
-
-
-def _setup_logging() -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s deepflash %(message)s", "%H:%M:%S"))
-    log.handlers[:] = [handler]
-    log.setLevel(logging.INFO)
-    log.propagate = False
 
 
 def build_parser(jobs: tuple[Job, ...] = JOBS) -> argparse.ArgumentParser:
@@ -61,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     job = jobs[args.command]
-    _setup_logging()
+    setup_console()
     try:
         config = load_config(args.config, args.set) if args.config else {}
         if args.remote is not None:  # wins over the config's spark.remote and spark.master

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from deepflash.jobs.base import TrackingFailedError
+from deepflash.jobs.console import phase
 from deepflash.jobs.sources import spark_session
 
 if TYPE_CHECKING:
@@ -235,6 +236,33 @@ def evaluation_outputs(local_dir: str, keras_model, train_report: dict, test_rep
                "validation": {k: v[-1] for k, v in history.items() if k.startswith("val_") and v},
                "epochs_run": len(history.get("loss", []))}
     return metrics, paths, diagnosis
+
+
+def evaluate_fitted(model, keras_model, estimator, train_df, test_df, local_dir: str, title: str,
+                    evaluation: dict) -> tuple:
+    """(test report, metrics, plot paths, diagnosis) of a fitted pipeline: :func:`evaluate` on the
+    test rows and on the training rows, then :func:`evaluation_outputs`, each one timed line on
+    the console (``evaluated the test split in 3.2s``).
+
+    Args:
+        model: the fitted PipelineModel.
+        keras_model: its fitted KerasModel (the training history).
+        estimator: the KerasEstimator it was fitted from.
+        train_df: the training rows.
+        test_df: the test rows.
+        local_dir: the staging directory's local path (the plots go to ``plots/`` in it).
+        title: the plots' title prefix.
+        evaluation: the config's ``evaluation`` section (``beta``, ``human_error``).
+    """
+    beta = evaluation.get("beta", 1.0)
+    with phase("evaluated the test split"):
+        test_report = evaluate(model, test_df, estimator, beta)
+    with phase("evaluated the training split"):
+        train_report = evaluate(model, train_df, estimator, beta)
+    with phase("drew the plots"):
+        metrics, paths, diagnosis = evaluation_outputs(local_dir, keras_model, train_report, test_report, title,
+                                                       evaluation.get("human_error"))
+    return test_report, metrics, paths, diagnosis
 
 
 def report_tables(metrics: dict, test_report: dict, diagnosis: dict | None) -> dict:

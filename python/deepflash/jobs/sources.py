@@ -18,7 +18,9 @@ SINE_DEFAULTS = {"steps": 1000, "period": 100.0, "noise": 0.0, "seed": 0}
 def spark_session(config: dict):
     """The SparkSession for a job: a Spark Connect session for ``spark.remote`` (``deepflash
     <job> --remote sc://host:15002``), else a classic one on the config's ``spark.master``
-    (unless spark-submit set one); ``spark.conf`` either way.
+    (unless spark-submit set one); ``spark.conf`` either way. A driver JVM that this call starts
+    has a spark-submit job's console (:func:`deepflash.jobs.console.driver_console_conf`): its log at
+    WARN, without Spark's start-up INFO lines, and no stage progress bars, unless the user sets them.
 
     Args:
         config: a validated job config.
@@ -26,10 +28,12 @@ def spark_session(config: dict):
     from pyspark import SparkConf
     from pyspark.sql import SparkSession
 
+    from deepflash.jobs.console import driver_console_conf
     from deepflash.spark.session import is_connect
 
     builder = SparkSession.builder.appName("deepflash")
     spark_conf = config.get("spark") or {}
+    user_conf = {key: str(value) for key, value in (spark_conf.get("conf") or {}).items()}
     if spark_conf.get("remote"):
         # A Connect client: the server's settings are its own; `spark.conf` sets the session's
         # runtime ones (pyspark skips, silently, those a running server cannot change).
@@ -41,8 +45,11 @@ def spark_session(config: dict):
         submitted = "PYSPARK_GATEWAY_PORT" in os.environ or SparkConf().contains("spark.master")
         if spark_conf.get("master") and not submitted:
             builder = builder.master(spark_conf["master"])
-    for key, value in (spark_conf.get("conf") or {}).items():
-        builder = builder.config(key, str(value))
+        if not submitted:  # the JVM starts here: its log level is set now, before its start-up lines
+            for key, value in driver_console_conf(user_conf).items():
+                builder = builder.config(key, value)
+    for key, value in user_conf.items():
+        builder = builder.config(key, value)
     spark = builder.getOrCreate()
     if not is_connect(spark):
         # Classic only: the log level is the driver JVM's, through its SparkContext; a Connect

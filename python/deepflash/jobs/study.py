@@ -13,6 +13,7 @@ import os
 import time
 
 from deepflash.jobs.base import Job
+from deepflash.jobs.console import phase
 from deepflash.jobs.outputs import local_files, open_output, settle_tracking, start_tracking, write_json
 from deepflash.jobs.sources import load_data, pipeline_stages
 
@@ -50,13 +51,17 @@ def run(config: dict, output: str, overwrite: bool = False) -> list:
         with open(os.path.join(out.local, "results.md"), "w") as f:
             f.write(markdown + "\n")
         write_json(os.path.join(out.local, "results.json"), {"seconds": seconds, "runs": results, "config": config})
-        paths = figures(results, os.path.join(out.local, "plots"))
-        write_report(os.path.join(out.local, "report.html"), "deepflash optimizer study", config=config,
-                     tables={"Results": table}, plots=paths, notes=[f"{len(results)} runs in {seconds:.0f}s"])
+        with phase("drew the plots"):
+            paths = figures(results, os.path.join(out.local, "plots"))
+        with phase("wrote report.html"):
+            write_report(os.path.join(out.local, "report.html"), "deepflash optimizer study", config=config,
+                         tables={"Results": table}, plots=paths, notes=[f"{len(results)} runs in {seconds:.0f}s"])
         plot_names = [os.path.relpath(p, out.local) for p in paths]
     tracker = tracking.start_run("study", {"runs": len(results)}, tags={"deepflash.job": "study"})
     if tracker is not None:
-        with tracker, local_files(output, [*plot_names, "results.csv", "results.md", "report.html"]) as files:
+        # A failed MLflow call warns and turns the tracker off: then no "logged" line.
+        with tracker, phase("logged the results, plots and report to MLflow", ok=lambda: tracker.failure is None), \
+                local_files(output, [*plot_names, "results.csv", "results.md", "report.html"]) as files:
             tracker.log_metrics({f"test_accuracy.{r['run']:02d}": r["test_accuracy"] for r in results
                                  if r["status"] == "ok"})
             tracker.log_files(files[:len(plot_names)], "plots")

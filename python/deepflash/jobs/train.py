@@ -15,9 +15,9 @@ import os
 import time
 
 from deepflash.jobs.base import Job
+from deepflash.jobs.console import phase
 from deepflash.jobs.outputs import (
-    evaluate,
-    evaluation_outputs,
+    evaluate_fitted,
     local_files,
     open_output,
     report_tables,
@@ -63,30 +63,33 @@ def run(config: dict, output: str, overwrite: bool = False) -> dict:
             model = Pipeline(stages=pipeline_stages(estimator, config.get("data") or {})).fit(train_df)
             fit_seconds = time.time() - started
             keras_model = model.stages[-1]
-            ev = config.get("evaluation") or {}
-            test_report = evaluate(model, test_df, estimator, ev.get("beta", 1.0))
-            train_report = evaluate(model, train_df, estimator, ev.get("beta", 1.0))
-            metrics, paths, diagnosis = evaluation_outputs(out.local, keras_model, train_report, test_report, "train",
-                                                           ev.get("human_error"))
+            test_report, metrics, paths, diagnosis = evaluate_fitted(
+                model, keras_model, estimator, train_df, test_df, out.local, "train", config.get("evaluation") or {})
             metrics["fit_seconds"] = fit_seconds
-            model.save(out.join("model"))
-            write_json(os.path.join(out.local, "metrics.json"),
-                       {"metrics": metrics, "test_report": test_report, "diagnosis": diagnosis,
-                        "history": keras_model.getHistory(), "config": config})
-            write_report(os.path.join(out.local, "report.html"), "deepflash train", config=config,
-                         tables=report_tables(metrics, test_report, diagnosis), plots=paths,
-                         notes=[f"Fit in {fit_seconds:.1f}s; output {output}"])
+            with phase("saved the model"):
+                model.save(out.join("model"))
+            with phase("wrote metrics.json and report.html"):
+                write_json(os.path.join(out.local, "metrics.json"),
+                           {"metrics": metrics, "test_report": test_report, "diagnosis": diagnosis,
+                            "history": keras_model.getHistory(), "config": config})
+                write_report(os.path.join(out.local, "report.html"), "deepflash train", config=config,
+                             tables=report_tables(metrics, test_report, diagnosis), plots=paths,
+                             notes=[f"Fit in {fit_seconds:.1f}s; output {output}"])
             plot_names = [os.path.relpath(p, out.local) for p in paths]
         log.info("wrote the model, metrics, plots and report to %s", output)
         if tracker is not None:
-            with local_files(output, [*plot_names, "metrics.json", "report.html"]) as files:
+            # A failed MLflow call warns and turns the tracker off: then no "logged" line.
+            with phase("logged the history, metrics, plots and report to MLflow",
+                       ok=lambda: tracker.failure is None), \
+                    local_files(output, [*plot_names, "metrics.json", "report.html"]) as files:
                 tracker.log_history(keras_model.getHistory())
                 tracker.log_metrics({"train": metrics["train"], "test": metrics["test"], "fit_seconds": fit_seconds})
                 tracker.log_files(files[:len(plot_names)], "plots")
                 tracker.log_files(files[len(plot_names):])
-            metrics["model_uri"] = tracker.log_pipeline_model(model, tracking.registered_model,
-                                                              estimator.getFeaturesCol())
-            metrics["network_uri"] = tracker.log_network_model(model, test_df)
+            with phase("logged the Spark model to MLflow", ok=lambda: tracker.failure is None):
+                metrics["model_uri"] = tracker.log_pipeline_model(model, tracking.registered_model,
+                                                                  estimator.getFeaturesCol())
+            metrics["network_uri"] = tracker.log_network_model(model, test_df)  # its own line says its seconds
             metrics["mlflow_run_id"] = tracker.run_id
     if tracker is not None and tracker.failure is None:
         fs.write_bytes(fs.join(output, "run.json"), json.dumps(

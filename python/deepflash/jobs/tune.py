@@ -18,9 +18,9 @@ from typing import Any
 
 from deepflash.jobs.base import Job
 from deepflash.jobs.config import ConfigError
+from deepflash.jobs.console import phase
 from deepflash.jobs.outputs import (
-    evaluate,
-    evaluation_outputs,
+    evaluate_fitted,
     local_files,
     open_output,
     report_tables,
@@ -68,14 +68,15 @@ def run(config: dict, output: str, overwrite: bool = False) -> dict:
         found.trials.to_csv(os.path.join(out.local, "trials.csv"), index=False)
         metric, mode = search.metricList()[0], search.modeList()[0]
         plot_dir = os.path.join(out.local, "plots")
-        paths = [plots.search_progress(found.trials, os.path.join(plot_dir, "search_progress.png"), mode=mode,
-                                       title=f"Search progress ({metric})")]
-        searched = [p for p in config["search"]["space"] if p in found.trials.columns]
-        if (found.trials["status"] == "ok").sum() >= 2 and searched:
-            paths.append(plots.parallel_coordinates(found.trials, searched,
-                                                    os.path.join(plot_dir, "parallel_coordinates.png")))
-        if len(search.metricList()) == 2:
-            paths.append(found.plotParetoFront(os.path.join(plot_dir, "pareto_front.png")))
+        with phase("drew the search plots"):
+            paths = [plots.search_progress(found.trials, os.path.join(plot_dir, "search_progress.png"), mode=mode,
+                                           title=f"Search progress ({metric})")]
+            searched = [p for p in config["search"]["space"] if p in found.trials.columns]
+            if (found.trials["status"] == "ok").sum() >= 2 and searched:
+                paths.append(plots.parallel_coordinates(found.trials, searched,
+                                                        os.path.join(plot_dir, "parallel_coordinates.png")))
+            if len(search.metricList()) == 2:
+                paths.append(found.plotParetoFront(os.path.join(plot_dir, "pareto_front.png")))
         metrics: dict[str, Any] = {"search_seconds": search_seconds, "best_params": found.bestParams,
                                    "trials": int(len(found.trials)),
                                    "trials_ok": int((found.trials["status"] == "ok").sum()),
@@ -85,41 +86,45 @@ def run(config: dict, output: str, overwrite: bool = False) -> dict:
             metrics["pareto_front"] = int(len(found.paretoFront))
         test_report = diagnosis = None
         if found.bestModel is not None:
-            ev = config.get("evaluation") or {}
-            test_report = evaluate(model, test_df, estimator, ev.get("beta", 1.0))
-            train_report = evaluate(model, train_df, estimator, ev.get("beta", 1.0))
-            best_metrics, best_paths, diagnosis = evaluation_outputs(out.local, found.bestModel, train_report,
-                                                                     test_report, "best model", ev.get("human_error"))
+            test_report, best_metrics, best_paths, diagnosis = evaluate_fitted(
+                model, found.bestModel, estimator, train_df, test_df, out.local, "best model",
+                config.get("evaluation") or {})
             metrics.update(best_metrics)
             paths += best_paths
-        model.save(out.join("model"))
-        write_json(os.path.join(out.local, "metrics.json"), {"metrics": metrics, "test_report": test_report,
-                                                             "diagnosis": diagnosis, "config": config})
-        tables: dict[str, Any] = {"Search": {k: v for k, v in metrics.items() if k in (
-            "search_seconds", "trials", "trials_ok", "best_metric")}, "Best params": found.bestParams}
-        if test_report is not None:
-            tables.update(report_tables(metrics, test_report, diagnosis))
-        tables["Trials"] = found.trials.drop(columns=["error"], errors="ignore")
-        write_report(os.path.join(out.local, "report.html"), "deepflash tune", config=config, tables=tables,
-                     plots=paths)
+        with phase("saved the model"):
+            model.save(out.join("model"))
+        with phase("wrote metrics.json and report.html"):
+            write_json(os.path.join(out.local, "metrics.json"), {"metrics": metrics, "test_report": test_report,
+                                                                 "diagnosis": diagnosis, "config": config})
+            tables: dict[str, Any] = {"Search": {k: v for k, v in metrics.items() if k in (
+                "search_seconds", "trials", "trials_ok", "best_metric")}, "Best params": found.bestParams}
+            if test_report is not None:
+                tables.update(report_tables(metrics, test_report, diagnosis))
+            tables["Trials"] = found.trials.drop(columns=["error"], errors="ignore")
+            write_report(os.path.join(out.local, "report.html"), "deepflash tune", config=config, tables=tables,
+                         plots=paths)
         plot_names = [os.path.relpath(p, out.local) for p in paths]
     failure = found.trackingFailure
     if tracking.active and failure is None and found.mlflowRunId:
         from deepflash.reporting.tracking import RunTracker
 
         with RunTracker.resume(found.mlflowRunId) as tracker:
-            if test_report is not None:
-                tracker.log_metrics({"train": metrics["train"], "test": metrics["test"]})
-            with local_files(output, [*plot_names, "trials.csv", "report.html"]) as files:
-                tracker.log_files(files[:len(plot_names)], "plots")
-                tracker.log_files(files[len(plot_names):])
+            # A failed MLflow call warns and turns the tracker off: then no "logged" line.
+            with phase("logged the metrics, plots, trials and report to MLflow",
+                       ok=lambda: tracker.failure is None):
+                if test_report is not None:
+                    tracker.log_metrics({"train": metrics["train"], "test": metrics["test"]})
+                with local_files(output, [*plot_names, "trials.csv", "report.html"]) as files:
+                    tracker.log_files(files[:len(plot_names)], "plots")
+                    tracker.log_files(files[len(plot_names):])
             if found.bestModel is not None:
                 from pyspark.ml import PipelineModel
 
                 best = PipelineModel(model.stages[:-1] + [found.bestModel])
-                metrics["model_uri"] = tracker.log_pipeline_model(best, tracking.registered_model,
-                                                                  estimator.getFeaturesCol())
-                metrics["network_uri"] = tracker.log_network_model(best, test_df)
+                with phase("logged the best model to MLflow", ok=lambda: tracker.failure is None):
+                    metrics["model_uri"] = tracker.log_pipeline_model(best, tracking.registered_model,
+                                                                      estimator.getFeaturesCol())
+                metrics["network_uri"] = tracker.log_network_model(best, test_df)  # its own line says its seconds
         failure = tracker.failure
     log.info("search done: best %s %.4f with %s", metric, metrics["best_metric"], json.dumps(found.bestParams))
     print(json.dumps({"output": output, "best_metric": metrics["best_metric"], "test": metrics.get("test")}, indent=2))
