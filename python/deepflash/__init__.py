@@ -6,16 +6,18 @@ Example:
 """
 from __future__ import annotations
 
-from deepflash import legacy_paths
+from deepflash import lazy, legacy_paths
 
 legacy_paths.install()
 
-from deepflash.evolution import EvolutionarySearch, EvolutionarySearchModel  # noqa: E402
-from deepflash.ml.estimator import KerasEstimator  # noqa: E402
-from deepflash.ml.model import KerasModel  # noqa: E402
-from deepflash.ran import RANEstimator, RANModel  # noqa: E402
-from deepflash.tuning.hyperopt.search import HyperoptSearch, HyperoptSearchModel  # noqa: E402
-from deepflash.tuning.optuna.search import OptunaSearch, OptunaSearchModel  # noqa: E402
+# Imported on first use: a training or scoring process that imports deepflash.worker or
+# deepflash.ml.model does not pay for the searches and MLflow.
+__getattr__, __dir__ = lazy.exports(__name__, {
+    "EvolutionarySearch": "deepflash.evolution", "EvolutionarySearchModel": "deepflash.evolution",
+    "KerasEstimator": "deepflash.ml.estimator", "KerasModel": "deepflash.ml.model",
+    "RANEstimator": "deepflash.ran", "RANModel": "deepflash.ran",
+    "HyperoptSearch": "deepflash.tuning.hyperopt.search", "HyperoptSearchModel": "deepflash.tuning.hyperopt.search",
+    "OptunaSearch": "deepflash.tuning.optuna.search", "OptunaSearchModel": "deepflash.tuning.optuna.search"})
 
 __version__ = "0.1.0"
 __all__ = ["EvolutionarySearch", "EvolutionarySearchModel", "HyperoptSearch", "HyperoptSearchModel", "KerasEstimator",

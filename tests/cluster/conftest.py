@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,13 @@ START_TIMEOUT_S = 120
 # readHostLocalDisk: both workers are "the same host" (127.0.0.1), but their /tmp differ, so an
 # executor must not read another's shuffle files from disk. Drivers wait for both executors.
 CONF = {"spark.shuffle.readHostLocalDisk": "false", "spark.scheduler.minRegisteredResourcesRatio": "1.0",
-        "spark.scheduler.maxRegisteredResourcesWaitingTime": "60s"}
+        "spark.scheduler.maxRegisteredResourcesWaitingTime": "60s",
+        # Each worker offers 2 cores; a driver gets one 1-core executor on each (spreadOut), unless
+        # its scenario asks for more (gpu_stage.py: one 2-core executor with both GPUs per worker).
+        "spark.executor.cores": "1", "spark.cores.max": "2"}
+# Every worker offers two fake GPUs (addresses 0 and 1) to the drivers that ask for them.
+FAKE_GPUS = Path(__file__).resolve().parent / "fake_gpus.sh"
+WORKER_CORES = 2
 
 
 def _free_port() -> int:
@@ -93,6 +100,7 @@ class SparkCluster:
     connect_log: str | None = None  # the log of the latest Connect server (connect_server)
     # the executor stderrs that existed before it started: its executors start with it, not with a client
     connect_before: set | None = None
+    fake_gpus: str = str(FAKE_GPUS)  # the workers' GPU discovery script (addresses 0 and 1)
 
     def executor_stderrs(self) -> list[str]:
         """Every executor's stderr file, oldest application first."""
@@ -102,8 +110,9 @@ class SparkCluster:
         return sorted(files, key=os.path.getmtime)
 
     def submit(self, script: str | Path, *args: str, env: dict | None = None, timeout: float = 600,
-               check: bool = True) -> subprocess.CompletedProcess:
-        """``spark-submit`` of ``script`` (a path, relative to the checkout or to tests/cluster/scenarios).
+               check: bool = True, conf: dict | None = None) -> subprocess.CompletedProcess:
+        """``spark-submit`` of ``script`` (a path, relative to the checkout or to tests/cluster/scenarios),
+        with ``conf`` added to (and overriding) the suite's settings.
 
         With ``check``, a non-zero exit fails the test with the tail of the driver's stderr and of
         every executor stderr the run produced.
@@ -111,7 +120,8 @@ class SparkCluster:
         script = Path(script)
         if not script.is_absolute():
             script = ROOT / script if (ROOT / script).exists() else SCENARIOS / script
-        cmd = [*self._spark_submit(), str(script), *map(str, args)]
+        extra = [a for k, v in (conf or {}).items() for a in ("--conf", f"{k}={v}")]
+        cmd = [*self._spark_submit(), *extra, str(script), *map(str, args)]
         full_env = {**self._env(), **(env or {})}
         before = set(self.executor_stderrs())
         started = time.time()
@@ -248,7 +258,8 @@ def _worker_command(spark_home: str, master_url: str, webui_port: int, work_dir:
     """
     q = lambda s: "'" + str(s).replace("'", "'\\''") + "'"  # noqa: E731
     worker = (f"exec {q(os.path.join(spark_home, 'bin', 'spark-class'))} org.apache.spark.deploy.worker.Worker "
-              f"--host 127.0.0.1 --cores 1 --memory 3g --webui-port {webui_port} --work-dir {q(work_dir)} {master_url}")
+              f"--host 127.0.0.1 --cores {WORKER_CORES} --memory 3g --webui-port {webui_port} "
+              f"--work-dir {q(work_dir)} {master_url}")
     root = str(ROOT)
     if root == "/tmp" or root.startswith("/tmp/"):
         aside = f"/mnt/deepflash-checkout-{uuid.uuid4().hex[:8]}"
@@ -279,20 +290,40 @@ def _alive_workers(web_url: str) -> int:
     return sum(1 for w in state.get("workers", []) if w.get("state") == "ALIVE")
 
 
-@pytest.fixture(scope="session")
-def cluster():
+class ClusterUnavailable(RuntimeError):
+    """This machine cannot run the test cluster at all (no root, no ``unshare``, no Java)."""
+
+
+class ClusterStartError(RuntimeError):
+    """The test cluster did not start; the message carries the tails of its processes' logs."""
+
+
+@contextlib.contextmanager
+def start_cluster(base_dir: Path = CLUSTER_DIR) -> Iterator[SparkCluster]:
+    """Starts the standalone master and its two workers and yields the running :class:`SparkCluster`;
+    stops them (by process group) on exit. A plain context manager, so a script outside pytest
+    (``benchmarks/scaling.py``) starts the same cluster as the ``cluster`` fixture.
+
+    Args:
+        base_dir: the logs, Spark conf, worker dirs and the shared dir go under it (the suite's
+            ``build/test-cluster`` by default; another one lets a second cluster run beside it).
+
+    Raises:
+        ClusterUnavailable: this machine cannot run one (see the message).
+        ClusterStartError: a process exited, or the workers did not register in time.
+    """
     reason = _skip_reason()
     if reason:
-        pytest.skip(reason)
+        raise ClusterUnavailable(reason)
     import pyspark
 
     # The profile's own interpreter (.venv or .venv-modern): executors must match the driver's pyspark.
     python = sys.executable
     spark_home = os.path.dirname(os.path.abspath(pyspark.__file__))
     session = uuid.uuid4().hex[:8]
-    log_dir = CLUSTER_DIR / "logs"
-    conf_dir = CLUSTER_DIR / "conf"
-    worker_dirs = [CLUSTER_DIR / f"worker-{i}" for i in (1, 2)]
+    log_dir = base_dir / "logs"
+    conf_dir = base_dir / "conf"
+    worker_dirs = [base_dir / f"worker-{i}" for i in (1, 2)]
     for d in (log_dir, *worker_dirs):
         shutil.rmtree(d, ignore_errors=True)  # logs of an earlier session
         d.mkdir(parents=True)
@@ -305,7 +336,7 @@ def cluster():
         "appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n%ex\n"
         # the master and workers log registrations at INFO: they show in the failure message
         "logger.deploy.name = org.apache.spark.deploy\nlogger.deploy.level = info\n")
-    shared = CLUSTER_DIR / f"shared-{session}"
+    shared = base_dir / f"shared-{session}"
     shared.mkdir(parents=True)
 
     env = dict(os.environ)
@@ -336,7 +367,9 @@ def cluster():
         for i, work_dir in enumerate(worker_dirs, 1):
             cmd = _worker_command(spark_home, master_url, _free_port(), work_dir)
             start(f"worker-{i}", ["unshare", "-m", "--propagation", "private", "bash", "-c", cmd],
-                  {"SPARK_WORKER_DIR": str(work_dir)})
+                  {"SPARK_WORKER_DIR": str(work_dir),
+                   "SPARK_WORKER_OPTS": f"-Dspark.worker.resource.gpu.amount=2 "
+                                        f"-Dspark.worker.resource.gpu.discoveryScript={FAKE_GPUS}"})
         alive, last_error = 0, None
         while time.time() - started < START_TIMEOUT_S:
             dead = [name for name, p, _ in procs if p.poll() is not None]
@@ -359,7 +392,7 @@ def cluster():
         for f in logs:
             f.close()
         shutil.rmtree(shared, ignore_errors=True)
-        pytest.fail(f"the test cluster did not start: {e}\n{log_tails()}", pytrace=False)
+        raise ClusterStartError(f"the test cluster did not start: {e}\n{log_tails()}") from e
 
     cluster = SparkCluster(master_url=master_url, shared_dir=str(shared), python=python, spark_home=spark_home,
                            web_url=web_url, worker_dirs=[str(d) for d in worker_dirs], log_dir=str(log_dir))
@@ -373,3 +406,16 @@ def cluster():
         for f in logs:
             f.close()
         shutil.rmtree(shared, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    """The session's test cluster (:func:`start_cluster`); skipped where this machine cannot run one."""
+    with contextlib.ExitStack() as stack:
+        try:
+            running = stack.enter_context(start_cluster())
+        except ClusterUnavailable as e:
+            pytest.skip(str(e))
+        except ClusterStartError as e:
+            pytest.fail(str(e), pytrace=False)
+        yield running

@@ -143,6 +143,28 @@ def test_barrier_backend_trains_across_both_workers_without_horovod(cluster):
     assert stream["accuracy"] >= 0.93, stream
 
 
+@pytest.mark.one_profile(profile="modern", reason="stage-level scheduling is the same code on both profiles; "
+                                                  "the modern pass runs fewer cluster scenarios")
+def test_the_training_stage_gets_one_gpu_per_rank_while_the_etl_keeps_its_slots(cluster):
+    """Executors with two (fake) GPUs each and no task GPU amount: the ETL stage runs a task per
+    core, the training stage a task per GPU, and each rank sees exactly its task's GPU."""
+    proc = cluster.submit("gpu_stage.py", cluster.shared_dir, timeout=600, conf={
+        "spark.executor.cores": "2", "spark.cores.max": "4", "spark.executor.resource.gpu.amount": "2",
+        "spark.executor.resource.gpu.discoveryScript": str(cluster.fake_gpus)})
+    out = cluster.result(proc)
+    assert _workers_used(cluster, proc) == {"worker-1", "worker-2"}, out
+    # 2 executors x 2 cores: the 4 ETL tasks ran at once, and took no GPU
+    assert out["etl_concurrent"] == 4 and out["etl_gpus"] == [""], out
+    assert out["epochs"] == 2
+    devices = out["devices"]
+    assert len(devices) == 2, out
+    for d in devices:
+        assert len(d["task_gpus"]) == 1 and d["task_gpus"][0] in ("0", "1"), out
+        assert d["cuda_visible_devices"] == d["task_gpus"][0], out
+    assert "training tasks: the training stage asks for its own resources (stage-level scheduling): one " \
+           "per GPU, 1 CPU(s) and 1 GPU each" in proc.stdout, proc.stdout[-3000:]
+
+
 def test_a_lost_executor_is_replaced_and_the_fit_resumes_from_its_last_epoch(cluster):
     """Rank 1 kills its executor JVM (by pid) at the start of epoch 4: the fit still returns, from a
     second attempt of the training stage that resumed from epoch 3's checkpoint in the shared store,

@@ -4,10 +4,12 @@ The ranks are one Spark barrier stage, as for ``horovod``. Each task learns its 
 ``BarrierTaskContext.getTaskInfos()``, picks a free port on its host and shares ``host:port`` with
 ``allGather``; from the list every task writes the ``TF_CONFIG`` of a
 ``tf.distribute.MultiWorkerMirroredStrategy`` worker (``{"cluster": {"worker": [...]}, "task":
-{"type": "worker", "index": rank}}``) and starts its rank in a fresh Python process
+{"type": "worker", "index": rank}}``) and starts its rank in a Python process of its own
 (:mod:`deepflash.backends.rank_process`), like Spark's TorchDistributor: TensorFlow configures its
 collectives only before its runtime starts, and a reused Spark Python worker has started it in an
 earlier fit. The strategy then all-reduces gradients (ring all-reduce over gRPC) and the metrics.
+That process is a warm spare where the executor has one (:mod:`deepflash.backends.rank_launch`):
+started when the previous rank ended, it has already imported the framework and the training loop.
 
 GPUs: the task's ``TaskContext.resources()["gpu"]`` addresses become the child's
 ``CUDA_VISIBLE_DEVICES``, so a rank sees exactly its own GPUs.
@@ -23,26 +25,21 @@ Inside each rank, :class:`MultiWorkerMirroredCommunicator` connects the training
 """
 from __future__ import annotations
 
-import collections
 import contextlib
 import math
-import os
-import pickle
-import shutil
-import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from deepflash.backends.base import DEFAULT_TIMEOUT, Backend, Communicator, register
-from deepflash.backends.stage import Placement, RankOutcome, RankTask, check_slots, forwarded_env, run_stage
-from deepflash.backends.watch import BEAT_SECONDS, Heartbeat, PeerWatch, payload_dir
+from deepflash.backends.base import DEFAULT_TIMEOUT, Communicator, register
+from deepflash.backends.rank_launch import RankProcess, StderrForwarder, split_env, warm_enabled
+from deepflash.backends.stage import Placement, RankOutcome, RankTask, StageBackend, forwarded_env, run_stage
+from deepflash.backends.watch import BEAT_SECONDS, PeerWatch
+from deepflash.worker.devices import TASK_GPUS_ENV
 
 # Errors a rank raises because another rank failed first; the driver reports the first cause.
 FOLLOW_ON = ("UnavailableError", "CancelledError", "Collective ops is aborted", "Socket closed",
@@ -51,7 +48,8 @@ FOLLOW_ON = ("UnavailableError", "CancelledError", "Collective ops is aborted", 
 DIED = ("ended without a result",)
 # Per-rank variables the child receives; the driver's DEEPFLASH_* ones are forwarded as they are.
 RANK_ENV = ("TF_CONFIG", "DEEPFLASH_RANK", "DEEPFLASH_SIZE", "DEEPFLASH_LOCAL_RANK", "DEEPFLASH_LOCAL_SIZE",
-            "DEEPFLASH_PARENT_PID", "DEEPFLASH_HEARTBEAT", "DEEPFLASH_MASTER", "DEEPFLASH_WORKER_TIMEOUT")
+            "DEEPFLASH_PARENT_PID", "DEEPFLASH_HEARTBEAT", "DEEPFLASH_MASTER", "DEEPFLASH_WORKER_TIMEOUT",
+            TASK_GPUS_ENV)
 STDERR_TAIL = 40
 
 
@@ -80,83 +78,71 @@ def rank_env(workers: list[str], slot, gpus: list[str]) -> dict[str, str]:
            "DEEPFLASH_LOCAL_SIZE": str(slot.local_size)}
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+    env[TASK_GPUS_ENV] = ",".join(gpus)  # what the rank reports of its task (rank_devices)
     return env
 
 
 def run_in_process(fn: Callable[..., Any], args: tuple, env: dict[str, str], rank: int,
-                   timeout: float = DEFAULT_TIMEOUT, watch: PeerWatch | None = None) -> RankOutcome:
-    """Runs ``fn(*args)`` in a fresh Python process with ``env`` added; returns its outcome.
+                   timeout: float = DEFAULT_TIMEOUT, watch: PeerWatch | None = None,
+                   warm: bool = False) -> RankOutcome:
+    """Runs ``fn(*args)`` in its own Python process with ``env`` added; returns its outcome.
 
-    The function and its result travel as pickles in a private temporary directory; the child
-    sees this process's ``sys.path``, so it imports deepflash and the user's code as this one does.
-    The child runs in its own process group, watches this process (it exits when this one is gone)
-    and beats every second; it is killed, with its group, when it gives no sign of life for
-    ``timeout`` seconds, when ``watch`` says a peer failed, and whenever this function returns or
-    raises. Every wait here is bounded.
+    The function and its result travel as pickles in a private temporary directory; the process
+    sees this one's ``sys.path``, so it imports deepflash and the user's code as this one does. It
+    runs in its own process group, watches this process (it exits when this one is gone) and beats
+    every second; it is killed, with its group, when it gives no sign of life for ``timeout``
+    seconds, when ``watch`` says a peer failed, and whenever this function returns or raises.
+    Every wait here is bounded.
+
+    With ``warm``, the process is a warm spare of this host that matches its start (claimed, see
+    :mod:`~deepflash.backends.rank_launch`) where there is one, and when its rank has succeeded, a
+    new spare is started for the next rank.
     """
-    from pyspark import cloudpickle
-
-    tmp = payload_dir()
-    proc = None
+    start_env, run_env = split_env(env)
+    rank_proc = forwarder = None
+    ok = False
     try:
-        payload, result = os.path.join(tmp, "payload.pkl"), os.path.join(tmp, "result.pkl")
-        heartbeat = Heartbeat(os.path.join(tmp, "alive"))
-        with open(payload, "wb") as f:
-            cloudpickle.dump((fn, args), f)
-        child_env = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
-                     "DEEPFLASH_PARENT_PID": str(os.getpid()), "DEEPFLASH_HEARTBEAT": heartbeat.path}
-        tail: collections.deque = collections.deque(maxlen=STDERR_TAIL)
-        started = time.time()
-        proc = subprocess.Popen([sys.executable, "-m", "deepflash.backends.rank_process", payload, result],
-                                env=child_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True)
-
-        def forward() -> None:
-            for line in proc.stderr:
-                tail.append(line)
-                sys.stderr.write(line)
-            sys.stderr.flush()
-
-        reader = threading.Thread(target=forward, daemon=True)
-        reader.start()
-        while True:
-            try:
-                code = proc.wait(timeout=BEAT_SECONDS)
-                break
-            except subprocess.TimeoutExpired:
-                pass
+        rank_proc = RankProcess.claim(start_env) if warm else None
+        if rank_proc is None:
+            rank_proc = RankProcess.spawn(start_env)
+        forwarder = StderrForwarder(rank_proc.path("stderr"), STDERR_TAIL)
+        rank_proc.start(fn, args, run_env)
+        last_check = time.time()
+        while not rank_proc.done() and rank_proc.alive():
+            time.sleep(0.02)
+            if time.time() - last_check < BEAT_SECONDS:
+                continue
+            last_check = time.time()
             reason = watch.failed() if watch is not None else None
             if reason is not None:
-                kill_group(proc)
+                rank_proc.kill()
                 return RankOutcome.failure(rank, f"RuntimeError: rank {rank} stopped because a peer failed: {reason}")
-            silent = heartbeat.age(started)
+            silent = rank_proc.heartbeat.age(rank_proc.started)
             if silent > timeout:
-                kill_group(proc)
-                return RankOutcome.failure(rank, f"TimeoutError: the training process of rank {rank} (pid {proc.pid}) "
-                                                 f"gave no sign of life for {silent:.0f}s, more than workerTimeout="
-                                                 f"{timeout:g}s: it was killed (hung, or stopped)")
-        reader.join(timeout=BEAT_SECONDS * 5)
-        if os.path.exists(result):
-            with open(result, "rb") as f:
-                return pickle.load(f)
+                rank_proc.kill()
+                return RankOutcome.failure(rank, f"TimeoutError: the training process of rank {rank} (pid "
+                                                 f"{rank_proc.pid}) gave no sign of life for {silent:.0f}s, more "
+                                                 f"than workerTimeout={timeout:g}s: it was killed (hung, or stopped)")
+        if rank_proc.done():
+            outcome = rank_proc.result()
+            ok = outcome.error is None
+            return outcome
+        code = rank_proc.exit_code()
+        tail = forwarder.close()
+        status = f"exit code {code}" if code is not None else f"pid {rank_proc.pid}, exit code unknown"
         return RankOutcome.failure(rank, f"RuntimeError: the training process of rank {rank} ended without a "
-                                         f"result (exit code {code}); its last stderr lines:\n{''.join(tail)}")
+                                         f"result ({status}); its last stderr lines:\n{tail}")
     finally:
-        if proc is not None:
-            kill_group(proc)
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def kill_group(proc: subprocess.Popen) -> None:
-    """Kills ``proc`` and every process of its group (what it started), and reaps it (bounded)."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.wait(timeout=BEAT_SECONDS * 10)
-    except subprocess.TimeoutExpired:
-        pass
+        if rank_proc is not None:
+            rank_proc.kill()
+            if forwarder is not None:
+                forwarder.close()
+            rank_proc.remove()
+        if warm and ok:  # after a failure, no spare: the CPU goes to the failure's handling
+            try:
+                RankProcess.spawn(start_env, spare=True)
+            except OSError as e:
+                sys.stderr.write(f"deepflash: no warm spare for the next rank: {e}\n")
 
 
 class _RankTask(RankTask):
@@ -194,7 +180,8 @@ class _RankTask(RankTask):
             try:
                 env = {**self.env, **rank_env(workers, slot, task_gpu_addresses()),
                        "DEEPFLASH_WORKER_TIMEOUT": str(self.timeout)}
-                outcome = run_in_process(self.fn, self.args, env, slot.rank, self.timeout, watch)
+                outcome = run_in_process(self.fn, self.args, env, slot.rank, self.timeout, watch,
+                                         warm=warm_enabled(self.env))
             except BaseException as e:  # noqa: BLE001  (reported to the driver)
                 outcome = RankOutcome.failure(slot.rank, e)
             watch.report(outcome.error is None, "" if outcome.error is None else outcome.error.splitlines()[0])
@@ -285,14 +272,12 @@ class MultiWorkerMirroredCommunicator(Communicator):
 
 
 @register("barrier")
-class BarrierBackend(Backend):
+class BarrierBackend(StageBackend):
     """``numProc`` processes as one Spark barrier stage, each a fresh Python on the ``kerasBackend``
     framework, data-parallel with that framework's own collectives: TensorFlow's
     ``MultiWorkerMirroredStrategy``, ``torch.distributed``
     (:class:`~deepflash.backends.torch_collectives.TorchCommunicator`) or ``jax.distributed``
     (:class:`~deepflash.backends.jax_collectives.JaxCommunicator`); no Horovod needed."""
-
-    distributed = True
 
     def communicator(self) -> type[Communicator]:
         if self.keras_backend == "torch":
@@ -305,12 +290,9 @@ class BarrierBackend(Backend):
             return JaxCommunicator
         return MultiWorkerMirroredCommunicator
 
-    def check(self, spark) -> None:
-        check_slots(spark, self._num_proc, "barrier")
-
     def run(self, spark, fn: Callable[..., Any], args: tuple = ()) -> list[Any]:
         from deepflash.networks.keras_backends import child_env
 
         env = {**forwarded_env(("DEEPFLASH_",), RANK_ENV), **child_env(self.keras_backend)}
         task = _RankTask(fn, args, env, self.timeout)
-        return run_stage(spark, task, self._num_proc, FOLLOW_ON, DIED)
+        return run_stage(spark, task, self._num_proc, FOLLOW_ON, DIED, resources=self.training_resources(spark))

@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from deepflash.backends.collective_stats import AllReduceStats
 from deepflash.registry import Registry
 
 BACKENDS: Registry[Backend] = Registry("backend")
@@ -77,6 +78,12 @@ class Communicator:
     def wrap_optimizer(self, optimizer):
         """The optimizer ``fit`` uses: ``optimizer``, or one that combines the processes' gradients."""
         return optimizer
+
+    def allreduce_stats(self) -> AllReduceStats | None:
+        """What this process's gradient all-reduces have cost so far, where the communicator runs
+        them itself; None where there are none (one process) or the framework runs them inside its
+        own step (TensorFlow's strategy, Horovod, JAX), out of reach of a timer."""
+        return None
 
     def callbacks(self) -> list:
         """Keras callbacks that keep the processes in step; they run before every other callback."""

@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from deepflash.backends.base import Backend, Communicator, register
-from deepflash.backends.stage import Placement, RankOutcome, RankTask, check_slots, forwarded_env, run_stage
+from deepflash.backends.base import Communicator, register
+from deepflash.backends.stage import Placement, RankOutcome, RankTask, StageBackend, forwarded_env, run_stage
 from deepflash.requirements import MissingDependencyError
 
 log = logging.getLogger("deepflash")
@@ -181,14 +181,12 @@ class HorovodCommunicator(Communicator):
 
 
 @register("horovod")
-class HorovodBackend(Backend):
-    distributed = True
-
+class HorovodBackend(StageBackend):
     def communicator(self) -> type[Communicator]:
         return HorovodCommunicator
 
     def check(self, spark) -> None:
-        check_slots(spark, self._num_proc, "horovod")
+        super().check(spark)
         try:
             import horovod.tensorflow.keras  # noqa: F401
             from horovod.runner.http.http_server import RendezvousServer  # noqa: F401
@@ -197,4 +195,4 @@ class HorovodBackend(Backend):
 
     def run(self, spark, fn: Callable[..., Any], args: tuple = ()) -> list[Any]:
         task = _RankTask(fn, args, forwarded_env(("DEEPFLASH_", "HOROVOD_"), _HOROVOD_ENV))
-        return run_stage(spark, task, self._num_proc, FOLLOW_ON)
+        return run_stage(spark, task, self._num_proc, FOLLOW_ON, resources=self.training_resources(spark))

@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from deepflash.backends.base import WorkerError
+from deepflash.backends.base import DEFAULT_TIMEOUT, Backend, WorkerError
+from deepflash.spark.resources import TrainingResources, training_resources
 from deepflash.spark.slots import Slots, count_slots
 from deepflash.spark.tasks import run_barrier
 
@@ -57,13 +58,27 @@ def available_slots(spark, num_proc: int = 1) -> Slots:
     return count_slots(spark, at_least=num_proc)
 
 
-def check_slots(spark, num_proc: int, backend: str) -> None:
-    """Raises before any training job when a barrier stage of ``num_proc`` tasks cannot be scheduled at once."""
+def check_slots(spark, num_proc: int, backend: str) -> TrainingResources:
+    """The training stage's resources (:func:`~deepflash.spark.resources.training_resources`);
+    raises before any training job when its ``num_proc`` tasks cannot be scheduled at once."""
     slots = available_slots(spark, num_proc)
+    resources = training_resources(spark, slots, num_proc)
+    slots = resources.slots(slots)
     if num_proc > slots.total and not slots.at_least:
         raise ValueError(
             f"`numProc` == {num_proc}, but the cluster has {slots.describe()}; every process of "
             f"backend={backend!r} needs its own slot, so lower numProc to <= {slots.total} or add executors")
+    return resources
+
+
+_logged_reasons: set[str] = set()
+
+
+def log_resources(resources: TrainingResources) -> None:
+    """Logs how the training stage gets its resources, once per reason in this process."""
+    if resources.reason not in _logged_reasons:
+        _logged_reasons.add(resources.reason)
+        log.info("training tasks: %s", resources.reason)
 
 
 @dataclass(frozen=True)
@@ -188,10 +203,32 @@ def first_failure(outcomes: list[RankOutcome], follow_on: tuple[str, ...] = (),
     return min(failed, key=lambda o: (tier(o), o.failed_at, o.rank))
 
 
+# What Spark says when a cluster manager cannot run a stage with its own ResourceProfile.
+PROFILE_REFUSED = ("ResourceProfile", "stage level scheduling", "Stage level scheduling")
+
+
+def _run_barrier(spark, task: Callable[[int], RankOutcome], n: int, profile) -> list[RankOutcome]:
+    """``run_barrier``; where Spark refuses the stage's ResourceProfile when the job starts (a
+    cluster manager without stage-level scheduling), logs why and runs it without one."""
+    if profile is None:
+        return run_barrier(spark, task, n)
+    try:
+        return run_barrier(spark, task, n, profile)
+    except Exception as e:
+        text = str(e)
+        if not any(m in text for m in PROFILE_REFUSED) or TRACEBACK_HEADER in text:
+            raise
+        log.warning("Spark refused the training stage's own resources (%s); it runs with the application's "
+                    "task resources", text.strip().splitlines()[0][:300])
+        return run_barrier(spark, task, n)
+
+
 def run_stage(spark, task: Callable[[int], RankOutcome], num_proc: int,
-              follow_on: tuple[str, ...] = (), died: tuple[str, ...] = ()) -> list[Any]:
+              follow_on: tuple[str, ...] = (), died: tuple[str, ...] = (),
+              resources: TrainingResources | None = None) -> list[Any]:
     """Runs ``task`` as ``num_proc`` barrier tasks of ``spark`` (a classic or Connect session,
     through :func:`~deepflash.spark.tasks.run_barrier`); returns the ranks' values ordered by rank.
+    ``resources`` (:func:`check_slots`) gives the tasks the training stage's own resources.
 
     Raises:
         ValueError: ``spark`` is None (a barrier stage needs the session of the training data).
@@ -202,8 +239,10 @@ def run_stage(spark, task: Callable[[int], RankOutcome], num_proc: int,
         raise ValueError(f"a barrier stage of {num_proc} training processes needs a SparkSession, got None: "
                          "pass the training DataFrame's session (`spark=dataset.sparkSession`)")
     n = num_proc
+    if resources is not None:
+        log_resources(resources)
     try:
-        outcomes = run_barrier(spark, task, n)
+        outcomes = _run_barrier(spark, task, n, resources.profile if resources is not None else None)
     except Exception as e:  # the task itself failed: a rank's Python worker raised, exited or was killed
         text = str(e).strip()
         cause = worker_exception(text)
@@ -223,3 +262,24 @@ def run_stage(spark, task: Callable[[int], RankOutcome], num_proc: int,
         raise WorkerError(f"training process rank {failure.rank} of {n} failed: {first_line}\n"
                           f"last frames on the worker:\n{tail}")
     return [o.value for o in sorted(outcomes, key=lambda o: o.rank)]
+
+
+class StageBackend(Backend):
+    """A backend whose ranks are the tasks of one barrier stage (``horovod``, ``barrier``): it
+    checks the slots before the fit, and gives the stage its own resources
+    (:mod:`deepflash.spark.resources`)."""
+
+    distributed = True
+
+    def __init__(self, num_proc: int = 1, timeout: float = DEFAULT_TIMEOUT, keras_backend: str | None = None):
+        super().__init__(num_proc, timeout, keras_backend)
+        self._resources: TrainingResources | None = None
+
+    def check(self, spark) -> None:
+        self._resources = check_slots(spark, self._num_proc, self.name)
+
+    def training_resources(self, spark) -> TrainingResources:
+        """The training stage's resources, as :meth:`check` found them (found now if it did not run)."""
+        if self._resources is None:
+            self._resources = check_slots(spark, self._num_proc, self.name)
+        return self._resources

@@ -8,6 +8,9 @@ Horovod's ``DistributedOptimizer`` does. Every rank then applies the same update
 weights (rank 0's, broadcast when training begins), so the ranks stay identical without a DDP
 wrapper or a custom loop. Each rank's batch is ``batchSize`` rows and its loss their mean, so the
 averaged gradient is that of the mean over every rank's batch, as under TensorFlow's strategy.
+The all-reduce comes after the whole backward pass, so communication never overlaps computation;
+each one is timed and its bytes counted (:meth:`TorchCommunicator.allreduce_stats`, the fit's
+``fitInfo.allreduce``).
 
 The ranks meet at rank 0's ``host:port`` (``DEEPFLASH_MASTER``, from the barrier task), and every
 collective is bounded by ``workerTimeout`` (``DEEPFLASH_WORKER_TIMEOUT``); the barrier task's
@@ -16,10 +19,12 @@ watch bounds the rest. Worker-safe.
 from __future__ import annotations
 
 import datetime
+import time
 
 import numpy as np
 
 from deepflash.backends.base import Communicator
+from deepflash.backends.collective_stats import AllReduceMeter, AllReduceStats
 
 
 class TorchCommunicator(Communicator):
@@ -32,6 +37,7 @@ class TorchCommunicator(Communicator):
 
         self.torch, self.dist = torch, dist
         self.read_rank_env()
+        self.meter = AllReduceMeter()
         super().__init__(threads)
         cuda = torch.cuda.is_available()
         self.device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
@@ -56,9 +62,14 @@ class TorchCommunicator(Communicator):
         present = [g for g in grads if g is not None]
         if not present:
             return list(grads)
+        started = time.perf_counter()
         flat = torch.cat([g.reshape(-1) for g in present])
+        copied = time.perf_counter()
         self.dist.all_reduce(flat)
+        reduced = time.perf_counter()
         flat.div_(self.size)
+        self.meter.record(reduced - copied, copied - started + time.perf_counter() - reduced,
+                          flat.numel() * flat.element_size())
         out, at = [], 0
         for g in grads:
             if g is None:
@@ -68,6 +79,10 @@ class TorchCommunicator(Communicator):
             out.append(flat[at:at + n].view_as(g))
             at += n
         return out
+
+    def allreduce_stats(self) -> AllReduceStats:
+        """Every gradient all-reduce of this rank so far (:meth:`average`'s)."""
+        return self.meter.stats()
 
     def callbacks(self) -> list:
         from deepflash.worker.sync import AverageMetrics, BroadcastTorchWeights

@@ -382,7 +382,9 @@ class KerasEstimator(Estimator, KerasParams, MLReadable, MLWritable):
                                         seconds=plan.write_seconds, bytes=plan.bytes),
             read_seconds=read_seconds, fit_seconds=fit_seconds, initial_epoch=chief.initial_epoch,
             seconds=time.time() - started, rows_read_per_rank=[r.train_rows_read for r in results],
-            read_mode=chief.read_mode, keras_backend=chief.keras_backend)
+            read_mode=chief.read_mode, keras_backend=chief.keras_backend,
+            devices_per_rank=[r.devices for r in results if r.devices is not None],
+            epoch_seconds=list(chief.epoch_seconds), allreduce=chief.allreduce)
         return fitted
 
 

@@ -11,6 +11,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from deepflash.backends.collective_stats import AllReduceStats
+from deepflash.worker.devices import RankDevices
+
 
 class _ItemAccess:
     """``obj[name]``: the field ``name`` (KeyError for any other key); ``as_dict()``: every field, nested."""
@@ -60,6 +63,15 @@ class FitInfo(_ItemAccess):
             done): :meth:`~deepflash.KerasEstimator.plan`. 0 for ``fitPlanned`` alone.
         keras_backend: the framework Keras trained on in the training processes (tensorflow,
             torch or jax), as they reported it.
+        devices_per_rank: where each process ran, ordered by rank: its host, the GPU addresses
+            Spark gave its task and the ``CUDA_VISIBLE_DEVICES`` it saw
+            (:class:`~deepflash.worker.devices.RankDevices`).
+        epoch_seconds: rank 0's seconds for each epoch this fit trained, its training steps alone
+            (the epoch-end validation and checkpoint not counted); resumed epochs are not in it.
+        allreduce: rank 0's gradient all-reduces over the fit
+            (:class:`~deepflash.backends.collective_stats.AllReduceStats`: steps, seconds and
+            bytes per step) where the communicator times them (``kerasBackend="torch"`` on
+            ``barrier``); None otherwise.
     """
 
     run_id: str
@@ -72,6 +84,9 @@ class FitInfo(_ItemAccess):
     read_mode: str = "memory"
     plan_seconds: float = 0.0
     keras_backend: str = "tensorflow"
+    devices_per_rank: list[RankDevices] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
+    allreduce: AllReduceStats | None = None
 
     def replace(self, **changes: Any) -> FitInfo:
         """A copy with ``changes`` (field name to value)."""

@@ -7,15 +7,12 @@ Modules:
 """
 from __future__ import annotations
 
-from deepflash.serving.pyfunc import (
-    DESCRIPTION,
-    NETWORK_ARTIFACT,
-    KerasNetworkModel,
-    log_pyfunc,
-    network_input_rows,
-    network_matrix,
-    network_requirements,
-)
+from deepflash import lazy
+
+# The pyfunc names import MLflow: only where they are used (KerasModel.transform needs only scoring).
+__getattr__, __dir__ = lazy.exports(__name__, {name: "deepflash.serving.pyfunc" for name in (
+    "DESCRIPTION", "NETWORK_ARTIFACT", "KerasNetworkModel", "log_pyfunc", "network_input_rows", "network_matrix",
+    "network_requirements")})
 
 __all__ = ["DESCRIPTION", "KerasNetworkModel", "NETWORK_ARTIFACT", "log_pyfunc", "network_input_rows", "network_matrix",
            "network_requirements"]

@@ -47,10 +47,11 @@ class _Item:
         return self.fn(self.items[index])
 
 
-def _collect(spark, fn: Callable[[int], Any], n: int, barrier: bool) -> list[Any]:
+def _collect(spark, fn: Callable[[int], Any], n: int, barrier: bool, profile=None) -> list[Any]:
     import cloudpickle
 
-    frame = spark.range(0, n, 1, numPartitions=n).mapInArrow(_Body(fn), RESULT_SCHEMA, barrier=barrier)
+    frame = spark.range(0, n, 1, numPartitions=n).mapInArrow(_Body(fn), RESULT_SCHEMA, barrier=barrier,
+                                                             profile=profile)
     if barrier:
         # Spark never retries a failed barrier *result* stage; a barrier stage that feeds a shuffle
         # is retried whole (up to spark.stage.maxConsecutiveAttempts) when a task is lost.
@@ -72,7 +73,7 @@ def run_tasks(spark, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any
     return _collect(spark, _Item(fn, items), len(items), barrier=False)
 
 
-def run_barrier(spark, fn: Callable[[int], Any], n: int) -> list[Any]:
+def run_barrier(spark, fn: Callable[[int], Any], n: int, profile=None) -> list[Any]:
     """``fn(index)`` for ``index`` in ``range(n)`` as one barrier stage: all ``n`` tasks start
     together (Spark fails the job when fewer slots are free); results ordered by index.
 
@@ -80,7 +81,10 @@ def run_barrier(spark, fn: Callable[[int], Any], n: int) -> list[Any]:
     again, up to ``spark.stage.maxConsecutiveAttempts`` times (4 by default), every task anew: ``fn``
     must be safe to run again. An exception that ``fn`` raises fails the attempt the same way, so
     ``fn`` should return its own errors as values.
+
+    ``profile`` (a :class:`pyspark.resource.ResourceProfile`) gives the stage's tasks their own
+    resources (:mod:`deepflash.spark.resources`); None: the application's task resources.
     """
     if n < 1:
         raise ValueError(f"a barrier stage of {n} tasks: expected at least 1")
-    return _collect(spark, fn, n, barrier=True)
+    return _collect(spark, fn, n, barrier=True, profile=profile)

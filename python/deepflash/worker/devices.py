@@ -10,8 +10,14 @@ not schedule GPUs) a process falls back to ``local_rank % visible GPUs``.
 from __future__ import annotations
 
 import logging
+import os
+import socket
+from dataclasses import dataclass
 
 log = logging.getLogger("deepflash")
+
+# The GPU addresses of a rank's task, for a rank that runs in its own process (no TaskContext there).
+TASK_GPUS_ENV = "DEEPFLASH_TASK_GPUS"
 
 
 def task_gpu_addresses() -> list[str]:
@@ -25,6 +31,24 @@ def task_gpu_addresses() -> list[str]:
         return []
     info = ctx.resources().get("gpu")
     return list(info.addresses) if info is not None else []
+
+
+@dataclass(frozen=True)
+class RankDevices:
+    """Where one training process ran: its host, the GPU addresses Spark gave its task, and the
+    ``CUDA_VISIBLE_DEVICES`` its process saw (None: unset)."""
+
+    host: str
+    task_gpus: tuple[str, ...]
+    cuda_visible_devices: str | None
+
+
+def rank_devices() -> RankDevices:
+    """This training process's :class:`RankDevices`."""
+    own = os.environ.get(TASK_GPUS_ENV)
+    gpus = tuple(a for a in own.split(",") if a) if own is not None else tuple(task_gpu_addresses())
+    return RankDevices(host=socket.gethostname(), task_gpus=gpus,
+                       cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))
 
 
 def choose_gpus(num_visible: int, task_addresses: list[str], local_rank: int) -> list[int]:

@@ -60,6 +60,7 @@ from deepflash.networks.keras_backends import running_backend
 from deepflash.worker.checkpoint import FILE as CHECKPOINT_FILE
 from deepflash.worker.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from deepflash.worker.checkpoint import Checkpoint
+from deepflash.worker.devices import rank_devices
 from deepflash.worker.inputs import TrainingData
 from deepflash.worker.settings import CRASH_ENV, TrainResult, TrainSettings, make_settings
 
@@ -106,11 +107,15 @@ def train(settings: TrainSettings, callbacks: Sequence[Any] = ()) -> TrainResult
         run = _Run(settings, comm, data, store, checkpoint, list(callbacks))
         fit_started = time.time()
         history = run.fit_cascade(model) if settings.cascade is not None else run.fit_standard(model)
+        allreduce = comm.allreduce_stats()
+        if allreduce is not None and allreduce.steps and comm.rank == 0:
+            log.info("%sall-reduce: %s", settings.log_prefix, allreduce.describe())
         return TrainResult(rank=comm.rank, history=history, initial_epoch=run.initial_epoch,
                            read_seconds=data.read_seconds, fit_seconds=time.time() - fit_started,
                            read_mode=data.read_mode, train_rows_read=data.train_rows_read,
                            weights=model.get_weights() if comm.rank == 0 else None,
-                           keras_backend=running_backend())
+                           keras_backend=running_backend(), devices=rank_devices(),
+                           epoch_seconds=tuple(run.epoch_seconds), allreduce=allreduce)
 
 
 def _read_checkpoint(settings: TrainSettings, store: Store) -> Checkpoint | None:
@@ -164,6 +169,7 @@ class _Run:
         # scaleLearningRate scales α0: every scheduled rate, and so the plateau-reduced ones, scale with it.
         self.base_rate = settings.learning_rate * (comm.size if settings.scale_lr else 1)
         self.initial_epoch, self.history, self.stopped = 0, {}, False
+        self.epoch_seconds: list[float] = []   # the epochs this run trains, every span's
         if checkpoint is not None:
             self.initial_epoch, self.history, self.stopped = checkpoint.epoch, checkpoint.history, checkpoint.stopped
             self._log("%sresuming run %s from its checkpoint after epoch %d%s", settings.log_prefix, settings.run_id,
@@ -260,11 +266,11 @@ class _Run:
         return _Decisions(optimizer, learning_rate, early_stopping)
 
     def callbacks(self, span: _Span, decisions: _Decisions) -> list:
-        """The span's callbacks, in the order they must run: the communicator's, validation, the
-        decisions, the non-finite and deadline checks, the caller's, the stage, the checkpoint,
-        the crash hook, the log line."""
+        """The span's callbacks, in the order they must run: the epoch timer, the communicator's,
+        validation, the decisions, the non-finite and deadline checks, the caller's, the stage,
+        the checkpoint, the crash hook, the log line."""
         from deepflash.worker.callbacks import StopAtDeadline, StopOnNonFiniteLoss
-        from deepflash.worker.progress import CheckpointCallback, EpochLogger, StageLog, crash_hook
+        from deepflash.worker.progress import CheckpointCallback, EpochLogger, EpochTimes, StageLog, crash_hook
         from deepflash.worker.sync import ShardedValidation
 
         settings, comm, data = self.settings, self.comm, self.data
@@ -274,6 +280,8 @@ class _Run:
             callbacks.insert(0, ShardedValidation(data.validation, data.validation_rows, comm.sum,
                                                   steps=data.validation_steps, global_metrics=comm.global_evaluate,
                                                   evaluate=comm.evaluate))
+        # Before everything: an epoch's time is its steps', without the validation and checkpoint.
+        callbacks.insert(0, EpochTimes(self.epoch_seconds))
         callbacks += [cb for cb in (decisions.learning_rate, decisions.early_stopping) if cb is not None]
         # After early stopping (it checks the weights that one restores), before the checkpoint.
         callbacks.append(StopOnNonFiniteLoss(settings.learning_rate))

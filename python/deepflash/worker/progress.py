@@ -1,5 +1,5 @@
-"""The per-epoch callbacks that record a fit: its checkpoint, its stage, its log line, and the
-test-only crash hook.
+"""The per-epoch callbacks that record a fit: its checkpoint, its stage, its epoch times, its log
+line, and the test-only crash hook.
 
 Test-only fault injection
     ``DEEPFLASH_TEST_CRASH="rank=1,epoch=3,marker=/path/to/marker"`` in the environment (the
@@ -65,6 +65,23 @@ class StageLog(tf.keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["stage"] = float(self.stage)
+
+
+class EpochTimes(tf.keras.callbacks.Callback):
+    """Appends each epoch's training seconds to ``seconds``: from the epoch's start to the end of
+    its last step. It must come first in the callback list, so the epoch-end callbacks
+    (validation, checkpoints) are not counted."""
+
+    def __init__(self, seconds: list[float]):
+        super().__init__()
+        self.seconds = seconds
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._started)
 
 
 class EpochLogger(tf.keras.callbacks.Callback):

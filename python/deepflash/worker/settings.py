@@ -12,9 +12,11 @@ import time
 from dataclasses import dataclass
 
 from deepflash.backends.base import Communicator
+from deepflash.backends.collective_stats import AllReduceStats
 from deepflash.data.plan import FitPlan
 from deepflash.networks.cascade_plan import CascadePlan, resolve_cascade
 from deepflash.networks.schedules import LrSchedule, check_schedule
+from deepflash.worker.devices import RankDevices
 
 # Test-only fault injection (see deepflash.worker.progress.crash_hook): "rank=1,epoch=3,marker=/path".
 CRASH_ENV = "DEEPFLASH_TEST_CRASH"
@@ -87,6 +89,9 @@ class TrainResult:
     read_mode: str
     weights: list | None       # rank 0's final weights; None on the other ranks
     keras_backend: str = "tensorflow"   # the framework Keras ran on in this process
+    epoch_seconds: tuple[float, ...] = ()   # each epoch this run trained: its steps' seconds
+    allreduce: AllReduceStats | None = None   # the communicator's gradient all-reduces, where it times them
+    devices: RankDevices | None = None  # the process's host, its task's GPUs, its CUDA_VISIBLE_DEVICES
 
 
 def make_settings(values: dict, plan: FitPlan, model_bytes: bytes, *, run_fingerprint: str, run_id: str,
