@@ -73,6 +73,14 @@ def test_two_processes_reach_095_on_held_out_digits(pipeline, digits):
     assert len(history["loss"]) == 12 and history["loss"][-1] < history["loss"][0]
     rows = model.fitInfo.rows_read_per_rank
     assert len(rows) == 2 and all(r > 0 for r in rows), rows
+    assert len(model.fitInfo.epoch_seconds) == 12 and all(s > 0 for s in model.fitInfo.epoch_seconds)
+    allreduce = model.fitInfo.allreduce
+    if framework == "torch":   # the PyTorch route times its one flat all-reduce per step; JAX's is inside its step
+        assert allreduce.steps > 0 and allreduce.steps % 12 == 0, allreduce
+        assert allreduce.bytes_per_step == 4 * model.getKerasModel().count_params()
+        assert 0 < allreduce.seconds_per_step < 1
+    else:
+        assert allreduce is None
 
 
 def test_a_model_scores_the_same_on_tensorflow_and_on_the_framework_it_trained_on(pipeline, digits, tmp_path):
