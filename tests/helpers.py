@@ -93,3 +93,17 @@ def wait_for_http(url: str, proc, log_path, timeout: float = 120.0) -> float:
             raise AssertionError(f"{url} did not answer within {timeout:.0f}s (server exit code {proc.poll()}): "
                                  f"{open(log_path).read()[-3000:]}")
         time.sleep(0.5)
+
+
+def gone_within(pid: int, seconds: float) -> bool:
+    """Whether process ``pid`` of this host is gone (or a zombie) within ``seconds``."""
+    import time
+
+    from deepflash.processes import pid_alive
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.1)
+    return not pid_alive(pid)

@@ -14,18 +14,9 @@ import time
 import pytest
 
 from deepflash.backends import WorkerError, get_backend
-from deepflash.backends.watch import pid_alive
+from helpers import gone_within
 
 TIMEOUT = 8.0
-
-
-def _gone_within(pid: int, seconds: float) -> bool:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if not pid_alive(pid):
-            return True
-        time.sleep(0.2)
-    return not pid_alive(pid)
 
 
 def _pids(folder, n: int, seconds: float = 60.0) -> dict[int, int]:
@@ -75,7 +66,7 @@ def test_a_rank_that_dies_or_hangs_fails_the_fit_within_the_timeout_and_leaves_n
     # A death is seen within a beat or two; a hang once the timeout has passed.
     assert seconds < (TIMEOUT + 5 if fault == "hang" else 5)
     for rank, pid in pids.items():
-        assert _gone_within(pid, 5), f"rank {rank}'s process {pid} outlived its task"
+        assert gone_within(pid, 5), f"rank {rank}'s process {pid} outlived its task"
 
 
 @pytest.mark.slow
@@ -99,4 +90,4 @@ def test_a_cancelled_job_leaves_no_rank_process(spark, tmp_path):
     thread.join(60)
     assert not thread.is_alive() and errors, "the cancelled fit did not end"
     for rank, pid in pids.items():
-        assert _gone_within(pid, 15), f"rank {rank}'s process {pid} outlived its cancelled task"
+        assert gone_within(pid, 15), f"rank {rank}'s process {pid} outlived its cancelled task"

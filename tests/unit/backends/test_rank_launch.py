@@ -14,17 +14,9 @@ import pytest
 from deepflash.backends.barrier import run_in_process
 from deepflash.backends.rank_launch import RankProcess, split_env, start_key
 from deepflash.processes import pid_alive
+from helpers import gone_within
 
 pytestmark = pytest.mark.slow
-
-
-def _gone_within(pid: int, seconds: float) -> bool:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if not pid_alive(pid):
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def _wait_ready(spare: RankProcess, seconds: float = 60) -> None:
@@ -74,7 +66,7 @@ def test_an_idle_spare_exits_and_removes_its_folder(monkeypatch):
     monkeypatch.setenv("DEEPFLASH_SPARE_IDLE_S", "2")
     spare = RankProcess.spawn({}, spare=True)
     try:
-        assert _gone_within(spare.pid, 90), "an idle spare outlived DEEPFLASH_SPARE_IDLE_S"
+        assert gone_within(spare.pid, 90), "an idle spare outlived DEEPFLASH_SPARE_IDLE_S"
         deadline = time.time() + 5
         while os.path.exists(spare.folder) and time.time() < deadline:
             time.sleep(0.1)
@@ -117,4 +109,4 @@ def test_a_spare_dies_with_the_python_worker_that_started_it():
     time.sleep(1.0)
     worker.kill()
     worker.wait()
-    assert _gone_within(pid, 5), "a spare outlived the Python worker that started it"
+    assert gone_within(pid, 5), "a spare outlived the Python worker that started it"
