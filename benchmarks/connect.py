@@ -55,14 +55,21 @@ def measure_one(kind: str, model_path: str, rows_path: str, master: str, repeats
             "median_seconds": statistics.median(seconds)}
 
 
+def fresh_session_env() -> dict:
+    """This process's environment for a child that starts a Spark session of its own: without
+    spark-submit's variables, which would attach it to this driver's JVM or to its master, and with
+    the repository root on its ``PYTHONPATH``."""
+    env = {k: v for k, v in os.environ.items() if k not in SUBMIT_ENV}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
+    return env
+
+
 def connect_benchmark(model, df, master: str, repeats: int, workdir: str) -> dict:
     """Saves ``model`` and ``df``'s rows under ``workdir``, then measures each kind of session in a child."""
     model_path, rows_path = os.path.join(workdir, "model"), os.path.join(workdir, "rows")
     model.write().overwrite().save(model_path)
     df.write.mode("overwrite").parquet(rows_path)
-    # Not spark-submit's variables: they would attach a child to this driver's JVM, or to its master.
-    env = {k: v for k, v in os.environ.items() if k not in SUBMIT_ENV}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
+    env = fresh_session_env()
     out = {"master": master, "repeats": repeats, "runs": {}}
     for kind in KINDS:
         done = subprocess.run([sys.executable, "-m", "benchmarks.connect", "--kind", kind, "--model", model_path,

@@ -31,6 +31,7 @@ from pyspark.sql import SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 from pyspark.sql import types as T  # noqa: E402
 
+from benchmarks.inference import do_nothing_udf, inference_rows, noop_seconds, predict_seconds  # noqa: E402
 from benchmarks.suite import LAYERS  # noqa: E402
 from deepflash import KerasEstimator, datasets  # noqa: E402
 from deepflash.data.schema import features_as_array  # noqa: E402
@@ -39,10 +40,7 @@ DATA = "/usr/share/datasets/fashion-mnist"
 
 
 def _timed(name: str, make_df, baseline: float | None = None) -> float:
-    make_df().write.format("noop").mode("overwrite").save()
-    started = time.time()
-    make_df().write.format("noop").mode("overwrite").save()
-    seconds = time.time() - started
+    seconds = noop_seconds(make_df)
     ratio = f"  ({seconds / baseline:.2f}x predict)" if baseline else ""
     print(f"{name:55s} {seconds:6.2f} s{ratio}", flush=True)
     return seconds
@@ -92,21 +90,12 @@ def profile_summary(spark, x, y) -> None:
 
 
 def profile_transform(spark, x, y) -> None:
-    xt, yt = datasets.load_idx_numpy(DATA, "test")
-    x_all, y_all = np.concatenate([x, xt]), np.concatenate([y, yt])
+    x_all, y_all = inference_rows(x, y, *datasets.load_idx_numpy(DATA, "test"))
     df = datasets.from_numpy(spark, x_all, y_all, num_partitions=8).cache()
     df.count()
     model = _estimator("/tmp/deepflash-profile-transform").fit(df.limit(5000))
-    net = model.getKerasModel()
-    net.predict(x_all[:1024], verbose=0)
-    started = time.time()
-    net.predict(x_all, batch_size=4096, verbose=0)
-    predict_s = time.time() - started
+    predict_s = predict_seconds(model.getKerasModel(), x_all)
     print(f"model.predict, {len(x_all)} rows: {predict_s:.2f} s")
-
-    def nothing(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
-        for batch in batches:
-            yield pd.Series(np.zeros(len(batch)))
 
     def concatenate(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
         for batch in batches:
@@ -116,8 +105,7 @@ def profile_transform(spark, x, y) -> None:
     features = features_as_array(df, "featuresCol", "features")
     _timed("scan of the cached frame", lambda: df.select("label"), predict_s)
     _timed("vector_to_array (JVM only)", lambda: df.select(F.size(features)), predict_s)
-    _timed("pandas UDF that does nothing", lambda: df.select(F.pandas_udf(nothing, T.DoubleType())(features)),
-           predict_s)
+    _timed("pandas UDF that does nothing", lambda: df.select(do_nothing_udf()(features)), predict_s)
     _timed("pandas UDF that concatenates each batch", lambda: df.select(
         F.pandas_udf(concatenate, T.DoubleType())(features)), predict_s)
     _timed("KerasModel.transform", lambda: model.transform(df), predict_s)

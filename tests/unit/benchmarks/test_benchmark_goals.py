@@ -36,4 +36,5 @@ def test_goals_are_computed_from_the_runs_and_judged_against_their_bounds(tmp_pa
 
 def test_missing_runs_leave_their_goals_out():
     goals = goals_table(_rows()[:2], 10.0, None, None, None)
-    assert [g["goal"] for g in goals] == ["local second fit / plain Keras"]
+    assert [g["goal"] for g in goals] == ["local second fit / plain Keras",
+                                          "local second fit: overhead outside the epochs (s)"]
