@@ -203,13 +203,16 @@ def is_fractional(x: Column) -> Column:
     return F.coalesce(F.when(F.abs(x) < F.lit(2.0 ** 53), x != F.floor(x)), F.lit(False))
 
 
-def array_out_of_float32_range(values: Column) -> Column:
+def array_out_of_float32_range(values: Column, may_hold_null: bool = True) -> Column:
     """True for a null array or one holding a null, NaN, +-inf or |x| beyond float32. Built from
     codegen-able array functions (no lambda): ``array_max`` ranks NaN above every number and
-    skips nulls, which ``array_compact`` counts."""
+    skips nulls, which ``array_compact`` counts. ``may_hold_null=False`` (an array type that
+    cannot hold nulls, such as ``vector_to_array``'s) skips that count, which copies every array
+    and was the pass's most expensive part."""
     largest, smallest = F.array_max(values), F.array_min(values)
-    out = ((largest > F.lit(FLOAT32_MAX)) | (smallest < F.lit(-FLOAT32_MAX))
-           | (F.size(F.array_compact(values)) != F.size(values)))
+    out = (largest > F.lit(FLOAT32_MAX)) | (smallest < F.lit(-FLOAT32_MAX))
+    if may_hold_null:
+        out = out | (F.size(F.array_compact(values)) != F.size(values))
     return values.isNull() | F.coalesce(out, F.size(values) > 0)
 
 
@@ -230,7 +233,8 @@ def summarize(prepared: DataFrame, *, task: str, features_col: str, label_col: s
     """
     feats, label = F.col(FEATURES), F.col(LABEL)
     # No lambda over the elements of every row; the rows flagged (rare) are then told apart.
-    any_bad_feature = array_out_of_float32_range(feats)
+    feature_type = prepared.schema[FEATURES].dataType
+    any_bad_feature = array_out_of_float32_range(feats, may_hold_null=getattr(feature_type, "containsNull", True))
     nan_feature = any_bad_feature & (feats.isNull() | F.exists(feats, lambda x: x.isNull() | F.isnan(x)))
     huge_feature = any_bad_feature & ~nan_feature
     max_abs = (F.col(FEATURES_MAX_ABS) if FEATURES_MAX_ABS in prepared.columns
@@ -238,8 +242,9 @@ def summarize(prepared: DataFrame, *, task: str, features_col: str, label_col: s
     bad_label = label.isNull() | F.isnan(label)
     good_label = ~bad_label
     huge_label = good_label & ~in_float32_range(label)
-    # Without weights the row hash is what it always was, so earlier materializations stay valid.
+    # Without weights the row hash is what it always was.
     hashed = [feats, label, F.col(IS_VALIDATION)] + ([F.col(WEIGHT)] if weight_col else [])
+    row_hash = F.xxhash64(*hashed)
     row = prepared.agg(
         F.count(F.lit(1)).alias("rows"),
         F.sum(F.when(nan_feature, 1).otherwise(0)).alias("bad_features"),
@@ -255,10 +260,12 @@ def summarize(prepared: DataFrame, *, task: str, features_col: str, label_col: s
         F.max(F.when(good_label, label)).alias("max_label"),
         F.min(F.when(good_label, label)).alias("min_label"),
         F.sum(F.when(F.col(IS_VALIDATION), 1).otherwise(0)).alias("val_rows"),
-        # Exact (decimal) sums of two independent 64-bit row hashes: unlike XOR, a row that
-        # appears twice adds twice instead of cancelling out, and the order of rows is irrelevant.
-        F.sum(F.xxhash64(*hashed).cast(_HASH_SUM)).alias("hash_a"),
-        F.sum(F.xxhash64(F.lit(_SECOND_HASH_SALT), *hashed).cast(_HASH_SUM)).alias("hash_b"),
+        # Exact (decimal) sums of two 64-bit hashes of each row: unlike XOR, a row that appears
+        # twice adds twice instead of cancelling out, and the order of rows is irrelevant. The
+        # second hashes the first with a salt (one long, not the row again): two multisets of
+        # rows that differ collide only where both sums agree.
+        F.sum(row_hash.cast(_HASH_SUM)).alias("hash_a"),
+        F.sum(F.xxhash64(F.lit(_SECOND_HASH_SALT), row_hash).cast(_HASH_SUM)).alias("hash_b"),
         *(_weight_aggregates(F.col(WEIGHT)) if weight_col else []),
     ).collect()[0]
 
