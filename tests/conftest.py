@@ -11,6 +11,10 @@ import warnings
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# No warm spares of barrier ranks (deepflash.backends.rank_launch) unless a test asks for them: one
+# test after another trains on other settings, so a spare would mostly import TensorFlow for
+# nothing on the suite's 2 cores. Their own tests turn them on.
+os.environ.setdefault("DEEPFLASH_WARM_RANKS", "0")
 os.environ["PYSPARK_PYTHON"] = sys.executable
 os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
 # MLflow runs of the tests go to a throwaway local store, never to ./mlflow.db.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -94,6 +95,49 @@ def test_every_rank_gets_its_own_process_and_tf_config(spark):
     assert config0["cluster"] == config1["cluster"] and len(config0["cluster"]["worker"]) == 2
     assert [config0["task"]["index"], config1["task"]["index"]] == [0, 1]
     assert size0 == size1 == "2"
+
+
+def _spares() -> dict[int, int]:
+    """The warm spares of this host: the Python worker that started each, to the spare's pid."""
+    import glob
+    import tempfile
+
+    found = {}
+    for key in glob.glob(os.path.join(tempfile.gettempdir(), "deepflash-rank-*", "key")):
+        try:
+            with open(key) as f:
+                pid = json.load(f)["pid"]
+        except (OSError, ValueError):
+            continue
+        found[int(os.path.basename(os.path.dirname(key)).split("-")[2])] = int(pid)
+    return found
+
+
+def test_a_second_fit_runs_its_ranks_in_the_warm_spares_the_first_left(spark, monkeypatch):
+    """Each rank's task leaves a warm spare in its Python worker (TensorFlow imported); the next
+    barrier stage's tasks, in the same two workers, run their ranks in them."""
+    monkeypatch.setenv("DEEPFLASH_WARM_RANKS", "1")  # the suite turns spares off elsewhere
+
+    def where():
+        return os.getpid(), os.getppid(), "tensorflow" in sys.modules
+
+    first = get_backend("barrier", 2).run(spark, where, ())
+    spares = _spares()
+    workers = {ppid for _, ppid, _ in first}
+    assert workers <= set(spares), f"the ranks' workers {workers} left no spares: {spares}"
+    second = get_backend("barrier", 2).run(spark, where, ())
+    try:
+        for pid, ppid, imported in second:
+            if ppid in workers:
+                assert pid == spares[ppid], f"rank process {pid} of worker {ppid} is not its spare {spares[ppid]}"
+                assert imported  # before the rank began
+        assert {ppid for _, ppid, _ in second} & workers, "no rank ran in a worker of the first stage"
+    finally:
+        for pid in _spares().values():
+            try:
+                os.killpg(pid, 9)
+            except OSError:
+                pass
 
 
 @pytest.mark.connect

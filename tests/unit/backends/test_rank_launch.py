@@ -16,7 +16,8 @@ from deepflash.backends.rank_launch import RankProcess, split_env, start_key
 from deepflash.processes import pid_alive
 from helpers import gone_within
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow,
+              pytest.mark.one_profile(profile="modern", reason="process handling, the same on both profiles")]
 
 
 def _wait_ready(spare: RankProcess, seconds: float = 60) -> None:
