@@ -127,11 +127,9 @@ def run_in_process(fn: Callable[..., Any], args: tuple, env: dict[str, str], ran
             outcome = rank_proc.result()
             ok = outcome.error is None
             return outcome
-        code = rank_proc.exit_code()
-        tail = forwarder.close()
-        status = f"exit code {code}" if code is not None else f"pid {rank_proc.pid}, exit code unknown"
         return RankOutcome.failure(rank, f"RuntimeError: the training process of rank {rank} ended without a "
-                                         f"result ({status}); its last stderr lines:\n{tail}")
+                                         f"result (exit code {rank_proc.exit_code()}); its last stderr lines:\n"
+                                         f"{forwarder.close()}")
     finally:
         if rank_proc is not None:
             rank_proc.kill()

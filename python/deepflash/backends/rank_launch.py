@@ -22,14 +22,12 @@ spares off.
 
 Files of one process (a private directory, :func:`~deepflash.backends.watch.payload_dir`):
 ``payload.pkl`` (``(fn, args, env)``, written through a rename), ``result.pkl``,
-``alive`` (the heartbeat), ``stderr`` (the process's stderr, which its task forwards), ``exit``
-(its exit status, written by the Python worker that started it), and for a spare ``key`` (what its
-start environment was) and ``claimed`` (made by whoever takes it: its rank's task, or the spare
-itself as it leaves).
+``alive`` (the heartbeat), ``stderr`` (the process's stderr, which its task forwards), and for a
+spare ``key`` (what its start environment was) and ``claimed`` (made by whoever takes it: its
+rank's task, or the spare itself as it leaves).
 """
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
@@ -38,12 +36,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-from deepflash.backends.watch import BEAT_SECONDS, PAYLOAD_PREFIX, Heartbeat, payload_dir
-from deepflash.processes import pid_alive
+from deepflash.backends.watch import BEAT_SECONDS, Heartbeat, payload_dir
 
 WARM_ENV = "DEEPFLASH_WARM_RANKS"
 SPARE_IDLE_ENV = "DEEPFLASH_SPARE_IDLE_S"
@@ -55,8 +51,6 @@ FRESH_BEAT_S = 2.0
 RUN_TIME_PREFIXES = ("DEEPFLASH_",)
 RUN_TIME_NAMES = ("TF_CONFIG",)
 _POLL_S = 0.05
-# The spares this Python worker started and has not handed out, by pid.
-_spawned: dict[int, subprocess.Popen] = {}
 
 
 def warm_enabled(env: dict[str, str] | None = None) -> bool:
@@ -79,10 +73,11 @@ def start_key(start_env: dict[str, str]) -> str:
 
 
 class RankProcess:
-    """One rank's process: started by this task (:meth:`spawn`) or claimed as a spare (:meth:`claim`)."""
+    """One rank's process, a child of this Python worker: started now (:meth:`spawn`) or a spare
+    started earlier and taken now (:meth:`claim`)."""
 
-    def __init__(self, pid: int, folder: str, proc: subprocess.Popen | None, warm: bool):
-        self.pid, self.folder, self.proc, self.warm = pid, folder, proc, warm
+    def __init__(self, folder: str, proc: subprocess.Popen, key: str = ""):
+        self.folder, self.proc, self.pid, self.key = folder, proc, proc.pid, key
         self.started = time.time()
         self.heartbeat = Heartbeat(self.path("alive"))
 
@@ -92,7 +87,7 @@ class RankProcess:
     @classmethod
     def spawn(cls, start_env: dict[str, str], spare: bool = False) -> RankProcess:
         """Starts a process with ``start_env`` added to this one's environment. A ``spare`` is
-        registered for :meth:`claim` once started."""
+        kept for :meth:`claim` (and its ``key`` file says what it is)."""
         folder = payload_dir()
         env = {**os.environ, **start_env, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
                "DEEPFLASH_PARENT_PID": str(os.getpid()), "DEEPFLASH_HEARTBEAT": os.path.join(folder, "alive"),
@@ -101,43 +96,37 @@ class RankProcess:
             proc = subprocess.Popen([sys.executable, "-m", "deepflash.backends.rank_process", folder], env=env,
                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                                     start_new_session=True)
-        threading.Thread(target=_reap, args=(proc, folder), name="deepflash-rank-reaper", daemon=True).start()
+        started = cls(folder, proc, start_key(start_env) if spare else "")
         if spare:
-            _spawned[proc.pid] = proc
-            _write(os.path.join(folder, "key"), json.dumps({"key": start_key(start_env), "pid": proc.pid}).encode())
-        return cls(proc.pid, folder, proc, warm=False)
+            _forget_ended_spares()
+            _spares.append(started)
+            write_file(started.path("key"), json.dumps({"key": started.key, "pid": proc.pid}).encode())
+        return started
 
     @classmethod
-    def claim(cls, start_env: dict[str, str], root: str | None = None) -> RankProcess | None:
+    def claim(cls, start_env: dict[str, str]) -> RankProcess | None:
         """A live spare that this Python worker started, whose start matches ``start_env``, now
         taken; None if there is none."""
+        _forget_ended_spares()
         key = start_key(start_env)
-        own = os.path.join(root or tempfile.gettempdir(), f"{PAYLOAD_PREFIX}{os.getpid()}-*")
-        for folder in sorted(glob.glob(own)):
-            try:
-                with open(os.path.join(folder, "key")) as f:
-                    spare = json.load(f)
-            except (OSError, ValueError):
-                continue
-            if spare.get("key") != key or os.path.exists(os.path.join(folder, "exit")):
-                continue
-            beat = os.path.join(folder, "alive")
+        for spare in list(_spares):
+            beat = spare.path("alive")
             # A spare that has not beaten yet is starting; one whose beats stopped is stopped or leaving.
-            if not pid_alive(int(spare["pid"])) or (os.path.exists(beat) and Heartbeat(beat).age(0) > FRESH_BEAT_S):
+            if spare.key != key or (os.path.exists(beat) and spare.heartbeat.age(0) > FRESH_BEAT_S):
                 continue
-            try:
-                fd = os.open(os.path.join(folder, "claimed"), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            _spares.remove(spare)
+            try:  # the spare itself makes this file when it leaves, idle: then it is not to be had
+                os.close(os.open(spare.path("claimed"), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
             except OSError:
-                continue  # another task took it first
-            os.close(fd)
-            return cls(int(spare["pid"]), folder, _spawned.pop(int(spare["pid"]), None), warm=True)
+                continue
+            return spare
         return None
 
     def start(self, fn, args: tuple, run_env: dict[str, str]) -> None:
-        """Hands the process its rank: ``fn(*args)`` with ``run_env`` added, watched by this process."""
+        """Hands the process its rank: ``fn(*args)`` with ``run_env`` added."""
         from pyspark import cloudpickle
 
-        _write(self.path("payload.pkl"), cloudpickle.dumps((fn, args, run_env)))
+        write_file(self.path("payload.pkl"), cloudpickle.dumps((fn, args, run_env)))
         self.started = time.time()
 
     def done(self) -> bool:
@@ -145,57 +134,47 @@ class RankProcess:
         return os.path.exists(self.path("result.pkl"))
 
     def alive(self) -> bool:
-        if self.proc is not None:
-            return self.proc.poll() is None
-        return pid_alive(self.pid) and not os.path.exists(self.path("exit"))
+        return self.proc.poll() is None
 
     def exit_code(self) -> int | None:
-        """The exit status, where the process has ended and it is known (None otherwise)."""
-        if self.proc is not None:
-            return self.proc.poll()
-        deadline = time.time() + BEAT_SECONDS
-        while time.time() < deadline:  # its starter writes it as it reaps the process
-            try:
-                with open(self.path("exit")) as f:
-                    return int(f.read())
-            except (OSError, ValueError):
-                time.sleep(_POLL_S)
-        return None
+        """The exit status; None while the process runs."""
+        return self.proc.poll()
 
     def result(self):
         with open(self.path("result.pkl"), "rb") as f:
             return pickle.load(f)
 
     def kill(self) -> None:
-        """Kills the process and its group (what it started); reaps it where this task started it."""
+        """Kills the process and its group (what it started), and reaps it (bounded)."""
         try:
             os.killpg(self.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        if self.proc is not None:
-            try:
-                self.proc.wait(timeout=BEAT_SECONDS * 10)
-            except subprocess.TimeoutExpired:
-                pass
+        try:
+            self.proc.wait(timeout=BEAT_SECONDS * 10)
+        except subprocess.TimeoutExpired:
+            pass
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _write(path: str, data: bytes) -> None:
+# The spares this Python worker started and has not handed out.
+_spares: list[RankProcess] = []
+
+
+def _forget_ended_spares() -> None:
+    """Drops (and reaps) the spares that have exited: idle too long, or killed."""
+    _spares[:] = [spare for spare in _spares if spare.alive()]
+
+
+def write_file(path: str, data: bytes) -> None:
+    """Writes ``data`` to the local file ``path`` through a temporary name and a rename, so that a
+    reader never sees it half-written."""
     partial = path + ".partial"
     with open(partial, "wb") as f:
         f.write(data)
     os.replace(partial, path)
-
-
-def _reap(proc: subprocess.Popen, folder: str) -> None:
-    """Waits for a process this worker started and records its exit status for whoever holds it."""
-    code = proc.wait()
-    try:
-        _write(os.path.join(folder, "exit"), str(code).encode())
-    except OSError:
-        pass  # its folder is gone: its holder removed it
 
 
 class StderrForwarder:

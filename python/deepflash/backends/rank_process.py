@@ -73,11 +73,9 @@ def main(folder: str) -> int:
         outcome = RankOutcome(rank=rank, value=fn(*args))
     except BaseException as e:  # noqa: BLE001  (reported to the driver)
         outcome = RankOutcome.failure(rank, e)
-    result = os.path.join(folder, "result.pkl")
-    partial = result + ".partial"
-    with open(partial, "wb") as f:
-        pickle.dump(outcome, f)
-    os.replace(partial, result)
+    from deepflash.backends.rank_launch import write_file
+
+    write_file(os.path.join(folder, "result.pkl"), pickle.dumps(outcome))
     sys.stderr.flush()
     # TensorFlow's collective threads can keep a finished process alive; the result is written.
     os._exit(0)
