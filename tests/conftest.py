@@ -118,6 +118,15 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
+def _no_shard_kept():
+    """Every test reads its shards itself: a reader test's counts do not depend on an earlier test
+    that read the same files (the shard cache's own tests fill it)."""
+    from deepflash.data.readers.cache import SHARDS
+
+    SHARDS.clear()
+
+
+@pytest.fixture(autouse=True)
 def _deepflash_logger_kept():
     """A job run in-process (``jobs.main``) sets the ``deepflash`` logger up for a console: its own
     handler, no propagation, so later tests' ``caplog`` would see nothing. Put that back."""

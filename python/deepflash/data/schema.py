@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import asdict, dataclass
 
 from pyspark.ml.functions import vector_to_array
@@ -16,6 +17,10 @@ from pyspark.ml.linalg import VectorUDT
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, BooleanType, NumericType
+
+from deepflash.data.content import SummaryMemo
+
+log = logging.getLogger("deepflash")
 
 FEATURES = "features"
 LABEL = "label"
@@ -32,6 +37,8 @@ FLOAT32_MAX = 3.4028234663852886e38
 # Column metadata: {"deepflash": {"window_shape": [lookBack, k]}} on a LookBackWindow's output.
 METADATA_KEY = "deepflash"
 WINDOW_SHAPE_KEY = "window_shape"
+# What earlier validation passes found about data that cannot have changed since.
+_SUMMARIES = SummaryMemo()
 
 
 @dataclass(frozen=True)
@@ -222,8 +229,14 @@ def _out_of_range_message(param: str, name: str, rows: int, largest: float) -> s
 
 
 def summarize(prepared: DataFrame, *, task: str, features_col: str, label_col: str,
-              key_extra: dict, weight_col: str | None = None, max_class_id: int | None = None) -> DataSummary:
+              key_extra: dict, weight_col: str | None = None, max_class_id: int | None = None,
+              source: DataFrame | None = None) -> DataSummary:
     """Runs the single validation pass; raises ValueError naming the column on bad data.
+
+    ``source``: the DataFrame ``prepared`` was made from, by :func:`prepare` with the split and seed
+    that ``key_extra`` names. Where its rows cannot have changed since an earlier pass with the same
+    arguments (:mod:`deepflash.data.content`: in-memory data under a deterministic plan), that
+    pass's summary is returned without a job: it checked these very rows.
 
     Refused: nulls and NaN; inf, -inf and values beyond float32 in the features, the labels and
     the weights (they are materialized as float32); for classification, fractional or negative
@@ -231,6 +244,23 @@ def summarize(prepared: DataFrame, *, task: str, features_col: str, label_col: s
     no bound). With ``weight_col`` the prepared data has a WEIGHT column (:func:`prepare`): the
     same pass checks it and the fingerprint covers it.
     """
+    memo_key = json.dumps({"task": task, "features": features_col, "label": label_col, "weight": weight_col,
+                           "max_class_id": max_class_id, **key_extra}, sort_keys=True, default=str)
+    if source is not None:
+        found = _SUMMARIES.get(source, memo_key)
+        if found is not None:
+            log.info("validation pass skipped: the rows are the in-memory data an earlier fit validated "
+                     "(fingerprint %s)", found.fingerprint)
+            return found
+    summary = _validation_pass(prepared, task=task, features_col=features_col, label_col=label_col,
+                               key_extra=key_extra, weight_col=weight_col, max_class_id=max_class_id)
+    if source is not None:
+        _SUMMARIES.put(source, memo_key, summary)
+    return summary
+
+
+def _validation_pass(prepared: DataFrame, *, task: str, features_col: str, label_col: str,
+                     key_extra: dict, weight_col: str | None, max_class_id: int | None) -> DataSummary:
     feats, label = F.col(FEATURES), F.col(LABEL)
     # No lambda over the elements of every row; the rows flagged (rare) are then told apart.
     feature_type = prepared.schema[FEATURES].dataType

@@ -293,7 +293,8 @@ class KerasEstimator(Estimator, KerasParams, MLReadable, MLWritable):
         summary = summarize(prepared, task=self.getTask(), features_col=self.getFeaturesCol(),
                             label_col=self.getLabelCol(), weight_col=weight_col, max_class_id=self.getMaxClassId(),
                             key_extra={"task": self.getTask(), "split": self.getValidationSplit(),
-                                       "seed": seed, "validationCol": validation_col})
+                                       "seed": seed, "validationCol": validation_col},
+                            source=dataset)
         resolve_loss(self.getLoss(), summary.output_kind)
         train_rows = summary.rows - summary.val_rows
         if train_rows < num_proc:

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deepflash.data.readers.pieces import list_pieces, shard_pieces
+from deepflash.data.readers.cache import SHARDS
+from deepflash.data.readers.pieces import Piece, list_pieces, shard_pieces
+from deepflash.io import fs
 from deepflash.registry import Registry
 
 log = logging.getLogger("deepflash")
@@ -36,6 +38,14 @@ class Shard:
     features: np.ndarray   # (rows, input_dim) float32
     labels: np.ndarray     # (rows,) float32
     weights: np.ndarray | None = None   # (rows,) float32 when the data has a weight column, else None
+
+
+def _file_stamps(url: str, pieces: list[Piece]) -> tuple:
+    """(path, size, modification time) of each file the pieces are in: a file written again
+    after a shard was cached does not match it."""
+    filesystem, _ = fs.resolve(url)
+    paths = sorted({p.path for p in pieces})
+    return tuple((i.path, i.size, i.mtime_ns) for i in filesystem.get_file_info(paths))
 
 
 class ShortReadError(RuntimeError):
@@ -75,7 +85,17 @@ class Reader(abc.ABC):
         than that many is retried once, and :class:`ShortReadError`, naming the files and both
         counts, is raised when the retry is wrong too.
         """
-        expected = self.expected_rows(url, shard, num_shards)
+        pieces = shard_pieces(list_pieces(url), shard, num_shards)
+        expected = sum(p.rows for p in pieces)
+        key = (type(self).__name__, url, shard, num_shards, tuple(pieces), _file_stamps(url, pieces))
+        cached = SHARDS.get(key)
+        if cached is not None:
+            return cached
+        loaded = self._load_verified(url, shard, num_shards, expected)
+        SHARDS.put(key, loaded)
+        return loaded
+
+    def _load_verified(self, url: str, shard: int, num_shards: int, expected: int) -> Shard:
         loaded = self._load_once(url, shard, num_shards)
         if len(loaded.labels) == expected:
             return loaded
