@@ -100,3 +100,17 @@ def test_an_entry_goes_with_its_dataframe(spark):
 
     gc.collect()
     assert memo.get(twin, "k") is None
+
+
+def test_a_second_plan_of_a_cached_frame_runs_no_validation_job(spark, tmp_path, caplog):
+    from deepflash import KerasEstimator
+
+    df = _frame(spark, rows=60).cache()
+    est = KerasEstimator(layers=[{"type": "dense", "units": 4}], epochs=1, storePath=str(tmp_path / "store"))
+    first, first_jobs = _jobs(spark, lambda: est.plan(df))
+    with caplog.at_level("INFO", logger="deepflash"):
+        second, jobs = _jobs(spark, lambda: est.plan(df))
+    assert second.reused and second.data_fingerprint == first.data_fingerprint
+    assert "validation pass skipped" in caplog.text
+    assert jobs < first_jobs - 1, (first_jobs, jobs)  # neither the pass nor the write ran
+    df.unpersist()
