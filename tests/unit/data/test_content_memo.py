@@ -106,7 +106,8 @@ def test_a_second_plan_of_a_cached_frame_runs_no_validation_job(spark, tmp_path,
     from deepflash import KerasEstimator
 
     df = _frame(spark, rows=60).cache()
-    est = KerasEstimator(layers=[{"type": "dense", "units": 4}], epochs=1, storePath=str(tmp_path / "store"))
+    est = KerasEstimator(layers=[{"type": "dense", "units": 4}], epochs=1, backend="local",
+                         storePath=str(tmp_path / "store"))
     first, first_jobs = _jobs(spark, lambda: est.plan(df))
     with caplog.at_level("INFO", logger="deepflash"):
         second, jobs = _jobs(spark, lambda: est.plan(df))
