@@ -21,7 +21,7 @@ A spare is bounded like a rank, and is the child of the Python worker that will 
 spares off.
 
 Files of one process (a private directory, :func:`~deepflash.backends.watch.payload_dir`):
-``payload.pkl`` (``(fn, args, env)``, written through a rename), ``result.pkl``,
+``payload.pkl`` (``(fn, args, env)``) and ``result.pkl`` (both written by :func:`deepflash.io.fs.write_bytes`),
 ``alive`` (the heartbeat), ``stderr`` (the process's stderr, which its task forwards), and for a
 spare ``key`` (what its start environment was) and ``claimed`` (made by whoever takes it: its
 rank's task, or the spare itself as it leaves).
@@ -40,6 +40,7 @@ import threading
 import time
 
 from deepflash.backends.watch import BEAT_SECONDS, Heartbeat, payload_dir
+from deepflash.io import fs
 
 WARM_ENV = "DEEPFLASH_WARM_RANKS"
 SPARE_IDLE_ENV = "DEEPFLASH_SPARE_IDLE_S"
@@ -100,7 +101,7 @@ class RankProcess:
         if spare:
             _forget_ended_spares()
             _spares.append(started)
-            write_file(started.path("key"), json.dumps({"key": started.key, "pid": proc.pid}).encode())
+            fs.write_bytes(started.path("key"), json.dumps({"key": started.key, "pid": proc.pid}).encode())
         return started
 
     @classmethod
@@ -126,7 +127,7 @@ class RankProcess:
         """Hands the process its rank: ``fn(*args)`` with ``run_env`` added."""
         from pyspark import cloudpickle
 
-        write_file(self.path("payload.pkl"), cloudpickle.dumps((fn, args, run_env)))
+        fs.write_bytes(self.path("payload.pkl"), cloudpickle.dumps((fn, args, run_env)))
         self.started = time.time()
 
     def done(self) -> bool:
@@ -166,15 +167,6 @@ _spares: list[RankProcess] = []
 def _forget_ended_spares() -> None:
     """Drops (and reaps) the spares that have exited: idle too long, or killed."""
     _spares[:] = [spare for spare in _spares if spare.alive()]
-
-
-def write_file(path: str, data: bytes) -> None:
-    """Writes ``data`` to the local file ``path`` through a temporary name and a rename, so that a
-    reader never sees it half-written."""
-    partial = path + ".partial"
-    with open(partial, "wb") as f:
-        f.write(data)
-    os.replace(partial, path)
 
 
 class StderrForwarder:

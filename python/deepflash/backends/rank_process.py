@@ -73,9 +73,9 @@ def main(folder: str) -> int:
         outcome = RankOutcome(rank=rank, value=fn(*args))
     except BaseException as e:  # noqa: BLE001  (reported to the driver)
         outcome = RankOutcome.failure(rank, e)
-    from deepflash.backends.rank_launch import write_file
+    from deepflash.io import fs
 
-    write_file(os.path.join(folder, "result.pkl"), pickle.dumps(outcome))
+    fs.write_bytes(os.path.join(folder, "result.pkl"), pickle.dumps(outcome))
     sys.stderr.flush()
     # TensorFlow's collective threads can keep a finished process alive; the result is written.
     os._exit(0)

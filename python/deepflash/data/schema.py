@@ -254,7 +254,7 @@ def summarize(prepared: DataFrame, *, task: str, features_col: str, label_col: s
             return found
     summary = _validation_pass(prepared, task=task, features_col=features_col, label_col=label_col,
                                key_extra=key_extra, weight_col=weight_col, max_class_id=max_class_id)
-    if source is not None:
+    if source is not None:  # its identity is taken again: the pass loads a cache that was not loaded before
         _SUMMARIES.put(source, memo_key, summary)
     return summary
 

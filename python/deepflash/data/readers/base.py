@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deepflash.data.readers.cache import SHARDS
+from deepflash.data.readers.cache import SHARDS, capacity_bytes
 from deepflash.data.readers.pieces import Piece, list_pieces, shard_pieces
 from deepflash.io import fs
 from deepflash.registry import Registry
@@ -87,12 +87,15 @@ class Reader(abc.ABC):
         """
         pieces = shard_pieces(list_pieces(url), shard, num_shards)
         expected = sum(p.rows for p in pieces)
+        limit = capacity_bytes()
+        if not limit:  # the cache is off: no file stamps to take
+            return self._load_verified(url, shard, num_shards, expected)
         key = (type(self).__name__, url, shard, num_shards, tuple(pieces), _file_stamps(url, pieces))
         cached = SHARDS.get(key)
         if cached is not None:
             return cached
         loaded = self._load_verified(url, shard, num_shards, expected)
-        SHARDS.put(key, loaded)
+        SHARDS.put(key, loaded, limit)
         return loaded
 
     def _load_verified(self, url: str, shard: int, num_shards: int, expected: int) -> Shard:

@@ -45,20 +45,20 @@ class ShardCache:
     """Shards by key (the reader, the dataset, the shard and its files' stamps), bounded in bytes."""
 
     def __init__(self) -> None:
-        self._entries: OrderedDict[tuple, object] = OrderedDict()
-        self._sizes: dict[tuple, int] = {}
+        self._entries: OrderedDict[tuple, tuple[object, int]] = OrderedDict()  # key -> (shard, bytes)
         self._lock = threading.Lock()
 
     def get(self, key: tuple):
         with self._lock:
-            shard = self._entries.get(key)
-            if shard is not None:
-                self._entries.move_to_end(key)
-            return shard
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            self._entries.move_to_end(key)
+            return entry[0]
 
-    def put(self, key: tuple, shard) -> None:
-        """Keeps ``shard`` (its arrays made read-only) if it fits in the bound."""
-        limit = capacity_bytes()
+    def put(self, key: tuple, shard, limit: int) -> None:
+        """Keeps ``shard`` (its arrays made read-only) if it fits in ``limit`` bytes, dropping the
+        least recently used shards until all fit."""
         arrays = [a for a in (shard.features, shard.labels, shard.weights) if a is not None]
         nbytes = sum(a.nbytes for a in arrays)
         if nbytes > limit:
@@ -66,17 +66,14 @@ class ShardCache:
         for a in arrays:
             a.flags.writeable = False  # a reader of the cached arrays must not change them
         with self._lock:
-            self._entries[key] = shard
-            self._sizes[key] = nbytes
+            self._entries[key] = (shard, nbytes)
             self._entries.move_to_end(key)
-            while sum(self._sizes.values()) > limit:
-                oldest, _ = self._entries.popitem(last=False)
-                del self._sizes[oldest]
+            while sum(size for _, size in self._entries.values()) > limit:
+                self._entries.popitem(last=False)
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
-            self._sizes.clear()
 
     def __len__(self) -> int:
         return len(self._entries)
